@@ -1,0 +1,222 @@
+"""SQLite sidecar for index-only engines (FAISS): ids, text, metadata and vectors, plus filter -> SQL.
+
+SQLite is the source of truth: every write is one transaction, so the index file can always be rebuilt
+from it after a crash. Filters compile to parameterised SQL over ``json_type``/``json_extract``; field
+names are validated identifiers and still travel as bound JSON-path parameters, never pasted into SQL.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragstore.filters import And, Cmp, Node, Not, Or, kind
+from ragstore.types import Document, Metadata
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS docs (
+    iid INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    text TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    vector BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+_CHUNK = 500  # ids per IN (...) list, well under SQLite's bound-variable limit
+
+
+def _type_test(value: Any) -> tuple[str, list[Any]]:
+    k = kind(value)
+    if k == "bool":
+        return "json_type(metadata, ?) = ?", ["true" if value else "false"]
+    if k == "number":
+        return "json_type(metadata, ?) IN ('integer', 'real')", []
+    return "json_type(metadata, ?) = 'text'", []
+
+
+def compile_filter(node: Node | None) -> tuple[str, list[Any]]:
+    """Return a WHERE clause and its parameters; every atom is two-valued (never NULL)."""
+    if node is None:
+        return "1", []
+    if isinstance(node, And | Or):
+        parts = [compile_filter(c) for c in node.children]
+        joiner = " AND " if isinstance(node, And) else " OR "
+        return "(" + joiner.join(p for p, _ in parts) + ")", [x for _, ps in parts for x in ps]
+    if isinstance(node, Not):
+        sql, params = compile_filter(node.child)
+        return f"(NOT {sql})", params
+    return _compile_cmp(node)
+
+
+def _compile_cmp(node: Cmp) -> tuple[str, list[Any]]:
+    path = f'$."{node.field}"'
+    op = node.op
+    if op in ("$eq", "$ne"):
+        type_sql, type_params = _type_test(node.value)
+        if kind(node.value) == "bool":
+            sql, params = f"IFNULL({type_sql}, 0)", [path, *type_params]
+        else:
+            sql = f"IFNULL({type_sql} AND json_extract(metadata, ?) = ?, 0)"
+            params = [path, *type_params, path, node.value]
+        return (sql if op == "$eq" else f"(NOT {sql})"), params
+    if op in ("$in", "$nin"):
+        assert isinstance(node.value, tuple)
+        values = node.value
+        marks = ", ".join("?" for _ in values)
+        if kind(values[0]) == "bool":
+            sql = f"IFNULL(json_type(metadata, ?) IN ({marks}), 0)"
+            params = [path, *("true" if v else "false" for v in values)]
+        else:
+            type_sql, type_params = _type_test(values[0])
+            sql = f"IFNULL({type_sql} AND json_extract(metadata, ?) IN ({marks}), 0)"
+            params = [path, *type_params, path, *values]
+        return (sql if op == "$in" else f"(NOT {sql})"), params
+    symbol = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}[op]
+    sql = f"IFNULL(json_type(metadata, ?) IN ('integer', 'real') AND json_extract(metadata, ?) {symbol} ?, 0)"
+    return sql, [path, path, node.value]
+
+
+class SqliteDocs:
+    """Documents keyed by a stable integer ``iid`` (never reused), which the vector index stores."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.conn = sqlite3.connect(str(path) if path else ":memory:", isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.executescript(_SCHEMA)
+
+    # info key/values: dim, metric, generation counters
+    def get_info(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM info WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_info(self, key: str, value: object) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO info(key, value) VALUES (?, ?)", (key, str(value)))
+
+    def bump_generation(self) -> int:
+        gen = int(self.get_info("generation") or 0) + 1
+        self.set_info("generation", gen)
+        return gen
+
+    def upsert(
+        self, ids: list[str], vectors: np.ndarray, texts: list[str], metas: list[Metadata]
+    ) -> tuple[list[int], list[int]]:
+        """Write rows in one transaction; returns (iids of replaced rows, iids of the new rows)."""
+        with self.transaction():
+            replaced = [iid for iid, _ in self.iids_for(ids)]
+            self._delete_iids(replaced)
+            new: list[int] = []
+            for i, vec, text, meta in zip(ids, vectors, texts, metas, strict=True):
+                cur = self.conn.execute(
+                    "INSERT INTO docs(id, text, metadata, vector) VALUES (?, ?, ?, ?)",
+                    (i, text, json.dumps(meta, ensure_ascii=False), vec.astype(np.float32).tobytes()),
+                )
+                assert cur.lastrowid is not None
+                new.append(int(cur.lastrowid))
+            self.bump_generation()
+        return replaced, new
+
+    def transaction(self) -> _Tx:
+        return _Tx(self.conn)
+
+    def _chunks(self, items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+        for start in range(0, len(items), _CHUNK):
+            yield items[start : start + _CHUNK]
+
+    def iids_for(self, ids: Sequence[str]) -> list[tuple[int, str]]:
+        out: list[tuple[int, str]] = []
+        for chunk in self._chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            out += self.conn.execute(f"SELECT iid, id FROM docs WHERE id IN ({marks})", list(chunk)).fetchall()  # noqa: S608
+        return out
+
+    def _delete_iids(self, iids: Sequence[int]) -> None:
+        for chunk in self._chunks(iids):
+            marks = ",".join("?" * len(chunk))
+            self.conn.execute(f"DELETE FROM docs WHERE iid IN ({marks})", list(chunk))  # noqa: S608
+
+    def delete_iids(self, iids: Sequence[int]) -> None:
+        with self.transaction():
+            self._delete_iids(iids)
+            self.bump_generation()
+
+    def where_iids(self, node: Node | None) -> list[int]:
+        sql, params = compile_filter(node)
+        return [r[0] for r in self.conn.execute(f"SELECT iid FROM docs WHERE {sql} ORDER BY iid", params)]  # noqa: S608
+
+    def count(self, node: Node | None) -> int:
+        sql, params = compile_filter(node)
+        return int(self.conn.execute(f"SELECT COUNT(*) FROM docs WHERE {sql}", params).fetchone()[0])  # noqa: S608
+
+    def rows_by_iid(self, iids: Sequence[int]) -> dict[int, tuple[str, str, Metadata]]:
+        out: dict[int, tuple[str, str, Metadata]] = {}
+        for chunk in self._chunks(iids):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT iid, id, text, metadata FROM docs WHERE iid IN ({marks})"  # noqa: S608
+            for iid, doc_id, text, meta in self.conn.execute(sql, list(chunk)):
+                out[iid] = (doc_id, text, json.loads(meta))
+        return out
+
+    def documents(self, ids: Sequence[str]) -> list[Document]:
+        docs: list[Document] = []
+        for chunk in self._chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT id, text, metadata, vector FROM docs WHERE id IN ({marks})"  # noqa: S608
+            docs += [_doc(r) for r in self.conn.execute(sql, list(chunk))]
+        return docs
+
+    def documents_where(self, node: Node | None, limit: int | None) -> list[Document]:
+        sql, params = compile_filter(node)
+        query = f"SELECT id, text, metadata, vector FROM docs WHERE {sql} ORDER BY iid"  # noqa: S608
+        if limit is not None:
+            query += " LIMIT ?"
+            params = [*params, limit]
+        return [_doc(r) for r in self.conn.execute(query, params)]
+
+    def all_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(iids, vectors) of every row, for rebuilding the index."""
+        rows = self.conn.execute("SELECT iid, vector FROM docs ORDER BY iid").fetchall()
+        iids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+        return iids, vecs
+
+    def clear(self) -> None:
+        with self.transaction():
+            self.conn.execute("DELETE FROM docs")
+            self.bump_generation()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _Tx:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (autocommit connection)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.depth = 0
+
+    def __enter__(self) -> _Tx:
+        if not self.conn.in_transaction:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.depth = 1
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if not self.depth:
+            return
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")
+
+
+def _doc(row: tuple[str, str, str, bytes]) -> Document:
+    doc_id, text, meta, vec = row
+    return Document(id=doc_id, text=text, metadata=json.loads(meta), vector=np.frombuffer(vec, dtype=np.float32))

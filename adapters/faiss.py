@@ -1,0 +1,273 @@
+"""FAISS: the embedded default. Exact (flat) or HNSW index over a SQLite sidecar.
+
+Durability: SQLite holds ids, text, metadata *and* vectors, one transaction per write, and is the source
+of truth. The FAISS index is written on ``flush``/``close`` to a temporary file and atomically renamed; it
+records which SQLite generation it reflects. On open, an index from another generation (a crash between
+writes, a killed process) is rebuilt from SQLite, so the last committed state is never lost.
+
+Filters are exact: the matching ids come from SQLite and the index searches only those (an id selector on
+flat indexes; exact re-scoring of the filtered set on HNSW when it is small enough), never top-k then drop.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from ragstore._optional import require
+from ragstore.errors import BackendUnavailableError, DimensionMismatchError, UnsupportedFeatureError
+from ragstore.filters import Node
+from ragstore.store import Capabilities, StoreOptions, VectorStore
+from ragstore.types import Document, Hit, Metadata, Metric
+
+from ._sqlite import SqliteDocs
+
+INDEX_FILE = "index.faiss"
+DB_FILE = "docs.sqlite"
+
+
+class FaissOptions(StoreOptions):
+    path: str | None = Field(default=None, description="folder for the index and SQLite sidecar; None = RAM")
+    index: Literal["flat", "hnsw"] = "flat"
+    hnsw_m: int = Field(default=32, gt=1)
+    ef_construction: int = Field(default=200, gt=0)
+    ef_search: int = Field(default=128, gt=0)
+    exact_filter_limit: int = Field(
+        default=20_000, ge=0, description="HNSW: filtered sets up to this size are re-scored exactly"
+    )
+    threads: int | None = Field(default=None, gt=0, description="OpenMP threads for bulk add; search uses 1")
+
+
+def _faiss() -> Any:
+    return require("faiss", "faiss", "FAISS (faiss-cpu)")
+
+
+class FaissStore(VectorStore):
+    name = "faiss"
+    Options = FaissOptions
+
+    def __init__(
+        self,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        index: Literal["flat", "hnsw"] = "flat",
+        hnsw_m: int = 32,
+        ef_construction: int = 200,
+        ef_search: int = 128,
+        exact_filter_limit: int = 20_000,
+        threads: int | None = None,
+        metric: Metric = "cosine",
+        dim: int | None = None,
+        batch_size: int = 512,
+    ) -> None:
+        super().__init__(metric=metric, dim=dim, batch_size=batch_size)
+        self.faiss = _faiss()
+        self.path = Path(path) if path is not None else None
+        self.index_type = index
+        self.hnsw_m, self.ef_construction, self.ef_search = hnsw_m, ef_construction, ef_search
+        self.exact_filter_limit = exact_filter_limit
+        self.threads = threads or os.cpu_count() or 1
+        if self.path is not None:
+            self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = SqliteDocs(self.path / DB_FILE if self.path else None)
+        except Exception as exc:  # sqlite3.Error, OSError
+            raise BackendUnavailableError(f"cannot open FAISS sidecar in {self.path}: {exc}") from exc
+        self._index: Any = None
+        self._tombstones = 0  # HNSW cannot remove ids: deleted rows stay in the graph until a rebuild
+        self._check_stored_settings()
+        if self._dim is not None:
+            self._open_index()
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(persistent=self.path is not None, exact=self.index_type == "flat")
+
+    # ----------------------------------------------------------------- setup
+    def _check_stored_settings(self) -> None:
+        stored = {k: self.db.get_info(k) for k in ("dim", "metric", "index")}
+        if stored["metric"] is not None and stored["metric"] != self.metric:
+            raise BackendUnavailableError(
+                f"FAISS store at {self.path} uses metric {stored['metric']!r}, config says {self.metric!r}"
+            )
+        if stored["dim"] is not None:
+            dim = int(stored["dim"])
+            if self._dim is not None and self._dim != dim:
+                raise DimensionMismatchError(dim, self._dim, "configured dim")
+            self._dim = dim
+        elif self._dim is not None:
+            self._init_dim(self._dim)
+
+    def _new_index(self, dim: int) -> Any:
+        faiss = self.faiss
+        metric = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
+        if self.index_type == "hnsw":
+            inner = faiss.IndexHNSWFlat(dim, self.hnsw_m, metric)
+            inner.hnsw.efConstruction = self.ef_construction
+            inner.hnsw.efSearch = self.ef_search
+        else:
+            inner = faiss.IndexFlatIP(dim) if metric == faiss.METRIC_INNER_PRODUCT else faiss.IndexFlatL2(dim)
+        return faiss.IndexIDMap2(inner)
+
+    def _open_index(self) -> None:
+        assert self._dim is not None
+        file = self.path / INDEX_FILE if self.path else None
+        gen = self.db.get_info("generation") or "0"
+        if (
+            file is not None
+            and file.exists()
+            and self.db.get_info("index_generation") == gen
+            and self.db.get_info("index_type") == self.index_type
+        ):
+            self._index = self.faiss.read_index(str(file))
+            self._tombstones = self._index.ntotal - self.db.count(None)
+        else:
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        assert self._dim is not None
+        self._index = self._new_index(self._dim)
+        iids, vecs = self.db.all_vectors(self._dim)
+        if len(iids):
+            self._add(iids, vecs)
+        self._tombstones = 0
+
+    def _add(self, iids: np.ndarray, vecs: np.ndarray) -> None:
+        self.faiss.omp_set_num_threads(self.threads)
+        try:
+            self._index.add_with_ids(np.ascontiguousarray(vecs, dtype=np.float32), iids.astype(np.int64))
+        finally:
+            self.faiss.omp_set_num_threads(1)
+
+    def _init_dim(self, dim: int) -> None:
+        with self.db.transaction():
+            self.db.set_info("dim", dim)
+            self.db.set_info("metric", self.metric)
+            self.db.set_info("index", self.index_type)
+        self._dim = dim
+        self._index = self._new_index(dim)
+
+    # ----------------------------------------------------------------- writes
+    def _forget(self, iids: list[int]) -> None:
+        """Drop iids from the index (flat) or leave them as tombstones (HNSW)."""
+        if not iids:
+            return
+        if self.index_type == "hnsw":
+            self._tombstones += len(iids)
+            if self._tombstones > max(1000, self._index.ntotal // 4):
+                self._rebuild()
+        else:
+            self._index.remove_ids(np.asarray(iids, dtype=np.int64))
+
+    def _upsert(self, ids: list[str], vectors: np.ndarray, texts: list[str], metadatas: list[Metadata]) -> None:
+        replaced, new = self.db.upsert(ids, vectors, texts, metadatas)
+        self._forget(replaced)
+        self._add(np.asarray(new, dtype=np.int64), vectors)
+
+    def _delete_iids(self, iids: list[int]) -> int:
+        if iids:
+            self.db.delete_iids(iids)
+            self._forget(iids)
+        return len(iids)
+
+    def _delete_ids(self, ids: list[str]) -> int:
+        return self._delete_iids([iid for iid, _ in self.db.iids_for(ids)])
+
+    def _delete_where(self, node: Node) -> int:
+        return self._delete_iids(self.db.where_iids(node))
+
+    def _clear(self) -> None:
+        self.db.clear()
+        if self._dim is not None:
+            self._index = self._new_index(self._dim)
+        self._tombstones = 0
+
+    # ----------------------------------------------------------------- reads
+    def _search(self, vector: np.ndarray, k: int, node: Node | None) -> list[Hit]:
+        if self._index is None or self._index.ntotal == 0:
+            return []
+        faiss = self.faiss
+        faiss.omp_set_num_threads(1)
+        q = vector.reshape(1, -1)
+        allowed: np.ndarray | None = None
+        if node is not None:
+            allowed = np.asarray(self.db.where_iids(node), dtype=np.int64)
+            if allowed.size == 0:
+                return []
+        if self.index_type == "hnsw":
+            if allowed is not None and allowed.size <= self.exact_filter_limit:
+                return self._rescore(q[0], allowed, k)
+            if allowed is None and self._tombstones:
+                allowed = np.asarray(self.db.where_iids(None), dtype=np.int64)
+            sel = faiss.IDSelectorBatch(allowed) if allowed is not None else None
+            params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(self.ef_search, k))
+        else:
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed)) if allowed is not None else None
+        distances, labels = self._index.search(q, k, params=params)
+        pairs = [(int(lab), float(d)) for lab, d in zip(labels[0], distances[0], strict=True) if lab >= 0]
+        return self._hits(pairs)
+
+    def _rescore(self, q: np.ndarray, iids: np.ndarray, k: int) -> list[Hit]:
+        vecs = self._index.reconstruct_batch(iids)
+        if self.metric == "l2":
+            dist = ((vecs - q) ** 2).sum(axis=1)
+            order = np.argsort(dist, kind="stable")[:k]
+            return self._hits([(int(iids[i]), float(dist[i])) for i in order])
+        scores = vecs @ q
+        order = np.argsort(-scores, kind="stable")[:k]
+        return self._hits([(int(iids[i]), float(scores[i])) for i in order])
+
+    def _hits(self, pairs: list[tuple[int, float]]) -> list[Hit]:
+        rows = self.db.rows_by_iid([iid for iid, _ in pairs])
+        hits = []
+        for iid, dist in pairs:
+            if iid in rows:  # an HNSW tombstone never reaches here, but stay safe
+                doc_id, text, meta = rows[iid]
+                hits.append(Hit(id=doc_id, score=self.score_from_distance(dist), text=text, metadata=meta))
+        hits.sort(key=lambda h: (-h.score, h.id))
+        return hits
+
+    def _get(self, ids: list[str]) -> list[Document]:
+        return self.db.documents(ids)
+
+    def _get_where(self, node: Node | None, limit: int | None) -> list[Document]:
+        return self.db.documents_where(node, limit)
+
+    def _count(self, node: Node | None) -> int:
+        return self.db.count(node)
+
+    # ----------------------------------------------------------------- durability
+    def flush(self) -> None:
+        """Write the index atomically (temp file + rename), then record which generation it holds."""
+        self._check_open()
+        if self.path is None or self._index is None:
+            return
+        gen = self.db.get_info("generation") or "0"
+        tmp = self.path / (INDEX_FILE + ".tmp")
+        self.faiss.write_index(self._index, str(tmp))
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path / INDEX_FILE)
+        with self.db.transaction():
+            self.db.set_info("index_generation", gen)
+            self.db.set_info("index_type", self.index_type)
+
+    def _close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self.db.close()
+
+    def rebuild(self) -> None:
+        """Rebuild the index from SQLite (drops HNSW tombstones)."""
+        self._check_open()
+        if self._dim is None:
+            raise UnsupportedFeatureError("nothing to rebuild: the store is empty")
+        self._rebuild()
+
+    def describe(self) -> dict[str, Any]:
+        return {"path": str(self.path) if self.path else None, "index": self.index_type}

@@ -1,0 +1,179 @@
+"""Exact in-memory store (numpy): the reference oracle every other backend is checked against.
+
+Optionally persisted to a directory as ``vectors.npy`` + ``records.jsonl`` (no pickle), written to a
+temporary folder and swapped in, so a crash mid-save leaves the previous save intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from ragstore.errors import BackendUnavailableError, DimensionMismatchError
+from ragstore.filters import Node, matches
+from ragstore.store import Capabilities, StoreOptions, VectorStore
+from ragstore.types import Document, Hit, Metadata, Metric
+
+
+class MemoryOptions(StoreOptions):
+    path: str | None = Field(default=None, description="folder to save to on close; None keeps nothing")
+
+
+class MemoryStore(VectorStore):
+    """Brute-force exact search over a numpy matrix; ties are broken by id so results are deterministic."""
+
+    name = "memory"
+    Options = MemoryOptions
+
+    def __init__(
+        self,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        metric: Metric = "cosine",
+        dim: int | None = None,
+        batch_size: int = 512,
+    ) -> None:
+        super().__init__(metric=metric, dim=dim, batch_size=batch_size)
+        self.path = Path(path) if path is not None else None
+        self._records: dict[str, tuple[np.ndarray, str, Metadata]] = {}
+        self._matrix: np.ndarray | None = None
+        self._order: list[str] = []
+        if self.path is not None and (self.path / "records.jsonl").exists():
+            self._load()
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(persistent=self.path is not None)
+
+    # ----------------------------------------------------------------- persistence
+    def _load(self) -> None:
+        assert self.path is not None
+        info = json.loads((self.path / "info.json").read_text(encoding="utf-8"))
+        if info.get("metric") != self.metric:
+            raise BackendUnavailableError(
+                f"memory store at {self.path} was saved with metric {info.get('metric')!r}, not {self.metric!r}"
+            )
+        stored_dim = info.get("dim")
+        if self._dim is not None and stored_dim is not None and stored_dim != self._dim:
+            raise DimensionMismatchError(stored_dim, self._dim, "configured dim")
+        self._dim = stored_dim
+        matrix = np.load(self.path / "vectors.npy", allow_pickle=False)
+        with (self.path / "records.jsonl").open(encoding="utf-8") as fh:
+            for row, line in zip(matrix, fh, strict=True):
+                rec = json.loads(line)
+                self._records[rec["id"]] = (row.astype(np.float32), rec["text"], rec["metadata"])
+
+    def _save(self) -> None:
+        assert self.path is not None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        ids = list(self._records)
+        dim = self._dim or 0
+        matrix = np.stack([self._records[i][0] for i in ids]) if ids else np.zeros((0, dim), np.float32)
+        np.save(tmp / "vectors.npy", matrix, allow_pickle=False)
+        with (tmp / "records.jsonl").open("w", encoding="utf-8") as fh:
+            for i in ids:
+                _, text, meta = self._records[i]
+                fh.write(json.dumps({"id": i, "text": text, "metadata": meta}, ensure_ascii=False) + "\n")
+        (tmp / "info.json").write_text(json.dumps({"metric": self.metric, "dim": self._dim}), encoding="utf-8")
+        old = self.path.with_name(self.path.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if self.path.exists():
+            os.replace(self.path, old)
+        os.replace(tmp, self.path)
+        shutil.rmtree(old, ignore_errors=True)
+
+    # ----------------------------------------------------------------- hooks
+    def _init_dim(self, dim: int) -> None:
+        return None
+
+    def _dirty(self) -> None:
+        self._matrix = None
+
+    def _upsert(self, ids: list[str], vectors: np.ndarray, texts: list[str], metadatas: list[Metadata]) -> None:
+        for i, vec, text, meta in zip(ids, vectors, texts, metadatas, strict=True):
+            self._records[i] = (vec.copy(), text, dict(meta))
+        self._dirty()
+
+    def _ensure_matrix(self) -> np.ndarray:
+        if self._matrix is None:
+            self._order = list(self._records)
+            dim = self._dim or 0
+            self._matrix = (
+                np.stack([self._records[i][0] for i in self._order])
+                if self._order
+                else np.zeros((0, dim), dtype=np.float32)
+            )
+        return self._matrix
+
+    def scores(self, vector: np.ndarray) -> np.ndarray:
+        """Exact scores of ``vector`` against every stored row (row order = ``self._order``)."""
+        matrix = self._ensure_matrix().astype(np.float64)
+        q = vector.astype(np.float64)
+        if self.metric == "l2":
+            return -np.sqrt(np.maximum(((matrix - q) ** 2).sum(axis=1), 0.0))
+        return matrix @ q
+
+    def _search(self, vector: np.ndarray, k: int, node: Node | None) -> list[Hit]:
+        if not self._records:
+            return []
+        scores = self.scores(vector)
+        order = self._order
+        candidates = [
+            pos for pos, i in enumerate(order) if node is None or matches(node, self._records[i][2])
+        ]
+        candidates.sort(key=lambda pos: (-scores[pos], order[pos]))
+        hits = []
+        for pos in candidates[:k]:
+            _, text, meta = self._records[order[pos]]
+            hits.append(Hit(id=order[pos], score=float(scores[pos]), text=text, metadata=dict(meta)))
+        return hits
+
+    def _doc(self, i: str) -> Document:
+        vec, text, meta = self._records[i]
+        return Document(id=i, text=text, metadata=dict(meta), vector=vec.copy())
+
+    def _get(self, ids: list[str]) -> list[Document]:
+        return [self._doc(i) for i in ids if i in self._records]
+
+    def _where(self, node: Node | None) -> list[str]:
+        return [i for i, rec in self._records.items() if node is None or matches(node, rec[2])]
+
+    def _get_where(self, node: Node | None, limit: int | None) -> list[Document]:
+        return [self._doc(i) for i in self._where(node)[:limit]]
+
+    def _delete_ids(self, ids: list[str]) -> int:
+        removed = sum(1 for i in ids if self._records.pop(i, None) is not None)
+        if removed:
+            self._dirty()
+        return removed
+
+    def _delete_where(self, node: Node) -> int:
+        return self._delete_ids(self._where(node))
+
+    def _count(self, node: Node | None) -> int:
+        return len(self._records) if node is None else len(self._where(node))
+
+    def _clear(self) -> None:
+        self._records.clear()
+        self._dirty()
+
+    def _close(self) -> None:
+        if self.path is not None:
+            self._save()
+
+    def flush(self) -> None:
+        """Save now (when persistent) without closing."""
+        if self.path is not None:
+            self._save()
+
+    def describe(self) -> dict[str, Any]:
+        return {"path": str(self.path) if self.path else None}

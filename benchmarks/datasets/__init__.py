@@ -1,0 +1,1 @@
+"""Bundled datasets in BEIR layout (shipped as ``ragstore.datasets``)."""

@@ -1,0 +1,76 @@
+"""ragstore: swap vector databases and embedding models by config, and measure them.
+
+Importing this package is cheap: no torch, no engine client. Those load when a store or embedder that
+needs them is built, and a missing one raises ``BackendNotInstalledError`` naming the pip command.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    BackendNotInstalledError,
+    BackendUnavailableError,
+    ConfigError,
+    DatasetError,
+    DimensionMismatchError,
+    FilterError,
+    RagstoreError,
+    UnsupportedFeatureError,
+    ValidationError,
+)
+from .types import Document, Hit
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "open": ("ragstore.pipeline", "open"),
+    "Ragstore": ("ragstore.pipeline", "Ragstore"),
+    "load_config": ("ragstore.config", "load_config"),
+    "RagstoreConfig": ("ragstore.config", "RagstoreConfig"),
+    "VectorStore": ("ragstore.store", "VectorStore"),
+    "Embedder": ("ragstore.embedders.base", "Embedder"),
+    "create_store": ("ragstore.registry", "create_store"),
+    "create_embedder": ("ragstore.registry", "create_embedder"),
+}
+
+if TYPE_CHECKING:
+    from .config import RagstoreConfig, load_config
+    from .embedders.base import Embedder
+    from .pipeline import Ragstore, open
+    from .registry import create_embedder, create_store
+    from .store import VectorStore
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ragstore' has no attribute {name!r}")
+
+
+__all__ = [
+    "BackendNotInstalledError",
+    "BackendUnavailableError",
+    "ConfigError",
+    "DatasetError",
+    "DimensionMismatchError",
+    "Document",
+    "Embedder",
+    "FilterError",
+    "Hit",
+    "RagstoreConfig",
+    "Ragstore",
+    "RagstoreError",
+    "UnsupportedFeatureError",
+    "ValidationError",
+    "VectorStore",
+    "create_embedder",
+    "create_store",
+    "load_config",
+    "open",
+]

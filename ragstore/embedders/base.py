@@ -1,0 +1,91 @@
+"""The one ``Embedder`` interface: texts in, float32 rows out, queries and passages kept apart.
+
+Queries and passages go through separate methods because asymmetric models (E5, BGE) need different
+prefixes for each; mixing them up silently costs retrieval quality.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from ..errors import ValidationError
+
+Kind = Literal["query", "passage"]
+
+
+class EmbedderOptions(BaseModel):
+    """Options every embedder accepts; implementations extend this."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    normalize: bool = True
+
+
+def check_texts(texts: str | Sequence[str], what: str = "text") -> list[str]:
+    """Accept one string or a sequence of strings; refuse empty or non-string items by position."""
+    items = [texts] if isinstance(texts, str) else list(texts)
+    for pos, text in enumerate(items):
+        if not isinstance(text, str):
+            raise ValidationError(f"{what} {pos} is a {type(text).__name__}, expected str")
+        if not text.strip():
+            raise ValidationError(f"{what} {pos} is empty")
+    return items
+
+
+class Embedder(ABC):
+    """Turns text into vectors. Rows are L2-normalised unless ``normalize=False``."""
+
+    name: ClassVar[str] = "embedder"
+    Options: ClassVar[type[EmbedderOptions]] = EmbedderOptions
+
+    def __init__(self, *, normalize: bool = True) -> None:
+        self.normalize = normalize
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Length of the vectors this embedder returns."""
+
+    @property
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """Identifies model *and* settings: two embedders with equal fingerprints give equal vectors."""
+
+    @abstractmethod
+    def _embed(self, texts: list[str], kind: Kind) -> np.ndarray:
+        """Raw vectors for non-empty, validated texts."""
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors for passages to be stored, shape ``(len(texts), dim)``."""
+        return self._run(check_texts(texts), "passage")
+
+    def embed_query(self, texts: str | Sequence[str]) -> np.ndarray:
+        """Vectors for queries (one string or many), shape ``(n, dim)``."""
+        return self._run(check_texts(texts, "query"), "query")
+
+    def embed(self, texts: Sequence[str], kind: Kind) -> np.ndarray:
+        """Either of the two, chosen by ``kind``."""
+        return self.embed_query(texts) if kind == "query" else self.embed_documents(texts)
+
+    def _run(self, texts: list[str], kind: Kind) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = np.asarray(self._embed(texts, kind), dtype=np.float32)
+        if out.shape != (len(texts), self.dim):
+            raise ValidationError(f"{self.name} returned shape {out.shape}, expected {(len(texts), self.dim)}")
+        return self.finish(out)
+
+    def finish(self, out: np.ndarray) -> np.ndarray:
+        """Normalise rows when configured (zero rows stay zero rather than becoming NaN)."""
+        if self.normalize:
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            out = out / np.where(norms == 0, 1.0, norms)
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": self.name, "dim": self.dim, "fingerprint": self.fingerprint}

@@ -1,0 +1,83 @@
+"""Every error ragstore raises on purpose, in one tree.
+
+Callers catch ``RagstoreError`` for "ragstore refused or could not do this"; anything else escaping is a
+bug. Each class names the problem so a message alone tells the user what to change::
+
+    RagstoreError
+    ├── ConfigError                  a config file/key/value is wrong (names the key)
+    ├── BackendNotInstalledError     an optional dependency is missing (names the pip command)
+    ├── BackendUnavailableError      the engine is installed but cannot be reached / opened
+    ├── ValidationError              bad input to a store or embedder call
+    │   ├── DimensionMismatchError   a vector's length differs from the store's dimension
+    │   └── FilterError              a metadata filter is malformed (unknown operator, bad value type)
+    ├── UnsupportedFeatureError      the backend cannot do this (declared in its capabilities)
+    └── DatasetError                 a dataset folder or file is missing or inconsistent
+
+``ValidationError`` is raised *before* anything is written, so a rejected batch never leaves a store
+half-updated.
+"""
+
+from __future__ import annotations
+
+
+class RagstoreError(Exception):
+    """Root of all errors ragstore raises deliberately."""
+
+
+class ConfigError(RagstoreError):
+    """A configuration value is missing, unknown or invalid."""
+
+
+class BackendNotInstalledError(RagstoreError):
+    """An optional dependency needed for a backend or feature is not installed."""
+
+    def __init__(self, what: str, extra: str, module: str | None = None) -> None:
+        self.what = what
+        self.extra = extra
+        self.module = module
+        hint = f"pip install 'ragstore[{extra}]'"
+        missing = f" (module {module!r} could not be imported)" if module else ""
+        super().__init__(f"{what} is not installed{missing}; install it with: {hint}")
+
+
+class BackendUnavailableError(RagstoreError):
+    """The backend is installed but its engine could not be opened or reached."""
+
+
+class ValidationError(RagstoreError):
+    """Input to a store, embedder or pipeline call is invalid."""
+
+
+class DimensionMismatchError(ValidationError):
+    """A vector has a different length than the store or embedder expects."""
+
+    def __init__(self, expected: int, got: int, where: str = "vector", hint: str = "") -> None:
+        self.expected = expected
+        self.got = got
+        message = f"{where} has dimension {got}, but this store/embedder uses dimension {expected}"
+        super().__init__(f"{message}; {hint}" if hint else message)
+
+
+class FilterError(ValidationError):
+    """A metadata filter does not follow ragstore's filter grammar."""
+
+
+class UnsupportedFeatureError(RagstoreError):
+    """The backend does not support this operation; it never silently degrades instead."""
+
+
+class DatasetError(RagstoreError):
+    """A dataset folder or file is missing, malformed or internally inconsistent."""
+
+
+__all__ = [
+    "BackendNotInstalledError",
+    "BackendUnavailableError",
+    "ConfigError",
+    "DatasetError",
+    "DimensionMismatchError",
+    "FilterError",
+    "RagstoreError",
+    "UnsupportedFeatureError",
+    "ValidationError",
+]

@@ -1,0 +1,195 @@
+"""One metadata filter language for every backend.
+
+Grammar (JSON-able, validated up front; anything else is a :class:`~ragstore.errors.FilterError`)::
+
+    filter   := {clause, ...}                      several clauses are ANDed
+    clause   := FIELD: scalar                      equality, same as {"$eq": scalar}
+              | FIELD: {OP: value, ...}            several operators on one field are ANDed
+              | "$and": [filter, ...]  | "$or": [filter, ...]  | "$not": filter
+    OP       := $eq $ne (scalar) | $gt $gte $lt $lte (number) | $in $nin (non-empty list of one type)
+
+Semantics, identical on all backends (the in-memory store is the reference):
+
+- Values compare only within their kind: strings with strings, numbers (int or float) with numbers,
+  booleans with booleans. ``{"n": 1}`` does not match ``n = true``, nor ``n = "1"``.
+- A comparison on a field the document does not have (or has with another kind) is false.
+- ``$ne`` and ``$nin`` are the negations of ``$eq`` and ``$in``, and ``$not`` negates its whole filter, so a
+  document *without* the field matches ``{"f": {"$ne": x}}`` (as in MongoDB).
+- An empty filter (``None`` or ``{}``) matches everything.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias
+
+from .errors import FilterError
+from .types import MetadataValue, validate_key
+from .errors import ValidationError
+
+CmpOp: TypeAlias = Literal["$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin"]
+SCALAR_OPS = ("$eq", "$ne")
+RANGE_OPS = ("$gt", "$gte", "$lt", "$lte")
+LIST_OPS = ("$in", "$nin")
+LOGICAL_OPS = ("$and", "$or", "$not")
+MAX_DEPTH = 32
+
+
+@dataclass(frozen=True)
+class Cmp:
+    """``field OP value``; ``value`` is a scalar, or a tuple of scalars for ``$in``/``$nin``."""
+
+    field: str
+    op: CmpOp
+    value: MetadataValue | tuple[MetadataValue, ...]
+
+
+@dataclass(frozen=True)
+class And:
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Or:
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    child: Node
+
+
+Node: TypeAlias = Cmp | And | Or | Not
+Filter: TypeAlias = Mapping[str, Any]
+
+
+def kind(value: object) -> str | None:
+    """The comparison kind of a value: 'bool', 'number', 'str', or None for anything else."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "str"
+    return None
+
+
+def _scalar(value: object, op: str, field: str) -> MetadataValue:
+    k = kind(value)
+    if k is None:
+        raise FilterError(
+            f"filter value for {field!r} {op} has type {type(value).__name__}; expected str, int, float or bool"
+        )
+    if k == "number" and not math.isfinite(value):  # type: ignore[arg-type]
+        raise FilterError(f"filter value for {field!r} {op} is not a finite number: {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def _parse_ops(field: str, spec: Mapping[str, Any]) -> Node:
+    if not spec:
+        raise FilterError(f"empty operator object for field {field!r}")
+    nodes: list[Node] = []
+    for op, value in spec.items():
+        if op in SCALAR_OPS:
+            nodes.append(Cmp(field, op, _scalar(value, op, field)))
+        elif op in RANGE_OPS:
+            if kind(value) != "number":
+                raise FilterError(f"{op} on {field!r} needs a number, got {value!r}")
+            nodes.append(Cmp(field, op, _scalar(value, op, field)))
+        elif op in LIST_OPS:
+            if not isinstance(value, list | tuple) or not value:
+                raise FilterError(f"{op} on {field!r} needs a non-empty list, got {value!r}")
+            items = tuple(_scalar(v, op, field) for v in value)
+            if len({kind(v) for v in items}) != 1:
+                raise FilterError(f"{op} on {field!r} mixes value types: {value!r}")
+            nodes.append(Cmp(field, op, items))
+        else:
+            raise FilterError(f"unknown filter operator {op!r} on field {field!r}")
+    return nodes[0] if len(nodes) == 1 else And(tuple(nodes))
+
+
+def _parse(spec: object, depth: int) -> Node:
+    if depth > MAX_DEPTH:
+        raise FilterError(f"filter nested deeper than {MAX_DEPTH} levels")
+    if not isinstance(spec, Mapping) or not spec:
+        raise FilterError(f"a filter must be a non-empty object, got {spec!r}")
+    nodes: list[Node] = []
+    for key, value in spec.items():
+        if key in ("$and", "$or"):
+            if not isinstance(value, list | tuple) or not value:
+                raise FilterError(f"{key} needs a non-empty list of filters")
+            children = tuple(_parse(v, depth + 1) for v in value)
+            nodes.append(And(children) if key == "$and" else Or(children))
+        elif key == "$not":
+            nodes.append(Not(_parse(value, depth + 1)))
+        elif isinstance(key, str) and key.startswith("$"):
+            raise FilterError(f"unknown filter operator {key!r}")
+        else:
+            try:
+                validate_key(key, "filter field")
+            except ValidationError as exc:
+                raise FilterError(str(exc)) from None
+            if isinstance(value, Mapping):
+                nodes.append(_parse_ops(key, value))
+            else:
+                nodes.append(Cmp(key, "$eq", _scalar(value, "$eq", key)))
+    return nodes[0] if len(nodes) == 1 else And(tuple(nodes))
+
+
+def parse_filter(spec: Filter | Node | None) -> Node | None:
+    """Validate a filter and return its tree; ``None`` means "match everything"."""
+    if spec is None or isinstance(spec, Cmp | And | Or | Not):
+        return spec
+    if isinstance(spec, Mapping) and not spec:
+        return None
+    return _parse(spec, 0)
+
+
+def _same_kind_equal(have: object, want: object) -> bool:
+    return kind(have) is not None and kind(have) == kind(want) and have == want
+
+
+def matches(node: Node | None, metadata: Mapping[str, Any]) -> bool:
+    """Evaluate a filter on one metadata dict: the reference semantics every adapter must reproduce."""
+    if node is None:
+        return True
+    if isinstance(node, And):
+        return all(matches(c, metadata) for c in node.children)
+    if isinstance(node, Or):
+        return any(matches(c, metadata) for c in node.children)
+    if isinstance(node, Not):
+        return not matches(node.child, metadata)
+    present = node.field in metadata
+    have = metadata.get(node.field)
+    op = node.op
+    if op == "$eq":
+        return present and _same_kind_equal(have, node.value)
+    if op == "$ne":
+        return not (present and _same_kind_equal(have, node.value))
+    if op in ("$in", "$nin"):
+        assert isinstance(node.value, tuple)
+        hit = present and any(_same_kind_equal(have, v) for v in node.value)
+        return hit if op == "$in" else not hit
+    if not present or kind(have) != "number":
+        return False
+    a, b = float(have), float(node.value)  # type: ignore[arg-type]
+    return {"$gt": a > b, "$gte": a >= b, "$lt": a < b, "$lte": a <= b}[op]
+
+
+def to_dict(node: Node | None) -> dict[str, Any]:
+    """Serialise a tree back to the JSON grammar (for logs, configs and subprocesses)."""
+    if node is None:
+        return {}
+    if isinstance(node, And):
+        return {"$and": [to_dict(c) for c in node.children]}
+    if isinstance(node, Or):
+        return {"$or": [to_dict(c) for c in node.children]}
+    if isinstance(node, Not):
+        return {"$not": to_dict(node.child)}
+    value = list(node.value) if isinstance(node.value, tuple) else node.value
+    return {node.field: {node.op: value}}
+
+
+__all__ = ["And", "Cmp", "Filter", "Node", "Not", "Or", "kind", "matches", "parse_filter", "to_dict"]

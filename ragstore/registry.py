@@ -1,0 +1,157 @@
+"""Find store and embedder classes by name: built-ins, then entry points, then dotted class paths.
+
+Built-ins are recorded as strings and imported only when asked for, so ``import ragstore`` stays light and
+a missing extra fails with the pip command that fixes it. Third-party packages register classes in the
+``ragstore.stores`` / ``ragstore.embedders`` entry-point groups; a dotted path (``pkg.mod:Class`` or
+``pkg.mod.Class``) works without any registration. Every class is checked against the base class.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+
+from .embedders.base import Embedder
+from .errors import BackendNotInstalledError, ConfigError
+from .store import VectorStore
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Builtin:
+    target: str  # "module:Class"
+    extra: str | None  # pip extra that installs the engine
+    probe: str | None  # module whose presence means the extra is installed
+    what: str
+
+
+STORES: dict[str, Builtin] = {
+    "memory": Builtin("ragstore.adapters.memory:MemoryStore", None, None, "in-memory exact store"),
+    "faiss": Builtin("ragstore.adapters.faiss:FaissStore", "faiss", "faiss", "FAISS (faiss-cpu)"),
+}
+
+EMBEDDERS: dict[str, Builtin] = {
+    "sentence-transformers": Builtin(
+        "ragstore.embedders.sentence_transformers:SentenceTransformerEmbedder",
+        "embed",
+        "sentence_transformers",
+        "sentence-transformers",
+    ),
+    "hashing": Builtin("ragstore.embedders.hashing:HashingEmbedder", None, None, "hashing embedder"),
+}
+ALIASES = {"st": "sentence-transformers", "sentence_transformers": "sentence-transformers"}
+
+STORE_GROUP = "ragstore.stores"
+EMBEDDER_GROUP = "ragstore.embedders"
+
+
+def _import_target(target: str, kind: str) -> Any:
+    module_name, sep, attr = target.partition(":")
+    if not sep:
+        module_name, _, attr = target.rpartition(".")
+    if not module_name or not attr:
+        raise ConfigError(f"{kind} {target!r} is neither a known name nor a dotted path 'package.module:Class'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import {kind} {target!r}: {exc}") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ConfigError(f"{kind} {target!r}: module {module_name!r} has no attribute {attr!r}") from None
+
+
+def _resolve(name: str, table: dict[str, Builtin], group: str, base: type[T], kind: str) -> type[T]:
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{kind} type must be a non-empty string, got {name!r}")
+    name = ALIASES.get(name, name)
+    if name in table:
+        entry = table[name]
+        if entry.probe and importlib.util.find_spec(entry.probe) is None:
+            raise BackendNotInstalledError(entry.what, entry.extra or name, entry.probe)
+        cls = _import_target(entry.target, kind)
+    else:
+        found = [ep for ep in entry_points(group=group) if ep.name == name]
+        if found:
+            cls = found[0].load()
+        elif "." in name or ":" in name:
+            cls = _import_target(name, kind)
+        else:
+            known = ", ".join(sorted(table))
+            raise ConfigError(f"unknown {kind} {name!r}; known: {known} (or a dotted path, or an entry point)")
+    if not isinstance(cls, type) or not issubclass(cls, base):
+        raise ConfigError(f"{kind} {name!r} resolves to {cls!r}, which is not a subclass of {base.__name__}")
+    return cls
+
+
+def store_class(name: str) -> type[VectorStore]:
+    return _resolve(name, STORES, STORE_GROUP, VectorStore, "store")
+
+
+def embedder_class(name: str) -> type[Embedder]:
+    return _resolve(name, EMBEDDERS, EMBEDDER_GROUP, Embedder, "embedder")
+
+
+def installed(table: Mapping[str, Builtin]) -> dict[str, bool]:
+    """Which built-ins can be used now (checked without importing the engines)."""
+    return {n: e.probe is None or importlib.util.find_spec(e.probe) is not None for n, e in table.items()}
+
+
+def validate_options(cls: type, options: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Validate a config block against ``cls.Options``; errors name the offending key."""
+    model: type[BaseModel] | None = getattr(cls, "Options", None)
+    if model is None:
+        return dict(options)
+    try:
+        return model.model_validate(dict(options)).model_dump()
+    except PydanticValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            problems.append(f"{where}.{loc}: {msg}")
+        raise ConfigError("; ".join(problems)) from None
+
+
+def split_block(block: Mapping[str, Any], where: str) -> tuple[str, dict[str, Any]]:
+    if not isinstance(block, Mapping):
+        raise ConfigError(f"{where} must be a mapping, got {type(block).__name__}")
+    options = dict(block)
+    kind = options.pop("type", None)
+    if kind is None:
+        raise ConfigError(f"{where}.type is missing")
+    return str(kind), options
+
+
+def create_store(block: Mapping[str, Any], base_dir: str | Path | None = None) -> VectorStore:
+    """Build a store from a config block ``{"type": ..., **options}``; relative paths join ``base_dir``."""
+    kind, options = split_block(block, "store")
+    cls = store_class(kind)
+    opts = validate_options(cls, options, "store")
+    path = opts.get("path")
+    if base_dir is not None and isinstance(path, str) and not Path(path).is_absolute():
+        opts["path"] = str(Path(base_dir) / path)
+    try:
+        return cls(**opts)
+    except TypeError as exc:
+        raise ConfigError(f"store {kind!r} rejected its options: {exc}") from exc
+
+
+def create_embedder(block: Mapping[str, Any]) -> Embedder:
+    """Build an embedder from a config block ``{"type": ..., **options}``."""
+    kind, options = split_block(block, "embedder")
+    cls = embedder_class(kind)
+    opts = validate_options(cls, options, "embedder")
+    try:
+        return cls(**opts)
+    except TypeError as exc:
+        raise ConfigError(f"embedder {kind!r} rejected its options: {exc}") from exc

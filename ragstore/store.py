@@ -1,0 +1,296 @@
+"""The one ``VectorStore`` interface every backend implements.
+
+Public methods here validate input and normalise vectors, then call the backend's ``_``-prefixed hooks.
+Doing validation once, in the base class, is what makes every backend refuse the same bad input with the
+same error, before anything is written.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import (
+    BackendUnavailableError,
+    DimensionMismatchError,
+    UnsupportedFeatureError,
+    ValidationError,
+)
+from .filters import Filter, Node, parse_filter
+from .types import Document, Hit, Metadata, Metric, validate_id, validate_metadata
+
+DEFAULT_BATCH_SIZE = 512
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do; calls outside these raise ``UnsupportedFeatureError``."""
+
+    persistent: bool = True
+    delete_by_filter: bool = True
+    get_by_filter: bool = True
+    exact: bool = True  # False for approximate indexes (HNSW, IVF): results may differ from exact search
+    hybrid: bool = False
+
+
+class StoreOptions(BaseModel):
+    """Options every store accepts; backends extend this with their own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: Literal["cosine", "dot", "l2"] = "cosine"
+    dim: int | None = Field(default=None, gt=0, description="fixed at the first upsert when not given")
+    batch_size: int = Field(default=DEFAULT_BATCH_SIZE, gt=0)
+
+
+def as_query_vector(vector: Any) -> np.ndarray:
+    """Turn a query into a finite 1-D float32 array or raise ``ValidationError``."""
+    try:
+        q = np.asarray(vector, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"query vector is not numeric: {exc}") from None
+    if q.ndim == 2 and q.shape[0] == 1:
+        q = q[0]
+    if q.ndim != 1 or q.size == 0:
+        raise ValidationError(f"query vector must be 1-D and non-empty, got shape {q.shape}")
+    if not np.isfinite(q).all():
+        raise ValidationError("query vector contains NaN or infinite values")
+    return q
+
+
+class VectorStore(ABC):
+    """A collection of documents with vectors, searchable by similarity and filterable by metadata.
+
+    Scores are higher-is-better on every backend: cosine similarity in [-1, 1] for ``metric="cosine"``
+    (the default), the inner product for ``"dot"``, and minus the Euclidean distance for ``"l2"``.
+    """
+
+    #: Registry name ("faiss", "memory", ...), for messages and ``info``.
+    name: ClassVar[str] = "store"
+    #: The pydantic model a config block is validated against.
+    Options: ClassVar[type[StoreOptions]] = StoreOptions
+    #: Metrics this backend implements.
+    metrics: ClassVar[tuple[str, ...]] = ("cosine", "dot", "l2")
+
+    def __init__(
+        self, *, metric: Metric = "cosine", dim: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> None:
+        if metric not in self.metrics:
+            raise UnsupportedFeatureError(
+                f"{self.name} does not support metric {metric!r}; it supports {', '.join(self.metrics)}"
+            )
+        self.metric: Metric = metric
+        self._dim: int | None = dim
+        self.batch_size = batch_size
+        self._closed = False
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities()
+
+    @property
+    def dim(self) -> int | None:
+        """Vector length; ``None`` until the first upsert when not configured."""
+        return self._dim
+
+    # ----------------------------------------------------------------- public API
+    def upsert(self, documents: Iterable[Document], batch_size: int | None = None) -> list[str]:
+        """Insert or replace documents by id; the whole input is validated before anything is written."""
+        self._check_open()
+        docs = list(documents)
+        if not docs:
+            return []
+        ids, vectors, texts, metas = self._prepare(docs)
+        self._ensure_dim(vectors.shape[1])
+        step = batch_size or self.batch_size
+        for start in range(0, len(ids), step):
+            end = start + step
+            self._upsert(ids[start:end], vectors[start:end], texts[start:end], metas[start:end])
+        return ids
+
+    def search(self, vector: Any, k: int = 10, filter: Filter | Node | None = None) -> list[Hit]:
+        """The ``k`` most similar documents that match ``filter``, best first."""
+        self._check_open()
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k <= 0:
+            raise ValidationError(f"k must be a positive integer, got {k!r}")
+        q = as_query_vector(vector)
+        node = parse_filter(filter)
+        if self._dim is None:
+            return []
+        if q.shape[0] != self._dim:
+            raise DimensionMismatchError(self._dim, int(q.shape[0]), "query vector")
+        if self.metric == "cosine":
+            norm = float(np.linalg.norm(q))
+            if norm == 0.0:
+                raise ValidationError("query vector has zero length; cosine similarity is undefined")
+            q = q / norm
+        hits = self._search(q, int(k), node)
+        return hits[: int(k)]
+
+    def get(
+        self, ids: Sequence[str] | None = None, *, filter: Filter | Node | None = None, limit: int | None = None
+    ) -> list[Document]:
+        """Documents by id (in the order asked, missing ids left out) or all that match ``filter``."""
+        self._check_open()
+        if ids is not None:
+            if filter is not None:
+                raise ValidationError("get() takes ids or a filter, not both")
+            wanted = list(dict.fromkeys(validate_id(i) for i in _as_id_list(ids)))
+            found = {d.id: d for d in self._get(wanted)} if wanted else {}
+            return [found[i] for i in wanted if i in found]
+        node = parse_filter(filter)
+        if node is not None and not self.capabilities.get_by_filter:
+            raise UnsupportedFeatureError(f"{self.name} cannot get documents by filter")
+        if limit is not None and (isinstance(limit, bool) or limit <= 0):
+            raise ValidationError(f"limit must be a positive integer, got {limit!r}")
+        return self._get_where(node, limit)
+
+    def delete(self, ids: Sequence[str] | None = None, *, filter: Filter | Node | None = None) -> int:
+        """Delete by ids or by filter; returns how many documents were removed (unknown ids are ignored)."""
+        self._check_open()
+        if ids is not None and filter is not None:
+            raise ValidationError("delete() takes ids or a filter, not both")
+        if ids is not None:
+            wanted = list(dict.fromkeys(validate_id(i) for i in _as_id_list(ids)))
+            return self._delete_ids(wanted) if wanted else 0
+        node = parse_filter(filter)
+        if node is None:
+            raise ValidationError("delete() needs ids or a non-empty filter; use clear() to remove everything")
+        if not self.capabilities.delete_by_filter:
+            raise UnsupportedFeatureError(f"{self.name} cannot delete by filter")
+        return self._delete_where(node)
+
+    def count(self, filter: Filter | Node | None = None) -> int:
+        """Number of documents, optionally only those matching ``filter``."""
+        self._check_open()
+        return self._count(parse_filter(filter))
+
+    def clear(self) -> None:
+        """Remove every document (the dimension stays fixed)."""
+        self._check_open()
+        self._clear()
+
+    def close(self) -> None:
+        """Flush and release the engine; further calls raise ``BackendUnavailableError``."""
+        if not self._closed:
+            self._close()
+            self._closed = True
+
+    def __enter__(self) -> VectorStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- backend hooks
+    @abstractmethod
+    def _init_dim(self, dim: int) -> None:
+        """Create the collection/index for ``dim`` (called once, at the first upsert of a new store)."""
+
+    @abstractmethod
+    def _upsert(
+        self, ids: list[str], vectors: np.ndarray, texts: list[str], metadatas: list[Metadata]
+    ) -> None: ...
+
+    @abstractmethod
+    def _search(self, vector: np.ndarray, k: int, node: Node | None) -> list[Hit]: ...
+
+    @abstractmethod
+    def _get(self, ids: list[str]) -> list[Document]: ...
+
+    @abstractmethod
+    def _get_where(self, node: Node | None, limit: int | None) -> list[Document]: ...
+
+    @abstractmethod
+    def _delete_ids(self, ids: list[str]) -> int: ...
+
+    @abstractmethod
+    def _delete_where(self, node: Node) -> int: ...
+
+    @abstractmethod
+    def _count(self, node: Node | None) -> int: ...
+
+    @abstractmethod
+    def _clear(self) -> None: ...
+
+    def _close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources; default does nothing."""
+
+    # ----------------------------------------------------------------- helpers
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendUnavailableError(f"{self.name} store is closed")
+
+    def _ensure_dim(self, dim: int) -> None:
+        if self._dim is None:
+            self._init_dim(dim)
+            self._dim = dim
+        elif dim != self._dim:
+            raise DimensionMismatchError(self._dim, dim)
+
+    def _prepare(self, docs: list[Document]) -> tuple[list[str], np.ndarray, list[str], list[Metadata]]:
+        ids: list[str] = []
+        texts: list[str] = []
+        metas: list[Metadata] = []
+        rows: list[np.ndarray] = []
+        seen: set[str] = set()
+        for pos, doc in enumerate(docs):
+            if not isinstance(doc, Document):
+                raise ValidationError(f"item {pos} is a {type(doc).__name__}, expected ragstore.Document")
+            doc_id = validate_id(doc.id)
+            if doc_id in seen:
+                raise ValidationError(f"duplicate id {doc_id!r} in one upsert batch")
+            seen.add(doc_id)
+            if not isinstance(doc.text, str) or not doc.text.strip():
+                raise ValidationError(f"document {doc_id!r} has empty text")
+            if doc.vector is None:
+                raise ValidationError(f"document {doc_id!r} has no vector; embed it first")
+            try:
+                vec = np.asarray(doc.vector, dtype=np.float32)
+            except (TypeError, ValueError):
+                raise ValidationError(f"vector of document {doc_id!r} is not numeric") from None
+            if vec.ndim != 1 or vec.size == 0:
+                raise ValidationError(f"vector of document {doc_id!r} must be 1-D, got shape {vec.shape}")
+            if rows and vec.shape[0] != rows[0].shape[0]:
+                raise DimensionMismatchError(rows[0].shape[0], vec.shape[0], f"vector of document {doc_id!r}")
+            if not np.isfinite(vec).all():
+                raise ValidationError(f"vector of document {doc_id!r} contains NaN or infinite values")
+            rows.append(vec)
+            ids.append(doc_id)
+            texts.append(doc.text)
+            metas.append(validate_metadata(doc.metadata, doc_id))
+        matrix = np.vstack(rows).astype(np.float32, copy=False)
+        if self._dim is not None and matrix.shape[1] != self._dim:
+            raise DimensionMismatchError(self._dim, matrix.shape[1])
+        if self.metric == "cosine":
+            norms = np.linalg.norm(matrix, axis=1)
+            zero = np.flatnonzero(norms == 0.0)
+            if zero.size:
+                raise ValidationError(f"vector of document {ids[zero[0]]!r} has zero length (cosine metric)")
+            matrix = matrix / norms[:, None]
+        return ids, np.ascontiguousarray(matrix, dtype=np.float32), texts, metas
+
+    def score_from_distance(self, distance: float) -> float:
+        """Convert an engine distance for this store's metric into a higher-is-better score."""
+        if self.metric == "l2":
+            return -math.sqrt(max(distance, 0.0))
+        return float(distance)
+
+
+def _as_id_list(ids: Sequence[str] | str) -> list[str]:
+    if isinstance(ids, str):
+        return [ids]
+    return list(ids)
+
+
+__all__ = ["Capabilities", "StoreOptions", "VectorStore", "as_query_vector"]

@@ -1,0 +1,23 @@
+"""Test helpers shipped with ragstore so third-party stores can prove conformance too (needs pytest)."""
+
+from .conformance import (
+    BadInputTests,
+    FilterTests,
+    GetDeleteTests,
+    PersistenceTests,
+    SearchTests,
+    UpsertTests,
+    VectorStoreConformance,
+    make_docs,
+)
+
+__all__ = [
+    "BadInputTests",
+    "FilterTests",
+    "GetDeleteTests",
+    "PersistenceTests",
+    "SearchTests",
+    "UpsertTests",
+    "VectorStoreConformance",
+    "make_docs",
+]

@@ -1,0 +1,570 @@
+"""Conformance suite every ``VectorStore`` must pass: same ids, same scores, same filters, same errors.
+
+Use it by subclassing and overriding one fixture::
+
+    from ragstore.testing import VectorStoreConformance
+
+    class TestMyStore(VectorStoreConformance):
+        @pytest.fixture
+        def store_config(self, tmp_path):
+            return {"type": "mystore", "path": str(tmp_path / "db")}
+
+``store_config`` is a config block (as in ``ragstore.yaml``); the suite builds stores from it through the
+registry, and reopens it in a *fresh process* for the persistence tests. Expected results come from an
+independent oracle (numpy scores and plain-Python predicates), never from the store under test.
+Slow engines can lower ``hypothesis_examples``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ..errors import (
+    BackendUnavailableError,
+    DimensionMismatchError,
+    FilterError,
+    UnsupportedFeatureError,
+    ValidationError,
+)
+from ..registry import create_store
+from ..store import VectorStore
+from ..types import Document
+
+DIM = 16
+N_DOCS = 60
+TAGS = ["alpha", "beta", "gamma", "it's \"quoted\"", "'); DROP TABLE docs; --", "ünïcödé 中文 🎉", "back\\slash"]
+
+
+def make_docs(n: int = N_DOCS, dim: int = DIM, seed: int = 7) -> list[Document]:
+    """Seeded documents with every metadata kind; some fields are missing on purpose."""
+    rng = np.random.default_rng(seed)
+    docs = []
+    for i in range(n):
+        meta: dict[str, Any] = {"i": i, "x": round(float(rng.normal()), 4), "tag": TAGS[i % len(TAGS)]}
+        if i % 3 == 0:
+            meta["flag"] = i % 2 == 0
+        if i % 4 != 0:
+            meta["opt"] = "odd" if i % 2 else "even"
+        if i % 5 == 0:
+            meta["num_or_str"] = str(i)  # same key, string kind
+        elif i % 5 == 1:
+            meta["num_or_str"] = i  # same key, number kind
+        docs.append(Document(id=f"doc-{i:03d}", text=f"document number {i}", metadata=meta, vector=rng.normal(size=dim)))
+    return docs
+
+
+def oracle_scores(docs: list[Document], query: np.ndarray) -> dict[str, float]:
+    """Cosine similarity computed independently from the raw (unnormalised) vectors."""
+    q = np.asarray(query, dtype=np.float64)
+    out = {}
+    for d in docs:
+        v = np.asarray(d.vector, dtype=np.float64)
+        out[d.id] = float(v @ q / (np.linalg.norm(v) * np.linalg.norm(q)))
+    return out
+
+
+def oracle_top(docs: list[Document], query: np.ndarray, k: int, pred: Callable[[dict[str, Any]], bool] | None = None) -> list[str]:
+    scores = oracle_scores([d for d in docs if pred is None or pred(d.metadata)], query)
+    return sorted(scores, key=lambda i: (-scores[i], i))[:k]
+
+
+def _num(m: dict[str, Any], key: str) -> float | None:
+    v = m.get(key)
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+#: (filter, independent predicate) pairs covering every operator, missing fields and nesting.
+FILTER_CASES: list[tuple[dict[str, Any], Callable[[dict[str, Any]], bool]]] = [
+    ({"tag": "alpha"}, lambda m: m.get("tag") == "alpha"),
+    ({"tag": {"$eq": "beta"}}, lambda m: m.get("tag") == "beta"),
+    ({"tag": {"$ne": "beta"}}, lambda m: m.get("tag") != "beta"),
+    ({"i": 7}, lambda m: m.get("i") == 7),
+    ({"i": 7.0}, lambda m: m.get("i") == 7),
+    ({"i": {"$gt": 40}}, lambda m: m["i"] > 40),
+    ({"i": {"$gte": 40}}, lambda m: m["i"] >= 40),
+    ({"i": {"$lt": 5}}, lambda m: m["i"] < 5),
+    ({"i": {"$lte": 5}}, lambda m: m["i"] <= 5),
+    ({"i": {"$gt": 10, "$lt": 20}}, lambda m: 10 < m["i"] < 20),
+    ({"x": {"$gte": 0.5}}, lambda m: m["x"] >= 0.5),
+    ({"x": {"$lt": -0.25}}, lambda m: m["x"] < -0.25),
+    ({"i": {"$in": [1, 2, 3, 59, 1000]}}, lambda m: m["i"] in (1, 2, 3, 59)),
+    ({"i": {"$nin": [1, 2, 3]}}, lambda m: m["i"] not in (1, 2, 3)),
+    ({"tag": {"$in": ["alpha", "gamma"]}}, lambda m: m["tag"] in ("alpha", "gamma")),
+    ({"tag": {"$nin": ["alpha", "gamma"]}}, lambda m: m["tag"] not in ("alpha", "gamma")),
+    ({"flag": True}, lambda m: m.get("flag") is True),
+    ({"flag": False}, lambda m: m.get("flag") is False),
+    ({"flag": {"$ne": True}}, lambda m: m.get("flag") is not True),
+    ({"flag": {"$in": [True]}}, lambda m: m.get("flag") is True),
+    ({"flag": {"$nin": [False]}}, lambda m: m.get("flag") is not False),
+    # missing fields: comparisons are false, negations true
+    ({"opt": "odd"}, lambda m: m.get("opt") == "odd"),
+    ({"opt": {"$ne": "odd"}}, lambda m: m.get("opt") != "odd"),
+    ({"opt": {"$nin": ["odd", "even"]}}, lambda m: "opt" not in m),
+    ({"missing": {"$ne": 1}}, lambda m: True),
+    ({"missing": 1}, lambda m: False),
+    ({"missing": {"$gt": 0}}, lambda m: False),
+    ({"$not": {"missing": {"$gt": 0}}}, lambda m: True),
+    # kinds never mix: numbers, strings and booleans
+    ({"flag": 1}, lambda m: False),
+    ({"i": True}, lambda m: False),
+    ({"i": "7"}, lambda m: False),
+    ({"num_or_str": 11}, lambda m: m.get("num_or_str") == 11 and not isinstance(m.get("num_or_str"), str)),
+    ({"num_or_str": "10"}, lambda m: m.get("num_or_str") == "10"),
+    ({"num_or_str": {"$gt": 0}}, lambda m: (_num(m, "num_or_str") or 0) > 0),
+    ({"num_or_str": {"$ne": "10"}}, lambda m: m.get("num_or_str") != "10"),
+    # logic
+    ({"tag": "alpha", "i": {"$gt": 20}}, lambda m: m["tag"] == "alpha" and m["i"] > 20),
+    ({"$and": [{"tag": "alpha"}, {"i": {"$lt": 30}}]}, lambda m: m["tag"] == "alpha" and m["i"] < 30),
+    ({"$or": [{"tag": "alpha"}, {"i": {"$lt": 3}}]}, lambda m: m["tag"] == "alpha" or m["i"] < 3),
+    ({"$not": {"tag": "alpha"}}, lambda m: m["tag"] != "alpha"),
+    ({"$not": {"$or": [{"opt": "odd"}, {"flag": True}]}}, lambda m: not (m.get("opt") == "odd" or m.get("flag") is True)),
+    (
+        {"$or": [{"$and": [{"opt": "even"}, {"x": {"$gt": 0}}]}, {"$not": {"i": {"$gte": 5}}}]},
+        lambda m: (m.get("opt") == "even" and m["x"] > 0) or m["i"] < 5,
+    ),
+    ({"$and": [{"$not": {"flag": False}}, {"$not": {"opt": {"$in": ["odd"]}}}]}, lambda m: m.get("flag") is not False and m.get("opt") != "odd"),
+    # values an engine might misparse are matched literally
+    *[({"tag": t}, (lambda t: lambda m: m["tag"] == t)(t)) for t in TAGS[3:]],
+    ({"tag": {"$in": TAGS[3:]}}, lambda m: m["tag"] in TAGS[3:]),
+    ({"tag": "' OR '1'='1"}, lambda m: False),
+    ({"tag": '" or 1==1 or "'}, lambda m: False),
+]
+
+BAD_FILTERS: list[Any] = [
+    {"tag": {"$regex": "a.*"}},
+    {"$nor": [{"tag": "a"}]},
+    {"tag": None},
+    {"tag": {"$in": []}},
+    {"tag": {"$in": "alpha"}},
+    {"tag": {"$in": ["a", 1]}},
+    {"i": {"$gt": "5"}},
+    {"i": {"$gt": True}},
+    {"tag": ["alpha"]},
+    {"tag": {"nested": 1}},
+    {"$and": []},
+    {"$and": {"tag": "a"}},
+    {"$or": "x"},
+    {"x": float("nan")},
+    {"bad key!": 1},
+    {"": 1},
+    "tag = 'a'",
+    [{"tag": "a"}],
+]
+
+
+class _Base:
+    """Fixtures shared by the mixins. Override ``store_config``."""
+
+    hypothesis_examples: int = 60
+
+    @pytest.fixture
+    def store_config(self, tmp_path: Any) -> dict[str, Any]:
+        raise NotImplementedError("override the store_config fixture to return a store config block")
+
+    @pytest.fixture
+    def make_store(self, store_config: dict[str, Any]) -> Iterator[Callable[[], VectorStore]]:
+        opened: list[VectorStore] = []
+
+        def factory() -> VectorStore:
+            store = create_store(store_config)
+            opened.append(store)
+            return store
+
+        yield factory
+        for store in reversed(opened):
+            store.close()
+
+    @pytest.fixture
+    def store(self, make_store: Callable[[], VectorStore]) -> VectorStore:
+        return make_store()
+
+    @pytest.fixture
+    def docs(self) -> list[Document]:
+        return make_docs()
+
+    @pytest.fixture
+    def filled(self, store: VectorStore, docs: list[Document]) -> VectorStore:
+        store.upsert(docs)
+        return store
+
+
+class UpsertTests(_Base):
+    def test_upsert_returns_ids_and_counts(self, store: VectorStore, docs: list[Document]) -> None:
+        assert store.upsert(docs) == [d.id for d in docs]
+        assert store.count() == len(docs)
+        assert store.dim == DIM
+
+    def test_upsert_is_idempotent(self, store: VectorStore, docs: list[Document]) -> None:
+        store.upsert(docs)
+        store.upsert(docs)
+        assert store.count() == len(docs)
+        q = docs[0].vector
+        assert [h.id for h in store.search(q, 5)] == oracle_top(docs, q, 5)
+
+    def test_upsert_replaces_text_metadata_and_vector(self, filled: VectorStore, docs: list[Document]) -> None:
+        target = docs[5]
+        new_vec = -np.asarray(docs[9].vector)
+        filled.upsert([Document(id=target.id, text="replaced", metadata={"tag": "new", "i": -1}, vector=new_vec)])
+        assert filled.count() == len(docs)
+        (got,) = filled.get([target.id])
+        assert got.text == "replaced"
+        assert got.metadata == {"tag": "new", "i": -1}
+        top = filled.search(new_vec, 1)[0]
+        assert top.id == target.id and top.score == pytest.approx(1.0, abs=1e-4)
+        assert target.id not in [h.id for h in filled.search(docs[5].vector, 3)]
+        assert filled.count({"tag": "new"}) == 1
+
+    def test_upsert_empty_is_a_no_op(self, store: VectorStore) -> None:
+        assert store.upsert([]) == []
+        assert store.count() == 0
+
+    def test_any_dimension_is_accepted(self, store: VectorStore) -> None:
+        docs = make_docs(n=5, dim=3)
+        store.upsert(docs)
+        assert store.dim == 3
+        assert store.search(docs[2].vector, 1)[0].id == docs[2].id
+
+    def test_derived_ids_are_stable(self, store: VectorStore) -> None:
+        a = Document(text="same text", vector=np.ones(4))
+        b = Document(text="same text", vector=np.ones(4))
+        assert a.id == b.id
+        store.upsert([a])
+        store.upsert([b])
+        assert store.count() == 1
+
+
+class GetDeleteTests(_Base):
+    def test_get_keeps_order_skips_missing_and_repeats(self, filled: VectorStore, docs: list[Document]) -> None:
+        got = filled.get([docs[3].id, "nope", docs[1].id, docs[3].id])
+        assert [d.id for d in got] == [docs[3].id, docs[1].id]
+        assert filled.get([]) == []
+
+    def test_get_round_trips_text_metadata_and_kinds(self, filled: VectorStore, docs: list[Document]) -> None:
+        for want in docs[:12]:
+            (got,) = filled.get([want.id])
+            assert got.text == want.text
+            assert got.metadata == want.metadata
+            for key, value in want.metadata.items():
+                assert type(got.metadata[key]) is type(value), key
+
+    def test_get_returns_normalised_vectors(self, filled: VectorStore, docs: list[Document]) -> None:
+        (got,) = filled.get([docs[4].id])
+        assert got.vector is not None
+        want = np.asarray(docs[4].vector) / np.linalg.norm(docs[4].vector)
+        np.testing.assert_allclose(np.asarray(got.vector, dtype=np.float64), want, atol=1e-5)
+
+    def test_get_by_filter(self, filled: VectorStore, docs: list[Document]) -> None:
+        if not filled.capabilities.get_by_filter:
+            with pytest.raises(UnsupportedFeatureError):
+                filled.get(filter={"tag": "alpha"})
+            return
+        got = {d.id for d in filled.get(filter={"tag": "alpha"})}
+        assert got == {d.id for d in docs if d.metadata["tag"] == "alpha"}
+        assert len(filled.get(filter={"tag": "alpha"}, limit=2)) == 2
+
+    def test_delete_by_ids(self, filled: VectorStore, docs: list[Document]) -> None:
+        gone = [docs[0].id, docs[1].id]
+        assert filled.delete([*gone, "unknown-id"]) == 2
+        assert filled.count() == len(docs) - 2
+        assert filled.get(gone) == []
+        assert filled.delete(gone) == 0
+        hits = filled.search(docs[0].vector, len(docs))
+        assert not {h.id for h in hits} & set(gone)
+        assert len(hits) == len(docs) - 2
+
+    def test_delete_by_filter(self, filled: VectorStore, docs: list[Document]) -> None:
+        if not filled.capabilities.delete_by_filter:
+            with pytest.raises(UnsupportedFeatureError):
+                filled.delete(filter={"tag": "alpha"})
+            return
+        expected = {d.id for d in docs if d.metadata["tag"] == "alpha"}
+        assert filled.delete(filter={"tag": "alpha"}) == len(expected)
+        assert filled.count() == len(docs) - len(expected)
+        assert filled.count({"tag": "alpha"}) == 0
+        assert not {h.id for h in filled.search(docs[0].vector, len(docs))} & expected
+
+    def test_delete_needs_ids_or_filter(self, filled: VectorStore, docs: list[Document]) -> None:
+        with pytest.raises(ValidationError):
+            filled.delete()
+        with pytest.raises(ValidationError):
+            filled.delete(filter={})
+        with pytest.raises(ValidationError):
+            filled.delete([docs[0].id], filter={"tag": "alpha"})
+        assert filled.count() == len(docs)
+
+    def test_clear(self, filled: VectorStore, docs: list[Document]) -> None:
+        filled.clear()
+        assert filled.count() == 0
+        assert filled.search(docs[0].vector, 3) == []
+        filled.upsert(docs[:3])
+        assert filled.count() == 3
+
+
+class FilterTests(_Base):
+    @pytest.mark.parametrize(("flt", "pred"), FILTER_CASES, ids=[json.dumps(c[0], ensure_ascii=True)[:60] for c in FILTER_CASES])
+    def test_filter_matches_oracle(
+        self, filled: VectorStore, docs: list[Document], flt: dict[str, Any], pred: Callable[[dict[str, Any]], bool]
+    ) -> None:
+        expected = {d.id for d in docs if pred(d.metadata)}
+        assert filled.count(flt) == len(expected)
+        hits = filled.search(docs[0].vector, len(docs), flt)
+        assert {h.id for h in hits} == expected
+        if filled.capabilities.get_by_filter:
+            assert {d.id for d in filled.get(filter=flt)} == expected
+
+    def test_filtered_top_k_is_exact_not_post_filtered(self, filled: VectorStore, docs: list[Document]) -> None:
+        q = docs[0].vector
+        flt, pred = {"tag": "gamma"}, (lambda m: m["tag"] == "gamma")
+        hits = filled.search(q, 3, flt)
+        assert [h.id for h in hits] == oracle_top(docs, q, 3, pred)
+
+    @pytest.mark.parametrize("bad", BAD_FILTERS, ids=[repr(b)[:40] for b in BAD_FILTERS])
+    def test_bad_filters_raise_filter_error(self, filled: VectorStore, docs: list[Document], bad: Any) -> None:
+        with pytest.raises(FilterError):
+            filled.search(docs[0].vector, 3, bad)
+        with pytest.raises(FilterError):
+            filled.count(bad)
+        assert filled.count() == len(docs)
+
+    def test_random_filters_match_oracle(self, filled: VectorStore, docs: list[Document]) -> None:
+        from hypothesis import HealthCheck, given, settings
+
+        from ..filters import matches, parse_filter
+        from .strategies import filters
+
+        @settings(max_examples=self.hypothesis_examples, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(filters())
+        def check(flt: dict[str, Any]) -> None:
+            node = parse_filter(flt)
+            expected = {d.id for d in docs if matches(node, d.metadata)}
+            assert filled.count(flt) == len(expected)
+            if filled.capabilities.get_by_filter:
+                assert {d.id for d in filled.get(filter=flt)} == expected
+
+        check()
+
+
+class SearchTests(_Base):
+    def test_top_k_matches_oracle(self, filled: VectorStore, docs: list[Document]) -> None:
+        rng = np.random.default_rng(3)
+        queries = rng.normal(size=(8, DIM))
+        if filled.capabilities.exact:
+            for q in queries:
+                assert [h.id for h in filled.search(q, 10)] == oracle_top(docs, q, 10)
+        else:
+            found = sum(len({h.id for h in filled.search(q, 10)} & set(oracle_top(docs, q, 10))) for q in queries)
+            assert found / (10 * len(queries)) >= 0.95
+
+    def test_scores_are_cosine_similarity_best_first(self, filled: VectorStore, docs: list[Document]) -> None:
+        if filled.metric != "cosine":
+            pytest.skip(f"score-range checks are for the cosine metric; this store uses {filled.metric}")
+        q = np.random.default_rng(11).normal(size=DIM) * 7.5  # scale must not matter for cosine
+        want = oracle_scores(docs, q)
+        hits = filled.search(q, 20)
+        assert len(hits) == 20
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+        for h in hits:
+            assert -1.0 - 1e-5 <= h.score <= 1.0 + 1e-5
+            assert h.score == pytest.approx(want[h.id], abs=1e-4)
+
+    def test_score_meaning(self, store: VectorStore) -> None:
+        if store.metric != "cosine":
+            pytest.skip(f"score-range checks are for the cosine metric; this store uses {store.metric}")
+        base = np.array([1.0, 0.0, 0.0, 0.0])
+        store.upsert(
+            [
+                Document(id="same", text="same direction", vector=base * 3),
+                Document(id="orth", text="orthogonal", vector=np.array([0.0, 2.0, 0.0, 0.0])),
+                Document(id="opp", text="opposite", vector=-base),
+            ]
+        )
+        hits = {h.id: h.score for h in store.search(base, 3)}
+        assert hits["same"] == pytest.approx(1.0, abs=1e-4)
+        assert hits["orth"] == pytest.approx(0.0, abs=1e-4)
+        assert hits["opp"] == pytest.approx(-1.0, abs=1e-4)
+        assert [h.id for h in store.search(base, 3)] == ["same", "orth", "opp"]
+
+    def test_hits_carry_text_and_metadata(self, filled: VectorStore, docs: list[Document]) -> None:
+        by_id = {d.id: d for d in docs}
+        for h in filled.search(docs[10].vector, 5):
+            assert h.text == by_id[h.id].text
+            assert h.metadata == by_id[h.id].metadata
+
+    def test_k_larger_than_store(self, store: VectorStore) -> None:
+        docs = make_docs(n=4)
+        store.upsert(docs)
+        assert len(store.search(docs[0].vector, 50)) == 4
+
+    def test_empty_store_returns_nothing(self, store: VectorStore) -> None:
+        assert store.search(np.ones(DIM), 5) == []
+        assert store.count() == 0
+
+
+class BadInputTests(_Base):
+    def _unchanged(self, store: VectorStore, docs: list[Document]) -> None:
+        assert store.count() == len(docs)
+        (got,) = store.get([docs[0].id])
+        assert got.text == docs[0].text and got.metadata == docs[0].metadata
+
+    @pytest.mark.parametrize("k", [0, -1, 2.5, "3", True, None])
+    def test_bad_k(self, filled: VectorStore, docs: list[Document], k: Any) -> None:
+        with pytest.raises(ValidationError):
+            filled.search(docs[0].vector, k)
+
+    def test_wrong_query_dimension(self, filled: VectorStore) -> None:
+        with pytest.raises(DimensionMismatchError):
+            filled.search(np.ones(DIM + 1), 3)
+
+    @pytest.mark.parametrize("vec", [[float("nan")] * DIM, [float("inf")] * DIM, [], [[1.0] * DIM] * 2, "abc"])
+    def test_bad_query_vector(self, filled: VectorStore, vec: Any) -> None:
+        with pytest.raises(ValidationError):
+            filled.search(vec, 3)
+
+    def test_zero_query_vector_under_cosine(self, filled: VectorStore) -> None:
+        if filled.metric != "cosine":
+            pytest.skip("zero vectors are only undefined under the cosine metric")
+        with pytest.raises(ValidationError):
+            filled.search(np.zeros(DIM), 3)
+
+    def test_wrong_dimension_batch_stores_nothing(self, filled: VectorStore, docs: list[Document]) -> None:
+        batch = [Document(id="new-1", text="ok", vector=np.ones(DIM + 2)), Document(id="new-2", text="ok", vector=np.ones(DIM + 2))]
+        with pytest.raises(DimensionMismatchError):
+            filled.upsert(batch)
+        self._unchanged(filled, docs)
+        assert filled.get(["new-1", "new-2"]) == []
+
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            Document(id="bad", text="nan", vector=np.array([np.nan] * DIM)),
+            Document(id="bad", text="   ", vector=np.ones(DIM)),
+            Document(id="bad", text="no vector"),
+            Document(id="bad", text="zero", vector=np.zeros(DIM)),
+            Document(id="bad", text="ragged", vector=np.ones(DIM - 1)),
+            Document(id="bad", text="nested", metadata={"a": {"b": 1}}, vector=np.ones(DIM)),
+            Document(id="bad", text="null", metadata={"a": None}, vector=np.ones(DIM)),
+            Document(id="bad", text="list", metadata={"a": [1, 2]}, vector=np.ones(DIM)),
+            Document(id="bad", text="key", metadata={"bad key": 1}, vector=np.ones(DIM)),
+            Document(id="bad", text="inf meta", metadata={"a": float("inf")}, vector=np.ones(DIM)),
+        ],
+        ids=["nan", "empty-text", "no-vector", "zero", "ragged", "nested", "null", "list", "key", "inf-meta"],
+    )
+    def test_bad_document_rejects_whole_batch(self, filled: VectorStore, docs: list[Document], bad: Document) -> None:
+        if filled.metric != "cosine" and bad.text == "zero":
+            pytest.skip("zero vectors are valid under dot and l2")
+        good = Document(id="good-new", text="fine", vector=np.ones(DIM))
+        with pytest.raises(ValidationError):
+            filled.upsert([good, bad])
+        self._unchanged(filled, docs)
+        assert filled.get(["good-new", "bad"]) == []
+
+    def test_duplicate_ids_in_one_batch(self, filled: VectorStore, docs: list[Document]) -> None:
+        with pytest.raises(ValidationError, match="duplicate"):
+            filled.upsert([Document(id="dup", text="a", vector=np.ones(DIM)), Document(id="dup", text="b", vector=np.ones(DIM))])
+        self._unchanged(filled, docs)
+
+    @pytest.mark.parametrize("bad_id", ["", 5, None, "x" * 600, "nul\x00id"])
+    def test_bad_ids(self, filled: VectorStore, docs: list[Document], bad_id: Any) -> None:
+        doc = Document(id="tmp", text="t", vector=np.ones(DIM))
+        doc.id = bad_id
+        with pytest.raises(ValidationError):
+            filled.upsert([doc])
+        self._unchanged(filled, docs)
+
+    def test_not_a_document(self, filled: VectorStore, docs: list[Document]) -> None:
+        with pytest.raises(ValidationError):
+            filled.upsert([{"id": "x", "text": "t", "vector": [1.0] * DIM}])  # type: ignore[list-item]
+        self._unchanged(filled, docs)
+
+
+_REOPEN = textwrap.dedent(
+    """
+    import json, sys
+    from ragstore.registry import create_store
+    args = json.loads(sys.stdin.read())
+    store = create_store(args["config"])
+    out = {
+        "count": store.count(),
+        "hits": [[h.id, h.score] for h in store.search(args["query"], 10)],
+        "filtered": [h.id for h in store.search(args["query"], 5, args["filter"])],
+        "texts": {d.id: [d.text, d.metadata] for d in store.get(args["ids"])},
+    }
+    store.close()
+    print(json.dumps(out))
+    """
+)
+
+
+def reopen_in_subprocess(config: dict[str, Any], query: np.ndarray, flt: dict[str, Any], ids: list[str]) -> dict[str, Any]:
+    """Open the store from its config in a fresh interpreter and read it back."""
+    payload = json.dumps({"config": config, "query": [float(x) for x in query], "filter": flt, "ids": ids})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    proc = subprocess.run(
+        [sys.executable, "-c", _REOPEN], input=payload, capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"reopening in a fresh process failed:\n{proc.stderr[-3000:]}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+class PersistenceTests(_Base):
+    def test_reopen_in_fresh_process_gives_same_results(
+        self, store_config: dict[str, Any], make_store: Callable[[], VectorStore], docs: list[Document]
+    ) -> None:
+        store = make_store()
+        if not store.capabilities.persistent:
+            pytest.skip(f"{store.name} with this config keeps nothing after close (capabilities.persistent=False)")
+        store.upsert(docs)
+        store.delete([docs[1].id, docs[2].id])
+        q = np.asarray(docs[7].vector)
+        flt = {"$or": [{"tag": "beta"}, {"flag": True}]}
+        before = [(h.id, h.score) for h in store.search(q, 10)]
+        before_filtered = [h.id for h in store.search(q, 5, flt)]
+        store.close()
+        ids = [d.id for d in docs[:6]]
+        after = reopen_in_subprocess(store_config, q, flt, ids)
+        assert after["count"] == len(docs) - 2
+        assert [h[0] for h in after["hits"]] == [b[0] for b in before]
+        for (_, s1), (_, s2) in zip(before, after["hits"], strict=True):
+            assert math.isclose(s1, s2, abs_tol=1e-5)
+        assert after["filtered"] == before_filtered
+        assert set(after["texts"]) == set(ids) - {docs[1].id, docs[2].id}
+        for d in docs[:6]:
+            if d.id in after["texts"]:
+                assert after["texts"][d.id] == [d.text, d.metadata]
+
+    def test_reopen_in_same_process(self, make_store: Callable[[], VectorStore], docs: list[Document]) -> None:
+        store = make_store()
+        if not store.capabilities.persistent:
+            pytest.skip(f"{store.name} with this config keeps nothing after close (capabilities.persistent=False)")
+        store.upsert(docs)
+        store.close()
+        again = make_store()
+        assert again.count() == len(docs)
+        assert again.dim == DIM
+        with pytest.raises(DimensionMismatchError):
+            again.upsert([Document(id="x", text="x", vector=np.ones(DIM + 1))])
+
+    def test_closed_store_refuses_calls(self, make_store: Callable[[], VectorStore], docs: list[Document]) -> None:
+        store = make_store()
+        store.upsert(docs[:3])
+        store.close()
+        store.close()  # closing twice is harmless
+        with pytest.raises(BackendUnavailableError):
+            store.search(docs[0].vector, 1)
+        with pytest.raises(BackendUnavailableError):
+            store.upsert(docs[:1])
+
+
+class VectorStoreConformance(UpsertTests, GetDeleteTests, FilterTests, SearchTests, BadInputTests, PersistenceTests):
+    """All conformance tests; subclass and override ``store_config``."""

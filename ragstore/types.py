@@ -1,0 +1,119 @@
+"""Records every layer shares: what goes into a store (``Document``) and what comes out (``Hit``)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+import numpy as np
+
+from .errors import ValidationError
+
+#: Metadata values are JSON scalars. Nested objects and nulls are refused because the engines disagree on
+#: how to store and filter them; flatten them into keys instead.
+MetadataValue: TypeAlias = str | int | float | bool
+Metadata: TypeAlias = dict[str, MetadataValue]
+Metric: TypeAlias = Literal["cosine", "dot", "l2"]
+METRICS: tuple[str, ...] = ("cosine", "dot", "l2")
+
+_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$")
+MAX_ID_LENGTH = 512
+
+
+def content_id(text: str, *namespace: str) -> str:
+    """Derive a stable id from content so re-ingesting the same text is idempotent."""
+    h = hashlib.sha256()
+    for part in namespace:
+        h.update(part.encode("utf-8"))
+        h.update(b"\x00")
+    h.update(text.encode("utf-8"))
+    return h.hexdigest()[:32]
+
+
+@dataclass
+class Document:
+    """A piece of text with metadata and (once embedded) its vector.
+
+    ``id`` is the caller's; when left empty it is derived from the text (see :func:`content_id`).
+    """
+
+    text: str
+    id: str = ""
+    metadata: Metadata = field(default_factory=dict)
+    vector: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if not self.id and isinstance(self.text, str):
+            self.id = content_id(self.text)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result. ``score`` is higher-is-better on every backend (cosine similarity by default)."""
+
+    id: str
+    score: float
+    text: str
+    metadata: Metadata = field(default_factory=dict)
+
+
+def validate_key(key: object, what: str = "metadata key") -> str:
+    """Keys must be plain identifiers so every engine can index and filter them the same way."""
+    if not isinstance(key, str) or not _KEY_RE.match(key):
+        raise ValidationError(
+            f"invalid {what} {key!r}: use letters, digits, '_' or '-', starting with a letter or '_' "
+            "(at most 128 characters)"
+        )
+    return key
+
+
+def validate_metadata(metadata: Mapping[str, Any] | None, doc_id: str = "") -> Metadata:
+    """Check a metadata mapping and return a plain dict copy."""
+    where = f" of document {doc_id!r}" if doc_id else ""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise ValidationError(f"metadata{where} must be a mapping, got {type(metadata).__name__}")
+    out: Metadata = {}
+    for key, value in metadata.items():
+        validate_key(key)
+        if isinstance(value, bool | str):
+            out[key] = value
+        elif isinstance(value, int | float | np.integer | np.floating):
+            number = value.item() if isinstance(value, np.generic) else value
+            if isinstance(number, float) and not math.isfinite(number):
+                raise ValidationError(f"metadata value for {key!r}{where} is not finite: {value!r}")
+            out[key] = number
+        else:
+            raise ValidationError(
+                f"metadata value for {key!r}{where} has type {type(value).__name__}; "
+                "only str, int, float and bool are stored (flatten nested values into keys)"
+            )
+    return out
+
+
+def validate_id(doc_id: object) -> str:
+    """Ids are non-empty strings every engine can store verbatim."""
+    if not isinstance(doc_id, str) or not doc_id or len(doc_id) > MAX_ID_LENGTH:
+        raise ValidationError(f"document id must be a non-empty string of at most {MAX_ID_LENGTH} characters")
+    if "\x00" in doc_id:
+        raise ValidationError(f"document id {doc_id!r} contains a NUL character")
+    return doc_id
+
+
+__all__ = [
+    "METRICS",
+    "Document",
+    "Hit",
+    "Metadata",
+    "MetadataValue",
+    "Metric",
+    "content_id",
+    "validate_id",
+    "validate_key",
+    "validate_metadata",
+]
