@@ -133,7 +133,8 @@ class SqliteDocs:
         out: list[tuple[int, str]] = []
         for chunk in self._chunks(ids):
             marks = ",".join("?" * len(chunk))
-            out += self.conn.execute(f"SELECT iid, id FROM docs WHERE id IN ({marks})", list(chunk)).fetchall()  # noqa: S608
+            sql = f"SELECT iid, id FROM docs WHERE id IN ({marks})"  # noqa: S608 - placeholders only
+            out += self.conn.execute(sql, list(chunk)).fetchall()
         return out
 
     def _delete_iids(self, iids: Sequence[int]) -> None:

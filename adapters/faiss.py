@@ -123,10 +123,16 @@ class FaissStore(VectorStore):
             and self.db.get_info("index_generation") == gen
             and self.db.get_info("index_type") == self.index_type
         ):
-            self._index = self.faiss.read_index(str(file))
-            self._tombstones = self._index.ntotal - self.db.count(None)
-        else:
-            self._rebuild()
+            try:
+                index = self.faiss.read_index(str(file))
+            except RuntimeError:  # unreadable (torn or corrupted) file: SQLite still has everything
+                index = None
+            live = self.db.count(None)
+            if index is not None and index.d == self._dim and index.ntotal >= live:
+                self._index = index
+                self._tombstones = index.ntotal - live
+                return
+        self._rebuild()
 
     def _rebuild(self) -> None:
         assert self._dim is not None

@@ -127,9 +127,7 @@ class MemoryStore(VectorStore):
             return []
         scores = self.scores(vector)
         order = self._order
-        candidates = [
-            pos for pos, i in enumerate(order) if node is None or matches(node, self._records[i][2])
-        ]
+        candidates = [pos for pos, i in enumerate(order) if node is None or matches(node, self._records[i][2])]
         candidates.sort(key=lambda pos: (-scores[pos], order[pos]))
         hits = []
         for pos in candidates[:k]:

@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import RagstoreError
@@ -37,7 +38,7 @@ def _friendly(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except RagstoreError as exc:
-            err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -60,10 +61,10 @@ def _hits_table(title: str, hits: list[Hit], relevant: set[str] | None = None) -
     table.add_column("text", overflow="fold", max_width=80)
     for rank, hit in enumerate(hits, 1):
         text = " ".join(hit.text.split())
-        row = [str(rank), f"{hit.score:.3f}", hit.id]
+        row = [str(rank), f"{hit.score:.3f}", escape(hit.id)]
         if relevant is not None:
             row.append("[green]✓[/]" if hit.id in relevant else "")
-        row.append(text[:160] + ("…" if len(text) > 160 else ""))
+        row.append(escape(text[:160] + ("…" if len(text) > 160 else "")))
         table.add_row(*row)
     return table
 
@@ -109,7 +110,7 @@ def search(
     if as_json:
         console.print_json(data=[h.__dict__ for h in hits])
     else:
-        console.print(_hits_table(f"{query}", hits))
+        console.print(_hits_table(escape(query), hits))
 
 
 @app.command()
@@ -121,15 +122,15 @@ def info(config: ConfigOpt = None) -> None:
     with _open(config) as rs:
         data = rs.info()
     table = Table(title="backends", title_justify="left")
-    table.add_column("store")
+    table.add_column("backend")
     table.add_column("installed")
-    table.add_column("install with")
-    for name, ok in installed(STORES).items():
-        extra = STORES[name].extra
-        table.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", f"pip install 'ragstore[{extra}]'" if extra else "-")
-    for name, ok in installed(EMBEDDERS).items():
-        extra = EMBEDDERS[name].extra
-        table.add_row(f"embedder: {name}", "[green]yes[/]" if ok else "[red]no[/]", f"pip install 'ragstore[{extra}]'" if extra else "-")
+    table.add_column("install with", no_wrap=True)
+    table.add_column("kind")
+    for kind, entries in (("store", STORES), ("embedder", EMBEDDERS)):
+        for name, ok in installed(entries).items():
+            extra = entries[name].extra
+            hint = escape(f"pip install 'ragstore[{extra}]'") if extra else "-"
+            table.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", hint, kind)
     console.print_json(data=data)
     console.print(table)
 
@@ -154,15 +155,19 @@ def demo(
     with _open(config) as rs:
         console.print(f"[dim]store: {rs.store.name} · embedder: {rs.embedder.fingerprint}[/]")
         report = rs.ingest(folder / "corpus.en.jsonl", progress=True)
-        console.print(f"sample corpus: {report.chunks} passages ({report.embedded} embedded, {report.unchanged} unchanged)")
+        console.print(
+            f"sample corpus: {report.chunks} passages ({report.embedded} embedded, {report.unchanged} unchanged)"
+        )
         picked = rows[:: max(1, len(rows) // max(queries, 1))][:queries]
         results = rs.search_many([r["text"] for r in picked], k)
         found = 0
         for row, hits in zip(picked, results, strict=True):
             rel = qrels.get(row["_id"], set())
             found += any(h.id in rel for h in hits)
-            console.print(_hits_table(row["text"], hits, rel))
-        console.print(f"{found}/{len(picked)} queries have a judged-relevant passage in their top {k} (✓ = judged relevant)")
+            console.print(_hits_table(escape(row["text"]), hits, rel))
+        console.print(
+            f"{found}/{len(picked)} queries have a judged-relevant passage in their top {k} (✓ = judged relevant)"
+        )
 
 
 def main() -> None:

@@ -146,7 +146,9 @@ def find_config(start: Path | None = None) -> Path | None:
     return next((folder / n for n in CONFIG_NAMES if (folder / n).is_file()), None)
 
 
-def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | RagstoreConfig | None = None) -> RagstoreConfig:
+def load_config(
+    source: str | os.PathLike[str] | Mapping[str, Any] | RagstoreConfig | None = None,
+) -> RagstoreConfig:
     """Load and validate a config from a file, a mapping, or the default locations."""
     if isinstance(source, RagstoreConfig):
         return source

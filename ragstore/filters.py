@@ -23,11 +23,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, cast
 
-from .errors import FilterError
+from .errors import FilterError, ValidationError
 from .types import MetadataValue, validate_key
-from .errors import ValidationError
 
 CmpOp: TypeAlias = Literal["$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin"]
 SCALAR_OPS = ("$eq", "$ne")
@@ -93,18 +92,18 @@ def _parse_ops(field: str, spec: Mapping[str, Any]) -> Node:
     nodes: list[Node] = []
     for op, value in spec.items():
         if op in SCALAR_OPS:
-            nodes.append(Cmp(field, op, _scalar(value, op, field)))
+            nodes.append(Cmp(field, cast(CmpOp, op), _scalar(value, op, field)))
         elif op in RANGE_OPS:
             if kind(value) != "number":
                 raise FilterError(f"{op} on {field!r} needs a number, got {value!r}")
-            nodes.append(Cmp(field, op, _scalar(value, op, field)))
+            nodes.append(Cmp(field, cast(CmpOp, op), _scalar(value, op, field)))
         elif op in LIST_OPS:
             if not isinstance(value, list | tuple) or not value:
                 raise FilterError(f"{op} on {field!r} needs a non-empty list, got {value!r}")
             items = tuple(_scalar(v, op, field) for v in value)
             if len({kind(v) for v in items}) != 1:
                 raise FilterError(f"{op} on {field!r} mixes value types: {value!r}")
-            nodes.append(Cmp(field, op, items))
+            nodes.append(Cmp(field, cast(CmpOp, op), items))
         else:
             raise FilterError(f"unknown filter operator {op!r} on field {field!r}")
     return nodes[0] if len(nodes) == 1 else And(tuple(nodes))

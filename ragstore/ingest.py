@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ class Source:
     metadata: dict[str, MetadataValue] | None = None
 
 
-def iter_files(path: str | Path) -> list[Path]:
+def iter_files(path: str | os.PathLike[str]) -> list[Path]:
     """Supported files under ``path`` (a file or a folder), sorted, hidden files skipped."""
     root = Path(path)
     if not root.exists():

@@ -58,8 +58,7 @@ class Ragstore:
                 stored,
                 self.embedder.dim,
                 f"embedder {self.embedder.fingerprint}",
-                "the store was filled by another model: give this model its own store path, or clear and "
-                "re-ingest",
+                "the store was filled by another model: give this model its own store path, or clear and re-ingest",
             )
 
     @classmethod
@@ -155,7 +154,9 @@ class Ragstore:
         vector = self.embedder.embed_query([query])[0]
         return self.store.search(vector, k or self.config.search.k, filter)
 
-    def search_many(self, queries: Sequence[str], k: int | None = None, filter: Filter | None = None) -> list[list[Hit]]:
+    def search_many(
+        self, queries: Sequence[str], k: int | None = None, filter: Filter | None = None
+    ) -> list[list[Hit]]:
         """Embed all queries in one batch, then search each."""
         vectors = self.embedder.embed_query(list(queries))
         return [self.store.search(v, k or self.config.search.k, filter) for v in vectors]
@@ -196,7 +197,7 @@ class Ragstore:
         self.close()
 
 
-def open(config: str | os.PathLike[str] | Mapping[str, Any] | RagstoreConfig | None = None) -> Ragstore:  # noqa: A001
+def open(config: str | os.PathLike[str] | Mapping[str, Any] | RagstoreConfig | None = None) -> Ragstore:
     """Open the store and embedder a config names (a path, a dict, or the default locations)."""
     return Ragstore.open(config)
 

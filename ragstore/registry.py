@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
@@ -22,8 +22,6 @@ from pydantic import ValidationError as PydanticValidationError
 from .embedders.base import Embedder
 from .errors import BackendNotInstalledError, ConfigError
 from .store import VectorStore
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -70,7 +68,7 @@ def _import_target(target: str, kind: str) -> Any:
         raise ConfigError(f"{kind} {target!r}: module {module_name!r} has no attribute {attr!r}") from None
 
 
-def _resolve(name: str, table: dict[str, Builtin], group: str, base: type[T], kind: str) -> type[T]:
+def _resolve(name: str, table: dict[str, Builtin], group: str, base: type, kind: str) -> Any:
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{kind} type must be a non-empty string, got {name!r}")
     name = ALIASES.get(name, name)

@@ -136,7 +136,11 @@ class VectorStore(ABC):
         return hits[: int(k)]
 
     def get(
-        self, ids: Sequence[str] | None = None, *, filter: Filter | Node | None = None, limit: int | None = None
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        filter: Filter | Node | None = None,
+        limit: int | None = None,
     ) -> list[Document]:
         """Documents by id (in the order asked, missing ids left out) or all that match ``filter``."""
         self._check_open()
@@ -198,9 +202,7 @@ class VectorStore(ABC):
         """Create the collection/index for ``dim`` (called once, at the first upsert of a new store)."""
 
     @abstractmethod
-    def _upsert(
-        self, ids: list[str], vectors: np.ndarray, texts: list[str], metadatas: list[Metadata]
-    ) -> None: ...
+    def _upsert(self, ids: list[str], vectors: np.ndarray, texts: list[str], metadatas: list[Metadata]) -> None: ...
 
     @abstractmethod
     def _search(self, vector: np.ndarray, k: int, node: Node | None) -> list[Hit]: ...

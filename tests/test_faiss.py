@@ -1,0 +1,113 @@
+"""FAISS specifics beyond the shared suite: crash safety, HNSW tombstones, single-thread search."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+faiss = pytest.importorskip("faiss", reason="FAISS not installed: pip install 'ragstore[faiss]'")
+
+from ragstore.adapters.faiss import INDEX_FILE, FaissStore  # noqa: E402
+
+from ragstore.errors import BackendUnavailableError  # noqa: E402
+from ragstore.testing import make_docs  # noqa: E402
+
+
+def test_killed_process_loses_no_committed_write(tmp_path: Path) -> None:
+    """Upserts after the last flush survive a hard exit: the index is rebuilt from SQLite."""
+    code = textwrap.dedent(
+        f"""
+        import os
+        from ragstore.adapters.faiss import FaissStore
+        from ragstore.testing import make_docs
+        docs = make_docs(40)
+        s = FaissStore(path={str(tmp_path / "db")!r})
+        s.upsert(docs[:20]); s.flush()
+        s.upsert(docs[20:]); s.delete([docs[0].id])
+        os._exit(1)  # no close(), no flush
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=False)
+    store = FaissStore(path=tmp_path / "db")
+    docs = make_docs(40)
+    assert store.count() == 39
+    assert store.search(docs[30].vector, 1)[0].id == docs[30].id
+    assert docs[0].id not in {h.id for h in store.search(docs[0].vector, 40)}
+    store.close()
+
+
+def test_torn_index_file_is_ignored(tmp_path: Path) -> None:
+    docs = make_docs(30)
+    store = FaissStore(path=tmp_path / "db")
+    store.upsert(docs)
+    store.close()
+    (tmp_path / "db" / (INDEX_FILE + ".tmp")).write_bytes(b"half a write")
+    index = tmp_path / "db" / INDEX_FILE
+    index.write_bytes(index.read_bytes()[:100])  # a corrupted index file with a matching generation
+    again = FaissStore(path=tmp_path / "db")
+    assert again.count() == 30
+    assert again.search(docs[3].vector, 1)[0].id == docs[3].id
+    again.close()
+
+
+def test_switching_index_type_rebuilds(tmp_path: Path) -> None:
+    docs = make_docs(30)
+    with FaissStore(path=tmp_path / "db") as flat:
+        flat.upsert(docs)
+    with FaissStore(path=tmp_path / "db", index="hnsw") as hnsw:
+        assert hnsw.capabilities.exact is False
+        assert hnsw.search(docs[5].vector, 1)[0].id == docs[5].id
+
+
+def test_metric_mismatch_on_reopen(tmp_path: Path) -> None:
+    with FaissStore(path=tmp_path / "db") as s:
+        s.upsert(make_docs(3))
+    with pytest.raises(BackendUnavailableError, match="metric"):
+        FaissStore(path=tmp_path / "db", metric="l2")
+
+
+def test_hnsw_deletes_never_come_back_and_trigger_rebuild(tmp_path: Path) -> None:
+    docs = make_docs(200)
+    store = FaissStore(path=tmp_path / "db", index="hnsw")
+    store.upsert(docs)
+    gone = [d.id for d in docs[:120]]
+    store.delete(gone[:10])
+    assert store._tombstones == 10
+    hits = store.search(docs[0].vector, 200)
+    assert len(hits) == 190 and not {h.id for h in hits} & set(gone[:10])
+    store.upsert([d for d in docs[10:20]])  # re-upserts tombstone their old rows too
+    store.delete(gone[10:])
+    assert store.count() == 80
+    assert not {h.id for h in store.search(docs[0].vector, 200)} & set(gone)
+    store.rebuild()
+    assert store._tombstones == 0 and store._index.ntotal == 80
+    store.close()
+
+
+def test_single_query_search_uses_one_thread(tmp_path: Path) -> None:
+    store = FaissStore(path=None)
+    store.upsert(make_docs(20))
+    faiss.omp_set_num_threads(2)
+    store.search(make_docs(1)[0].vector, 3)
+    assert faiss.omp_get_max_threads() == 1
+    store.close()
+
+
+@pytest.mark.parametrize("metric", ["dot", "l2"])
+def test_other_metrics_match_numpy(tmp_path: Path, metric: str) -> None:
+    docs = make_docs(50)
+    store = FaissStore(path=tmp_path / metric, metric=metric)  # type: ignore[arg-type]
+    store.upsert(docs)
+    q = np.random.default_rng(1).normal(size=16)
+    m = np.stack([d.vector for d in docs])
+    scores = m @ q if metric == "dot" else -np.linalg.norm(m - q, axis=1)
+    want = [docs[i].id for i in np.argsort(-scores)[:5]]
+    hits = store.search(q, 5)
+    assert [h.id for h in hits] == want
+    np.testing.assert_allclose([h.score for h in hits], np.sort(scores)[::-1][:5], rtol=1e-4, atol=1e-4)
+    store.close()

@@ -1,0 +1,84 @@
+"""The filter grammar itself: parsing errors and reference semantics, independent of any store."""
+
+from __future__ import annotations
+
+import pytest
+
+from ragstore.errors import FilterError
+from ragstore.filters import And, Cmp, Not, Or, matches, parse_filter, to_dict
+
+
+def test_empty_filter_matches_everything() -> None:
+    assert parse_filter(None) is None
+    assert parse_filter({}) is None
+    assert matches(None, {"a": 1})
+
+
+def test_parse_builds_tree() -> None:
+    node = parse_filter({"a": 1, "b": {"$gt": 2, "$lt": 5}, "$or": [{"c": "x"}, {"$not": {"d": True}}]})
+    assert node == And(
+        (
+            Cmp("a", "$eq", 1),
+            And((Cmp("b", "$gt", 2), Cmp("b", "$lt", 5))),
+            Or((Cmp("c", "$eq", "x"), Not(Cmp("d", "$eq", True)))),
+        )
+    )
+
+
+def test_round_trip_through_dict() -> None:
+    spec = {"$and": [{"a": {"$in": [1, 2]}}, {"$not": {"b": {"$ne": "x"}}}]}
+    node = parse_filter(spec)
+    assert parse_filter(to_dict(node)) == node
+
+
+@pytest.mark.parametrize(
+    ("spec", "meta", "expected"),
+    [
+        ({"a": 1}, {"a": 1}, True),
+        ({"a": 1}, {"a": 1.0}, True),
+        ({"a": 1}, {"a": True}, False),
+        ({"a": True}, {"a": 1}, False),
+        ({"a": "1"}, {"a": 1}, False),
+        ({"a": {"$ne": 1}}, {}, True),
+        ({"a": {"$ne": 1}}, {"a": "1"}, True),
+        ({"a": {"$gt": 0}}, {}, False),
+        ({"a": {"$gt": 0}}, {"a": "5"}, False),
+        ({"a": {"$gt": 0}}, {"a": True}, False),
+        ({"a": {"$gte": 2.5}}, {"a": 2.5}, True),
+        ({"a": {"$in": ["x", "y"]}}, {"a": "y"}, True),
+        ({"a": {"$in": [1]}}, {"a": True}, False),
+        ({"a": {"$nin": ["x"]}}, {}, True),
+        ({"$not": {"a": {"$lt": 3}}}, {}, True),
+        ({"$or": [{"a": 1}, {"b": 2}]}, {"b": 2}, True),
+        ({"$and": [{"a": 1}, {"b": 2}]}, {"b": 2}, False),
+    ],
+)
+def test_reference_semantics(spec: dict, meta: dict, expected: bool) -> None:
+    assert matches(parse_filter(spec), meta) is expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"a": {"$regex": "x"}}, "unknown filter operator '\\$regex'"),
+        ({"$nor": []}, "unknown filter operator '\\$nor'"),
+        ({"a": None}, "has type NoneType"),
+        ({"a": {"$in": []}}, "non-empty list"),
+        ({"a": {"$in": [1, "x"]}}, "mixes value types"),
+        ({"a": {"$gt": "3"}}, "needs a number"),
+        ({"a": {}}, "empty operator object"),
+        ({"a b": 1}, "invalid filter field"),
+        ({"$and": []}, "non-empty list"),
+    ],
+)
+def test_errors_name_the_problem(spec: dict, message: str) -> None:
+    with pytest.raises(FilterError, match=message):
+        parse_filter(spec)
+
+
+def test_depth_limit() -> None:
+    spec: dict = {"a": 1}
+    for _ in range(40):
+        spec = {"$not": spec}
+    with pytest.raises(FilterError, match="deeper"):
+        parse_filter(spec)

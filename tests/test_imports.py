@@ -1,0 +1,105 @@
+"""Importing ragstore must stay light, the adapters must not ship as a top-level package, layers one-way."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+HEAVY = [
+    "torch",
+    "sentence_transformers",
+    "transformers",
+    "faiss",
+    "chromadb",
+    "pymilvus",
+    "qdrant_client",
+    "psycopg",
+    "langchain_core",
+    "llama_index",
+]
+
+
+def test_import_ragstore_pulls_no_engine_or_torch() -> None:
+    code = f"import sys, ragstore, ragstore.config, ragstore.cli; print([m for m in {HEAVY!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_adapters_ship_inside_ragstore_not_top_level() -> None:
+    spec = importlib.util.find_spec("ragstore.adapters.faiss")
+    assert spec is not None and spec.origin is not None
+    assert Path(spec.origin).resolve() == (REPO / "adapters" / "faiss.py").resolve()
+    code = "import importlib.util as u; s = u.find_spec('adapters'); print(s.origin if s else None)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
+    assert str(REPO) not in out.stdout  # no top-level `adapters` package comes from this distribution
+
+
+# lower number = lower layer; a module may import only its own layer or below
+LAYERS = {
+    "ragstore.errors": 0,
+    "ragstore.types": 0,
+    "ragstore.filters": 0,
+    "ragstore._optional": 0,
+    "ragstore.store": 1,
+    "ragstore.embedders": 1,
+    "ragstore.adapters": 2,
+    "ragstore.registry": 3,
+    "ragstore.config": 3,
+    "ragstore.ingest": 4,
+    "ragstore.pipeline": 4,
+    "ragstore.testing": 5,
+    "ragstore.cli": 5,
+    "ragstore": 5,
+}
+
+
+def _layer(module: str) -> int:
+    best = max((k for k in LAYERS if module == k or module.startswith(k + ".")), key=len)
+    return LAYERS[best]
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for root, pkg in ((REPO / "ragstore", "ragstore"), (REPO / "adapters", "ragstore.adapters")):
+        for file in root.rglob("*.py"):
+            rel = file.relative_to(root).with_suffix("")
+            parts = [p for p in rel.parts if p != "__init__"]
+            out[".".join([pkg, *parts])] = file
+    return out
+
+
+def _imports(module: str, file: Path) -> set[str]:
+    tree = ast.parse(file.read_text(encoding="utf-8"))
+    package = module if file.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            found.add(target)
+            found |= {f"{target}.{a.name}" for a in node.names}
+    return {m for m in found if m.startswith("ragstore")}
+
+
+def test_layers_only_import_downward() -> None:
+    modules = _modules()
+    problems = []
+    for module, file in modules.items():
+        if module == "ragstore":
+            continue  # the package root re-exports lazily
+        for imported in _imports(module, file):
+            if imported not in modules and imported.rpartition(".")[0] in modules:
+                imported = imported.rpartition(".")[0]  # "from pkg import name"
+            if _layer(imported) > _layer(module):
+                problems.append(f"{module} (layer {_layer(module)}) imports {imported} (layer {_layer(imported)})")
+    assert not problems, "\n".join(problems)
