@@ -177,6 +177,29 @@ def matches(node: Node | None, metadata: Mapping[str, Any]) -> bool:
     return {"$gt": a > b, "$gte": a >= b, "$lt": a < b, "$lte": a <= b}[op]
 
 
+_NEGATED: dict[str, CmpOp] = {"$eq": "$ne", "$ne": "$eq", "$in": "$nin", "$nin": "$in"}
+
+
+def push_not(node: Node, negate: bool = False) -> Node:
+    """Negation normal form: ``Not`` only directly above a range comparison, never above And/Or.
+
+    ``$eq``/``$ne`` and ``$in``/``$nin`` swap; De Morgan handles And/Or. A negated range stays wrapped in
+    ``Not`` because "not greater than" also holds for a missing or non-number field, which ``$lte`` alone
+    would miss; each engine decides how to express that.
+    """
+    if isinstance(node, Not):
+        return push_not(node.child, not negate)
+    if isinstance(node, And | Or):
+        children = tuple(push_not(c, negate) for c in node.children)
+        flip = isinstance(node, And) == negate  # And under negation becomes Or, and vice versa
+        return Or(children) if flip else And(children)
+    if not negate:
+        return node
+    if node.op in _NEGATED:
+        return Cmp(node.field, _NEGATED[node.op], node.value)
+    return Not(node)
+
+
 def to_dict(node: Node | None) -> dict[str, Any]:
     """Serialise a tree back to the JSON grammar (for logs, configs and subprocesses)."""
     if node is None:
@@ -191,4 +214,4 @@ def to_dict(node: Node | None) -> dict[str, Any]:
     return {node.field: {node.op: value}}
 
 
-__all__ = ["And", "Cmp", "Filter", "Node", "Not", "Or", "kind", "matches", "parse_filter", "to_dict"]
+__all__ = ["And", "Cmp", "Filter", "Node", "Not", "Or", "kind", "matches", "parse_filter", "push_not", "to_dict"]

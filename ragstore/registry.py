@@ -35,6 +35,13 @@ class Builtin:
 STORES: dict[str, Builtin] = {
     "memory": Builtin("ragstore.adapters.memory:MemoryStore", None, None, "in-memory exact store"),
     "faiss": Builtin("ragstore.adapters.faiss:FaissStore", "faiss", "faiss", "FAISS (faiss-cpu)"),
+    "chroma": Builtin("ragstore.adapters.chroma:ChromaStore", "chroma", "chromadb", "Chroma (chromadb)"),
+    "milvus": Builtin("ragstore.adapters.milvus:MilvusStore", "milvus", "pymilvus", "Milvus (pymilvus)"),
+    "qdrant": Builtin("ragstore.adapters.qdrant:QdrantStore", "qdrant", "qdrant_client", "Qdrant (qdrant-client)"),
+    "qdrant-edge": Builtin(
+        "ragstore.adapters.qdrant:QdrantEdgeStore", "qdrant", "qdrant_edge", "Qdrant Edge (qdrant-edge-py)"
+    ),
+    "pgvector": Builtin("ragstore.adapters.pgvector:PgVectorStore", "pgvector", "psycopg", "PGVector (psycopg)"),
 }
 
 EMBEDDERS: dict[str, Builtin] = {

@@ -109,6 +109,7 @@ class VectorStore(ABC):
         if not docs:
             return []
         ids, vectors, texts, metas = self._prepare(docs)
+        self._check_batch(ids, texts, metas)
         self._ensure_dim(vectors.shape[1])
         step = batch_size or self.batch_size
         for start in range(0, len(ids), step):
@@ -227,6 +228,9 @@ class VectorStore(ABC):
 
     def _close(self) -> None:  # noqa: B027 - optional hook
         """Release resources; default does nothing."""
+
+    def _check_batch(self, ids: list[str], texts: list[str], metadatas: list[Metadata]) -> None:  # noqa: B027
+        """Engine-specific limits, checked for the whole input before anything is written."""
 
     # ----------------------------------------------------------------- helpers
     def _check_open(self) -> None:

@@ -82,3 +82,37 @@ def test_depth_limit() -> None:
         spec = {"$not": spec}
     with pytest.raises(FilterError, match="deeper"):
         parse_filter(spec)
+
+
+def test_push_not_keeps_meaning() -> None:
+    """Negation normal form gives the same result as the original tree on every metadata shape."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from ragstore.filters import push_not
+    from ragstore.testing.strategies import filters
+
+    metas = st.dictionaries(
+        st.sampled_from(["i", "x", "tag", "flag", "opt", "num_or_str"]),
+        st.one_of(
+            st.integers(-5, 65), st.floats(-3, 3), st.booleans(), st.sampled_from(["odd", "even", "10", "alpha"])
+        ),
+    )
+
+    def nots_only_above_ranges(node: object) -> bool:
+        if isinstance(node, Not):
+            return isinstance(node.child, Cmp) and node.child.op in ("$gt", "$gte", "$lt", "$lte")
+        if isinstance(node, And | Or):
+            return all(nots_only_above_ranges(c) for c in node.children)
+        return True
+
+    @settings(max_examples=300, deadline=None)
+    @given(filters(), metas)
+    def check(spec: dict, meta: dict) -> None:
+        node = parse_filter(spec)
+        assert node is not None
+        nnf = push_not(node)
+        assert nots_only_above_ranges(nnf)
+        assert matches(nnf, meta) == matches(node, meta)
+
+    check()

