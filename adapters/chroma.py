@@ -189,8 +189,6 @@ class ChromaStore(VectorStore):
         return 1.0 - float(distance)
 
     def _search(self, vector: np.ndarray, k: int, node: Node | None) -> list[Hit]:
-        if self.col is None:
-            return []
         res = self.col.query(
             query_embeddings=[vector],
             n_results=k,
@@ -212,13 +210,9 @@ class ChromaStore(VectorStore):
         ]
 
     def _get(self, ids: list[str]) -> list[Document]:
-        if self.col is None:
-            return []
         return self._docs(self.col.get(ids=ids, include=["documents", "metadatas", "embeddings"]))
 
     def _get_where(self, node: Node | None, limit: int | None) -> list[Document]:
-        if self.col is None:
-            return []
         where = to_where(node) if node is not None else None
         return self._docs(self.col.get(where=where, limit=limit, include=["documents", "metadatas", "embeddings"]))
 
@@ -227,27 +221,21 @@ class ChromaStore(VectorStore):
         return list(self.col.get(where=where, include=[])["ids"])
 
     def _delete_ids(self, ids: list[str]) -> int:
-        if self.col is None:
-            return 0
         found = list(self.col.get(ids=ids, include=[])["ids"])  # Chroma's delete count includes unknown ids
         for s in range(0, len(found), self.max_batch):
             self.col.delete(ids=found[s : s + self.max_batch])
         return len(found)
 
     def _delete_where(self, node: Node) -> int:
-        if self.col is None:
-            return 0
         return self._delete_ids(self._ids_where(node))
 
     def _count(self, node: Node | None) -> int:
-        if self.col is None:
-            return 0
         return int(self.col.count()) if node is None else len(self._ids_where(node))
 
     def _clear(self) -> None:
-        if self.col is not None:
-            self.client.delete_collection(self.collection_name)
-            self._init_dim(self._dim or 0)
+        assert self._dim is not None  # the base class only clears a store that has a collection
+        self.client.delete_collection(self.collection_name)
+        self._init_dim(self._dim)
 
     def _close(self) -> None:
         closer = getattr(self.client, "close", None)

@@ -187,9 +187,9 @@ class FaissStore(VectorStore):
         return self._delete_iids(self.db.where_iids(node))
 
     def _clear(self) -> None:
+        assert self._dim is not None  # the base class only clears a store that has a dimension
         self.db.clear()
-        if self._dim is not None:
-            self._index = self._new_index(self._dim)
+        self._index = self._new_index(self._dim)
         self._tombstones = 0
 
     # ----------------------------------------------------------------- reads

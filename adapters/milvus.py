@@ -228,8 +228,6 @@ class MilvusStore(VectorStore):
         return -float(np.sqrt(max(distance, 0.0))) if self.metric == "l2" else float(distance)
 
     def _search(self, vector: np.ndarray, k: int, node: Node | None) -> list[Hit]:
-        if self._dim is None:
-            return []
         res = self.client.search(
             self.collection,
             data=[vector.tolist()],
@@ -247,14 +245,10 @@ class MilvusStore(VectorStore):
         )
 
     def _get(self, ids: list[str]) -> list[Document]:
-        if self._dim is None:
-            return []
         rows = self.client.get(self.collection, ids=ids, output_fields=["id", "vector", *_OUT])
         return [self._doc(r) for r in rows]
 
     def _get_where(self, node: Node | None, limit: int | None) -> list[Document]:
-        if self._dim is None:
-            return []
         out: list[Document] = []
         it = self.client.query_iterator(
             self.collection,
@@ -271,8 +265,6 @@ class MilvusStore(VectorStore):
         return out[:limit] if limit is not None else out
 
     def _delete_ids(self, ids: list[str]) -> int:
-        if self._dim is None:
-            return 0
         found = [r["id"] for r in self.client.get(self.collection, ids=ids, output_fields=["id"])]
         if found:
             self.client.delete(self.collection, ids=found)  # Milvus echoes unknown ids too: count first
@@ -285,15 +277,13 @@ class MilvusStore(VectorStore):
         return n
 
     def _count(self, node: Node | None) -> int:
-        if self._dim is None:
-            return 0
         res = self.client.query(self.collection, filter=to_expr(node), output_fields=["count(*)"])
         return int(res[0]["count(*)"])
 
     def _clear(self) -> None:
-        if self._dim is not None:
-            self.client.drop_collection(self.collection)
-            self._init_dim(self._dim)
+        assert self._dim is not None  # the base class only clears a store that has a collection
+        self.client.drop_collection(self.collection)
+        self._init_dim(self._dim)
 
     def _close(self) -> None:
         self.client.close()

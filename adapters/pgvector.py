@@ -216,8 +216,6 @@ class PgVectorStore(VectorStore):
         return 1.0 - distance if self.metric == "cosine" else -distance
 
     def _search(self, vector: np.ndarray, k: int, node: Node | None) -> list[Hit]:
-        if self._dim is None:
-            return []
         where, params = to_sql(node)
         _, operator = _OPS[self.metric]
         query = self._q(
@@ -244,14 +242,10 @@ class PgVectorStore(VectorStore):
         return Document(id=row[0], text=row[1], metadata=row[2], vector=np.asarray(vec, dtype=np.float32))
 
     def _get(self, ids: list[str]) -> list[Document]:
-        if self._dim is None:
-            return []
         query = self._q("SELECT id, text, metadata, embedding FROM {} WHERE id = ANY(%s)", self.ident)
         return [self._doc(r) for r in self.conn.execute(query, (ids,)).fetchall()]
 
     def _get_where(self, node: Node | None, limit: int | None) -> list[Document]:
-        if self._dim is None:
-            return []
         where, params = to_sql(node)
         template = "SELECT id, text, metadata, embedding FROM {} WHERE {} ORDER BY id"
         if limit is not None:
@@ -260,27 +254,20 @@ class PgVectorStore(VectorStore):
         return [self._doc(r) for r in self.conn.execute(self._q(template, self.ident, where), params).fetchall()]
 
     def _delete_ids(self, ids: list[str]) -> int:
-        if self._dim is None:
-            return 0
         cur = self.conn.execute(self._q("DELETE FROM {} WHERE id = ANY(%s)", self.ident), (ids,))
         return int(cur.rowcount)
 
     def _delete_where(self, node: Node) -> int:
-        if self._dim is None:
-            return 0
         where, params = to_sql(node)
         return int(self.conn.execute(self._q("DELETE FROM {} WHERE {}", self.ident, where), params).rowcount)
 
     def _count(self, node: Node | None) -> int:
-        if self._dim is None:
-            return 0
         where, params = to_sql(node)
         row = self.conn.execute(self._q("SELECT count(*) FROM {} WHERE {}", self.ident, where), params).fetchone()
         return int(row[0]) if row else 0
 
     def _clear(self) -> None:
-        if self._dim is not None:
-            self.conn.execute(self._q("TRUNCATE {}", self.ident))
+        self.conn.execute(self._q("TRUNCATE {}", self.ident))
 
     def _release(self) -> None:
         if self.pgdata is not None:

@@ -249,14 +249,12 @@ class QdrantStore(VectorStore):
         return n
 
     def _count(self, node: Node | None) -> int:
-        if self._dim is None:
-            return 0
         return int(self.client.count(self.collection, count_filter=self._filter(node), exact=True).count)
 
     def _clear(self) -> None:
-        if self._dim is not None:
-            self.client.delete_collection(self.collection)
-            self._init_dim(self._dim)
+        assert self._dim is not None  # the base class only clears a store that has a collection
+        self.client.delete_collection(self.collection)
+        self._init_dim(self._dim)
 
     def _close(self) -> None:
         self.client.close()
@@ -365,15 +363,11 @@ class QdrantEdgeStore(VectorStore):
         )
 
     def _get(self, ids: list[str]) -> list[Document]:
-        if self.shard is None:
-            return []
         return [
             self._doc(r) for r in self.shard.retrieve([point_id(i) for i in ids], with_payload=True, with_vector=True)
         ]
 
     def _get_where(self, node: Node | None, limit: int | None) -> list[Document]:
-        if self.shard is None:
-            return []
         out: list[Document] = []
         offset = None
         q = self.q
@@ -390,8 +384,6 @@ class QdrantEdgeStore(VectorStore):
         return out
 
     def _delete_ids(self, ids: list[str]) -> int:
-        if self.shard is None:
-            return 0
         found = [r.id for r in self.shard.retrieve([point_id(i) for i in ids], with_payload=False, with_vector=False)]
         if found:
             self.shard.update(self.q.UpdateOperation.delete_points(found))
@@ -404,13 +396,10 @@ class QdrantEdgeStore(VectorStore):
         return n
 
     def _count(self, node: Node | None) -> int:
-        if self.shard is None:
-            return 0
         return int(self.shard.count(self.q.CountRequest(exact=True, filter=self._filter(node))))
 
     def _clear(self) -> None:
-        if self.shard is not None:
-            self.shard.update(self.q.UpdateOperation.delete_points_by_filter(self.q.Filter(must=[])))
+        self.shard.update(self.q.UpdateOperation.delete_points_by_filter(self.q.Filter(must=[])))
 
     def _close(self) -> None:
         if self.shard is not None:

@@ -75,13 +75,20 @@ def _import_target(target: str, kind: str) -> Any:
         raise ConfigError(f"{kind} {target!r}: module {module_name!r} has no attribute {attr!r}") from None
 
 
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package is missing, or the module is hidden
+        return False
+
+
 def _resolve(name: str, table: dict[str, Builtin], group: str, base: type, kind: str) -> Any:
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{kind} type must be a non-empty string, got {name!r}")
     name = ALIASES.get(name, name)
     if name in table:
         entry = table[name]
-        if entry.probe and importlib.util.find_spec(entry.probe) is None:
+        if entry.probe and not _importable(entry.probe):
             raise BackendNotInstalledError(entry.what, entry.extra or name, entry.probe)
         cls = _import_target(entry.target, kind)
     else:
@@ -108,7 +115,7 @@ def embedder_class(name: str) -> type[Embedder]:
 
 def installed(table: Mapping[str, Builtin]) -> dict[str, bool]:
     """Which built-ins can be used now (checked without importing the engines)."""
-    return {n: e.probe is None or importlib.util.find_spec(e.probe) is not None for n, e in table.items()}
+    return {n: e.probe is None or _importable(e.probe) for n, e in table.items()}
 
 
 def validate_options(cls: type, options: Mapping[str, Any], where: str) -> dict[str, Any]:

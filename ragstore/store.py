@@ -149,14 +149,16 @@ class VectorStore(ABC):
             if filter is not None:
                 raise ValidationError("get() takes ids or a filter, not both")
             wanted = list(dict.fromkeys(validate_id(i) for i in _as_id_list(ids)))
-            found = {d.id: d for d in self._get(wanted)} if wanted else {}
+            if not wanted or self._dim is None:  # nothing was ever stored: no collection to ask
+                return []
+            found = {d.id: d for d in self._get(wanted)}
             return [found[i] for i in wanted if i in found]
         node = parse_filter(filter)
         if node is not None and not self.capabilities.get_by_filter:
             raise UnsupportedFeatureError(f"{self.name} cannot get documents by filter")
         if limit is not None and (isinstance(limit, bool) or limit <= 0):
             raise ValidationError(f"limit must be a positive integer, got {limit!r}")
-        return self._get_where(node, limit)
+        return [] if self._dim is None else self._get_where(node, limit)
 
     def delete(self, ids: Sequence[str] | None = None, *, filter: Filter | Node | None = None) -> int:
         """Delete by ids or by filter; returns how many documents were removed (unknown ids are ignored)."""
@@ -165,23 +167,25 @@ class VectorStore(ABC):
             raise ValidationError("delete() takes ids or a filter, not both")
         if ids is not None:
             wanted = list(dict.fromkeys(validate_id(i) for i in _as_id_list(ids)))
-            return self._delete_ids(wanted) if wanted else 0
+            return self._delete_ids(wanted) if wanted and self._dim is not None else 0
         node = parse_filter(filter)
         if node is None:
             raise ValidationError("delete() needs ids or a non-empty filter; use clear() to remove everything")
         if not self.capabilities.delete_by_filter:
             raise UnsupportedFeatureError(f"{self.name} cannot delete by filter")
-        return self._delete_where(node)
+        return 0 if self._dim is None else self._delete_where(node)
 
     def count(self, filter: Filter | Node | None = None) -> int:
         """Number of documents, optionally only those matching ``filter``."""
         self._check_open()
-        return self._count(parse_filter(filter))
+        node = parse_filter(filter)
+        return 0 if self._dim is None else self._count(node)
 
     def clear(self) -> None:
         """Remove every document (the dimension stays fixed)."""
         self._check_open()
-        self._clear()
+        if self._dim is not None:
+            self._clear()
 
     def close(self) -> None:
         """Flush and release the engine; further calls raise ``BackendUnavailableError``."""

@@ -29,7 +29,7 @@ def test_ingest_search_info(cfg: Path, tmp_path: Path) -> None:
     assert "2 files, 2 chunks: 2 embedded" in res.output
     res = runner.invoke(app, ["search", "electronic service address", "-c", str(cfg), "-k", "1", "--json"])
     assert res.exit_code == 0, res.output
-    hits = json.loads(res.output)
+    hits = json.loads(res.stdout)
     assert len(hits) == 1 and "SMSF" in hits[0]["text"] and hits[0]["score"] > 0
     res = runner.invoke(
         app,

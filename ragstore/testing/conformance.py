@@ -431,7 +431,15 @@ class SearchTests(_Base):
         assert len(store.search(docs[0].vector, 50)) == 4
 
     def test_empty_store_returns_nothing(self, store: VectorStore) -> None:
+        """A brand-new store (no collection created yet) answers every read and delete."""
         assert store.search(np.ones(DIM), 5) == []
+        assert store.search(np.ones(DIM), 5, {"tag": "alpha"}) == []
+        assert store.count() == 0 and store.count({"tag": "alpha"}) == 0
+        assert store.get(["a", "b"]) == []
+        assert store.get(filter={"tag": "alpha"}) == [] if store.capabilities.get_by_filter else True
+        assert store.delete(["a"]) == 0
+        assert store.delete(filter={"tag": "alpha"}) == 0 if store.capabilities.delete_by_filter else True
+        store.clear()
         assert store.count() == 0
 
 
