@@ -187,6 +187,13 @@ class SqliteDocs:
         vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
         return iids, vecs
 
+    def drop(self) -> None:
+        """Forget documents and settings (dim, metric); the generation keeps counting up."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM docs")
+            self.conn.execute("DELETE FROM info WHERE key <> 'generation'")
+            self.bump_generation()
+
     def clear(self) -> None:
         with self.transaction():
             self.conn.execute("DELETE FROM docs")

@@ -172,10 +172,13 @@ class ChromaStore(VectorStore):
         )
 
     def _upsert(self, ids: list[str], vectors: np.ndarray, texts: list[str], metadatas: list[Metadata]) -> None:
+        first_load = self.col.count() == 0  # nothing stored yet: no old metadata to replace
         for s in range(0, len(ids), self.max_batch):
             e = s + self.max_batch
-            old = self.col.get(ids=ids[s:e], include=["metadatas"])
-            old_keys = {i: set(m or {}) for i, m in zip(old["ids"], old["metadatas"], strict=True)}
+            old_keys: dict[str, set[str]] = {}
+            if not first_load:
+                old = self.col.get(ids=ids[s:e], include=["metadatas"])
+                old_keys = {i: set(m or {}) for i, m in zip(old["ids"], old["metadatas"], strict=True)}
             metas: list[dict[str, Any] | None] = []
             for i, m in zip(ids[s:e], metadatas[s:e], strict=True):
                 meta = _store_meta(m)
@@ -236,6 +239,10 @@ class ChromaStore(VectorStore):
         assert self._dim is not None  # the base class only clears a store that has a collection
         self.client.delete_collection(self.collection_name)
         self._init_dim(self._dim)
+
+    def _drop(self) -> None:
+        self.client.delete_collection(self.collection_name)
+        self.col = None
 
     def _close(self) -> None:
         closer = getattr(self.client, "close", None)

@@ -192,6 +192,13 @@ class FaissStore(VectorStore):
         self._index = self._new_index(self._dim)
         self._tombstones = 0
 
+    def _drop(self) -> None:
+        self.db.drop()
+        self._index = None
+        self._tombstones = 0
+        if self.path is not None:
+            (self.path / INDEX_FILE).unlink(missing_ok=True)
+
     # ----------------------------------------------------------------- reads
     def _search(self, vector: np.ndarray, k: int, node: Node | None) -> list[Hit]:
         if self._index is None or self._index.ntotal == 0:
@@ -214,7 +221,7 @@ class FaissStore(VectorStore):
         else:
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed)) if allowed is not None else None
         distances, labels = self._index.search(q, k, params=params)
-        pairs = [(int(lab), float(d)) for lab, d in zip(labels[0], distances[0], strict=True) if lab >= 0]
+        pairs = [(lab, d) for lab, d in zip(labels[0].tolist(), distances[0].tolist(), strict=True) if lab >= 0]
         return self._hits(pairs)
 
     def _rescore(self, q: np.ndarray, iids: np.ndarray, k: int) -> list[Hit]:

@@ -164,6 +164,12 @@ class MemoryStore(VectorStore):
         self._records.clear()
         self._dirty()
 
+    def _drop(self) -> None:
+        self._records.clear()
+        self._dirty()
+        if self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+
     def _close(self) -> None:
         if self.path is not None:
             self._save()

@@ -1,11 +1,11 @@
 """Milvus: Milvus Lite embedded (``path`` -> ``<path>/milvus.db``) or a Milvus server (``uri`` + ``token``).
 
-Schema: ``id`` VARCHAR primary key (the caller's id), ``vector``, ``text``, and metadata split by kind into
-three JSON fields, ``m_str``, ``m_num`` and ``m_bool``. Milvus compares JSON values loosely (``true == 1``)
-and uses three-valued logic on missing keys (``not (x == 1)`` drops documents without ``x``); keeping each
-kind in its own field and guarding every comparison with ``exists`` makes every atom two-valued, so ragstore's
-semantics hold with plain ``and``/``or``/``not``. Literals are escaped here; field names are validated
-identifiers.
+Schema: ``id`` VARCHAR primary key (the caller's id), ``vector``, ``text``, and one JSON field ``meta``
+whose keys carry the value's kind: ``s:<field>``, ``n:<field>``, ``b:<field>``. Milvus compares JSON values
+loosely (``true == 1``) and uses three-valued logic on missing keys (``not (x == 1)`` drops documents
+without ``x``); keeping each kind under its own key and guarding every comparison with ``exists`` makes
+every atom two-valued, so ragstore's semantics hold with plain ``and``/``or``/``not``. Literals are escaped
+here; field names are validated identifiers.
 
 Milvus Lite accepts IVF_PQ, DISKANN and SCANN and then silently searches brute force; those are refused on
 Lite with a clear error. After reopening, the collection is loaded; on close, Lite's file lock is released so
@@ -35,9 +35,9 @@ from ragstore.types import Document, Hit, Metadata, Metric
 IndexType = Literal["FLAT", "HNSW", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "DISKANN", "SCANN", "AUTOINDEX"]
 LITE_REFUSED = ("IVF_PQ", "DISKANN", "SCANN", "IVF_SQ8", "AUTOINDEX")
 MAX_TEXT_BYTES = 65535
-_FIELD_OF = {"str": "m_str", "number": "m_num", "bool": "m_bool"}
+_PREFIX = {"str": "s:", "number": "n:", "bool": "b:"}
 _METRIC = {"cosine": "COSINE", "dot": "IP", "l2": "L2"}
-_OUT = ["text", "m_str", "m_num", "m_bool"]
+_OUT = ["text", "meta"]
 
 
 def literal(value: Any) -> str:
@@ -73,7 +73,7 @@ def to_expr(node: Node | None) -> str:
 
 
 def _atom(field: str, value: Any, symbol: str = "==") -> str:
-    path = f'{_FIELD_OF[kind(value) or "str"]}["{field}"]'
+    path = f'meta["{_PREFIX[kind(value) or "str"]}{field}"]'
     return f"(exists {path} and {path} {symbol} {literal(value)})"
 
 
@@ -90,11 +90,8 @@ def _cmp(node: Cmp) -> str:
     return _atom(node.field, value, symbol)
 
 
-def _split(meta: Metadata) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {"m_str": {}, "m_num": {}, "m_bool": {}}
-    for key, value in meta.items():
-        out[_FIELD_OF[kind(value) or "str"]][key] = value
-    return out
+def _encode(meta: Metadata) -> dict[str, Any]:
+    return {_PREFIX[kind(v) or "str"] + k: v for k, v in meta.items()}
 
 
 class MilvusOptions(StoreOptions):
@@ -200,8 +197,7 @@ class MilvusStore(VectorStore):
         schema.add_field("id", dt.VARCHAR, is_primary=True, max_length=512)
         schema.add_field("vector", dt.FLOAT_VECTOR, dim=dim)
         schema.add_field("text", dt.VARCHAR, max_length=MAX_TEXT_BYTES)
-        for name in ("m_str", "m_num", "m_bool"):
-            schema.add_field(name, dt.JSON)
+        schema.add_field("meta", dt.JSON)
         index = self.client.prepare_index_params()
         index.add_index("vector", index_type=self.index, metric_type=_METRIC[self.metric], params=self._index_params())
         self.client.create_collection(self.collection, schema=schema, index_params=index)
@@ -215,14 +211,14 @@ class MilvusStore(VectorStore):
 
     def _upsert(self, ids: list[str], vectors: np.ndarray, texts: list[str], metadatas: list[Metadata]) -> None:
         rows = [
-            {"id": i, "vector": v.tolist(), "text": t, **_split(m)}
+            {"id": i, "vector": v.tolist(), "text": t, "meta": _encode(m)}
             for i, v, t, m in zip(ids, vectors, texts, metadatas, strict=True)
         ]
         self.client.upsert(self.collection, rows)
 
     @staticmethod
     def _meta(row: dict[str, Any]) -> Metadata:
-        return {**(row.get("m_str") or {}), **(row.get("m_num") or {}), **(row.get("m_bool") or {})}
+        return {k[2:]: v for k, v in (row.get("meta") or {}).items()}
 
     def _score(self, distance: float) -> float:
         return -float(np.sqrt(max(distance, 0.0))) if self.metric == "l2" else float(distance)
@@ -284,6 +280,9 @@ class MilvusStore(VectorStore):
         assert self._dim is not None  # the base class only clears a store that has a collection
         self.client.drop_collection(self.collection)
         self._init_dim(self._dim)
+
+    def _drop(self) -> None:
+        self.client.drop_collection(self.collection)
 
     def _close(self) -> None:
         self.client.close()

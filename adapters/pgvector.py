@@ -269,6 +269,11 @@ class PgVectorStore(VectorStore):
     def _clear(self) -> None:
         self.conn.execute(self._q("TRUNCATE {}", self.ident))
 
+    def _drop(self) -> None:
+        with self.conn.transaction():
+            self.conn.execute(self._q("DROP TABLE IF EXISTS {}", self.ident))
+            self.conn.execute("DELETE FROM ragstore_meta WHERE tbl = %s", (self.table,))
+
     def _release(self) -> None:
         if self.pgdata is not None:
             _pgserver.release(self.pgdata)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from dataclasses import asdict
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -108,7 +109,7 @@ def search(
     with _open(config) as rs:
         hits = rs.search(query, k, where)
     if as_json:
-        console.print_json(data=[h.__dict__ for h in hits])
+        console.print_json(data=[asdict(h) for h in hits])
     else:
         console.print(_hits_table(escape(query), hits))
 

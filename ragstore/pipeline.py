@@ -58,7 +58,8 @@ class Ragstore:
                 stored,
                 self.embedder.dim,
                 f"embedder {self.embedder.fingerprint}",
-                "the store was filled by another model: give this model its own store path, or clear and re-ingest",
+                "the store was filled by another model: give this model its own store path, or call "
+                "store.drop() and re-ingest",
             )
 
     @classmethod

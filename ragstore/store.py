@@ -129,7 +129,7 @@ class VectorStore(ABC):
         if q.shape[0] != self._dim:
             raise DimensionMismatchError(self._dim, int(q.shape[0]), "query vector")
         if self.metric == "cosine":
-            norm = float(np.linalg.norm(q))
+            norm = float(np.sqrt(q @ q))
             if norm == 0.0:
                 raise ValidationError("query vector has zero length; cosine similarity is undefined")
             q = q / norm
@@ -187,6 +187,14 @@ class VectorStore(ABC):
         if self._dim is not None:
             self._clear()
 
+    def drop(self) -> None:
+        """Delete the collection itself (table, index, files); the store stays open, empty and dimensionless,
+        so the next upsert may use another dimension (e.g. after switching embedding models)."""
+        self._check_open()
+        if self._dim is not None:
+            self._drop()
+        self._dim = None
+
     def close(self) -> None:
         """Flush and release the engine; further calls raise ``BackendUnavailableError``."""
         if not self._closed:
@@ -230,6 +238,10 @@ class VectorStore(ABC):
     @abstractmethod
     def _clear(self) -> None: ...
 
+    @abstractmethod
+    def _drop(self) -> None:
+        """Remove the collection; called only when one exists."""
+
     def _close(self) -> None:  # noqa: B027 - optional hook
         """Release resources; default does nothing."""
 
@@ -252,7 +264,7 @@ class VectorStore(ABC):
         ids: list[str] = []
         texts: list[str] = []
         metas: list[Metadata] = []
-        rows: list[np.ndarray] = []
+        raw: list[Any] = []
         seen: set[str] = set()
         for pos, doc in enumerate(docs):
             if not isinstance(doc, Document):
@@ -265,25 +277,24 @@ class VectorStore(ABC):
                 raise ValidationError(f"document {doc_id!r} has empty text")
             if doc.vector is None:
                 raise ValidationError(f"document {doc_id!r} has no vector; embed it first")
-            try:
-                vec = np.asarray(doc.vector, dtype=np.float32)
-            except (TypeError, ValueError):
-                raise ValidationError(f"vector of document {doc_id!r} is not numeric") from None
-            if vec.ndim != 1 or vec.size == 0:
-                raise ValidationError(f"vector of document {doc_id!r} must be 1-D, got shape {vec.shape}")
-            if rows and vec.shape[0] != rows[0].shape[0]:
-                raise DimensionMismatchError(rows[0].shape[0], vec.shape[0], f"vector of document {doc_id!r}")
-            if not np.isfinite(vec).all():
-                raise ValidationError(f"vector of document {doc_id!r} contains NaN or infinite values")
-            rows.append(vec)
             ids.append(doc_id)
             texts.append(doc.text)
             metas.append(validate_metadata(doc.metadata, doc_id))
-        matrix = np.vstack(rows).astype(np.float32, copy=False)
+            raw.append(doc.vector)
+        try:  # one numpy pass for the common case; the per-row pass below only names the culprit
+            matrix = np.asarray(raw, dtype=np.float32)
+        except (TypeError, ValueError):
+            matrix = None
+        if matrix is None or matrix.ndim != 2 or matrix.shape[1] == 0:
+            _explain_bad_vectors(ids, raw)
+            raise ValidationError("vectors are not a list of equal-length numeric arrays")  # pragma: no cover
         if self._dim is not None and matrix.shape[1] != self._dim:
             raise DimensionMismatchError(self._dim, matrix.shape[1])
+        finite = np.isfinite(matrix).all(axis=1)
+        if not finite.all():
+            raise ValidationError(f"vector of document {ids[int(np.argmin(finite))]!r} contains NaN or infinite values")
         if self.metric == "cosine":
-            norms = np.linalg.norm(matrix, axis=1)
+            norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))
             zero = np.flatnonzero(norms == 0.0)
             if zero.size:
                 raise ValidationError(f"vector of document {ids[zero[0]]!r} has zero length (cosine metric)")
@@ -295,6 +306,22 @@ class VectorStore(ABC):
         if self.metric == "l2":
             return -math.sqrt(max(distance, 0.0))
         return float(distance)
+
+
+def _explain_bad_vectors(ids: list[str], raw: list[Any]) -> None:
+    """Raise the precise error for the first vector that is not a non-empty 1-D numeric array of the batch's length."""
+    first: int | None = None
+    for doc_id, value in zip(ids, raw, strict=True):
+        try:
+            vec = np.asarray(value, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise ValidationError(f"vector of document {doc_id!r} is not numeric") from None
+        if vec.ndim != 1 or vec.size == 0:
+            raise ValidationError(f"vector of document {doc_id!r} must be 1-D, got shape {vec.shape}")
+        if first is None:
+            first = vec.shape[0]
+        elif vec.shape[0] != first:
+            raise DimensionMismatchError(first, vec.shape[0], f"vector of document {doc_id!r}")
 
 
 def _as_id_list(ids: Sequence[str] | str) -> list[str]:

@@ -51,7 +51,7 @@ class Document:
             self.id = content_id(self.text)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Hit:
     """One search result. ``score`` is higher-is-better on every backend (cosine similarity by default)."""
 
@@ -61,39 +61,63 @@ class Hit:
     metadata: Metadata = field(default_factory=dict)
 
 
+_VALID_KEYS: set[str] = set()  # keys already checked; metadata keys repeat across documents
+
+
 def validate_key(key: object, what: str = "metadata key") -> str:
     """Keys must be plain identifiers so every engine can index and filter them the same way."""
+    if key in _VALID_KEYS:
+        return key
     if not isinstance(key, str) or not _KEY_RE.match(key):
         raise ValidationError(
             f"invalid {what} {key!r}: use letters, digits, '_' or '-', starting with a letter or '_' "
             "(at most 128 characters)"
         )
+    if len(_VALID_KEYS) < 100_000:
+        _VALID_KEYS.add(key)
     return key
+
+
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 def validate_metadata(metadata: Mapping[str, Any] | None, doc_id: str = "") -> Metadata:
     """Check a metadata mapping and return a plain dict copy."""
-    where = f" of document {doc_id!r}" if doc_id else ""
     if metadata is None:
         return {}
-    if not isinstance(metadata, Mapping):
+    if type(metadata) is not dict and not isinstance(metadata, Mapping):
+        where = f" of document {doc_id!r}" if doc_id else ""
         raise ValidationError(f"metadata{where} must be a mapping, got {type(metadata).__name__}")
     out: Metadata = {}
     for key, value in metadata.items():
         validate_key(key)
-        if isinstance(value, bool | str):
-            out[key] = value
-        elif isinstance(value, int | float | np.integer | np.floating):
-            number = value.item() if isinstance(value, np.generic) else value
-            if isinstance(number, float) and not math.isfinite(number):
-                raise ValidationError(f"metadata value for {key!r}{where} is not finite: {value!r}")
-            out[key] = number
-        else:
-            raise ValidationError(
-                f"metadata value for {key!r}{where} has type {type(value).__name__}; "
-                "only str, int, float and bool are stored (flatten nested values into keys)"
-            )
+        t = type(value)
+        plain = (
+            t is str
+            or t is bool
+            or (t is int and _INT64[0] <= value <= _INT64[1])
+            or (t is float and math.isfinite(value))
+        )
+        out[key] = value if plain else _slow_value(key, value, doc_id)
     return out
+
+
+def _slow_value(key: str, value: Any, doc_id: str) -> MetadataValue:
+    """Subclasses and numpy scalars become plain Python values; anything else is refused, by name."""
+    where = f" of document {doc_id!r}" if doc_id else ""
+    if isinstance(value, bool | str):
+        return bool(value) if isinstance(value, bool) else str(value)
+    if isinstance(value, int | float | np.integer | np.floating):
+        number = value.item() if isinstance(value, np.generic) else value
+        if isinstance(number, float) and not math.isfinite(number):
+            raise ValidationError(f"metadata value for {key!r}{where} is not finite: {value!r}")
+        if isinstance(number, int) and not _INT64[0] <= number <= _INT64[1]:
+            raise ValidationError(f"metadata value for {key!r}{where} does not fit in 64 bits: {value!r}")
+        return number
+    raise ValidationError(
+        f"metadata value for {key!r}{where} has type {type(value).__name__}; "
+        "only str, int, float and bool are stored (flatten nested values into keys)"
+    )
 
 
 def validate_id(doc_id: object) -> str:

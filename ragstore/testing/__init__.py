@@ -2,6 +2,7 @@
 
 from .conformance import (
     BadInputTests,
+    DropTests,
     FilterTests,
     GetDeleteTests,
     PersistenceTests,
@@ -13,6 +14,7 @@ from .conformance import (
 
 __all__ = [
     "BadInputTests",
+    "DropTests",
     "FilterTests",
     "GetDeleteTests",
     "PersistenceTests",

@@ -329,6 +329,24 @@ class GetDeleteTests(_Base):
         assert filled.count() == 3
 
 
+class DropTests(_Base):
+    def test_drop_removes_the_collection(self, make_store: Callable[[], VectorStore], docs: list[Document]) -> None:
+        store = make_store()
+        store.upsert(docs)
+        store.drop()
+        assert store.dim is None and store.count() == 0
+        assert store.search(docs[0].vector, 3) == [] and store.get([docs[0].id]) == []
+        other = make_docs(n=5, dim=3)  # another dimension is fine after a drop
+        store.upsert(other)
+        assert store.dim == 3 and store.count() == 5
+        assert store.search(other[1].vector, 1)[0].id == other[1].id
+        persistent = store.capabilities.persistent
+        store.close()
+        if persistent:
+            again = make_store()
+            assert again.dim == 3 and again.count() == 5
+
+
 class FilterTests(_Base):
     @pytest.mark.parametrize(
         ("flt", "pred"), FILTER_CASES, ids=[json.dumps(c[0], ensure_ascii=True)[:60] for c in FILTER_CASES]
@@ -615,5 +633,7 @@ class PersistenceTests(_Base):
             store.upsert(docs[:1])
 
 
-class VectorStoreConformance(UpsertTests, GetDeleteTests, FilterTests, SearchTests, BadInputTests, PersistenceTests):
+class VectorStoreConformance(
+    UpsertTests, GetDeleteTests, DropTests, FilterTests, SearchTests, BadInputTests, PersistenceTests
+):
     """All conformance tests; subclass and override ``store_config``."""
