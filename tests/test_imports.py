@@ -51,6 +51,8 @@ LAYERS = {
     "ragstore.config": 3,
     "ragstore.ingest": 4,
     "ragstore.pipeline": 4,
+    "ragstore.beir": 4,
+    "ragstore.metrics": 4,
     "ragstore.testing": 5,
     "ragstore.cli": 5,
     "ragstore": 5,
