@@ -14,6 +14,7 @@ another process can open the same file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -287,12 +288,10 @@ class MilvusStore(VectorStore):
     def _close(self) -> None:
         self.client.close()
         if self.lite:
-            try:
+            with contextlib.suppress(Exception):  # older milvus-lite has no manager: nothing to release
                 from milvus_lite.server_manager import server_manager_instance
 
                 server_manager_instance.release_server(self.uri)
-            except Exception:
-                pass
 
     def describe(self) -> dict[str, Any]:
         return {"uri": self.uri, "collection": self.collection, "index": self.index, "lite": self.lite}

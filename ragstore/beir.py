@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DatasetError
+from .ingest import read_jsonl
 from .types import Document, MetadataValue
 
 _LANG_FILE = re.compile(r"^(corpus|queries)(?:\.([A-Za-z0-9_-]+))?\.jsonl$")
@@ -83,19 +83,12 @@ def _file(root: Path, stem: str, lang: str, suffix: str) -> Path:
 def _read_jsonl(path: Path) -> list[dict[str, object]]:
     rows = []
     try:
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DatasetError(f"{path}:{lineno}: not valid JSON: {exc}") from None
-                if not isinstance(row, dict) or not isinstance(row.get("_id"), str | int):
-                    raise DatasetError(f"{path}:{lineno}: a row needs an '_id'")
-                if not isinstance(row.get("text"), str):
-                    raise DatasetError(f"{path}:{lineno}: a row needs a string 'text'")
-                rows.append(row)
+        for lineno, row in read_jsonl(path):
+            if not isinstance(row, dict) or not isinstance(row.get("_id"), str | int):
+                raise DatasetError(f"{path}:{lineno}: a row needs an '_id'")
+            if not isinstance(row.get("text"), str):
+                raise DatasetError(f"{path}:{lineno}: a row needs a string 'text'")
+            rows.append(row)
     except OSError as exc:
         raise DatasetError(f"cannot read {path}: {exc}") from exc
     return rows

@@ -65,6 +65,18 @@ def _scalar_metadata(row: dict[str, Any], skip: tuple[str, ...]) -> dict[str, Me
     return meta
 
 
+def read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed row) for each non-blank line; bad JSON is a DatasetError naming the line."""
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{path}:{lineno}: not valid JSON: {exc}") from None
+
+
 def read_file(file: Path) -> Iterator[Source]:
     """Yield the logical texts in one file."""
     suffix = file.suffix.lower()
@@ -80,15 +92,8 @@ def read_file(file: Path) -> Iterator[Source]:
             title = soup.title.get_text(strip=True) if soup.title else ""
             yield Source(soup.get_text("\n", strip=True), name, metadata={"title": title} if title else None)
         elif suffix == ".jsonl":
-            with file.open(encoding="utf-8") as fh:
-                for lineno, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise DatasetError(f"{file}:{lineno}: not valid JSON: {exc}") from None
-                    yield _row_source(row, name, f"{file}:{lineno}")
+            for lineno, row in read_jsonl(file):
+                yield _row_source(row, name, f"{file}:{lineno}")
         elif suffix == ".csv":
             with file.open(encoding="utf-8", newline="") as fh:
                 reader = csv.DictReader(fh)
