@@ -78,7 +78,7 @@ class FaissStore(VectorStore):
         except Exception as exc:  # sqlite3.Error, OSError
             raise BackendUnavailableError(f"cannot open FAISS sidecar in {self.path}: {exc}") from exc
         self._index: Any = None
-        self._tombstones = 0  # HNSW cannot remove ids: deleted rows stay in the graph until a rebuild
+        self._dead: set[int] = set()  # HNSW cannot remove ids: deleted rows stay in the graph until a rebuild
         self._check_stored_settings()
         if self._dim is not None:
             self._open_index()
@@ -127,12 +127,18 @@ class FaissStore(VectorStore):
                 index = self.faiss.read_index(str(file))
             except RuntimeError:  # unreadable (torn or corrupted) file: SQLite still has everything
                 index = None
-            live = self.db.count(None)
-            if index is not None and index.d == self._dim and index.ntotal >= live:
-                self._index = index
-                self._tombstones = index.ntotal - live
-                return
+            live = set(self.db.where_iids(None))
+            if index is not None and index.d == self._dim and index.ntotal >= len(live):
+                in_index = set(self.faiss.vector_to_array(index.id_map).tolist())
+                if live <= in_index:
+                    self._index = index
+                    self._dead = in_index - live
+                    return
         self._rebuild()
+
+    @property
+    def _tombstones(self) -> int:
+        return len(self._dead)
 
     def _rebuild(self) -> None:
         assert self._dim is not None
@@ -140,7 +146,7 @@ class FaissStore(VectorStore):
         iids, vecs = self.db.all_vectors(self._dim)
         if len(iids):
             self._add(iids, vecs)
-        self._tombstones = 0
+        self._dead = set()
 
     def _add(self, iids: np.ndarray, vecs: np.ndarray) -> None:
         self.faiss.omp_set_num_threads(self.threads)
@@ -163,8 +169,8 @@ class FaissStore(VectorStore):
         if not iids:
             return
         if self.index_type == "hnsw":
-            self._tombstones += len(iids)
-            if self._tombstones > max(1000, self._index.ntotal // 4):
+            self._dead.update(iids)
+            if len(self._dead) > max(1000, self._index.ntotal // 4):
                 self._rebuild()
         else:
             self._index.remove_ids(np.asarray(iids, dtype=np.int64))
@@ -190,12 +196,12 @@ class FaissStore(VectorStore):
         assert self._dim is not None  # the base class only clears a store that has a dimension
         self.db.clear()
         self._index = self._new_index(self._dim)
-        self._tombstones = 0
+        self._dead = set()
 
     def _drop(self) -> None:
         self.db.drop()
         self._index = None
-        self._tombstones = 0
+        self._dead = set()
         if self.path is not None:
             (self.path / INDEX_FILE).unlink(missing_ok=True)
 
@@ -214,9 +220,12 @@ class FaissStore(VectorStore):
         if self.index_type == "hnsw":
             if allowed is not None and allowed.size <= self.exact_filter_limit:
                 return self._rescore(q[0], allowed, k)
-            if allowed is None and self._tombstones:
-                allowed = np.asarray(self.db.where_iids(None), dtype=np.int64)
-            sel = faiss.IDSelectorBatch(allowed) if allowed is not None else None
+            sel = None
+            if allowed is not None:
+                sel = faiss.IDSelectorBatch(allowed)
+            elif self._dead:  # exclude only the tombstones, without reading every live id from SQLite
+                dead = faiss.IDSelectorBatch(np.fromiter(self._dead, dtype=np.int64, count=len(self._dead)))
+                sel = faiss.IDSelectorNot(dead)
             params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(self.ef_search, k))
         else:
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed)) if allowed is not None else None
