@@ -86,7 +86,7 @@ class SqliteDocs:
     """Documents keyed by a stable integer ``iid`` (never reused), which the vector index stores."""
 
     def __init__(self, path: Path | None) -> None:
-        self.conn = sqlite3.connect(str(path) if path else ":memory:", isolation_level=None)
+        self.conn = sqlite3.connect(str(path) if path else ":memory:", isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(_SCHEMA)

@@ -94,6 +94,7 @@ class ChromaOptions(StoreOptions):
 
 class ChromaStore(VectorStore):
     name = "chroma"
+    tunable = ("ef_search",)
     Options = ChromaOptions
 
     def __init__(
@@ -170,6 +171,12 @@ class ChromaStore(VectorStore):
             configuration=config,
             metadata={"rs_dim": dim, "rs_metric": self.metric},
         )
+
+    def _tune(self, name: str, value: Any) -> None:
+        setattr(self, name, value)
+        self.hnsw[name] = value
+        if self.col is not None:  # the collection exists: tell Chroma (takes effect for the next query)
+            self.col.modify(configuration={"hnsw": {name: value}})
 
     def _upsert(self, ids: list[str], vectors: np.ndarray, texts: list[str], metadatas: list[Metadata]) -> None:
         first_load = self.col.count() == 0  # nothing stored yet: no old metadata to replace

@@ -48,6 +48,7 @@ def _faiss() -> Any:
 
 class FaissStore(VectorStore):
     name = "faiss"
+    tunable = ("ef_search", "exact_filter_limit")
     Options = FaissOptions
 
     def __init__(

@@ -13,6 +13,9 @@ instead of "top-k then drop".
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -89,10 +92,12 @@ class PgVectorOptions(StoreOptions):
     ef_search: int = Field(default=100, gt=0)
     lists: int = Field(default=100, gt=0)
     probes: int = Field(default=10, gt=0)
+    pool_size: int = Field(default=8, gt=0, description="connections for searches from other threads")
 
 
 class PgVectorStore(VectorStore):
     name = "pgvector"
+    tunable = ("ef_search", "probes")
     Options = PgVectorOptions
 
     def __init__(
@@ -107,6 +112,7 @@ class PgVectorStore(VectorStore):
         ef_search: int = 100,
         lists: int = 100,
         probes: int = 10,
+        pool_size: int = 8,
         metric: Metric = "cosine",
         dim: int | None = None,
         batch_size: int = 512,
@@ -121,6 +127,7 @@ class PgVectorStore(VectorStore):
         self.table, self.index = table, index
         self.hnsw_m, self.ef_construction, self.ef_search = hnsw_m, ef_construction, ef_search
         self.lists, self.probes = lists, probes
+        self.pool_size = pool_size
         self.pgdata: Path | None = None
         if dsn is None:
             if path is None:
@@ -129,6 +136,10 @@ class PgVectorStore(VectorStore):
             conninfo = _pgserver.acquire(self.pgdata)
         else:
             conninfo = dsn
+        self._conninfo = conninfo
+        self._owner = threading.get_ident()
+        self._pool: Any = None  # opened when a second thread first reads
+        self._pool_lock = threading.Lock()
         try:
             self.conn = self.psycopg.connect(conninfo, autocommit=True)
             self.conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
@@ -157,6 +168,34 @@ class PgVectorStore(VectorStore):
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(exact=self.index == "none")
+
+    @contextmanager
+    def _reading(self) -> Iterator[Any]:
+        """A connection for reads: the store's own in the thread that opened it; otherwise one from a pool, since
+        threads searching at once must not share a session (``set_config`` and transactions are per
+        connection). Writes always use the store's connection and are serialised by the store's lock."""
+        if threading.get_ident() == self._owner:
+            yield self.conn
+            return
+        with self._pool_lock:
+            if self._pool is None:
+                pool_mod = require("psycopg_pool", "pgvector", "psycopg-pool")
+                self._pool = pool_mod.ConnectionPool(
+                    self._conninfo,
+                    kwargs={"autocommit": True},
+                    min_size=1,
+                    max_size=self.pool_size,
+                    configure=self.pgv.register_vector,
+                    open=False,
+                )
+                try:
+                    self._pool.open(wait=True, timeout=30)
+                except Exception as exc:
+                    self._pool = None
+                    raise BackendUnavailableError(f"cannot open a PostgreSQL connection pool: {exc}") from exc
+            pool = self._pool
+        with pool.connection() as conn:
+            yield conn
 
     def _q(self, template: str, *parts: Any, **named: Any) -> Any:
         """Compose a fixed SQL template with identifiers and ``to_sql`` clauses; values stay bound (%s)."""
@@ -225,14 +264,14 @@ class PgVectorStore(VectorStore):
             table=self.ident,
             where=where,
         )
-        with self.conn.transaction():
+        with self._reading() as conn, conn.transaction():
             if self.index == "hnsw":
-                self.conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(max(self.ef_search, k)),))
-                self.conn.execute("SELECT set_config('hnsw.iterative_scan', 'strict_order', true)")
+                conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(max(self.ef_search, k)),))
+                conn.execute("SELECT set_config('hnsw.iterative_scan', 'strict_order', true)")
             elif self.index == "ivfflat":
-                self.conn.execute("SELECT set_config('ivfflat.probes', %s, true)", (str(self.probes),))
-                self.conn.execute("SELECT set_config('ivfflat.iterative_scan', 'relaxed_order', true)")
-            rows = self.conn.execute(query, [vector, *params, vector, k]).fetchall()
+                conn.execute("SELECT set_config('ivfflat.probes', %s, true)", (str(self.probes),))
+                conn.execute("SELECT set_config('ivfflat.iterative_scan', 'relaxed_order', true)")
+            rows = conn.execute(query, [vector, *params, vector, k]).fetchall()
         hits = [Hit(i, self._score(float(d)), t, m) for i, t, m, d in rows]
         return sorted(hits, key=lambda h: (-h.score, h.id))
 
@@ -243,7 +282,8 @@ class PgVectorStore(VectorStore):
 
     def _get(self, ids: list[str]) -> list[Document]:
         query = self._q("SELECT id, text, metadata, embedding FROM {} WHERE id = ANY(%s)", self.ident)
-        return [self._doc(r) for r in self.conn.execute(query, (ids,)).fetchall()]
+        with self._reading() as conn:
+            return [self._doc(r) for r in conn.execute(query, (ids,)).fetchall()]
 
     def _get_where(self, node: Node | None, limit: int | None) -> list[Document]:
         where, params = to_sql(node)
@@ -251,7 +291,8 @@ class PgVectorStore(VectorStore):
         if limit is not None:
             template += " LIMIT %s"
             params = [*params, limit]
-        return [self._doc(r) for r in self.conn.execute(self._q(template, self.ident, where), params).fetchall()]
+        with self._reading() as conn:
+            return [self._doc(r) for r in conn.execute(self._q(template, self.ident, where), params).fetchall()]
 
     def _delete_ids(self, ids: list[str]) -> int:
         cur = self.conn.execute(self._q("DELETE FROM {} WHERE id = ANY(%s)", self.ident), (ids,))
@@ -263,7 +304,9 @@ class PgVectorStore(VectorStore):
 
     def _count(self, node: Node | None) -> int:
         where, params = to_sql(node)
-        row = self.conn.execute(self._q("SELECT count(*) FROM {} WHERE {}", self.ident, where), params).fetchone()
+        query = self._q("SELECT count(*) FROM {} WHERE {}", self.ident, where)
+        with self._reading() as conn:
+            row = conn.execute(query, params).fetchone()
         return int(row[0]) if row else 0
 
     def _clear(self) -> None:
@@ -281,9 +324,19 @@ class PgVectorStore(VectorStore):
 
     def _close(self) -> None:
         try:
+            if self._pool is not None:
+                self._pool.close()
             self.conn.close()
         finally:
             self._release()
+
+    def storage_bytes(self) -> int | None:
+        """The table with its indexes and TOAST data (not the whole server's data folder)."""
+        if self._dim is None:
+            return 0
+        with self._reading() as conn:
+            row = conn.execute("SELECT pg_total_relation_size(quote_ident(%s)::regclass)", (self.table,)).fetchone()
+        return int(row[0]) if row else None
 
     def describe(self) -> dict[str, Any]:
         return {"table": self.table, "index": self.index, "embedded": self.pgdata is not None}

@@ -138,6 +138,7 @@ class QdrantOptions(StoreOptions):
 
 class QdrantStore(VectorStore):
     name = "qdrant"
+    tunable = ("ef_search", "exact")
     Options = QdrantOptions
 
     def __init__(
@@ -296,6 +297,7 @@ class QdrantEdgeStore(VectorStore):
     """Qdrant's Rust engine in-process (write-ahead log, segments, HNSW when large enough)."""
 
     name = "qdrant-edge"
+    tunable = ("ef_search", "exact")
     Options = QdrantEdgeOptions
 
     def __init__(

@@ -171,6 +171,144 @@ def demo(
         )
 
 
+bench_app = typer.Typer(
+    no_args_is_help=False,
+    help="Retrieval quality and speed for every store and embedder, side by side (no arguments: the bundled "
+    "sample on FAISS + all-MiniLM-L6-v2).",
+)
+app.add_typer(bench_app, name="bench")
+
+
+def _parse_block(text: str, what: str) -> dict[str, Any]:
+    """``faiss``, ``faiss:index=hnsw,ef_search=64`` or a JSON object."""
+    from .errors import ConfigError
+
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--{what} {text!r} is not valid JSON: {exc}") from None
+        if not isinstance(parsed, dict):
+            raise ConfigError(f"--{what} must be a name or a JSON object")
+        return parsed
+    kind, _, rest = text.partition(":")
+    block: dict[str, Any] = {"type": kind}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ConfigError(f"--{what} {text!r}: expected key=value after ':', got {item!r}")
+        try:
+            block[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            block[key.strip()] = value
+    return block
+
+
+@bench_app.callback(invoke_without_command=True)
+@_friendly
+def bench(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="bench config (YAML)")] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", "-d", help="BEIR folder, or hub:<name> (e.g. hub:mteb/scifact)")
+    ] = None,
+    queries: Annotated[list[str] | None, typer.Option("--queries", "-q", help="query language(s)")] = None,
+    corpus: Annotated[str | None, typer.Option("--corpus", help="corpus language(s), e.g. en or en+zh")] = None,
+    store: Annotated[
+        list[str] | None, typer.Option("--store", "-s", help="store: faiss, faiss:index=hnsw, or JSON; repeat")
+    ] = None,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", "-m", help="sentence-transformers model or folder; repeat")
+    ] = None,
+    max_queries: Annotated[int | None, typer.Option(help="first N judged queries per language")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="results folder (default bench-results/)")] = None,
+    no_speed: Annotated[bool, typer.Option("--no-speed", help="quality only: skip latency and QPS")] = False,
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="do not write PNG plots")] = False,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Run the benchmark matrix; flags override the config file."""
+    if ctx.invoked_subcommand is not None:
+        return
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from datetime import datetime
+
+    from .bench import load_bench_config, plan, run_bench
+    from .bench.report import rich_table, write_all
+
+    data: dict[str, Any] = {}
+    if config is not None:
+        data = load_bench_config(config).model_dump(exclude_unset=True)
+    ds = dict(data.get("dataset") or {})
+    if dataset:
+        ds.pop("path", None)
+        ds.pop("hub", None)
+        if dataset.startswith("hub:"):
+            ds["hub"] = dataset[4:]
+        else:
+            ds["path"] = str(Path(dataset).resolve())
+    if queries:
+        ds["queries"] = queries
+    if corpus:
+        ds["corpus"] = corpus
+    if max_queries:
+        ds["max_queries"] = max_queries
+    data["dataset"] = ds
+    if store:
+        data["stores"] = [_parse_block(s, "store") for s in store]
+    if model:
+        data["embedders"] = [
+            _parse_block(m, "model") if m.startswith("{") else {"type": "sentence-transformers", "model": m}
+            for m in model
+        ]
+    if no_speed:
+        data.setdefault("speed", {})["enabled"] = False
+    if no_plots:
+        data["plots"] = False
+    cfg = load_bench_config(data)
+    if config is not None:
+        cfg._base_dir = config.resolve().parent
+        if dataset and not dataset.startswith("hub:"):
+            cfg.dataset.path = str(Path(dataset).resolve())
+    if out is not None:
+        cfg.output = str(out.resolve())
+    the_plan = plan(cfg, err_console)
+    result = run_bench(the_plan, err_console, progress)
+    name = result["meta"]["dataset"].get("name") or "dataset"
+    folder = the_plan.out_dir / f"{datetime.now():%Y%m%d-%H%M%S}-{name}"
+    files = write_all(result, folder, cfg.plots)
+    # piped output (CI logs, README) gets a wide table instead of one folded into 80 columns
+    out_console = console if console.is_terminal else Console(width=max(console.width, 150))
+    out_console.print(rich_table(result, title=f"ragstore bench · {escape(name)}"))
+    for line in _bench_notes(result):
+        out_console.print(line)
+    out_console.print(f"[dim]wrote {escape(', '.join(str(f) for f in files))}[/]")
+    if result["errors"]:
+        raise typer.Exit(1)
+
+
+def _bench_notes(result: dict[str, Any]) -> list[str]:
+    from .bench.report import _embedder_lines
+
+    return [f"[dim]embedder {escape(line)}[/]" for line in _embedder_lines(result)]
+
+
+@bench_app.command("compare")
+@_friendly
+def bench_compare(
+    a: Annotated[Path, typer.Argument(help="first results.json (or its folder)")],
+    b: Annotated[Path, typer.Argument(help="second results.json (or its folder)")],
+) -> None:
+    """Show what changed between two bench runs, configuration by configuration."""
+    from .bench.report import compare, load_result
+
+    table, notes = compare(load_result(a), load_result(b))
+    out_console = console if console.is_terminal else Console(width=max(console.width, 170))
+    out_console.print(table)
+    for note in notes:
+        out_console.print(f"[yellow]note:[/] {escape(note)}")
+
+
 def main() -> None:
     app()
 

@@ -11,12 +11,14 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._locks import RWLock
 from .errors import (
     BackendUnavailableError,
     DimensionMismatchError,
@@ -78,6 +80,8 @@ class VectorStore(ABC):
     Options: ClassVar[type[StoreOptions]] = StoreOptions
     #: Metrics this backend implements.
     metrics: ClassVar[tuple[str, ...]] = ("cosine", "dot", "l2")
+    #: Options that may change on an open store without rebuilding it (search-time knobs such as ``ef_search``).
+    tunable: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self, *, metric: Metric = "cosine", dim: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE
@@ -90,6 +94,8 @@ class VectorStore(ABC):
         self._dim: int | None = dim
         self.batch_size = batch_size
         self._closed = False
+        #: searches share it, writes and close take it alone (see ``ragstore._locks``)
+        self._lock = RWLock()
 
     # ----------------------------------------------------------------- properties
     @property
@@ -110,11 +116,13 @@ class VectorStore(ABC):
             return []
         ids, vectors, texts, metas = self._prepare(docs)
         self._check_batch(ids, texts, metas)
-        self._ensure_dim(vectors.shape[1])
         step = batch_size or self.batch_size
-        for start in range(0, len(ids), step):
-            end = start + step
-            self._upsert(ids[start:end], vectors[start:end], texts[start:end], metas[start:end])
+        with self._lock.write():
+            self._check_open()
+            self._ensure_dim(vectors.shape[1])
+            for start in range(0, len(ids), step):
+                end = start + step
+                self._upsert(ids[start:end], vectors[start:end], texts[start:end], metas[start:end])
         return ids
 
     def search(self, vector: Any, k: int = 10, filter: Filter | Node | None = None) -> list[Hit]:
@@ -133,8 +141,37 @@ class VectorStore(ABC):
             if norm == 0.0:
                 raise ValidationError("query vector has zero length; cosine similarity is undefined")
             q = q / norm
-        hits = self._search(q, int(k), node)
+        with self._lock.read():
+            self._check_open()
+            hits = self._search(q, int(k), node)
         return hits[: int(k)]
+
+    def search_batch(self, vectors: Any, k: int = 10, filter: Filter | Node | None = None) -> list[list[Hit]]:
+        """``search`` for many query vectors; engines with a batch call answer them in one round trip."""
+        self._check_open()
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k <= 0:
+            raise ValidationError(f"k must be a positive integer, got {k!r}")
+        rows = [as_query_vector(v) for v in vectors]
+        node = parse_filter(filter)
+        if self._dim is None or not rows:
+            return [[] for _ in rows]
+        for q in rows:
+            if q.shape[0] != self._dim:
+                raise DimensionMismatchError(self._dim, int(q.shape[0]), "query vector")
+        matrix = np.stack(rows)
+        if self.metric == "cosine":
+            norms = np.sqrt((matrix * matrix).sum(axis=1))
+            if (norms == 0).any():
+                raise ValidationError("a query vector has zero length; cosine similarity is undefined")
+            matrix = matrix / norms[:, None]
+        with self._lock.read():
+            self._check_open()
+            out = self._search_batch(np.ascontiguousarray(matrix, dtype=np.float32), int(k), node)
+        return [hits[: int(k)] for hits in out]
+
+    def _search_batch(self, matrix: np.ndarray, k: int, node: Node | None) -> list[list[Hit]]:
+        """One query at a time unless the backend overrides this with its engine's batch call."""
+        return [self._search(q, k, node) for q in matrix]
 
     def get(
         self,
@@ -151,14 +188,20 @@ class VectorStore(ABC):
             wanted = list(dict.fromkeys(validate_id(i) for i in _as_id_list(ids)))
             if not wanted or self._dim is None:  # nothing was ever stored: no collection to ask
                 return []
-            found = {d.id: d for d in self._get(wanted)}
+            with self._lock.read():
+                self._check_open()
+                found = {d.id: d for d in self._get(wanted)}
             return [found[i] for i in wanted if i in found]
         node = parse_filter(filter)
         if node is not None and not self.capabilities.get_by_filter:
             raise UnsupportedFeatureError(f"{self.name} cannot get documents by filter")
         if limit is not None and (isinstance(limit, bool) or limit <= 0):
             raise ValidationError(f"limit must be a positive integer, got {limit!r}")
-        return [] if self._dim is None else self._get_where(node, limit)
+        if self._dim is None:
+            return []
+        with self._lock.read():
+            self._check_open()
+            return self._get_where(node, limit)
 
     def delete(self, ids: Sequence[str] | None = None, *, filter: Filter | Node | None = None) -> int:
         """Delete by ids or by filter; returns how many documents were removed (unknown ids are ignored)."""
@@ -167,39 +210,99 @@ class VectorStore(ABC):
             raise ValidationError("delete() takes ids or a filter, not both")
         if ids is not None:
             wanted = list(dict.fromkeys(validate_id(i) for i in _as_id_list(ids)))
-            return self._delete_ids(wanted) if wanted and self._dim is not None else 0
+            if not wanted or self._dim is None:
+                return 0
+            with self._lock.write():
+                self._check_open()
+                return self._delete_ids(wanted)
         node = parse_filter(filter)
         if node is None:
             raise ValidationError("delete() needs ids or a non-empty filter; use clear() to remove everything")
         if not self.capabilities.delete_by_filter:
             raise UnsupportedFeatureError(f"{self.name} cannot delete by filter")
-        return 0 if self._dim is None else self._delete_where(node)
+        if self._dim is None:
+            return 0
+        with self._lock.write():
+            self._check_open()
+            return self._delete_where(node)
 
     def count(self, filter: Filter | Node | None = None) -> int:
         """Number of documents, optionally only those matching ``filter``."""
         self._check_open()
         node = parse_filter(filter)
-        return 0 if self._dim is None else self._count(node)
+        if self._dim is None:
+            return 0
+        with self._lock.read():
+            self._check_open()
+            return self._count(node)
 
     def clear(self) -> None:
         """Remove every document (the dimension stays fixed)."""
-        self._check_open()
-        if self._dim is not None:
-            self._clear()
+        with self._lock.write():
+            self._check_open()
+            if self._dim is not None:
+                self._clear()
 
     def drop(self) -> None:
         """Delete the collection itself (table, index, files); the store stays open, empty and dimensionless,
         so the next upsert may use another dimension (e.g. after switching embedding models)."""
+        with self._lock.write():
+            self._check_open()
+            if self._dim is not None:
+                self._drop()
+            self._dim = None
+
+    def storage_bytes(self) -> int | None:
+        """Bytes this store occupies on disk (None for RAM-only or remote stores), for size comparisons."""
+        path = getattr(self, "path", None)
+        if path is None:
+            return None
+        root = Path(path)
+        if root.is_file():
+            return root.stat().st_size
+        if not root.is_dir():
+            return None
+        return sum(f.stat().st_size for f in root.rglob("*") if f.is_file() and not f.is_symlink())
+
+    def tune(self, **settings: Any) -> None:
+        """Change search-time options on an open store (e.g. an ``ef_search`` sweep over one built index).
+
+        Each value is checked against the option's declared type and bounds; options that are fixed when the
+        index is built raise ``UnsupportedFeatureError`` naming the ones that can change.
+        """
+        from pydantic import TypeAdapter
+        from pydantic import ValidationError as PydanticValidationError
+
         self._check_open()
-        if self._dim is not None:
-            self._drop()
-        self._dim = None
+        fields = self.Options.model_fields
+        checked: dict[str, Any] = {}
+        for name, value in settings.items():
+            if name not in self.tunable:
+                can = ", ".join(self.tunable) or "none"
+                raise UnsupportedFeatureError(
+                    f"{self.name} cannot change {name!r} on an open store (tunable: {can}); build a new store"
+                )
+            field = fields[name]
+            try:
+                adapter: TypeAdapter[Any] = TypeAdapter(Annotated[field.annotation, *field.metadata])  # type: ignore[arg-type]
+                checked[name] = adapter.validate_python(value)
+            except PydanticValidationError as exc:
+                raise ValidationError(f"{self.name} option {name}={value!r}: {exc.errors()[0]['msg']}") from None
+        with self._lock.write():
+            self._check_open()
+            for name, value in checked.items():
+                self._tune(name, value)
+
+    def _tune(self, name: str, value: Any) -> None:
+        """Apply one validated search-time option; backends that must tell the engine override this."""
+        setattr(self, name, value)
 
     def close(self) -> None:
         """Flush and release the engine; further calls raise ``BackendUnavailableError``."""
-        if not self._closed:
-            self._close()
-            self._closed = True
+        with self._lock.write():
+            if not self._closed:
+                self._close()
+                self._closed = True
 
     def __enter__(self) -> VectorStore:
         return self

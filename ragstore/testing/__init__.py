@@ -2,6 +2,7 @@
 
 from .conformance import (
     BadInputTests,
+    ConcurrencyTests,
     DropTests,
     FilterTests,
     GetDeleteTests,
@@ -14,6 +15,7 @@ from .conformance import (
 
 __all__ = [
     "BadInputTests",
+    "ConcurrencyTests",
     "DropTests",
     "FilterTests",
     "GetDeleteTests",

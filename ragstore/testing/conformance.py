@@ -437,6 +437,18 @@ class SearchTests(_Base):
         assert hits["opp"] == pytest.approx(-1.0, abs=1e-4)
         assert [h.id for h in store.search(base, 3)] == ["same", "orth", "opp"]
 
+    def test_search_batch_matches_search(self, filled: VectorStore, docs: list[Document]) -> None:
+        queries = [d.vector for d in docs[:7]]
+        for where in (None, {"tag": {"$in": ["alpha", "beta"]}}):
+            single = [[(h.id, round(h.score, 4)) for h in filled.search(q, 4, where)] for q in queries]
+            batch = [[(h.id, round(h.score, 4)) for h in hits] for hits in filled.search_batch(queries, 4, where)]
+            assert batch == single
+        assert filled.search_batch([], 3) == []
+        with pytest.raises(DimensionMismatchError):
+            filled.search_batch([docs[0].vector, [1.0, 2.0]], 3)
+        with pytest.raises(ValidationError):
+            filled.search_batch(queries, 0)
+
     def test_hits_carry_text_and_metadata(self, filled: VectorStore, docs: list[Document]) -> None:
         by_id = {d.id: d for d in docs}
         for h in filled.search(docs[10].vector, 5):
@@ -635,7 +647,48 @@ class PersistenceTests(_Base):
             store.upsert(docs[:1])
 
 
+class ConcurrencyTests(_Base):
+    """Thread pools (async integrations, ``ragstore bench`` QPS, web servers) share one open store."""
+
+    def test_concurrent_searches_match_sequential(self, filled: VectorStore, docs: list[Document]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        queries = [d.vector for d in docs[:20]]
+        expected = [[(h.id, round(h.score, 4)) for h in filled.search(q, 5)] for q in queries]
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(lambda q: [(h.id, round(h.score, 4)) for h in filled.search(q, 5)], queries * 3))
+        assert got == expected * 3
+
+    def test_writes_during_searches_stay_consistent(self, filled: VectorStore, docs: list[Document]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        extra = make_docs(40, seed=99)
+        for i, doc in enumerate(extra):
+            doc.id = f"extra-{i}"
+
+        def write(part: int) -> int:
+            return len(filled.upsert(extra[part * 10 : part * 10 + 10]))
+
+        def read(i: int) -> int:
+            return len(filled.search(docs[i % len(docs)].vector, 5))
+
+        with ThreadPoolExecutor(4) as pool:
+            writes = [pool.submit(write, p) for p in range(4)]
+            reads = [pool.submit(read, i) for i in range(40)]
+            assert sum(f.result() for f in writes) == 40
+            assert all(f.result() == 5 for f in reads)
+        assert filled.count() == len(docs) + 40
+        assert [d.id for d in filled.get([e.id for e in extra])] == [e.id for e in extra]
+
+
 class VectorStoreConformance(
-    UpsertTests, GetDeleteTests, DropTests, FilterTests, SearchTests, BadInputTests, PersistenceTests
+    UpsertTests,
+    GetDeleteTests,
+    DropTests,
+    FilterTests,
+    SearchTests,
+    BadInputTests,
+    PersistenceTests,
+    ConcurrencyTests,
 ):
     """All conformance tests; subclass and override ``store_config``."""

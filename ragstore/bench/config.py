@@ -1,0 +1,124 @@
+"""What a benchmark run measures: one dataset, a matrix of embedders x stores x settings x query paths.
+
+```yaml
+dataset:
+  path: ../shared/data/xquad-r   # a BEIR folder; or hub: mteb/scifact; neither = the bundled sample
+  queries: [en, zh]              # one row per query language (default: every language the folder has)
+  corpus: en                     # corpus language(s); "en+zh" pools several
+embedders:
+  - {type: sentence-transformers, model: all-MiniLM-L6-v2}
+stores:
+  - {type: faiss, index: flat}
+  - {type: faiss, index: hnsw, sweep: {ef_search: [16, 32, 64, 128]}}
+  - {type: pgvector}
+speed: {latency_queries: 300, concurrency: [1, 2, 4], qps_seconds: 2}
+```
+
+Everything is checked by ``resolve()`` before any work: unknown stores or models, options a backend does
+not have, sweep values out of range, missing dataset files. A long run never dies half-way on a typo.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from ..config import interpolate
+from ..errors import ConfigError
+
+DEFAULT_EMBEDDER = {"type": "sentence-transformers", "model": "all-MiniLM-L6-v2"}
+DEFAULT_STORE = {"type": "faiss", "index": "flat"}
+
+
+class DatasetSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = Field(default=None, description="BEIR-layout folder; neither path nor hub = bundled sample")
+    hub: str | None = Field(default=None, description="public BEIR/MTEB dataset on the Hugging Face hub")
+    queries: list[str] | None = Field(default=None, description="query languages, one result row each")
+    corpus: str | None = Field(default=None, description="corpus language(s), '+' pools several")
+    split: str = "test"
+    max_queries: int | None = Field(default=None, gt=0, description="first N judged queries per language")
+
+    @field_validator("queries", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class SpeedSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    warmup: int = Field(default=20, ge=0, description="untimed queries before latency is measured")
+    latency_queries: int = Field(default=300, gt=0, description="timed single queries (cycling the query set)")
+    latency_k: int = Field(default=10, gt=0)
+    concurrency: list[int] = Field(default_factory=lambda: [1, 2, 4], min_length=1)
+    qps_seconds: float = Field(default=2.0, gt=0, description="how long each concurrency level runs")
+
+    @field_validator("concurrency")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(c <= 0 for c in value):
+            raise ValueError("concurrency levels must be positive")
+        return sorted(set(value))
+
+
+class BenchConfig(BaseModel):
+    """A benchmark run; ``stores`` entries are store blocks plus optional ``label`` and ``sweep``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    embedders: list[dict[str, Any]] = Field(default_factory=lambda: [dict(DEFAULT_EMBEDDER)], min_length=1)
+    stores: list[dict[str, Any]] = Field(default_factory=lambda: [dict(DEFAULT_STORE)], min_length=1)
+    query_paths: list[str] = Field(default_factory=lambda: ["plain"], min_length=1)
+    k: int = Field(default=100, gt=0, description="depth of each ranking scored for quality")
+    speed: SpeedSpec = Field(default_factory=SpeedSpec)
+    output: str = Field(default="bench-results", description="folder for JSON, Markdown, CSV and plots")
+    cache_dir: str = Field(default=".ragstore/bench", description="embedding cache and scratch stores")
+    plots: bool = True
+
+    _base_dir: Path = Path(".")
+
+    def resolve_path(self, value: str) -> Path:
+        """Paths in a config file are relative to the file's folder."""
+        path = Path(os.path.expanduser(value))
+        return (path if path.is_absolute() else self._base_dir / path).resolve()
+
+
+def load_bench_config(source: str | os.PathLike[str] | dict[str, Any] | None = None) -> BenchConfig:
+    """Read a bench YAML file (or a dict); errors name the key."""
+    base = Path.cwd()
+    origin = ""
+    if source is None:
+        data: Any = {}
+    elif isinstance(source, dict):
+        data = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"bench config {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"bench config {path} is not valid YAML: {exc}") from None
+        base, origin = path.resolve().parent, f" in {path}"
+    if not isinstance(data, dict):
+        raise ConfigError(f"bench config{origin} must hold a mapping at the top level")
+    try:
+        config = BenchConfig.model_validate(interpolate(data))
+    except PydanticValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            problems.append(f"{loc}: {msg}")
+        raise ConfigError(f"invalid bench config{origin}: " + "; ".join(problems)) from None
+    config._base_dir = base
+    return config

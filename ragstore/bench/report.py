@@ -1,0 +1,324 @@
+"""Bench results as people read them: a terminal table, Markdown, CSV, JSON, PNG plots, and a diff of two runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from .._optional import require
+from ..errors import DatasetError
+
+#: (column title, row key or function, format)
+Column = tuple[str, Callable[[dict[str, Any]], Any], str]
+
+
+def _get(key: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda row: row.get(key)
+
+
+def _qps_max(row: dict[str, Any]) -> float | None:
+    values = (row.get("qps") or {}).values()
+    return max(values) if values else None
+
+
+def _qps_all(row: dict[str, Any]) -> str | None:
+    values = row.get("qps") or {}
+    return " / ".join(f"{values[c]:,.0f}" for c in sorted(values, key=int)) if values else None
+
+
+COLUMNS: list[Column] = [
+    ("embedder", _get("embedder"), "s"),
+    ("store", _get("store"), "s"),
+    ("setting", _get("setting"), "s"),
+    ("queries", _get("queries"), "s"),
+    ("path", _get("path"), "s"),
+    ("nDCG@10", _get("nDCG@10"), ".4f"),
+    ("R@10", _get("Recall@10"), ".4f"),
+    ("R@100", _get("Recall@100"), ".4f"),
+    ("MRR@10", _get("MRR@10"), ".4f"),
+    ("ANN R@10", _get("ann_recall@10"), ".3f"),
+    ("ingest/s", _get("ingest_per_s"), ",.0f"),
+    ("p50 ms", _get("p50_ms"), ".2f"),
+    ("p95 ms", _get("p95_ms"), ".2f"),
+    ("p99 ms", _get("p99_ms"), ".2f"),
+    ("QPS max", _qps_max, ",.0f"),
+    ("QPS by clients", _qps_all, "s"),
+    ("mem MB", _get("peak_mem_mb"), ".0f"),
+    ("disk MB", _get("disk_mb"), ".1f"),
+]
+
+
+def _fmt(value: Any, spec: str) -> str:
+    if value is None:
+        return "-"
+    if spec == "s":
+        return str(value)
+    try:
+        return format(value, spec)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+#: the terminal shows fewer columns than the files, so it fits a normal window
+TERMINAL = (
+    "embedder",
+    "store",
+    "setting",
+    "queries",
+    "path",
+    "nDCG@10",
+    "R@10",
+    "MRR@10",
+    "ANN R@10",
+    "ingest/s",
+    "p50 ms",
+    "p95 ms",
+    "QPS max",
+    "mem MB",
+)
+FILES = tuple(c[0] for c in COLUMNS if c[0] != "QPS max")
+
+
+def _columns(rows: list[dict[str, Any]], names: tuple[str, ...] = FILES) -> list[Column]:
+    """Drop columns that say nothing in this run (one embedder, no settings, one path, speed off)."""
+    keep = []
+    for col in COLUMNS:
+        if col[0] not in names:
+            continue
+        values = {str(col[1](r)) for r in rows}
+        if col[0] in ("embedder", "path") and len(values) <= 1:
+            continue
+        if col[0] == "setting" and values <= {""}:
+            continue
+        if values <= {"None"}:
+            continue
+        keep.append(col)
+    return keep
+
+
+def rich_table(result: dict[str, Any], title: str | None = None) -> Table:
+    rows = result["rows"]
+    table = Table(title=title, title_justify="left")
+    cols = _columns(rows, TERMINAL)
+    for name, _, spec in cols:
+        numeric = spec != "s"
+        table.add_column(name, justify="right" if numeric else "left", no_wrap=numeric, overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(_fmt(get(row), spec)) for _, get, spec in cols))
+    return table
+
+
+def _embedder_lines(result: dict[str, Any]) -> list[str]:
+    lines = []
+    for emb in result.get("embedders", []):
+        c = emb["corpus"]
+        how = f"{c['embedded']} embedded" + (f", {c['from_cache']} from cache" if c["from_cache"] else "")
+        if c["embedded"] == c["n"] and c.get("per_s"):
+            rate = f"{c['per_s']:.1f} passages/s"
+        elif c.get("measured_per_s"):
+            rate = f"{c['measured_per_s']:.1f} passages/s when first embedded"
+        else:
+            rate = "cached"
+        queries = "; ".join(
+            f"{k}: {q['n']} in {q['seconds']:.2f} s ({q['embedded']} embedded)" for k, q in emb["queries"].items()
+        )
+        lines.append(
+            f"{emb['label']} (dim {emb['dim']}): corpus {c['n']} in {c['seconds']:.2f} s = {rate} ({how}); "
+            f"queries {queries}"
+        )
+    return lines
+
+
+def markdown(result: dict[str, Any]) -> str:
+    meta = result["meta"]
+    ds = meta["dataset"]
+    mach = meta["machine"]
+    rows = result["rows"]
+    cols = _columns(rows)
+    out = [
+        f"# ragstore bench: {ds.get('name')}",
+        "",
+        f"- dataset: `{ds.get('folder')}` (fingerprint `{ds.get('fingerprint')}`), corpus {ds.get('corpus')} "
+        f"passages ({'+'.join(ds.get('corpus_langs') or [])}), queries {ds.get('queries')}",
+        f"- machine: {mach.get('cpu')}, {mach.get('cores')} cores, {mach.get('memory_gb', '?')} GiB; "
+        f"Python {mach.get('python')}",
+        f"- run: {meta['started']}, {meta['duration_s']:.0f} s; ragstore {meta['versions'].get('ragstore', '?')}",
+    ]
+    for line in _embedder_lines(result):
+        out.append(f"- embedder {line}")
+    speed = meta["config"].get("speed", {})
+    if speed.get("enabled", True):
+        out.append(
+            f"- latency: {speed.get('latency_queries')} single queries at k={speed.get('latency_k')} after "
+            f"{speed.get('warmup')} warm-up; QPS with {speed.get('concurrency')} client threads, "
+            f"{speed.get('qps_seconds')} s each; mem = peak RSS growth of the process tree while the store was open"
+        )
+    out += ["", "| " + " | ".join(c[0] for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in rows:
+        out.append("| " + " | ".join(_fmt(get(row), spec).replace("|", "\\|") for _, get, spec in cols) + " |")
+    if result.get("errors"):
+        out += ["", "## Failed", ""]
+        out += [f"- {e['store']} ({e['embedder']}): {e['error']}" for e in result["errors"]]
+    return "\n".join(out) + "\n"
+
+
+def write_csv(result: dict[str, Any], path: Path) -> None:
+    rows = result["rows"]
+    levels = sorted({c for r in rows for c in (r.get("qps") or {})}, key=int)
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k != "qps" and k not in keys]
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(keys + [f"qps_{c}" for c in levels])
+        for row in rows:
+            writer.writerow([row.get(k) for k in keys] + [(row.get("qps") or {}).get(c) for c in levels])
+
+
+def _point_label(row: dict[str, Any]) -> str:
+    parts = [row["store"]]
+    if row.get("setting"):
+        parts.append(row["setting"])
+    return " ".join(parts)
+
+
+def plots(result: dict[str, Any], folder: Path) -> list[Path]:
+    """quality_vs_latency.png always (when latency was measured); sweep.png when a sweep ran."""
+    rows = [r for r in result["rows"] if r.get("p95_ms") is not None]
+    if not rows:
+        return []
+    mpl = require("matplotlib", "bench", "matplotlib")
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    groups = sorted({(r["embedder"], r["queries"], r["path"]) for r in rows})
+    fig, axes = plt.subplots(2, len(groups), figsize=(6 * len(groups), 8), squeeze=False)
+    for col, (emb, lang, path) in enumerate(groups):
+        part = [r for r in rows if (r["embedder"], r["queries"], r["path"]) == (emb, lang, path)]
+        for ax, key, ylabel in ((axes[0][col], "nDCG@10", "nDCG@10"), (axes[1][col], "ann_recall@10", "ANN recall@10")):
+            for store in sorted({r["store"] for r in part}):
+                pts = sorted((r for r in part if r["store"] == store), key=lambda r: r["p95_ms"])
+                ax.plot([r["p95_ms"] for r in pts], [r[key] for r in pts], marker="o", label=store)
+            ax.set_xscale("log")
+            ax.set_xlabel("p95 search latency at k=10 (ms, log)")
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{emb} · queries {lang} · {path}", fontsize=9)
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=7)
+    fig.suptitle(f"quality vs latency: {result['meta']['dataset'].get('name')} (sweeps joined by lines)")
+    fig.tight_layout()
+    target = folder / "quality_vs_latency.png"
+    fig.savefig(target, dpi=110)
+    plt.close(fig)
+    written.append(target)
+
+    swept = [r for r in rows if r.get("setting")]
+    if swept:
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+        for line in sorted({(r["embedder"], r["store"], r["queries"], r["path"]) for r in swept}):
+            pts = [r for r in swept if (r["embedder"], r["store"], r["queries"], r["path"]) == line]
+            xs = [_sweep_x(r["setting"]) for r in pts]
+            name = f"{line[1]} · {line[2]}"
+            ax1.plot(xs, [r["ann_recall@10"] for r in pts], marker="o", label=name)
+            ax2.plot(xs, [r["p95_ms"] for r in pts], marker="o", label=name)
+        setting_name = swept[0]["setting"].split("=")[0]
+        for ax, ylabel in ((ax1, "ANN recall@10 vs exact"), (ax2, "p95 latency (ms)")):
+            ax.set_xlabel(setting_name)
+            ax.set_ylabel(ylabel)
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=7)
+        fig.suptitle("search-time setting sweep")
+        fig.tight_layout()
+        target = folder / "sweep.png"
+        fig.savefig(target, dpi=110)
+        plt.close(fig)
+        written.append(target)
+    return written
+
+
+def _sweep_x(setting: str) -> float:
+    match = re.search(r"=\s*([-0-9.]+)", setting)
+    return float(match.group(1)) if match else 0.0
+
+
+def write_all(result: dict[str, Any], folder: Path, with_plots: bool = True) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = [folder / "results.json", folder / "results.md", folder / "results.csv"]
+    files[0].write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    files[1].write_text(markdown(result), encoding="utf-8")
+    write_csv(result, files[2])
+    if with_plots:
+        files += plots(result, folder)
+    return files
+
+
+# ---------------------------------------------------------------------------------------------- compare
+
+KEY = ("embedder", "store", "setting", "queries", "path")
+COMPARED: list[tuple[str, Callable[[dict[str, Any]], Any], bool]] = [
+    ("nDCG@10", _get("nDCG@10"), True),
+    ("R@10", _get("Recall@10"), True),
+    ("ANN R@10", _get("ann_recall@10"), True),
+    ("p95 ms", _get("p95_ms"), False),
+    ("QPS max", _qps_max, True),
+    ("ingest/s", _get("ingest_per_s"), True),
+]
+
+
+def load_result(path: str | Path) -> dict[str, Any]:
+    file = Path(path)
+    if file.is_dir():
+        file = file / "results.json"
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DatasetError(f"cannot read bench result {file}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{file} is not a bench result (invalid JSON: {exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list) or "meta" not in data:
+        raise DatasetError(f"{file} is not a ragstore bench result (no 'meta' and 'rows')")
+    return data
+
+
+def compare(a: dict[str, Any], b: dict[str, Any]) -> tuple[Table, list[str]]:
+    """Side-by-side table of configurations found in both runs, with B - A; plus warnings."""
+    notes = []
+    fa, fb = a["meta"]["dataset"].get("fingerprint"), b["meta"]["dataset"].get("fingerprint")
+    if fa != fb:
+        notes.append(f"different datasets (fingerprints {fa} vs {fb}): quality figures are not comparable")
+    if a["meta"].get("machine") != b["meta"].get("machine"):
+        notes.append("measured on different machines: speed figures are not comparable")
+    index_a = {tuple(r.get(k) for k in KEY): r for r in a["rows"]}
+    index_b = {tuple(r.get(k) for k in KEY): r for r in b["rows"]}
+    common = [k for k in index_a if k in index_b]
+    only = len(index_a) + len(index_b) - 2 * len(common)
+    if only:
+        notes.append(f"{only} configurations appear in only one run and are not shown")
+    table = Table(title="B vs A", title_justify="left")
+    for name in ("store", "setting", "queries"):
+        table.add_column(name)
+    for name, _, _ in COMPARED:
+        table.add_column(f"{name} A → B", justify="right")
+    for key in common:
+        ra, rb = index_a[key], index_b[key]
+        cells = [escape(str(key[1])), escape(str(key[2])), escape(str(key[3]))]
+        for _, get, higher_better in COMPARED:
+            va, vb = get(ra), get(rb)
+            if va is None or vb is None:
+                cells.append("-")
+                continue
+            delta = vb - va
+            rel = delta / abs(va) if va else 0.0
+            better = (delta > 0) == higher_better
+            colour = "dim" if abs(rel) < 0.02 else ("green" if better else "red")
+            cells.append(f"{va:.4g} → {vb:.4g} [{colour}]({rel:+.1%})[/]")
+        table.add_row(*cells)
+    return table, notes
