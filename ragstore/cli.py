@@ -96,6 +96,9 @@ def search(
     filter: Annotated[str | None, typer.Option("--filter", "-f", help='JSON filter, e.g. {"lang": "en"}')] = None,
     config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    bilingual: Annotated[
+        str | None, typer.Option("--bilingual", "-b", help="off, translate or auto (default: the config's)")
+    ] = None,
 ) -> None:
     """Search the store for a query."""
     from .errors import FilterError
@@ -107,11 +110,17 @@ def search(
         except json.JSONDecodeError as exc:
             raise FilterError(f"--filter is not valid JSON: {exc}") from None
     with _open(config) as rs:
-        hits = rs.search(query, k, where)
+        result = rs.query(query, k, where, bilingual=bilingual)
+    hits, plan = result.hits, result.plan
     if as_json:
         console.print_json(data=[asdict(h) for h in hits])
-    else:
-        console.print(_hits_table(escape(query), hits))
+        return
+    title = escape(query)
+    if plan.path == "translate":
+        title += f"\n[dim]detected {plan.language} · translated: {escape(plan.text)}[/]"
+    for note in plan.notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}")
+    console.print(_hits_table(title, hits))
 
 
 @app.command()
@@ -221,6 +230,7 @@ def bench(
     model: Annotated[
         list[str] | None, typer.Option("--model", "-m", help="sentence-transformers model or folder; repeat")
     ] = None,
+    path: Annotated[list[str] | None, typer.Option("--path", "-p", help="query path: plain, translate; repeat")] = None,
     max_queries: Annotated[int | None, typer.Option(help="first N judged queries per language")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="results folder (default bench-results/)")] = None,
     no_speed: Annotated[bool, typer.Option("--no-speed", help="quality only: skip latency and QPS")] = False,
@@ -261,6 +271,8 @@ def bench(
             _parse_block(m, "model") if m.startswith("{") else {"type": "sentence-transformers", "model": m}
             for m in model
         ]
+    if path:
+        data["query_paths"] = path
     if no_speed:
         data.setdefault("speed", {})["enabled"] = False
     if no_plots:

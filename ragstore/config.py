@@ -22,7 +22,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -50,6 +50,19 @@ class SearchConfig(BaseModel):
     k: int = Field(default=5, gt=0)
 
 
+Mode = Literal["off", "translate", "auto"]
+
+
+class BilingualConfig(BaseModel):
+    """Chinese questions over English documents (``ragstore.bilingual``); overridable per search."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Mode = "off"
+    translator: str = Field(default="dictionary", description="offline jieba + CC-CEDICT (extra zh)")
+    max_chars: int = Field(default=1000, gt=0, description="longer queries are truncated with a warning")
+
+
 class RagstoreConfig(BaseModel):
     """The validated config. ``embedder``/``store`` blocks are checked against the chosen class's options."""
 
@@ -63,6 +76,7 @@ class RagstoreConfig(BaseModel):
     cache: bool = Field(default=True, description="cache embeddings on disk under data_dir/cache")
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
+    bilingual: BilingualConfig = Field(default_factory=BilingualConfig)
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: str | None = PrivateAttr(default=None)

@@ -16,7 +16,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .config import RagstoreConfig, load_config
+from .bilingual.query import QueryPlan, plan_queries
+from .bilingual.translate import CachedTranslator, Translator, create_translator
+from .config import Mode, RagstoreConfig, load_config
 from .embedders.base import Embedder
 from .embedders.cache import CachedEmbedder
 from .errors import DimensionMismatchError, ValidationError
@@ -25,6 +27,22 @@ from .ingest import chunk_sources, iter_files, read_file
 from .registry import create_embedder, create_store
 from .store import VectorStore
 from .types import Document, Hit, Metadata
+
+
+@dataclass
+class SearchResult:
+    """Hits plus how the query was served (``plan.path``: plain or translate; ``plan.text``: what was embedded)."""
+
+    hits: list[Hit]
+    plan: QueryPlan
+
+    @property
+    def path(self) -> str:
+        return self.plan.path
+
+    @property
+    def translated(self) -> str | None:
+        return self.plan.translated
 
 
 @dataclass
@@ -49,6 +67,7 @@ class Ragstore:
         store: VectorStore | None = None,
     ) -> None:
         self.config = config or load_config({})
+        self._translator_obj: Translator | None = None
         self.embedder = embedder or self._build_embedder()
         self.store = store or create_store(self.config.store_block())
         if self.store.dim is not None and self.store.dim != self.embedder.dim:
@@ -150,17 +169,54 @@ class Ragstore:
         return self.store.delete(ids, filter=filter)
 
     # ----------------------------------------------------------------- reads
-    def search(self, query: str, k: int | None = None, filter: Filter | None = None) -> list[Hit]:
+    def search(
+        self, query: str, k: int | None = None, filter: Filter | None = None, *, bilingual: Mode | None = None
+    ) -> list[Hit]:
         """The ``k`` best hits for one query (score: cosine similarity by default, higher is better)."""
-        vector = self.embedder.embed_query([query])[0]
-        return self.store.search(vector, k or self.config.search.k, filter)
+        return self.query(query, k, filter, bilingual=bilingual).hits
 
     def search_many(
-        self, queries: Sequence[str], k: int | None = None, filter: Filter | None = None
+        self,
+        queries: Sequence[str],
+        k: int | None = None,
+        filter: Filter | None = None,
+        *,
+        bilingual: Mode | None = None,
     ) -> list[list[Hit]]:
         """Embed all queries in one batch, then search each."""
-        vectors = self.embedder.embed_query(list(queries))
-        return [self.store.search(v, k or self.config.search.k, filter) for v in vectors]
+        return [r.hits for r in self.query_many(queries, k, filter, bilingual=bilingual)]
+
+    def query(
+        self, query: str, k: int | None = None, filter: Filter | None = None, *, bilingual: Mode | None = None
+    ) -> SearchResult:
+        """Like ``search``, and also says which path served the query and what text was embedded."""
+        return self.query_many([query], k, filter, bilingual=bilingual)[0]
+
+    def query_many(
+        self,
+        queries: Sequence[str],
+        k: int | None = None,
+        filter: Filter | None = None,
+        *,
+        bilingual: Mode | None = None,
+    ) -> list[SearchResult]:
+        if isinstance(queries, str):
+            raise ValidationError("query_many() takes a list of queries; wrap a single query in a list")
+        mode = bilingual or self.config.bilingual.mode
+        if mode not in ("off", "translate", "auto"):
+            raise ValidationError(f"bilingual mode must be off, translate or auto, got {mode!r}")
+        plans = plan_queries(
+            list(queries), mode, self._translator() if mode != "off" else None, self.config.bilingual.max_chars
+        )
+        vectors = self.embedder.embed_query([p.text for p in plans])
+        hits = self.store.search_batch(vectors, k or self.config.search.k, filter)
+        return [SearchResult(h, p) for h, p in zip(hits, plans, strict=True)]
+
+    def _translator(self) -> Translator:
+        if self._translator_obj is None:
+            cache = self.config.data_path / "cache" / "translations.sqlite" if self.config.cache else None
+            self._translator_obj = create_translator(self.config.bilingual.translator, cache=cache)
+        return self._translator_obj
 
     def get(self, ids: Sequence[str]) -> list[Document]:
         return self.store.get(ids)
@@ -188,6 +244,8 @@ class Ragstore:
         self.store.close()
         if isinstance(self.embedder, CachedEmbedder):
             self.embedder.close()
+        if isinstance(self._translator_obj, CachedTranslator):
+            self._translator_obj.close()
 
     def __enter__(self) -> Ragstore:
         return self

