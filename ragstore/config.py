@@ -59,7 +59,10 @@ class BilingualConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mode: Mode = "off"
-    translator: str = Field(default="dictionary", description="offline jieba + CC-CEDICT (extra zh)")
+    translator: str = Field(default="dictionary", description="dictionary (offline, extra zh) or llm")
+    translator_options: dict[str, Any] = Field(
+        default_factory=dict, description="e.g. llm: base_url, model, api_key, timeout, retries, fallback"
+    )
     max_chars: int = Field(default=1000, gt=0, description="longer queries are truncated with a warning")
 
 

@@ -215,7 +215,8 @@ class Ragstore:
     def _translator(self) -> Translator:
         if self._translator_obj is None:
             cache = self.config.data_path / "cache" / "translations.sqlite" if self.config.cache else None
-            self._translator_obj = create_translator(self.config.bilingual.translator, cache=cache)
+            bi = self.config.bilingual
+            self._translator_obj = create_translator(bi.translator, cache=cache, **bi.translator_options)
         return self._translator_obj
 
     def get(self, ids: Sequence[str]) -> list[Document]:

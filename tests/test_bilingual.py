@@ -193,3 +193,117 @@ def test_xquad_translate_figure(tmp_path: Path, minilm: Any) -> None:
     }
     row = run_bench(plan(load_bench_config(cfg)), progress=False)["rows"][0]
     assert row["nDCG@10"] == pytest.approx(0.6595, abs=2e-3)
+
+
+# ------------------------------------------------------------------------------------------- llm translator
+
+
+class _FakeLLM:
+    """A local OpenAI-compatible chat-completions server: canned answers, scripted failures."""
+
+    def __init__(self, fail_first: int = 0, delay: float = 0.0) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[dict[str, Any]] = []
+        self.fail_first, self.delay = fail_first, delay
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
+                if fake.delay:
+                    time.sleep(fake.delay)
+                if len(fake.requests) <= fake.fail_first:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                text = body["messages"][-1]["content"]
+                reply = {"choices": [{"message": {"content": f" EN({text}) "}}]}
+                data = json.dumps(reply).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.handle_error = lambda *args: None  # type: ignore[method-assign]  # clients that timed out
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_llm_translator_calls_the_endpoint_and_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ragstore.bilingual.translate import LLMTranslator
+
+    monkeypatch.setenv("TEST_LLM_KEY", "sk-test")
+    fake = _FakeLLM(fail_first=1)
+    try:
+        tr = LLMTranslator(fake.url, "qwen-test", api_key_env="TEST_LLM_KEY", retries=2, timeout=5)
+        assert tr.translate(["养老金是什么？", "What is super?"]) == ["EN(养老金是什么？)", "What is super?"]
+        assert len(fake.requests) == 2  # one 503, one retry; the English query never left
+        req = fake.requests[-1]
+        assert req["path"] == "/v1/chat/completions" and req["model"] == "qwen-test" and req["temperature"] == 0
+        assert req["auth"] == "Bearer sk-test" and req["messages"][0]["role"] == "system"
+        tr.close()
+    finally:
+        fake.close()
+
+
+@needs_zh
+def test_llm_translator_unreachable_falls_back_or_fails_fast() -> None:
+    import socket
+
+    from ragstore.bilingual.translate import LLMTranslator
+    from ragstore.errors import BackendUnavailableError
+
+    with socket.socket() as sock:  # a port with nothing listening
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    start = time.perf_counter()
+    strict = LLMTranslator(dead, "m", fallback=None, retries=1, timeout=1)
+    with pytest.raises(BackendUnavailableError, match="unreachable after 2 tries"):
+        strict.translate(["养老金是什么？"])
+    with pytest.warns(UserWarning, match="using the dictionary translator"):
+        out = LLMTranslator(dead, "m", retries=0, timeout=1).translate(["谁发明了电话？"])
+    assert "telephone" in out[0]
+    slow = _FakeLLM(delay=2.0)
+    try:
+        with pytest.raises(BackendUnavailableError):
+            LLMTranslator(slow.url, "m", fallback=None, retries=0, timeout=0.3).translate(["养老金"])
+    finally:
+        slow.close()
+    assert time.perf_counter() - start < 20  # never a hang
+
+
+def test_llm_translator_from_config(tmp_path: Path) -> None:
+    import ragstore
+
+    fake = _FakeLLM()
+    try:
+        cfg = {
+            "data_dir": str(tmp_path),
+            "embedder": {"type": "hashing", "dim": 32},
+            "store": {"type": "memory"},
+            "bilingual": {
+                "mode": "translate",
+                "translator": "llm",
+                "translator_options": {"base_url": fake.url, "model": "m", "fallback": None},
+            },
+        }
+        with ragstore.open(cfg) as rs:
+            rs.add(["super guarantee"], ids=["a"])
+            result = rs.query("养老金保障", 1)
+            assert result.translated == "EN(养老金保障)" and result.hits[0].id == "a"
+            rs.query("养老金保障", 1)  # second time: from the translation cache
+        assert len(fake.requests) == 1
+    finally:
+        fake.close()

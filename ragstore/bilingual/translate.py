@@ -14,6 +14,8 @@ import os
 import re
 import sqlite3
 import threading
+import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from functools import lru_cache
@@ -248,13 +250,115 @@ class CachedTranslator(Translator):
 
     def close(self) -> None:
         self.conn.close()
+        inner_close = getattr(self.inner, "close", None)
+        if callable(inner_close):
+            inner_close()
 
 
 def describe(translator: Translator) -> dict[str, Any]:
     return {"type": translator.name, "fingerprint": translator.fingerprint}
 
 
-TRANSLATORS = {"dictionary": DictionaryTranslator}
+SYSTEM_PROMPT = (
+    "Translate the user's search query from Chinese into English. Keep product names, acronyms and numbers "
+    "as written. Reply with the English query only, no quotes and no explanation."
+)
+
+
+class LLMTranslator(Translator):
+    """Any OpenAI-compatible ``/chat/completions`` endpoint (vLLM, Ollama, llama.cpp, OpenAI...).
+
+    Each request has a timeout and is retried with backoff on connection errors, 429 and 5xx. When the
+    endpoint stays unreachable the queries go to ``fallback`` (the offline dictionary by default) with a
+    warning, or, with ``fallback=None``, a ``BackendUnavailableError`` naming the URL: never a hang.
+    """
+
+    name = "llm"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        timeout: float = 10.0,
+        retries: int = 2,
+        fallback: str | None = "dictionary",
+        system_prompt: str = SYSTEM_PROMPT,
+    ) -> None:
+        if not base_url or not model:
+            raise ValidationError("the llm translator needs base_url and model")
+        self.httpx = require("httpx", "zh", "httpx")
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model
+        key = api_key if api_key is not None else os.environ.get(api_key_env)
+        self.headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.timeout, self.retries, self.system_prompt = timeout, max(retries, 0), system_prompt
+        self.fallback_name = fallback
+        self._fallback: Translator | None = None
+        self._client = self.httpx.Client(timeout=timeout)
+
+    @property
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256(self.system_prompt.encode()).hexdigest()[:8]
+        return f"llm:{self.url}:{self.model}:{digest}"
+
+    def _one(self, text: str) -> str:
+        from ..errors import BackendUnavailableError
+
+        body = {
+            "model": self.model,
+            "temperature": 0,
+            "messages": [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": text}],
+        }
+        problem = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(min(0.25 * 2**attempt, 4.0))
+            try:
+                res = self._client.post(self.url, json=body, headers=self.headers)
+            except self.httpx.HTTPError as exc:  # connect errors and timeouts
+                problem = f"{type(exc).__name__}: {exc}"
+                continue
+            if res.status_code == 429 or res.status_code >= 500:
+                problem = f"HTTP {res.status_code}"
+                continue
+            if res.status_code != 200:
+                raise BackendUnavailableError(f"translation endpoint {self.url} answered HTTP {res.status_code}")
+            try:
+                answer = str(res.json()["choices"][0]["message"]["content"]).strip()
+            except (ValueError, KeyError, IndexError, TypeError):
+                raise BackendUnavailableError(f"translation endpoint {self.url} sent an unexpected reply") from None
+            return answer or text
+        raise BackendUnavailableError(
+            f"translation endpoint {self.url} unreachable after {self.retries + 1} tries ({problem})"
+        )
+
+    def _translate(self, texts: list[str]) -> list[str]:
+        from ..errors import BackendUnavailableError
+
+        out: list[str] = []
+        for pos, text in enumerate(texts):
+            if not any(is_han(ch) for ch in text):
+                out.append(text)
+                continue
+            try:
+                out.append(self._one(text))
+            except BackendUnavailableError as exc:
+                if self.fallback_name is None:
+                    raise
+                warnings.warn(f"{exc}; using the {self.fallback_name} translator instead", stacklevel=3)
+                if self._fallback is None:
+                    self._fallback = create_translator(self.fallback_name)
+                return out + self._fallback.translate(texts[pos:])
+        return out
+
+    def close(self) -> None:
+        self._client.close()
+
+
+TRANSLATORS: dict[str, type[Translator]] = {"dictionary": DictionaryTranslator, "llm": LLMTranslator}
 
 
 def create_translator(
