@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from pydantic import ValidationError as PydanticValidationError
 
 from .errors import ConfigError
-from .registry import embedder_class, split_block, store_class, validate_options
+from .registry import describe_problems, embedder_class, split_block, store_class, validate_options
 
 CONFIG_NAMES = ("ragstore.yaml", "ragstore.yml", "ragstore.toml")
 ENV_VAR = "RAGSTORE_CONFIG"
@@ -189,13 +189,8 @@ def load_config(
     try:
         config = RagstoreConfig.model_validate(data)
     except PydanticValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            problems.append(f"{loc}: {msg}")
         where = f" in {origin}" if origin else ""
-        raise ConfigError(f"invalid config{where}: " + "; ".join(problems)) from None
+        raise ConfigError(f"invalid config{where}: " + describe_problems(exc)) from None
     config._base_dir = base_dir
     config._source = origin
     config.validate_blocks()

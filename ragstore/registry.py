@@ -118,6 +118,16 @@ def installed(table: Mapping[str, Builtin]) -> dict[str, bool]:
     return {n: e.probe is None or _importable(e.probe) for n, e in table.items()}
 
 
+def describe_problems(exc: PydanticValidationError, where: str = "") -> str:
+    """One line naming every bad key (``store.indx: unknown key; store.k: ...``), for config errors."""
+    problems = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        problems.append(f"{where}.{loc}: {msg}" if where else f"{loc}: {msg}")
+    return "; ".join(problems)
+
+
 def validate_options(cls: type, options: Mapping[str, Any], where: str) -> dict[str, Any]:
     """Validate a config block against ``cls.Options``; errors name the offending key."""
     model: type[BaseModel] | None = getattr(cls, "Options", None)
@@ -126,12 +136,7 @@ def validate_options(cls: type, options: Mapping[str, Any], where: str) -> dict[
     try:
         return model.model_validate(dict(options)).model_dump()
     except PydanticValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            problems.append(f"{where}.{loc}: {msg}")
-        raise ConfigError("; ".join(problems)) from None
+        raise ConfigError(describe_problems(exc, where)) from None
 
 
 def split_block(block: Mapping[str, Any], where: str) -> tuple[str, dict[str, Any]]:

@@ -30,6 +30,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from ..config import interpolate
 from ..errors import ConfigError
+from ..registry import describe_problems
 
 DEFAULT_EMBEDDER = {"type": "sentence-transformers", "model": "all-MiniLM-L6-v2"}
 DEFAULT_STORE = {"type": "faiss", "index": "flat"}
@@ -114,11 +115,6 @@ def load_bench_config(source: str | os.PathLike[str] | dict[str, Any] | None = N
     try:
         config = BenchConfig.model_validate(interpolate(data))
     except PydanticValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            problems.append(f"{loc}: {msg}")
-        raise ConfigError(f"invalid bench config{origin}: " + "; ".join(problems)) from None
+        raise ConfigError(f"invalid bench config{origin}: " + describe_problems(exc)) from None
     config._base_dir = base
     return config
