@@ -97,7 +97,7 @@ def search(
     config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
     bilingual: Annotated[
-        str | None, typer.Option("--bilingual", "-b", help="off, translate or auto (default: the config's)")
+        str | None, typer.Option("--bilingual", "-b", help="off, translate, route, both, auto (default: config)")
     ] = None,
 ) -> None:
     """Search the store for a query."""
@@ -116,8 +116,9 @@ def search(
         console.print_json(data=[asdict(h) for h in hits])
         return
     title = escape(query)
-    if plan.path == "translate":
-        title += f"\n[dim]detected {plan.language} · translated: {escape(plan.text)}[/]"
+    if plan.path != "plain":
+        title += f"\n[dim]detected {plan.language} · path {plan.path}"
+        title += f" · translated: {escape(plan.text)}[/]" if plan.translated else "[/]"
     for note in plan.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}")
     console.print(_hits_table(title, hits))

@@ -50,7 +50,20 @@ class SearchConfig(BaseModel):
     k: int = Field(default=5, gt=0)
 
 
-Mode = Literal["off", "translate", "auto"]
+Mode = Literal["off", "translate", "route", "both", "auto"]
+
+
+class MultilingualConfig(BaseModel):
+    """A multilingual embedder over a second index of the same documents, kept in step on every write."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    embedder: dict[str, Any] = Field(
+        description="e.g. {type: sentence-transformers, model: intfloat/multilingual-e5-small}"
+    )
+    store: dict[str, Any] | None = Field(
+        default=None, description="default: the main store's type with its own path/collection (suffix -ml)"
+    )
 
 
 class BilingualConfig(BaseModel):
@@ -64,6 +77,8 @@ class BilingualConfig(BaseModel):
         default_factory=dict, description="e.g. llm: base_url, model, api_key, timeout, retries, fallback"
     )
     max_chars: int = Field(default=1000, gt=0, description="longer queries are truncated with a warning")
+    multilingual: MultilingualConfig | None = Field(default=None, description="needed by route and both")
+    rrf_k: int = Field(default=60, gt=0, description="reciprocal rank fusion constant for mode both")
 
 
 class RagstoreConfig(BaseModel):
@@ -110,12 +125,38 @@ class RagstoreConfig(BaseModel):
             block["path"] = path if Path(path).is_absolute() else str(self._base_dir / path)
         return block
 
+    def multilingual_store_block(self) -> dict[str, Any] | None:
+        """The second index: as configured, else the main store's type in its own place."""
+        ml = self.bilingual.multilingual
+        if ml is None:
+            return None
+        block = dict(ml.store) if ml.store is not None else {"type": self.store.get("type")}
+        kind = str(block.get("type"))
+        fields = getattr(getattr(store_class(kind), "Options", None), "model_fields", {})
+        if "path" in fields and not any(block.get(k) for k in ("dsn", "host", "url", "uri")):
+            default = str(Path(self.data_dir) / (kind.replace(".", "_").replace(":", "_") + "-ml"))
+            path = os.path.expanduser(block.get("path") or default)
+            block["path"] = path if Path(path).is_absolute() else str(self._base_dir / path)
+        for key in ("collection", "table"):  # same server as the main store: another collection
+            if key in fields and ml.store is None and key in self.store:
+                block[key] = f"{self.store[key]}_ml"
+        return block
+
     def validate_blocks(self) -> None:
         """Resolve both classes and validate their options (fails fast, naming the key)."""
         kind, options = split_block(self.embedder, "embedder")
         validate_options(embedder_class(kind), options, "embedder")
         kind, options = split_block(self.store, "store")
         validate_options(store_class(kind), options, "store")
+        ml = self.bilingual.multilingual
+        if ml is not None:
+            kind, options = split_block(ml.embedder, "bilingual.multilingual.embedder")
+            validate_options(embedder_class(kind), options, "bilingual.multilingual.embedder")
+            block = self.multilingual_store_block() or {}
+            kind, options = split_block(block, "bilingual.multilingual.store")
+            validate_options(store_class(kind), options, "bilingual.multilingual.store")
+        if self.bilingual.mode in ("route", "both") and ml is None:
+            raise ConfigError(f"bilingual.mode {self.bilingual.mode!r} needs a bilingual.multilingual block")
 
 
 def interpolate(value: Any, where: str = "") -> Any:

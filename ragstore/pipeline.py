@@ -80,16 +80,50 @@ class Ragstore:
                 "the store was filled by another model: give this model its own store path, or call "
                 "store.drop() and re-ingest",
             )
+        self.ml_embedder: Embedder | None = None
+        self.ml_store: VectorStore | None = None
+        ml = self.config.bilingual.multilingual
+        if ml is not None:
+            self.ml_embedder = self._wrap(create_embedder(ml.embedder), "embeddings-ml.sqlite")
+            self.ml_store = create_store(self.config.multilingual_store_block() or {})
+            if self.ml_store.count() != self.store.count():  # cheap check at open; sync_multilingual() is full
+                self.sync_multilingual()
+
+    def sync_multilingual(self, *, progress: bool = False) -> int:
+        """Bring the multilingual index in step with the main store (after it was added to a filled store,
+        or a write to one of them failed half-way): add what it lacks, drop what the main store no longer has.
+        Returns how many documents changed."""
+        if self.ml_store is None or self.ml_embedder is None:
+            return 0
+        main = {d.id: d for d in self.store.get(filter=None)} if self.store.count() else {}
+        have = {d.id: d for d in self.ml_store.get(filter=None)} if self.ml_store.count() else {}
+        stale = [i for i in have if i not in main]
+        todo = [
+            Document(text=d.text, id=d.id, metadata=dict(d.metadata))
+            for i, d in main.items()
+            if i not in have or have[i].text != d.text or have[i].metadata != d.metadata
+        ]
+        if stale:
+            self.ml_store.delete(stale)
+        step = self.config.ingest.batch_size
+        for start in range(0, len(todo), step):
+            batch = todo[start : start + step]
+            for doc, vec in zip(batch, self.ml_embedder.embed_documents([d.text for d in batch]), strict=True):
+                doc.vector = vec
+            self.ml_store.upsert(batch)
+        return len(stale) + len(todo)
 
     @classmethod
     def open(cls, config: str | os.PathLike[str] | Mapping[str, Any] | RagstoreConfig | None = None) -> Ragstore:
         return cls(load_config(config))
 
     def _build_embedder(self) -> Embedder:
-        inner = create_embedder(self.config.embedder)
+        return self._wrap(create_embedder(self.config.embedder), "embeddings.sqlite")
+
+    def _wrap(self, inner: Embedder, name: str) -> Embedder:
         if not self.config.cache:
             return inner
-        return CachedEmbedder(inner, self.config.data_path / "cache" / "embeddings.sqlite")
+        return CachedEmbedder(inner, self.config.data_path / "cache" / name)
 
     # ----------------------------------------------------------------- writes
     def add(
@@ -133,6 +167,12 @@ class Ragstore:
                     for doc, vec in zip(todo, self.embedder.embed_documents([d.text for d in todo]), strict=True):
                         doc.vector = vec
                 out += self.store.upsert(batch)
+                if self.ml_store is not None and self.ml_embedder is not None:  # the second index follows
+                    twins = [Document(text=d.text, id=d.id, metadata=dict(d.metadata)) for d in batch]
+                    vecs = self.ml_embedder.embed_documents([d.text for d in twins])
+                    for twin, vec in zip(twins, vecs, strict=True):
+                        twin.vector = vec
+                    self.ml_store.upsert(twins)
                 bar.update(len(batch))
         return out
 
@@ -162,11 +202,14 @@ class Ragstore:
         report.sources = sorted({str(d.metadata["source"]) for d in unique.values()})
         for source in report.sources:
             stale = [d.id for d in self.store.get(filter={"source": source}) if d.id not in unique]
-            report.removed += self.store.delete(stale) if stale else 0
+            report.removed += self.delete(stale) if stale else 0
         return report
 
     def delete(self, ids: Sequence[str] | None = None, *, filter: Filter | None = None) -> int:
-        return self.store.delete(ids, filter=filter)
+        removed = self.store.delete(ids, filter=filter)
+        if self.ml_store is not None:
+            self.ml_store.delete(ids, filter=filter)
+        return removed
 
     # ----------------------------------------------------------------- reads
     def search(
@@ -203,14 +246,24 @@ class Ragstore:
         if isinstance(queries, str):
             raise ValidationError("query_many() takes a list of queries; wrap a single query in a list")
         mode = bilingual or self.config.bilingual.mode
-        if mode not in ("off", "translate", "auto"):
-            raise ValidationError(f"bilingual mode must be off, translate or auto, got {mode!r}")
+        if mode not in ("off", "translate", "route", "both", "auto"):
+            raise ValidationError(f"bilingual mode must be off, translate, route, both or auto, got {mode!r}")
+        bi = self.config.bilingual
         plans = plan_queries(
-            list(queries), mode, self._translator() if mode != "off" else None, self.config.bilingual.max_chars
+            list(queries),
+            mode,
+            self._translator() if mode not in ("off", "route") else None,
+            bi.max_chars,
+            multilingual=self.ml_store is not None,
         )
-        vectors = self.embedder.embed_query([p.text for p in plans])
-        hits = self.store.search_batch(vectors, k or self.config.search.k, filter)
-        return [SearchResult(h, p) for h, p in zip(hits, plans, strict=True)]
+        top = k or self.config.search.k
+        main_hits = self.store.search_batch(self.embedder.embed_query([p.text for p in plans]), top, filter)
+        routed = [i for i, p in enumerate(plans) if p.route_text is not None]
+        if routed and self.ml_store is not None and self.ml_embedder is not None:
+            vecs = self.ml_embedder.embed_query([plans[i].route_text or "" for i in routed])
+            for i, hits in zip(routed, self.ml_store.search_batch(vecs, top, filter), strict=True):
+                main_hits[i] = hits if plans[i].path == "route" else rrf([main_hits[i], hits], top, bi.rrf_k)
+        return [SearchResult(h, p) for h, p in zip(main_hits, plans, strict=True)]
 
     def _translator(self) -> Translator:
         if self._translator_obj is None:
@@ -243,8 +296,11 @@ class Ragstore:
 
     def close(self) -> None:
         self.store.close()
-        if isinstance(self.embedder, CachedEmbedder):
-            self.embedder.close()
+        if self.ml_store is not None:
+            self.ml_store.close()
+        for emb in (self.embedder, self.ml_embedder):
+            if isinstance(emb, CachedEmbedder):
+                emb.close()
         if isinstance(self._translator_obj, CachedTranslator):
             self._translator_obj.close()
 
@@ -255,6 +311,21 @@ class Ragstore:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def rrf(rankings: list[list[Hit]], k: int, constant: int = 60) -> list[Hit]:
+    """Reciprocal rank fusion: score = sum of 1 / (constant + rank) over the rankings a hit appears in.
+
+    Fused scores rank; they are not cosine similarities (the two indexes' similarities are not comparable).
+    """
+    scores: dict[str, float] = {}
+    first: dict[str, Hit] = {}
+    for ranking in rankings:
+        for rank, hit in enumerate(ranking, 1):
+            scores[hit.id] = scores.get(hit.id, 0.0) + 1.0 / (constant + rank)
+            first.setdefault(hit.id, hit)
+    order = sorted(scores, key=lambda i: (-scores[i], i))[:k]
+    return [Hit(i, scores[i], first[i].text, first[i].metadata) for i in order]
 
 
 def open(config: str | os.PathLike[str] | Mapping[str, Any] | RagstoreConfig | None = None) -> Ragstore:

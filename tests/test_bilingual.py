@@ -307,3 +307,102 @@ def test_llm_translator_from_config(tmp_path: Path) -> None:
         assert len(fake.requests) == 1
     finally:
         fake.close()
+
+
+# ------------------------------------------------------------------------------------------- route and both
+
+
+def _ml_config(tmp_path: Path, mode: str = "route") -> dict[str, Any]:
+    """Hashing embedders stand in for an English and a multilingual model (no multilingual weights can be
+    downloaded here): this checks the plumbing (second index in step, routing, fusion), not quality."""
+    return {
+        "data_dir": str(tmp_path / "data"),
+        "embedder": {"type": "hashing", "dim": 32},
+        "store": {"type": "faiss"},
+        "bilingual": {"mode": mode, "multilingual": {"embedder": {"type": "hashing", "dim": 48}}},
+    }
+
+
+DOCS = ["养老金 退休 年龄", "super guarantee rate", "自我管理 养老基金 成员", "SMSF members trustees"]
+
+
+def test_second_index_follows_every_write(tmp_path: Path) -> None:
+    import ragstore
+
+    with ragstore.open(_ml_config(tmp_path)) as rs:
+        assert rs.ml_store is not None and rs.ml_store is not rs.store
+        rs.add(DOCS, metadatas=[{"n": i} for i in range(4)], ids=["a", "b", "c", "d"])
+        assert rs.ml_store.count() == rs.count() == 4 and rs.ml_store.dim == 48 and rs.store.dim == 32
+        rs.add(["养老金 退休 年龄 领取"], metadatas=[{"n": 0}], ids=["a"])  # replace
+        assert rs.ml_store.get(["a"])[0].text == "养老金 退休 年龄 领取"
+        assert rs.delete(["b"]) == 1 and rs.ml_store.count() == 3
+        assert rs.delete(filter={"n": 3}) == 1
+        assert sorted(d.id for d in rs.ml_store.get(filter=None)) == ["a", "c"]
+        assert rs.sync_multilingual() == 0  # nothing out of step
+        rs.ml_store.delete(["c"])  # simulate a failed write to the second index
+        assert rs.sync_multilingual() == 1 and rs.ml_store.count() == 2
+
+
+def test_multilingual_index_added_later_is_filled_at_open(tmp_path: Path) -> None:
+    import ragstore
+
+    cfg = _ml_config(tmp_path)
+    plain = {k: v for k, v in cfg.items() if k != "bilingual"}
+    with ragstore.open(plain) as rs:
+        rs.add(DOCS)
+    with ragstore.open(cfg) as rs:
+        assert rs.ml_store is not None and rs.ml_store.count() == 4
+
+
+def test_route_searches_the_second_index(tmp_path: Path) -> None:
+    import ragstore
+
+    with ragstore.open(_ml_config(tmp_path)) as rs:
+        rs.add(DOCS, ids=["a", "b", "c", "d"])
+        assert rs.ml_store is not None and rs.ml_embedder is not None
+        res = rs.query("养老金 退休", 2)
+        assert res.path == "route" and res.plan.route_text == "养老金 退休" and res.translated is None
+        direct = rs.ml_store.search(rs.ml_embedder.embed_query(["养老金 退休"])[0], 2)
+        assert [(h.id, round(h.score, 5)) for h in res.hits] == [(h.id, round(h.score, 5)) for h in direct]
+        assert rs.query("super guarantee", 2).path == "plain"  # English stays on the main index
+
+
+def test_rrf() -> None:
+    from ragstore.pipeline import rrf
+    from ragstore.types import Hit
+
+    a = [Hit("x", 0.9, "", {}), Hit("y", 0.8, "", {}), Hit("z", 0.7, "", {})]
+    b = [Hit("y", 0.5, "", {}), Hit("w", 0.4, "", {})]
+    fused = rrf([a, b], 3, constant=60)
+    assert [h.id for h in fused] == ["y", "x", "w"]  # y is in both lists
+    assert fused[0].score == pytest.approx(1 / 62 + 1 / 61)
+
+
+@needs_zh
+def test_both_and_auto_fuse_translate_and_route(tmp_path: Path) -> None:
+    import ragstore
+    from ragstore.pipeline import rrf
+
+    with ragstore.open(_ml_config(tmp_path, "both")) as rs:
+        rs.add(DOCS, ids=["a", "b", "c", "d"])
+        assert rs.ml_store is not None and rs.ml_embedder is not None
+        question = "养老金的退休年龄是多少？"
+        res = rs.query(question, 3)
+        assert res.path == "both" and res.translated and res.plan.route_text == question
+        main = rs.store.search(rs.embedder.embed_query([res.plan.text])[0], 3)
+        ml = rs.ml_store.search(rs.ml_embedder.embed_query([question])[0], 3)
+        assert [h.id for h in res.hits] == [h.id for h in rrf([main, ml], 3)]
+        assert rs.query(question, 3, bilingual="auto").path == "both"
+        assert rs.query("SMSF members", 3, bilingual="auto").path == "plain"
+        assert rs.query(question, 3, bilingual="translate").path == "translate"
+
+
+def test_route_needs_a_multilingual_index(tmp_path: Path) -> None:
+    import ragstore
+
+    with pytest.raises(ConfigError, match=r"needs a bilingual\.multilingual block"):
+        ragstore.open({"data_dir": str(tmp_path), "bilingual": {"mode": "route"}})
+    with ragstore.open({"data_dir": str(tmp_path), "embedder": {"type": "hashing"}, "store": {"type": "memory"}}) as rs:
+        rs.add(["x y"])
+        with pytest.raises(ValidationError, match="needs a multilingual index"):
+            rs.query("养老金", 1, bilingual="route")

@@ -1,8 +1,10 @@
 """Per query: detect the language, then decide whether to translate, and say what was done.
 
 Modes: ``off`` (embed the query as written), ``translate`` (translate every query that contains Chinese,
-keeping its Latin words), ``auto`` (the same decision made from the detected language: Chinese and mixed
-queries are translated, English ones are not, other scripts pass through untranslated with a note).
+keeping its Latin words), ``route`` (embed Chinese queries with the multilingual embedder and search the
+second index), ``both`` (translate and route, fuse the two rankings with reciprocal rank fusion), ``auto``
+(English plain; Chinese and mixed ``both`` when a multilingual index exists, else ``translate``; other
+scripts pass through untranslated with a note).
 Empty queries and queries with no letters or digits (only punctuation or emoji) are refused; very long
 queries are cut to ``max_chars`` with a warning, before anything is embedded.
 """
@@ -27,13 +29,14 @@ class QueryPlan:
 
     original: str
     language: Language
-    path: Literal["plain", "translate"]
-    text: str
+    path: Literal["plain", "translate", "route", "both"]
+    text: str  # what the main (English) embedder embeds
     notes: list[str] = field(default_factory=list)
+    route_text: str | None = None  # what the multilingual embedder embeds (route, both)
 
     @property
     def translated(self) -> str | None:
-        return self.text if self.path == "translate" else None
+        return self.text if self.path in ("translate", "both") else None
 
 
 def check_query(text: object, max_chars: int) -> tuple[str, list[str]]:
@@ -52,24 +55,42 @@ def check_query(text: object, max_chars: int) -> tuple[str, list[str]]:
     return text, notes
 
 
-def plan_queries(texts: list[str], mode: Mode, translator: Translator | None, max_chars: int = 1000) -> list[QueryPlan]:
-    """Plans for a batch (translations done in one call, so a batch pays the translator once)."""
+def plan_queries(
+    texts: list[str],
+    mode: Mode,
+    translator: Translator | None,
+    max_chars: int = 1000,
+    *,
+    multilingual: bool = False,
+) -> list[QueryPlan]:
+    """Plans for a batch (translations done in one call, so a batch pays the translator once).
+
+    ``auto`` picks per query: English (and other scripts) plain; Chinese and mixed ``both`` when a
+    multilingual index exists, else ``translate``.
+    """
+    if mode in ("route", "both") and not multilingual:
+        raise ValidationError(f"bilingual mode {mode!r} needs a multilingual index (bilingual.multilingual)")
     plans = []
     for raw in texts:
         text, notes = check_query(raw, max_chars)
-        lang = detect_language(text)
-        plans.append(QueryPlan(raw, lang, "plain", text, notes))
+        plans.append(QueryPlan(raw, detect_language(text), "plain", text, notes))
     if mode == "off":
         return plans
-    todo = [p for p in plans if p.language in ("zh", "mixed")]
+    chinese = [p for p in plans if p.language in ("zh", "mixed")]
     for p in plans:
         if p.language == "other":
             p.notes.append("script not supported by the translator: searched untranslated")
-    if todo:
+    chosen = "both" if mode == "auto" and multilingual else ("translate" if mode == "auto" else mode)
+    for p in chinese:
+        p.path = chosen
+        if chosen in ("route", "both"):
+            p.route_text = p.text
+    to_translate = [p for p in chinese if p.path in ("translate", "both")]
+    if to_translate:
         if translator is None:
             raise ValidationError(f"bilingual mode {mode!r} needs a translator")
-        for p, english in zip(todo, translator.translate([p.text for p in todo]), strict=True):
-            p.path, p.text = "translate", english
+        for p, english in zip(to_translate, translator.translate([p.text for p in to_translate]), strict=True):
+            p.text = english
     return plans
 
 
