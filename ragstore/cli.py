@@ -231,7 +231,12 @@ def bench(
     model: Annotated[
         list[str] | None, typer.Option("--model", "-m", help="sentence-transformers model or folder; repeat")
     ] = None,
-    path: Annotated[list[str] | None, typer.Option("--path", "-p", help="query path: plain, translate; repeat")] = None,
+    path: Annotated[
+        list[str] | None, typer.Option("--path", "-p", help="query path: plain, translate, route, both; repeat")
+    ] = None,
+    multilingual: Annotated[
+        str | None, typer.Option("--multilingual", help="model or folder for the second index (route, both)")
+    ] = None,
     max_queries: Annotated[int | None, typer.Option(help="first N judged queries per language")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="results folder (default bench-results/)")] = None,
     no_speed: Annotated[bool, typer.Option("--no-speed", help="quality only: skip latency and QPS")] = False,
@@ -274,6 +279,12 @@ def bench(
         ]
     if path:
         data["query_paths"] = path
+    if multilingual:
+        data["multilingual"] = (
+            _parse_block(multilingual, "multilingual")
+            if multilingual.startswith("{")
+            else {"type": "sentence-transformers", "model": multilingual}
+        )
     if no_speed:
         data.setdefault("speed", {})["enabled"] = False
     if no_plots:

@@ -72,9 +72,13 @@ class BilingualConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mode: Mode = "off"
-    translator: str = Field(default="dictionary", description="dictionary (offline, extra zh) or llm")
+    translator: Literal["dictionary", "marian", "llm"] = Field(
+        default="dictionary", description="dictionary (offline), marian (a MarianMT model) or llm (an endpoint)"
+    )
     translator_options: dict[str, Any] = Field(
-        default_factory=dict, description="e.g. llm: base_url, model, api_key, timeout, retries, fallback"
+        default_factory=dict,
+        description="marian: model, device, batch_size, num_beams; "
+        "llm: base_url, model, api_key, timeout, retries, fallback",
     )
     max_chars: int = Field(default=1000, gt=0, description="longer queries are truncated with a warning")
     multilingual: MultilingualConfig | None = Field(default=None, description="needed by route and both")

@@ -16,6 +16,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from .bilingual.fusion import rrf
 from .bilingual.query import QueryPlan, plan_queries
 from .bilingual.translate import CachedTranslator, Translator, create_translator
 from .config import Mode, RagstoreConfig, load_config
@@ -311,21 +312,6 @@ class Ragstore:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-def rrf(rankings: list[list[Hit]], k: int, constant: int = 60) -> list[Hit]:
-    """Reciprocal rank fusion: score = sum of 1 / (constant + rank) over the rankings a hit appears in.
-
-    Fused scores rank; they are not cosine similarities (the two indexes' similarities are not comparable).
-    """
-    scores: dict[str, float] = {}
-    first: dict[str, Hit] = {}
-    for ranking in rankings:
-        for rank, hit in enumerate(ranking, 1):
-            scores[hit.id] = scores.get(hit.id, 0.0) + 1.0 / (constant + rank)
-            first.setdefault(hit.id, hit)
-    order = sorted(scores, key=lambda i: (-scores[i], i))[:k]
-    return [Hit(i, scores[i], first[i].text, first[i].metadata) for i in order]
 
 
 def open(config: str | os.PathLike[str] | Mapping[str, Any] | RagstoreConfig | None = None) -> Ragstore:

