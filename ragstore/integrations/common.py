@@ -1,0 +1,135 @@
+"""What the LlamaIndex and LangChain integrations share.
+
+Frameworks hand us metadata of any JSON shape (``None``, lists, nested dicts, keys with spaces) while every
+ragstore engine stores flat scalars under identifier keys, the same way on all of them. ``pack_metadata``
+keeps the scalars as filterable fields and puts the rest, JSON-encoded, under one reserved key that
+``unpack_metadata`` restores, so a framework document round-trips exactly and filters work on scalars.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ..bilingual.query import plan_queries
+from ..bilingual.translate import Translator, create_translator
+from ..embedders.base import Embedder
+from ..errors import ConfigError, ValidationError
+from ..registry import create_embedder, create_store
+from ..store import VectorStore
+from ..types import _KEY_RE, Metadata
+
+EXTRA_KEY = "_rs_extra"  # JSON of the metadata values an engine cannot hold as scalar fields
+QueryMode = Literal["off", "translate", "auto"]
+
+
+def as_embedder(embedder: Embedder | Mapping[str, Any] | str | os.PathLike[str] | None) -> Embedder:
+    """An embedder from an instance, a config block, or a sentence-transformers model name or folder."""
+    if isinstance(embedder, Embedder):
+        return embedder
+    if embedder is None:
+        return create_embedder({"type": "sentence-transformers"})
+    if isinstance(embedder, str | os.PathLike):
+        return create_embedder({"type": "sentence-transformers", "model": str(embedder)})
+    if isinstance(embedder, Mapping):
+        return create_embedder(embedder)
+    raise ConfigError(f"embedder must be an Embedder, a config block or a model name, got {type(embedder).__name__}")
+
+
+def as_store(store: VectorStore | Mapping[str, Any] | None, base_dir: str | Path | None = None) -> VectorStore:
+    """A store from an instance or a config block (``None``: an in-memory store)."""
+    if isinstance(store, VectorStore):
+        return store
+    if store is None:
+        return create_store({"type": "memory"})
+    if isinstance(store, Mapping):
+        return create_store(store, base_dir)
+    raise ConfigError(f"store must be a VectorStore or a config block, got {type(store).__name__}")
+
+
+class QueryText:
+    """The bilingual query path as far as an embedder can take it: Chinese and mixed queries are translated
+    before the query embedding (``translate``, ``auto``); documents are never touched."""
+
+    def __init__(
+        self, mode: QueryMode = "off", translator: str = "dictionary", options: Mapping[str, Any] | None = None
+    ) -> None:
+        if mode not in ("off", "translate", "auto"):
+            raise ConfigError(
+                f"an embedding model can apply bilingual mode off, translate or auto, not {mode!r} (route and "
+                "both need a second index: use ragstore.open() with bilingual.multilingual)"
+            )
+        self.mode: QueryMode = mode
+        self.translator_name, self.options = translator, dict(options or {})
+        self._translator: Translator | None = None
+        if mode != "off":
+            self._translator = create_translator(translator, **self.options)
+
+    def __call__(self, texts: Sequence[str]) -> list[str]:
+        if self.mode == "off":
+            return list(texts)
+        return [p.text for p in plan_queries(list(texts), self.mode, self._translator)]
+
+
+def _scalar(value: Any) -> bool:
+    if isinstance(value, bool | str):
+        return True
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**63
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def pack_metadata(metadata: Mapping[str, Any] | None) -> Metadata:
+    """Scalars under identifier keys stay fields; everything else goes, JSON-encoded, under ``_rs_extra``."""
+    if not metadata:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise ValidationError(f"metadata must be a mapping, got {type(metadata).__name__}")
+    out: Metadata = {}
+    extra: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if key == EXTRA_KEY:
+            raise ValidationError(f"metadata key {EXTRA_KEY!r} is reserved by ragstore")
+        if isinstance(key, str) and _KEY_RE.match(key) and _scalar(value):
+            out[key] = value
+        else:
+            extra[str(key)] = value
+    if extra:
+        try:
+            out[EXTRA_KEY] = json.dumps(extra, ensure_ascii=False, allow_nan=False, sort_keys=True)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"metadata values must be JSON-serialisable: {exc}") from None
+    return out
+
+
+def unpack_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in metadata.items() if k != EXTRA_KEY}
+    raw = metadata.get(EXTRA_KEY)
+    if isinstance(raw, str):
+        out.update(json.loads(raw))
+    return out
+
+
+def mmr(query: np.ndarray, candidates: np.ndarray, k: int, lambda_mult: float) -> list[int]:
+    """Maximal marginal relevance over cosine similarities: indexes into ``candidates``, best first."""
+    if len(candidates) == 0 or k <= 0:
+        return []
+    if not 0.0 <= lambda_mult <= 1.0:
+        raise ValidationError(f"lambda_mult must be in [0, 1], got {lambda_mult}")
+    cand = candidates / np.maximum(np.linalg.norm(candidates, axis=1, keepdims=True), 1e-12)
+    q = query / max(float(np.linalg.norm(query)), 1e-12)
+    relevance = cand @ q
+    pairwise = cand @ cand.T
+    chosen = [int(np.argmax(relevance))]
+    while len(chosen) < min(k, len(cand)):
+        redundancy = pairwise[:, chosen].max(axis=1)
+        score = lambda_mult * relevance - (1 - lambda_mult) * redundancy
+        score[chosen] = -np.inf
+        chosen.append(int(np.argmax(score)))
+    return chosen

@@ -1,0 +1,272 @@
+"""LangChain: any ragstore embedder as ``Embeddings``, any ragstore store as a ``VectorStore``.
+
+Both pass ``langchain_tests``' standard suites on all six engines. Scores from
+``similarity_search_with_score`` are the store's own (cosine similarity in [-1, 1] by default, higher is
+better); ``similarity_search_with_relevance_scores`` maps them into [0, 1]. Filters use the ragstore filter
+grammar, which is the Mongo-style dict LangChain users know from Chroma and PGVector::
+
+    store.similarity_search("deadline", k=4, filter={"year": {"$gte": 2024}, "source": {"$in": ["ato", "apra"]}})
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .._optional import require
+from ..embedders.base import Embedder
+from ..errors import ValidationError
+from ..pipeline import Ragstore
+from ..store import VectorStore as RagstoreStore
+from ..types import Document as RsDocument
+from .common import QueryMode, QueryText, as_embedder, as_store, mmr, pack_metadata, unpack_metadata
+
+require("langchain_core", "langchain", "langchain-core")
+
+from langchain_core.documents import Document  # noqa: E402
+from langchain_core.embeddings import Embeddings  # noqa: E402
+from langchain_core.vectorstores import VectorStore  # noqa: E402
+
+
+class RagstoreEmbeddings(Embeddings):
+    """A ragstore embedder for LangChain: passages through ``embed_documents`` (passage prefix), questions
+    through ``embed_query`` (query prefix, then the bilingual path when ``bilingual`` is translate/auto).
+
+    ``embedder``: an ``Embedder``, a config block (``{"type": "sentence-transformers", "model": ...}``), or a
+    model name or fine-tuned folder. Async methods run the model in a worker thread (torch releases the GIL),
+    so an event loop keeps serving while a batch is embedded.
+    """
+
+    def __init__(
+        self,
+        embedder: Embedder | Mapping[str, Any] | str | None = None,
+        *,
+        bilingual: QueryMode = "off",
+        translator: str = "dictionary",
+        translator_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.embedder = as_embedder(embedder)
+        self.query_text = QueryText(bilingual, translator, translator_options)
+
+    @property
+    def dim(self) -> int:
+        return self.embedder.dim
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        return self.embedder.embed_documents(list(texts)).astype(float).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return [float(x) for x in self.embedder.embed_query(self.query_text([text]))[0]]
+
+    def embed_queries(self, texts: list[str]) -> list[list[float]]:
+        """Many questions in one batch (LangChain's interface has only the one-question call)."""
+        return self.embedder.embed_query(self.query_text(texts)).astype(float).tolist() if texts else []
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        return await asyncio.to_thread(self.embed_documents, texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        return await asyncio.to_thread(self.embed_query, text)
+
+
+def _relevance(metric: str) -> Callable[[float], float]:
+    if metric == "l2":  # score = -distance
+        return lambda score: 1.0 / (1.0 + max(-score, 0.0))
+    # cosine in [-1, 1]; dot products of normalised vectors are cosines too
+    return lambda score: min(max((score + 1.0) / 2.0, 0.0), 1.0)
+
+
+class RagstoreVectorStore(VectorStore):
+    """Any ragstore store behind LangChain's ``VectorStore``.
+
+    ``store``: a ragstore ``VectorStore`` or a store config block (``{"type": "qdrant", "path": ...}``);
+    ``embedding``: any LangChain ``Embeddings`` (a :class:`RagstoreEmbeddings` for ragstore models). The store
+    takes whatever dimension the embeddings give. Metadata of any JSON shape round-trips; scalar fields
+    are filterable.
+    """
+
+    def __init__(
+        self,
+        store: RagstoreStore | Mapping[str, Any] | None,
+        embedding: Embeddings,
+        *,
+        pipeline: Ragstore | None = None,
+    ) -> None:
+        if not isinstance(embedding, Embeddings):
+            raise ValidationError(f"embedding must be a LangChain Embeddings, got {type(embedding).__name__}")
+        self.pipeline = pipeline  # set by from_config: text queries take its bilingual path, writes its ml index
+        self.store = pipeline.store if pipeline is not None else as_store(store)
+        self._embedding = embedding
+
+    @property
+    def embeddings(self) -> Embeddings:
+        return self._embedding
+
+    # ----------------------------------------------------------------------------------------- writes
+    def add_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict[str, Any]] | None = None,
+        *,
+        ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        items = list(texts)
+        if metadatas is not None and len(metadatas) != len(items):
+            raise ValidationError(f"got {len(metadatas)} metadatas for {len(items)} texts")
+        if ids is not None and len(ids) != len(items):
+            raise ValidationError(f"got {len(ids)} ids for {len(items)} texts")
+        if not items:
+            return []
+        chosen = [i if i else str(uuid.uuid4()) for i in (ids or [None] * len(items))]  # type: ignore[list-item]
+        vectors = np.asarray(self._embedding.embed_documents(items), dtype=np.float32)
+        docs = [
+            RsDocument(text=t, id=i, metadata=pack_metadata(m), vector=v)
+            for t, i, m, v in zip(items, chosen, metadatas or [{}] * len(items), vectors, strict=True)
+        ]
+        if self.pipeline is not None:  # keeps a multilingual second index in step
+            return self.pipeline.add(docs)
+        return self.store.upsert(docs)
+
+    async def aadd_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict[str, Any]] | None = None,
+        *,
+        ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        items = list(texts)
+        return await asyncio.to_thread(self.add_texts, items, metadatas, ids=ids, **kwargs)
+
+    def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
+        """Delete by ids (unknown ids are ignored) or, with ``filter=...``, by metadata filter."""
+        where = kwargs.get("filter")
+        if ids is None and where is None:
+            raise ValidationError("delete() needs ids or filter=...")
+        delete = self.pipeline.delete if self.pipeline is not None else self.store.delete
+        if ids is not None:
+            delete(list(ids))
+        if where is not None:
+            delete(filter=where)
+        return True
+
+    # ----------------------------------------------------------------------------------------- reads
+    @staticmethod
+    def _doc(doc_id: str, text: str, metadata: Mapping[str, Any]) -> Document:
+        return Document(id=doc_id, page_content=text, metadata=unpack_metadata(metadata))
+
+    def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
+        return [self._doc(d.id, d.text, d.metadata) for d in self.store.get(list(ids))]
+
+    def similarity_search_with_score_by_vector(
+        self, embedding: list[float], k: int = 4, filter: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        if self.store.dim is None:  # nothing stored yet: no collection to ask
+            return []
+        hits = self.store.search(np.asarray(embedding, dtype=np.float32), k, dict(filter) if filter else None)
+        return [(self._doc(h.id, h.text, h.metadata), h.score) for h in hits]
+
+    def similarity_search_with_score(
+        self, query: str, k: int = 4, filter: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """Hits with the store's score: cosine similarity by default (higher is more similar; with the
+        config's bilingual mode ``both``, Chinese queries get fused RRF scores)."""
+        if self.pipeline is not None:
+            if self.store.dim is None:
+                return []
+            hits = self.pipeline.search(query, k, dict(filter) if filter else None)
+            return [(self._doc(h.id, h.text, h.metadata), h.score) for h in hits]
+        return self.similarity_search_with_score_by_vector(self._embedding.embed_query(query), k, filter)
+
+    def similarity_search(
+        self, query: str, k: int = 4, filter: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> list[Document]:
+        return [doc for doc, _ in self.similarity_search_with_score(query, k, filter)]
+
+    def similarity_search_by_vector(
+        self, embedding: list[float], k: int = 4, filter: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> list[Document]:
+        return [doc for doc, _ in self.similarity_search_with_score_by_vector(embedding, k, filter)]
+
+    def _select_relevance_score_fn(self) -> Callable[[float], float]:
+        return _relevance(self.store.metric)
+
+    def max_marginal_relevance_search_by_vector(
+        self,
+        embedding: list[float],
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        filter: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        if self.store.dim is None:
+            return []
+        query = np.asarray(embedding, dtype=np.float32)
+        hits = self.store.search(query, max(fetch_k, k), dict(filter) if filter else None)
+        if not hits:
+            return []
+        stored = {d.id: d for d in self.store.get([h.id for h in hits])}
+        hits = [h for h in hits if h.id in stored and stored[h.id].vector is not None]
+        matrix = np.stack([np.asarray(stored[h.id].vector, dtype=np.float32) for h in hits])
+        return [self._doc(hits[i].id, hits[i].text, hits[i].metadata) for i in mmr(query, matrix, k, lambda_mult)]
+
+    def max_marginal_relevance_search(
+        self,
+        query: str,
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        filter: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        return self.max_marginal_relevance_search_by_vector(
+            self._embedding.embed_query(query), k, fetch_k, lambda_mult, filter
+        )
+
+    @classmethod
+    def from_texts(
+        cls,
+        texts: list[str],
+        embedding: Embeddings,
+        metadatas: list[dict[str, Any]] | None = None,
+        *,
+        ids: list[str] | None = None,
+        store: RagstoreStore | Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> RagstoreVectorStore:
+        """A store (default: in-memory) filled with ``texts``; ``store=`` takes any ragstore store block."""
+        vs = cls(store, embedding)
+        vs.add_texts(texts, metadatas, ids=ids)
+        return vs
+
+    def close(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.close()
+        else:
+            self.store.close()
+
+
+def from_config(config: Any = None) -> tuple[RagstoreVectorStore, RagstoreEmbeddings]:
+    """The config's store and embedder as LangChain objects, so an app changes backend by editing YAML only.
+
+    ``config``: a path, a dict or a ``RagstoreConfig``, as for ``ragstore.open``. Text queries through the
+    store take the config's bilingual path (route and both included); the embeddings object alone can only
+    translate, so it applies ``translate`` for route/both.
+    """
+    from ..pipeline import Ragstore
+
+    rs = Ragstore.open(config)
+    bi = rs.config.bilingual
+    mode: QueryMode = bi.mode if bi.mode in ("off", "translate", "auto") else "translate"
+    embeddings = RagstoreEmbeddings(
+        rs.embedder, bilingual=mode, translator=bi.translator, translator_options=bi.translator_options
+    )
+    return RagstoreVectorStore(None, embeddings, pipeline=rs), embeddings

