@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .errors import RagstoreError
+from .errors import ConfigError, RagstoreError
 from .types import Hit
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Swap vector stores and embedders by config.")
@@ -191,7 +191,6 @@ app.add_typer(bench_app, name="bench")
 
 def _parse_block(text: str, what: str) -> dict[str, Any]:
     """``faiss``, ``faiss:index=hnsw,ef_search=64`` or a JSON object."""
-    from .errors import ConfigError
 
     text = text.strip()
     if text.startswith("{"):
@@ -331,6 +330,111 @@ def bench_compare(
     out_console.print(table)
     for note in notes:
         out_console.print(f"[yellow]note:[/] {escape(note)}")
+
+
+@app.command()
+@_friendly
+def finetune(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="finetune config (YAML)")] = None,
+    beir: Annotated[str | None, typer.Option("--beir", help="BEIR folder with the training data")] = None,
+    jsonl: Annotated[str | None, typer.Option("--jsonl", help="pairs: {query, positive[, negatives]}")] = None,
+    queries: Annotated[str | None, typer.Option("--queries", "-q", help="query language (zh: bilingual)")] = None,
+    corpus: Annotated[str | None, typer.Option("--corpus", help="corpus language")] = None,
+    split_by: Annotated[str | None, typer.Option("--split-by", help="corpus field grouping passages")] = None,
+    split_pattern: Annotated[str | None, typer.Option("--split-pattern", help="regex: group = its 1st group")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="base model (name or folder)")] = None,
+    out: Annotated[str | None, typer.Option("--out", "-o", help="output model folder")] = None,
+    epochs: Annotated[float | None, typer.Option(help="training epochs")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="training batch size")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="learning rate")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="stop after N steps")] = None,
+    lora: Annotated[int | None, typer.Option(help="LoRA rank (off when not given)")] = None,
+    matryoshka: Annotated[str | None, typer.Option(help="Matryoshka dims, e.g. 384,256,128,64")] = None,
+    no_negatives: Annotated[bool, typer.Option("--no-negatives", help="no hard-negative mining")] = False,
+    force: Annotated[bool, typer.Option(help="use the model even if held-out quality fell")] = False,
+    update_config: Annotated[
+        Path | None, typer.Option("--update-config", help="point this ragstore config at the model, re-embed")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Fine-tune an embedder, compare it with the base on held-out queries, and optionally switch to it."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from .finetune import finetune as run_finetune
+    from .finetune import load_finetune_config
+    from .finetune.plug import update_config as switch
+
+    data: dict[str, Any] = load_finetune_config(config).model_dump(exclude_unset=True) if config else {}
+    ds = dict(data.get("data") or {})
+    if beir or jsonl:
+        ds = {k: v for k, v in ds.items() if k not in ("beir", "jsonl")}
+        ds["beir" if beir else "jsonl"] = str(Path(beir or jsonl or "").resolve())
+    for key, value in (("queries", queries), ("corpus", corpus)):
+        if value:
+            ds[key] = value
+    data["data"] = ds
+    split = dict(data.get("split") or {})
+    split.update({k: v for k, v in (("by", split_by), ("pattern", split_pattern)) if v})
+    data["split"] = split
+    train = dict(data.get("train") or {})
+    train.update(
+        {
+            k: v
+            for k, v in (
+                ("epochs", epochs),
+                ("batch_size", batch_size),
+                ("learning_rate", lr),
+                ("max_steps", max_steps),
+            )
+            if v is not None
+        }
+    )
+    data["train"] = train
+    loss = dict(data.get("loss") or {})
+    if lora:
+        loss["lora"] = {"r": lora, "alpha": 2 * lora}
+    if matryoshka:
+        try:
+            loss["matryoshka_dims"] = [int(d) for d in matryoshka.split(",") if d.strip()]
+        except ValueError:
+            raise ConfigError(f"--matryoshka expects comma-separated integers, got {matryoshka!r}") from None
+    data["loss"] = loss
+    if no_negatives:
+        data["hard_negatives"] = {**dict(data.get("hard_negatives") or {}), "enabled": False}
+    if model:
+        data["base_model"] = model
+    if out:
+        data["output"] = str(Path(out).resolve())
+    if force:
+        data["force"] = True
+    cfg = load_finetune_config(data)
+    if config is not None:
+        cfg._base_dir = config.resolve().parent
+    result = run_finetune(cfg, progress=progress, console=err_console)
+    table = Table(title=f"held-out: {result.data['test_queries']} queries, {result.data['corpus']} passages")
+    for col in ("measure", "base", "fine-tuned", "change"):
+        table.add_column(col, justify="right" if col != "measure" else "left")
+    for m, before in result.before.items():
+        after = result.after[m]
+        table.add_row(m, f"{before:.4f}", f"{after:.4f}", f"{after - before:+.4f}")
+    console.print(table)
+    if result.matryoshka:
+        for dim, v in result.matryoshka.items():
+            console.print(f"  {dim} dims: base {v['base']:.4f}, fine-tuned {v['finetuned']:.4f}")
+    console.print(f"model written to {escape(str(result.output))} in {result.seconds['total']:.0f} s")
+    if not result.improved:
+        err_console.print(
+            f"[bold red]WARNING: the fine-tuned model is not better than the base on held-out queries "
+            f"(nDCG@10 {result.gain:+.4f}).[/]"
+            + ("" if result.marked else " It is not marked for use; --force overrides.")
+        )
+    if update_config is not None:
+        report = switch(update_config, result.output, force=force, progress=progress)
+        console.print(
+            f"{escape(str(report.config))} now uses {escape(str(report.model))}: {report.documents} documents "
+            f"re-embedded into a new store; the old one is left at {escape(str(report.old_store))}"
+        )
+    if not result.marked:
+        raise typer.Exit(3)
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -206,6 +206,47 @@ def find_config(start: Path | None = None) -> Path | None:
         return Path(env)
     folder = start or Path.cwd()
     return next((folder / n for n in CONFIG_NAMES if (folder / n).is_file()), None)
+
+
+def read_mapping(source: str | os.PathLike[str] | Mapping[str, Any] | None, what: str) -> tuple[Any, Path, str]:
+    """(data, folder relative paths resolve against, " in <file>" for messages) from a YAML file or a dict;
+    shared by the bench and finetune configs."""
+    if source is None:
+        return {}, Path.cwd(), ""
+    if isinstance(source, Mapping):
+        return dict(source), Path.cwd(), ""
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path} must hold a mapping at the top level")
+    return data, path.resolve().parent, f" in {path}"
+
+
+class FileConfig(BaseModel):
+    """A config read from a YAML file (or a dict) whose relative paths resolve against the file's folder."""
+
+    model_config = ConfigDict(extra="forbid")
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    def resolve_path(self, value: str) -> Path:
+        path = Path(os.path.expanduser(value))
+        return (path if path.is_absolute() else self._base_dir / path).resolve()
+
+    @classmethod
+    def load(cls, source: str | os.PathLike[str] | Mapping[str, Any] | None, what: str) -> Self:
+        """Read and validate; every problem is a ``ConfigError`` naming the key, before any work."""
+        data, base, origin = read_mapping(source, what)
+        try:
+            config = cls.model_validate(interpolate(data))
+        except PydanticValidationError as exc:
+            raise ConfigError(f"invalid {what}{origin}: " + describe_problems(exc)) from None
+        config._base_dir = base
+        return config
 
 
 def load_config(

@@ -56,6 +56,7 @@ LAYERS = {
     "ragstore.metrics": 4,
     "ragstore.bench": 4,
     "ragstore.bilingual": 4,
+    "ragstore.finetune": 4,
     "ragstore.integrations": 5,
     "ragstore.testing": 5,
     "ragstore.cli": 5,

@@ -23,16 +23,11 @@ not have, sweep values out of range, missing dataset files. A long run never die
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic import ValidationError as PydanticValidationError
 
-from ..config import interpolate
-from ..errors import ConfigError
-from ..registry import describe_problems
+from ..config import FileConfig
 
 DEFAULT_EMBEDDER = {"type": "sentence-transformers", "model": "all-MiniLM-L6-v2"}
 DEFAULT_STORE = {"type": "faiss", "index": "flat"}
@@ -72,7 +67,7 @@ class SpeedSpec(BaseModel):
         return sorted(set(value))
 
 
-class BenchConfig(BaseModel):
+class BenchConfig(FileConfig):
     """A benchmark run; ``stores`` entries are store blocks plus optional ``label`` and ``sweep``."""
 
     model_config = ConfigDict(extra="forbid")
@@ -92,36 +87,7 @@ class BenchConfig(BaseModel):
     cache_dir: str = Field(default=".ragstore/bench", description="embedding cache and scratch stores")
     plots: bool = True
 
-    _base_dir: Path = Path(".")
-
-    def resolve_path(self, value: str) -> Path:
-        """Paths in a config file are relative to the file's folder."""
-        path = Path(os.path.expanduser(value))
-        return (path if path.is_absolute() else self._base_dir / path).resolve()
-
 
 def load_bench_config(source: str | os.PathLike[str] | dict[str, Any] | None = None) -> BenchConfig:
     """Read a bench YAML file (or a dict); errors name the key."""
-    base = Path.cwd()
-    origin = ""
-    if source is None:
-        data: Any = {}
-    elif isinstance(source, dict):
-        data = source
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise ConfigError(f"bench config {path} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"bench config {path} is not valid YAML: {exc}") from None
-        base, origin = path.resolve().parent, f" in {path}"
-    if not isinstance(data, dict):
-        raise ConfigError(f"bench config{origin} must hold a mapping at the top level")
-    try:
-        config = BenchConfig.model_validate(interpolate(data))
-    except PydanticValidationError as exc:
-        raise ConfigError(f"invalid bench config{origin}: " + describe_problems(exc)) from None
-    config._base_dir = base
-    return config
+    return BenchConfig.load(source, "bench config")

@@ -352,6 +352,11 @@ class LLMTranslator(Translator):
             f"translation endpoint {self.url} unreachable after {self.retries + 1} tries ({problem})"
         )
 
+    def complete(self, text: str) -> str:
+        """One chat completion with this client's prompt, timeout and retries (no language check, no
+        fallback): also used to write training questions for ``ragstore finetune``."""
+        return self._one(text)
+
     def _translate(self, texts: list[str]) -> list[str]:
         from ..errors import BackendUnavailableError
 
