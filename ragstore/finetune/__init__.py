@@ -9,6 +9,16 @@ from __future__ import annotations
 
 from .config import FinetuneConfig, load_finetune_config
 from .data import TrainingData, load_training_data
+from .plug import SwitchReport, update_config
 from .run import FinetuneResult, finetune
 
-__all__ = ["FinetuneConfig", "FinetuneResult", "TrainingData", "finetune", "load_finetune_config", "load_training_data"]
+__all__ = [
+    "FinetuneConfig",
+    "FinetuneResult",
+    "SwitchReport",
+    "TrainingData",
+    "finetune",
+    "load_finetune_config",
+    "load_training_data",
+    "update_config",
+]
