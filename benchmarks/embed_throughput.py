@@ -5,7 +5,7 @@ ragstore (the machine warms up and drifts; each path gets early and late turns);
 The ratio ragstore / raw (target >= 0.95) is the result; absolute rates on this 2-core CPU are noisy.
 A third line shows the on-disk cache on a second pass over the same texts: the real saving.
 
-    python benchmarks/embed_throughput.py [--xquad ../shared/data/xquad-r] [--batch-size 32]
+    python benchmarks/embed_throughput.py [--xquad FOLDER]  (default: the bundled xquad-r) [--batch-size 32]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from ragstore.beir import load_beir  # noqa: E402
+from ragstore.beir import bundled_dataset, load_beir  # noqa: E402
 from ragstore.embedders.cache import CachedEmbedder  # noqa: E402
 from ragstore.embedders.sentence_transformers import SentenceTransformerEmbedder  # noqa: E402
 from ragstore.pipeline import sample_dataset  # noqa: E402
@@ -76,7 +76,7 @@ def measure(name: str, texts: list[str], emb: SentenceTransformerEmbedder) -> di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--xquad", type=Path, default=HERE.parents[1] / "shared" / "data" / "xquad-r")
+    parser.add_argument("--xquad", type=Path, default=bundled_dataset("xquad-r"))
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "embed_throughput")
     args = parser.parse_args()

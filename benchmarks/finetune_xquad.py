@@ -15,10 +15,11 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ragstore.beir import bundled_dataset
 from ragstore.finetune import finetune
 
 ROOT = Path(__file__).resolve().parent
-XQUAD = ROOT.parents[1] / "shared" / "data" / "xquad-r"
+XQUAD = bundled_dataset("xquad-r")  # vendored in benchmarks/datasets, ships in the wheel
 OUT = ROOT / "results" / "finetune"
 BASE = {
     "base_model": "all-MiniLM-L6-v2",
@@ -40,8 +41,6 @@ VARIANTS = {
 
 
 def main(names: list[str]) -> None:
-    if not XQUAD.exists():
-        sys.exit(f"xquad-r not found at {XQUAD}")
     console = Console()
     OUT.mkdir(parents=True, exist_ok=True)
     for name in names or list(VARIANTS):

@@ -1,6 +1,6 @@
 """Dictionary translator throughput (target >= 500 queries/s): xquad-r's Chinese questions, one batch.
 
-python -P benchmarks/translate_speed.py [--xquad ../shared/data/xquad-r]
+python -P benchmarks/translate_speed.py [--xquad FOLDER]  (default: the bundled xquad-r)
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import argparse
 import time
 from pathlib import Path
 
-from ragstore.beir import load_beir
+from ragstore.beir import bundled_dataset, load_beir
 from ragstore.bilingual import DictionaryTranslator
 
 HERE = Path(__file__).resolve().parent
@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--xquad", type=Path, default=HERE.parents[1] / "shared" / "data" / "xquad-r")
+    parser.add_argument("--xquad", type=Path, default=bundled_dataset("xquad-r"))
     args = parser.parse_args()
     texts = list(load_beir(args.xquad, query_lang="zh", corpus_langs="en").queries.values())
     start = time.perf_counter()

@@ -12,12 +12,35 @@ from __future__ import annotations
 import csv
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DatasetError
 from .ingest import read_jsonl
 from .types import Document, MetadataValue
+
+#: datasets that ship inside the package (``ragstore.datasets``), reachable by name
+BUNDLED = ("superannuation", "xquad-r")
+
+
+def bundled_dataset(name: str = "superannuation") -> Path:
+    """Folder of a dataset that ships with ragstore (BEIR layout): ``superannuation`` (the sample) or
+    ``xquad-r`` (XQuAD-R en + zh, CC BY-SA 4.0)."""
+    from importlib.resources import files
+
+    if name not in BUNDLED:
+        raise DatasetError(f"no bundled dataset {name!r}; bundled: {', '.join(BUNDLED)}")
+    return Path(str(files("ragstore.datasets") / name))
+
+
+def dataset_folder(value: str, resolve: Callable[[str], Path] = Path) -> Path:
+    """A BEIR folder from a config value: a bundled name unless a folder of that name exists here, else a
+    path (``resolve`` makes it absolute against the config file's folder)."""
+    if value in BUNDLED and not resolve(value).is_dir():
+        return bundled_dataset(value)
+    return resolve(value)
+
 
 _LANG_FILE = re.compile(r"^(corpus|queries)(?:\.([A-Za-z0-9_-]+))?\.jsonl$")
 

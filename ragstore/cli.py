@@ -248,27 +248,25 @@ def bench(
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from datetime import datetime
 
+    from .beir import dataset_folder
     from .bench import load_bench_config, plan, run_bench
     from .bench.report import rich_table, write_all
 
-    data: dict[str, Any] = {}
-    if config is not None:
-        data = load_bench_config(config).model_dump(exclude_unset=True)
-    ds = dict(data.get("dataset") or {})
+    data: dict[str, Any] = {}  # flags laid over the file by the one loader (None: back to the default)
+    ds: dict[str, Any] = {}
     if dataset:
-        ds.pop("path", None)
-        ds.pop("hub", None)
         if dataset.startswith("hub:"):
-            ds["hub"] = dataset[4:]
-        else:
-            ds["path"] = str(Path(dataset).resolve())
+            ds.update(hub=dataset[4:], path=None)
+        else:  # a bundled name (xquad-r) stays a name unless such a folder exists here
+            ds.update(path=str(dataset_folder(dataset, lambda v: Path(v).resolve())), hub=None)
     if queries:
         ds["queries"] = queries
     if corpus:
         ds["corpus"] = corpus
     if max_queries:
         ds["max_queries"] = max_queries
-    data["dataset"] = ds
+    if ds:
+        data["dataset"] = ds
     if store:
         data["stores"] = [_parse_block(s, "store") for s in store]
     if model:
@@ -285,16 +283,12 @@ def bench(
             else {"type": "sentence-transformers", "model": multilingual}
         )
     if no_speed:
-        data.setdefault("speed", {})["enabled"] = False
+        data["speed"] = {"enabled": False}
     if no_plots:
         data["plots"] = False
-    cfg = load_bench_config(data)
-    if config is not None:
-        cfg._base_dir = config.resolve().parent
-        if dataset and not dataset.startswith("hub:"):
-            cfg.dataset.path = str(Path(dataset).resolve())
     if out is not None:
-        cfg.output = str(out.resolve())
+        data["output"] = str(out.resolve())
+    cfg = load_bench_config(config, data)
     the_plan = plan(cfg, err_console)
     result = run_bench(the_plan, err_console, progress)
     name = result["meta"]["dataset"].get("name") or "dataset"
@@ -359,37 +353,32 @@ def finetune(
 ) -> None:
     """Fine-tune an embedder, compare it with the base on held-out queries, and optionally switch to it."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from .beir import dataset_folder
     from .finetune import finetune as run_finetune
     from .finetune import load_finetune_config
     from .finetune.plug import update_config as switch
 
-    data: dict[str, Any] = load_finetune_config(config).model_dump(exclude_unset=True) if config else {}
-    ds = dict(data.get("data") or {})
+    data: dict[str, Any] = {}  # flags laid over the file by the one loader (None: back to the default)
+    ds: dict[str, Any] = {}
     if beir or jsonl:
-        ds = {k: v for k, v in ds.items() if k not in ("beir", "jsonl")}
-        ds["beir" if beir else "jsonl"] = str(Path(beir or jsonl or "").resolve())
+        where = str(dataset_folder(beir, lambda v: Path(v).resolve())) if beir else str(Path(jsonl or "").resolve())
+        ds.update(beir=where if beir else None, jsonl=None if beir else where)
     for key, value in (("queries", queries), ("corpus", corpus)):
         if value:
             ds[key] = value
-    data["data"] = ds
-    split = dict(data.get("split") or {})
-    split.update({k: v for k, v in (("by", split_by), ("pattern", split_pattern)) if v})
-    data["split"] = split
-    train = dict(data.get("train") or {})
-    train.update(
-        {
-            k: v
-            for k, v in (
-                ("epochs", epochs),
-                ("batch_size", batch_size),
-                ("learning_rate", lr),
-                ("max_steps", max_steps),
-            )
-            if v is not None
-        }
-    )
-    data["train"] = train
-    loss = dict(data.get("loss") or {})
+    if ds:
+        data["data"] = ds
+    split = {k: v for k, v in (("by", split_by), ("pattern", split_pattern)) if v}
+    if split:
+        data["split"] = split
+    train = {
+        k: v
+        for k, v in (("epochs", epochs), ("batch_size", batch_size), ("learning_rate", lr), ("max_steps", max_steps))
+        if v is not None
+    }
+    if train:
+        data["train"] = train
+    loss: dict[str, Any] = {}
     if lora:
         loss["lora"] = {"r": lora, "alpha": 2 * lora}
     if matryoshka:
@@ -397,18 +386,17 @@ def finetune(
             loss["matryoshka_dims"] = [int(d) for d in matryoshka.split(",") if d.strip()]
         except ValueError:
             raise ConfigError(f"--matryoshka expects comma-separated integers, got {matryoshka!r}") from None
-    data["loss"] = loss
+    if loss:
+        data["loss"] = loss
     if no_negatives:
-        data["hard_negatives"] = {**dict(data.get("hard_negatives") or {}), "enabled": False}
+        data["hard_negatives"] = {"enabled": False}
     if model:
         data["base_model"] = model
     if out:
         data["output"] = str(Path(out).resolve())
     if force:
         data["force"] = True
-    cfg = load_finetune_config(data)
-    if config is not None:
-        cfg._base_dir = config.resolve().parent
+    cfg = load_finetune_config(config, data)
     result = run_finetune(cfg, progress=progress, console=err_console)
     table = Table(title=f"held-out: {result.data['test_queries']} queries, {result.data['corpus']} passages")
     for col in ("measure", "base", "fine-tuned", "change"):

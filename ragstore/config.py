@@ -22,12 +22,13 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from .bilingual.config import BilingualConfig
 from .errors import ConfigError
 from .registry import describe_problems, embedder_class, split_block, store_class, validate_options
 
@@ -43,46 +44,19 @@ class IngestConfig(BaseModel):
     chunk_overlap: int = Field(default=150, ge=0)
     batch_size: int = Field(default=256, gt=0, description="chunks embedded and written per step")
 
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> IngestConfig:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})"
+            )
+        return self
+
 
 class SearchConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     k: int = Field(default=5, gt=0)
-
-
-Mode = Literal["off", "translate", "route", "both", "auto"]
-
-
-class MultilingualConfig(BaseModel):
-    """A multilingual embedder over a second index of the same documents, kept in step on every write."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    embedder: dict[str, Any] = Field(
-        description="e.g. {type: sentence-transformers, model: intfloat/multilingual-e5-small}"
-    )
-    store: dict[str, Any] | None = Field(
-        default=None, description="default: the main store's type with its own path/collection (suffix -ml)"
-    )
-
-
-class BilingualConfig(BaseModel):
-    """Chinese questions over English documents (``ragstore.bilingual``); overridable per search."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    mode: Mode = "off"
-    translator: Literal["dictionary", "marian", "llm"] = Field(
-        default="dictionary", description="dictionary (offline), marian (a MarianMT model) or llm (an endpoint)"
-    )
-    translator_options: dict[str, Any] = Field(
-        default_factory=dict,
-        description="marian: model, device, batch_size, num_beams; "
-        "llm: base_url, model, api_key, timeout, retries, fallback",
-    )
-    max_chars: int = Field(default=1000, gt=0, description="longer queries are truncated with a warning")
-    multilingual: MultilingualConfig | None = Field(default=None, description="needed by route and both")
-    rrf_k: int = Field(default=60, gt=0, description="reciprocal rank fusion constant for mode both")
 
 
 class RagstoreConfig(BaseModel):
@@ -116,6 +90,24 @@ class RagstoreConfig(BaseModel):
     def data_path(self) -> Path:
         path = Path(os.path.expanduser(self.data_dir))
         return path if path.is_absolute() else self._base_dir / path
+
+    def _local_model(self, block: dict[str, Any]) -> dict[str, Any]:
+        """A relative model folder resolves against this file's folder, like data and store paths (only
+        when that folder exists: ``all-MiniLM-L6-v2`` and ``org/name`` stay hub names)."""
+        out = dict(block)
+        model = out.get("model")
+        if isinstance(model, str) and model and not Path(os.path.expanduser(model)).is_absolute():
+            candidate = self._base_dir / os.path.expanduser(model)
+            if candidate.is_dir():
+                out["model"] = str(candidate.resolve())
+        return out
+
+    def embedder_block(self) -> dict[str, Any]:
+        return self._local_model(self.embedder)
+
+    def multilingual_embedder_block(self) -> dict[str, Any] | None:
+        ml = self.bilingual.multilingual
+        return None if ml is None else self._local_model(ml.embedder)
 
     def store_block(self) -> dict[str, Any]:
         """The store block with its default path (``data_dir/<type>``) filled in and made absolute."""
@@ -183,20 +175,37 @@ def interpolate(value: Any, where: str = "") -> Any:
     return value
 
 
-def _read(path: Path) -> dict[str, Any]:
+def read_file(path: Path, what: str = "config file") -> dict[str, Any]:
+    """A YAML or TOML file as a mapping; every problem is a ``ConfigError`` naming the file."""
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not valid {path.suffix.lstrip('.').upper()}: {exc}") from exc
+        raise ConfigError(f"{what} {path} is not valid {path.suffix.lstrip('.').upper() or 'YAML'}: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        raise ConfigError(f"{what} {path} must hold a mapping at the top level")
     return data
+
+
+def merge(base: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``overrides`` (e.g. command-line flags) laid over ``base``: mappings merge key by key, anything else
+    replaces; ``None`` removes the key, so the field takes its default."""
+    out = dict(base)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def find_config(start: Path | None = None) -> Path | None:
@@ -209,8 +218,7 @@ def find_config(start: Path | None = None) -> Path | None:
 
 
 def read_mapping(source: str | os.PathLike[str] | Mapping[str, Any] | None, what: str) -> tuple[Any, Path, str]:
-    """(data, folder relative paths resolve against, " in <file>" for messages) from a YAML file or a dict;
-    shared by the bench and finetune configs."""
+    """(data, folder relative paths resolve against, " in <file>" for messages) from a file or a dict."""
     if source is None:
         return {}, Path.cwd(), ""
     if isinstance(source, Mapping):
@@ -218,13 +226,7 @@ def read_mapping(source: str | os.PathLike[str] | Mapping[str, Any] | None, what
     path = Path(source)
     if not path.is_file():
         raise ConfigError(f"{what} {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{what} {path} must hold a mapping at the top level")
-    return data, path.resolve().parent, f" in {path}"
+    return read_file(path, what), path.resolve().parent, f" in {path}"
 
 
 class FileConfig(BaseModel):
@@ -238,11 +240,17 @@ class FileConfig(BaseModel):
         return (path if path.is_absolute() else self._base_dir / path).resolve()
 
     @classmethod
-    def load(cls, source: str | os.PathLike[str] | Mapping[str, Any] | None, what: str) -> Self:
-        """Read and validate; every problem is a ``ConfigError`` naming the key, before any work."""
+    def load(
+        cls,
+        source: str | os.PathLike[str] | Mapping[str, Any] | None,
+        what: str,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> Self:
+        """Read, lay ``overrides`` (command-line flags) over the file, and validate once; every problem is a
+        ``ConfigError`` naming the key, before any work."""
         data, base, origin = read_mapping(source, what)
         try:
-            config = cls.model_validate(interpolate(data))
+            config = cls.model_validate(interpolate(merge(data, overrides)))
         except PydanticValidationError as exc:
             raise ConfigError(f"invalid {what}{origin}: " + describe_problems(exc)) from None
         config._base_dir = base
@@ -251,26 +259,24 @@ class FileConfig(BaseModel):
 
 def load_config(
     source: str | os.PathLike[str] | Mapping[str, Any] | RagstoreConfig | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> RagstoreConfig:
-    """Load and validate a config from a file, a mapping, or the default locations."""
+    """Load and validate a config from a file, a mapping, or the default locations (``overrides`` laid over
+    it, as ``merge`` says); store, embedder and translator options are all checked here."""
     if isinstance(source, RagstoreConfig):
-        return source
-    base_dir = Path.cwd()
-    origin: str | None = None
-    if source is None:
-        found = find_config()
-        data: dict[str, Any] = {}
-        if found is not None:
-            if not found.is_file():
-                raise ConfigError(f"config file {found} does not exist")
-            data, base_dir, origin = _read(found), found.resolve().parent, str(found)
-    elif isinstance(source, Mapping):
-        data = dict(source)
+        if not overrides:
+            return source
+        data = merge(source.model_dump(exclude_unset=True), overrides)
+        base_dir, origin = source.base_dir, source.source
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        data, base_dir, origin = _read(path), path.resolve().parent, str(path)
+        if source is None:
+            found = find_config()
+            if found is not None and not found.is_file():
+                raise ConfigError(f"config file {found} does not exist")
+            source = found
+        raw, base_dir, where = read_mapping(source, "config file")
+        origin = str(source) if where else None
+        data = merge(raw, overrides)
     data = interpolate(data)
     try:
         config = RagstoreConfig.model_validate(data)

@@ -77,10 +77,21 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
                 raise DatasetError(f"{path}:{lineno}: not valid JSON: {exc}") from None
 
 
-def read_file(file: Path) -> Iterator[Source]:
-    """Yield the logical texts in one file."""
+def source_name(file: Path, base: Path | None = None) -> str:
+    """The ``source`` a file's chunks carry: relative to ``base`` (the config's folder; default the working
+    folder) when inside it, else absolute, so the same file reached by another spelling of its path
+    (``./docs``, ``/abs/docs``) gets the same chunk ids and is never ingested twice."""
+    resolved = file.resolve()
+    try:
+        return resolved.relative_to((base or Path.cwd()).resolve()).as_posix()
+    except ValueError:
+        return str(resolved)
+
+
+def read_file(file: Path, base: Path | None = None) -> Iterator[Source]:
+    """Yield the logical texts in one file (``base``: see ``source_name``)."""
     suffix = file.suffix.lower()
-    name = str(file)
+    name = source_name(file, base)
     try:
         if suffix in (".txt", ".md", ".markdown"):
             yield Source(file.read_text(encoding="utf-8"), name)

@@ -16,34 +16,18 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .bilingual.fusion import rrf
-from .bilingual.query import QueryPlan, plan_queries
-from .bilingual.translate import CachedTranslator, Translator, create_translator
-from .config import Mode, RagstoreConfig, load_config
+from .beir import bundled_dataset
+from .bilingual.config import Mode
+from .config import RagstoreConfig, load_config
 from .embedders.base import Embedder
 from .embedders.cache import CachedEmbedder
 from .errors import DimensionMismatchError, ValidationError
 from .filters import Filter
 from .ingest import chunk_sources, iter_files, read_file
 from .registry import create_embedder, create_store
+from .retrieval import Retriever, SearchResult
 from .store import VectorStore
 from .types import Document, Hit, Metadata
-
-
-@dataclass
-class SearchResult:
-    """Hits plus how the query was served (``plan.path``: plain or translate; ``plan.text``: what was embedded)."""
-
-    hits: list[Hit]
-    plan: QueryPlan
-
-    @property
-    def path(self) -> str:
-        return self.plan.path
-
-    @property
-    def translated(self) -> str | None:
-        return self.plan.translated
 
 
 @dataclass
@@ -68,7 +52,6 @@ class Ragstore:
         store: VectorStore | None = None,
     ) -> None:
         self.config = config or load_config({})
-        self._translator_obj: Translator | None = None
         self.embedder = embedder or self._build_embedder()
         self.store = store or create_store(self.config.store_block())
         if self.store.dim is not None and self.store.dim != self.embedder.dim:
@@ -85,10 +68,18 @@ class Ragstore:
         self.ml_store: VectorStore | None = None
         ml = self.config.bilingual.multilingual
         if ml is not None:
-            self.ml_embedder = self._wrap(create_embedder(ml.embedder), "embeddings-ml.sqlite")
+            self.ml_embedder = self._wrap(
+                create_embedder(self.config.multilingual_embedder_block() or {}), "embeddings-ml.sqlite"
+            )
             self.ml_store = create_store(self.config.multilingual_store_block() or {})
             if self.ml_store.count() != self.store.count():  # cheap check at open; sync_multilingual() is full
                 self.sync_multilingual()
+        self.retriever = Retriever(
+            self.embedder,
+            self.config.bilingual,
+            multilingual=self.ml_embedder,
+            cache_dir=self.config.data_path / "cache" if self.config.cache else None,
+        )
 
     def sync_multilingual(self, *, progress: bool = False) -> int:
         """Bring the multilingual index in step with the main store (after it was added to a filled store,
@@ -119,7 +110,7 @@ class Ragstore:
         return cls(load_config(config))
 
     def _build_embedder(self) -> Embedder:
-        return self._wrap(create_embedder(self.config.embedder), "embeddings.sqlite")
+        return self._wrap(create_embedder(self.config.embedder_block()), "embeddings.sqlite")
 
     def _wrap(self, inner: Embedder, name: str) -> Embedder:
         if not self.config.cache:
@@ -182,7 +173,10 @@ class Ragstore:
         files = iter_files(path)
         cfg = self.config.ingest
         report = IngestReport(files=len(files))
-        sources = (s for f in tqdm(files, desc="reading", unit="file", disable=not progress) for s in read_file(f))
+        base = self.config.base_dir
+        sources = (
+            s for f in tqdm(files, desc="reading", unit="file", disable=not progress) for s in read_file(f, base)
+        )
         docs = chunk_sources(sources, cfg.chunk_size, cfg.chunk_overlap)
         unique: dict[str, Document] = {}
         for doc in docs:
@@ -246,32 +240,8 @@ class Ragstore:
     ) -> list[SearchResult]:
         if isinstance(queries, str):
             raise ValidationError("query_many() takes a list of queries; wrap a single query in a list")
-        mode = bilingual or self.config.bilingual.mode
-        if mode not in ("off", "translate", "route", "both", "auto"):
-            raise ValidationError(f"bilingual mode must be off, translate, route, both or auto, got {mode!r}")
-        bi = self.config.bilingual
-        plans = plan_queries(
-            list(queries),
-            mode,
-            self._translator() if mode not in ("off", "route") else None,
-            bi.max_chars,
-            multilingual=self.ml_store is not None,
-        )
-        top = k or self.config.search.k
-        main_hits = self.store.search_batch(self.embedder.embed_query([p.text for p in plans]), top, filter)
-        routed = [i for i, p in enumerate(plans) if p.route_text is not None]
-        if routed and self.ml_store is not None and self.ml_embedder is not None:
-            vecs = self.ml_embedder.embed_query([plans[i].route_text or "" for i in routed])
-            for i, hits in zip(routed, self.ml_store.search_batch(vecs, top, filter), strict=True):
-                main_hits[i] = hits if plans[i].path == "route" else rrf([main_hits[i], hits], top, bi.rrf_k)
-        return [SearchResult(h, p) for h, p in zip(main_hits, plans, strict=True)]
-
-    def _translator(self) -> Translator:
-        if self._translator_obj is None:
-            cache = self.config.data_path / "cache" / "translations.sqlite" if self.config.cache else None
-            bi = self.config.bilingual
-            self._translator_obj = create_translator(bi.translator, cache=cache, **bi.translator_options)
-        return self._translator_obj
+        top = self.config.search.k if k is None else k
+        return self.retriever.search(self.store, queries, top, filter, mode=bilingual, second=self.ml_store)
 
     def get(self, ids: Sequence[str]) -> list[Document]:
         return self.store.get(ids)
@@ -302,8 +272,7 @@ class Ragstore:
         for emb in (self.embedder, self.ml_embedder):
             if isinstance(emb, CachedEmbedder):
                 emb.close()
-        if isinstance(self._translator_obj, CachedTranslator):
-            self._translator_obj.close()
+        self.retriever.close()
 
     def __enter__(self) -> Ragstore:
         return self
@@ -321,6 +290,4 @@ def open(config: str | os.PathLike[str] | Mapping[str, Any] | RagstoreConfig | N
 
 def sample_dataset() -> Path:
     """Folder of the bundled sample dataset (BEIR layout)."""
-    from importlib.resources import files
-
-    return Path(str(files("ragstore.datasets") / "superannuation"))
+    return bundled_dataset("superannuation")

@@ -123,7 +123,7 @@ def describe_problems(exc: PydanticValidationError, where: str = "") -> str:
     problems = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
         problems.append(f"{where}.{loc}: {msg}" if where else f"{loc}: {msg}")
     return "; ".join(problems)
 

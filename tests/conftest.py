@@ -1,4 +1,4 @@
-"""Test-wide settings: no model hub, quiet tokenizers, and the shared data folder (skipped when absent)."""
+"""Test-wide settings: no model hub, quiet tokenizers."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")

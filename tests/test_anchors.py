@@ -1,4 +1,4 @@
-"""Correctness anchors on ../shared/data/xquad-r (issue 4), measured through ragstore's own path.
+"""Correctness anchors on the bundled xquad-r (issue 4), measured through ragstore's own path.
 
 Exact search with all-MiniLM-L6-v2, English questions over English sentences, gives nDCG@10 = 0.830 +- 0.002
 (measured independently with sentence-transformers, numpy and pytrec_eval); Chinese questions over the same
@@ -16,15 +16,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ragstore.beir import load_beir
+from ragstore.beir import bundled_dataset, load_beir
 from ragstore.metrics import evaluate
 from ragstore.registry import create_store
 
-XQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "xquad-r"
+XQUAD = bundled_dataset("xquad-r")  # vendored in benchmarks/datasets, ships in the wheel
 pytestmark = [
     pytest.mark.model,
     pytest.mark.slow,
-    pytest.mark.skipif(not XQUAD.exists(), reason=f"shared benchmark data not found at {XQUAD}"),
 ]
 
 EXACT = {

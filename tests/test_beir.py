@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from ragstore.beir import languages, load_beir
+from ragstore.beir import bundled_dataset, languages, load_beir
 from ragstore.errors import DatasetError
 from ragstore.pipeline import sample_dataset
 
-XQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "xquad-r"  # read in place, never copied
+XQUAD = bundled_dataset("xquad-r")  # vendored in benchmarks/datasets, ships in the wheel
 
 
 def test_sample_dataset_languages() -> None:
@@ -26,7 +26,6 @@ def test_sample_dataset_languages() -> None:
     assert en.corpus[0].metadata["lang"] == "en" and "topic" in en.corpus[0].metadata
 
 
-@pytest.mark.skipif(not XQUAD.exists(), reason=f"shared benchmark data not found at {XQUAD}")
 def test_xquad_pooled_corpus_uses_the_union_of_judgments() -> None:
     pooled = load_beir(XQUAD, query_lang="zh", corpus_langs="en+zh")
     assert pooled.corpus_langs == ["en", "zh"] and len(pooled.corpus) == 1180 + 1196

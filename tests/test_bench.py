@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from ragstore.beir import bundled_dataset
 from ragstore.bench import load_bench_config, plan, run_bench
 from ragstore.bench.measure import latency, percentiles, qps
 from ragstore.bench.report import compare, load_result, write_all
@@ -330,12 +331,11 @@ def test_cli_bench_runs_and_compares(tmp_path: Path, monkeypatch: pytest.MonkeyP
 # ------------------------------------------------------------------------------------------- anchors
 
 
-XQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "xquad-r"
+XQUAD = bundled_dataset("xquad-r")  # vendored in benchmarks/datasets, ships in the wheel
 
 
 @pytest.mark.slow
 @pytest.mark.model
-@pytest.mark.skipif(not XQUAD.exists(), reason=f"shared benchmark data not found at {XQUAD}")
 def test_bench_reproduces_the_xquad_anchors(tmp_path: Path, minilm: Any) -> None:
     cfg = _config(
         tmp_path,

@@ -39,12 +39,17 @@ def test_ingest_search_info(cfg: Path, tmp_path: Path) -> None:
             "-c",
             str(cfg),
             "--filter",
-            json.dumps({"source": str(tmp_path / "docs" / "a.txt")}),
+            json.dumps({"source": "docs/a.txt"}),  # sources are relative to the config's folder
         ],
     )
     assert res.exit_code == 0 and "twelve" in res.output and "SMSF" not in res.output
     res = runner.invoke(app, ["info", "-c", str(cfg)])
     assert res.exit_code == 0 and '"count": 2' in res.output and "ragstore[faiss]" in res.output
+    # the same folder by another spelling of its path: nothing new, nothing duplicated
+    res = runner.invoke(app, ["ingest", str(tmp_path / "docs" / ".." / "docs"), "-c", str(cfg), "--no-progress"])
+    assert res.exit_code == 0 and "0 embedded" in res.output, res.output
+    res = runner.invoke(app, ["info", "-c", str(cfg)])
+    assert '"count": 2' in res.output
 
 
 @pytest.mark.parametrize(

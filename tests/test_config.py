@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from ragstore.adapters.faiss import FaissStore
 from ragstore.adapters.memory import MemoryStore
-
 from ragstore.config import load_config
 from ragstore.errors import BackendNotInstalledError, ConfigError
 from ragstore.registry import create_store, store_class
@@ -127,3 +127,56 @@ def test_missing_ingest_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "langchain_text_splitters", None)
     with pytest.raises(BackendNotInstalledError, match=r"ragstore\[ingest\]"):
         make_splitter(100, 10)
+
+
+def test_relative_model_folder_resolves_against_the_config_folder(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    import ragstore
+
+    project = tmp_path / "project"
+    shutil.copytree(tiny_model, project / "models" / "tuned")
+    (project / "ragstore.yaml").write_text(
+        "embedder: {type: sentence-transformers, model: models/tuned}\nstore: {type: memory}\n", encoding="utf-8"
+    )
+    monkeypatch.chdir(tmp_path)  # elsewhere: the folder is found beside the config, not here
+    with ragstore.open(project / "ragstore.yaml") as rs:
+        assert rs.embedder.dim == 32
+        assert str((project / "models" / "tuned").resolve()) in rs.embedder.describe()["model"]
+    cfg = load_config({"embedder": {"type": "sentence-transformers", "model": "all-MiniLM-L6-v2"}})
+    assert cfg.embedder_block()["model"] == "all-MiniLM-L6-v2"  # a hub name stays a name
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"ingest": {"chunk_size": 100, "chunk_overlap": 100}}, r"ingest: chunk_overlap \(100\) must be smaller"),
+        ({"bilingual": {"translator_options": {"bogus": 1}}}, "bilingual.translator_options.*bogus: unknown key"),
+        (
+            {"bilingual": {"translator": "llm", "translator_options": {"model": "m"}}},
+            "bilingual.translator_options.*base_url: Field required",
+        ),
+        ({"bilingual": {"translator": "marian", "translator_options": {"num_beams": 0}}}, "num_beams"),
+    ],
+)
+def test_every_bad_value_fails_at_load(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(data)
+
+
+def test_non_utf8_config_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "ragstore.yaml"
+    path.write_bytes(b"store: {type: memory}\ndata_dir: \xff\xfe\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(path)
+
+
+def test_overrides_are_laid_over_the_file_once(tmp_path: Path) -> None:
+    path = tmp_path / "ragstore.yaml"
+    path.write_text("data_dir: d\nstore: {type: faiss, index: hnsw}\nsearch: {k: 3}\n", encoding="utf-8")
+    cfg = load_config(path, {"search": {"k": 7}, "store": {"index": None}})
+    assert cfg.search.k == 7 and cfg.store == {"type": "faiss"} and cfg.data_path == tmp_path / "d"
+    with pytest.raises(ConfigError, match=r"search\.k"):
+        load_config(path, {"search": {"k": 0}})

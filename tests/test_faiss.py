@@ -13,7 +13,6 @@ import pytest
 faiss = pytest.importorskip("faiss", reason="FAISS not installed: pip install 'ragstore[faiss]'")
 
 from ragstore.adapters.faiss import INDEX_FILE, FaissStore  # noqa: E402
-
 from ragstore.errors import BackendUnavailableError  # noqa: E402
 from ragstore.testing import make_docs  # noqa: E402
 

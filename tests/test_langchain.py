@@ -220,3 +220,27 @@ def test_from_config_switches_backend_by_config_only(tmp_path: Path) -> None:
         assert vs.pipeline is not None and vs.pipeline.store.name == engine and emb.dim == 64
         vs.close()
     assert results["faiss"] == results["qdrant"]
+
+
+def test_callable_filter_and_unknown_keywords_are_refused() -> None:
+    from ragstore.errors import FilterError, UnsupportedFeatureError
+
+    vs = RagstoreVectorStore.from_texts(["a b", "c d"], RagstoreEmbeddings(HASHING), [{"n": 1}, {"n": 2}])
+    with pytest.raises(FilterError, match="callable filters are not supported"):
+        vs.similarity_search("a", k=1, filter=lambda md: md["n"] == 1)
+    with pytest.raises(FilterError, match="callable"):
+        vs.max_marginal_relevance_search("a", k=1, filter=lambda md: True)
+    with pytest.raises(UnsupportedFeatureError, match="where_document"):
+        vs.similarity_search("a", k=1, where_document={"$contains": "a"})
+    with pytest.raises(UnsupportedFeatureError, match="where_document"):
+        vs.max_marginal_relevance_search("a", k=1, where_document={"$contains": "a"})
+    assert [d.metadata["n"] for d in vs.similarity_search("a b", k=1, filter={"n": 2})] == [2]
+
+
+def test_model_name_keyword_like_the_ecosystem(tiny_model: Path) -> None:
+    from ragstore.errors import ValidationError
+
+    emb = RagstoreEmbeddings(model_name=str(tiny_model))
+    assert len(emb.embed_query("hello")) == emb.dim == 32
+    with pytest.raises(ValidationError, match="not both"):
+        RagstoreEmbeddings(HASHING, model_name=str(tiny_model))

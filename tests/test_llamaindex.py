@@ -223,3 +223,47 @@ def test_from_config_bilingual_both_through_the_index(tmp_path: Path) -> None:
         assert rs.ml_store.count() == 1
     finally:
         parts.close()
+
+
+def test_model_name_keyword_like_the_ecosystem(tiny_model: Path) -> None:
+    emb = RagstoreEmbedding(model_name=str(tiny_model))
+    assert len(emb.get_query_embedding("hello")) == 32
+    with pytest.raises(ValidationError, match="not both"):
+        RagstoreEmbedding(HASHING, model_name=str(tiny_model))
+
+
+def test_from_config_embeds_each_question_once(tmp_path: Path) -> None:
+    """The store built by from_config answers through the pipeline's retriever with the embedding LlamaIndex
+    already made, and the embed model shares the pipeline's (cached) translator."""
+    from ragstore.integrations.llamaindex import from_config
+
+    cfg = {
+        "data_dir": str(tmp_path),
+        "embedder": dict(HASHING),
+        "store": {"type": "memory"},
+        "bilingual": {"mode": "translate"},
+    }
+    parts = from_config(cfg)
+    try:
+        index = VectorStoreIndex.from_documents(
+            [LIDocument(text="the super guarantee rate", id_="a"), LIDocument(text="pension age", id_="b")],
+            storage_context=parts.storage_context,
+            embed_model=parts.embed_model,
+        )
+        rs = parts.vector_store.pipeline
+        assert rs is not None and parts.embed_model._retriever is rs.retriever
+        inner = rs.embedder
+        calls: list[list[str]] = []
+        original = type(inner).embed_query
+
+        def counting(self: Any, texts: Any) -> Any:
+            calls.append(list(texts))
+            return original(self, texts)
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(type(inner), "embed_query", counting)
+            nodes = index.as_retriever(similarity_top_k=1).retrieve("养老金保障 rate")
+        assert len(calls) == 1 and "养老金" not in calls[0][0]  # translated, and embedded once
+        assert nodes and nodes[0].node.metadata is not None
+    finally:
+        parts.close()

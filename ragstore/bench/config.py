@@ -2,7 +2,7 @@
 
 ```yaml
 dataset:
-  path: ../shared/data/xquad-r   # a BEIR folder; or hub: mteb/scifact; neither = the bundled sample
+  path: xquad-r                  # a bundled name, a BEIR folder, or hub: mteb/scifact; neither = the sample
   queries: [en, zh]              # one row per query language (default: every language the folder has)
   corpus: en                     # corpus language(s); "en+zh" pools several
 embedders:
@@ -25,8 +25,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from ..bilingual.config import BilingualConfig, TranslatorName, translator_options
 from ..config import FileConfig
 
 DEFAULT_EMBEDDER = {"type": "sentence-transformers", "model": "all-MiniLM-L6-v2"}
@@ -36,7 +37,9 @@ DEFAULT_STORE = {"type": "faiss", "index": "flat"}
 class DatasetSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: str | None = Field(default=None, description="BEIR-layout folder; neither path nor hub = bundled sample")
+    path: str | None = Field(
+        default=None, description="BEIR folder or bundled name (superannuation, xquad-r); default: superannuation"
+    )
     hub: str | None = Field(default=None, description="public BEIR/MTEB dataset on the Hugging Face hub")
     queries: list[str] | None = Field(default=None, description="query languages, one result row each")
     corpus: str | None = Field(default=None, description="corpus language(s), '+' pools several")
@@ -67,6 +70,25 @@ class SpeedSpec(BaseModel):
         return sorted(set(value))
 
 
+class BenchBilingual(BaseModel):
+    """How the translate, route and both paths translate and fuse (each path sets its own mode)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    translator: TranslatorName = "dictionary"
+    translator_options: dict[str, Any] = Field(default_factory=dict)
+    rrf_k: int = Field(default=60, gt=0)
+    max_chars: int = Field(default=1000, gt=0)
+
+    @field_validator("translator_options")
+    @classmethod
+    def _typed(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        return translator_options(info.data.get("translator", "dictionary"), value)
+
+    def as_config(self) -> BilingualConfig:
+        return BilingualConfig(**self.model_dump())
+
+
 class BenchConfig(FileConfig):
     """A benchmark run; ``stores`` entries are store blocks plus optional ``label`` and ``sweep``."""
 
@@ -81,6 +103,7 @@ class BenchConfig(FileConfig):
     multilingual: dict[str, Any] | None = Field(
         default=None, description="embedder block for the second index that query paths route and both search"
     )
+    bilingual: BenchBilingual = Field(default_factory=BenchBilingual)
     k: int = Field(default=100, gt=0, description="depth of each ranking scored for quality")
     speed: SpeedSpec = Field(default_factory=SpeedSpec)
     output: str = Field(default="bench-results", description="folder for JSON, Markdown, CSV and plots")
@@ -88,6 +111,9 @@ class BenchConfig(FileConfig):
     plots: bool = True
 
 
-def load_bench_config(source: str | os.PathLike[str] | dict[str, Any] | None = None) -> BenchConfig:
-    """Read a bench YAML file (or a dict); errors name the key."""
-    return BenchConfig.load(source, "bench config")
+def load_bench_config(
+    source: str | os.PathLike[str] | dict[str, Any] | None = None, overrides: dict[str, Any] | None = None
+) -> BenchConfig:
+    """Read a bench YAML file (or a dict), with ``overrides`` (command-line flags) laid over it; errors name
+    the key."""
+    return BenchConfig.load(source, "bench config", overrides)

@@ -30,17 +30,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..beir import BeirDataset, languages, load_beir
+from ..beir import BeirDataset, dataset_folder, languages, load_beir
 from ..embedders.base import Embedder
 from ..embedders.cache import CachedEmbedder
 from ..errors import ConfigError, DatasetError, RagstoreError
 from ..metrics import MEASURES, evaluate
 from ..registry import STORES, create_embedder, create_store, split_block, store_class, validate_options
+from ..retrieval import Prepared, Retriever
 from ..store import VectorStore
 from ..types import Document, Hit
 from .config import BenchConfig
 from .measure import MemorySampler, latency, percentiles, qps
-from .paths import NEEDS_MULTILINGUAL, PreparedQueries, query_path
+from .paths import NEEDS_MULTILINGUAL, prepare, query_path
 
 PACKAGES = (
     "ragstore",
@@ -98,12 +99,8 @@ def _dataset(config: BenchConfig) -> tuple[Path, dict[str, BeirDataset]]:
         from .hub import fetch
 
         folder = fetch(spec.hub, config.resolve_path(config.cache_dir), spec.split)
-    elif spec.path:
-        folder = config.resolve_path(spec.path)
     else:
-        from ..pipeline import sample_dataset
-
-        folder = sample_dataset()
+        folder = dataset_folder(spec.path or "superannuation", config.resolve_path)
     found = languages(folder)
     query_langs = spec.queries or found["queries"]
     if not query_langs:
@@ -290,7 +287,7 @@ def _embed_corpus(embedder: CachedEmbedder, corpus: list[Document], bar: Progres
 def _reference_tops(
     corpus: list[Document],
     metric: str,
-    prepared: dict[tuple[str, str], PreparedQueries],
+    prepared: dict[tuple[str, str], Prepared],
     concurrency: int = 4,
     ml_corpus: list[Document] | None = None,
 ) -> dict[tuple[str, str], list[list[Hit]]]:
@@ -399,7 +396,7 @@ class BenchRunner:
 
     def _embed(
         self, label: str, embedder: CachedEmbedder, bar: Progress, multilingual: Embedder | None = None
-    ) -> tuple[dict[str, Any], list[Document], dict[tuple[str, str], PreparedQueries]]:
+    ) -> tuple[dict[str, Any], list[Document], dict[tuple[str, str], Prepared]]:
         corpus = [Document(id=d.id, text=d.text, metadata=dict(d.metadata)) for d in self.plan.corpus]
         info: dict[str, Any] = {
             "label": label,
@@ -409,13 +406,16 @@ class BenchRunner:
             "queries": {},
         }
         self._remember_rate(info)
-        prepared: dict[tuple[str, str], PreparedQueries] = {}
+        prepared: dict[tuple[str, str], Prepared] = {}
+        retriever = Retriever(
+            embedder, self.config.bilingual.as_config(), multilingual=multilingual, cache_dir=self.plan.cache_dir
+        )
         for lang, ds in self.plan.datasets.items():
             texts = list(ds.queries.values())
             for path_name in self.config.query_paths:
                 hits, misses = embedder.hits, embedder.misses
                 start = time.perf_counter()
-                prepared[(lang, path_name)] = query_path(path_name)(texts, embedder, self.plan.cache_dir, multilingual)
+                prepared[(lang, path_name)] = prepare(retriever, path_name, texts)
                 seconds = time.perf_counter() - start
                 info["queries"][f"{lang}/{path_name}"] = {
                     "n": len(texts),
@@ -447,7 +447,7 @@ class BenchRunner:
         case: StoreCase,
         emb_label: str,
         corpus: list[Document],
-        prepared: dict[tuple[str, str], PreparedQueries],
+        prepared: dict[tuple[str, str], Prepared],
         refs: dict[str, dict[tuple[str, str], list[list[Hit]]]],
         bar: Progress,
         overall: Any,
@@ -554,7 +554,7 @@ class BenchRunner:
     @staticmethod
     def _quality(
         store: VectorStore,
-        pq: PreparedQueries,
+        pq: Prepared,
         ds: BeirDataset,
         ref: list[list[Hit]],
         k: int,
@@ -594,7 +594,7 @@ class BenchRunner:
             scores["top10_lang_share"] = {lang: n / total for lang, n in counts.items()}
         return scores
 
-    def _speed(self, store: VectorStore, pq: PreparedQueries, second: VectorStore | None = None) -> dict[str, Any]:
+    def _speed(self, store: VectorStore, pq: Prepared, second: VectorStore | None = None) -> dict[str, Any]:
         speed = self.config.speed
         k = speed.latency_k
 

@@ -15,8 +15,8 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..config import BilingualConfig, Mode
 from ..errors import ValidationError
+from .config import BilingualConfig, Mode
 from .detect import Language, detect_language
 from .translate import Translator
 

@@ -3,7 +3,7 @@
 ```yaml
 base_model: all-MiniLM-L6-v2          # hub name or folder
 data:
-  beir: ../shared/data/xquad-r        # or jsonl: pairs.jsonl ({query, positive[, negatives][, group]})
+  beir: xquad-r                       # bundled name or BEIR folder; or jsonl: pairs.jsonl ({query, positive, ...})
   queries: en                         # zh + corpus en: the bilingual option (Chinese questions, English passages)
   corpus: en
 split:                                # held-out queries never share a group with training queries
@@ -32,7 +32,9 @@ class _Strict(BaseModel):
 
 
 class DataSpec(_Strict):
-    beir: str | None = Field(default=None, description="BEIR folder: train qrels if present, else split test")
+    beir: str | None = Field(
+        default=None, description="BEIR folder or bundled name: train qrels if present, else split test"
+    )
     jsonl: str | None = Field(default=None, description="{query, positive[, negatives][, group]} per line")
     test_jsonl: str | None = Field(default=None, description="held-out pairs given by the user (jsonl)")
     queries: str | None = Field(default=None, description="query language of a BEIR folder")
@@ -110,6 +112,9 @@ class FinetuneConfig(FileConfig):
     min_gain: float = Field(default=0.0, description="nDCG@10 gain the model must show to count as better")
 
 
-def load_finetune_config(source: str | os.PathLike[str] | dict[str, Any]) -> FinetuneConfig:
-    """A YAML file or a dict; every problem is a ``ConfigError`` naming the key, before any work."""
-    return FinetuneConfig.load(source, "finetune config")
+def load_finetune_config(
+    source: str | os.PathLike[str] | dict[str, Any] | None, overrides: dict[str, Any] | None = None
+) -> FinetuneConfig:
+    """A YAML file or a dict, with ``overrides`` (command-line flags) laid over it; every problem is a
+    ``ConfigError`` naming the key, before any work."""
+    return FinetuneConfig.load(source, "finetune config", overrides)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..beir import load_beir
+from ..beir import dataset_folder, load_beir
 from ..errors import ConfigError, DatasetError
 from ..ingest import read_jsonl
 from .config import FinetuneConfig
@@ -86,7 +86,7 @@ def load_training_data(cfg: FinetuneConfig) -> TrainingData:
 
         extra, failed = generate_pairs(data.train_corpus, cfg.data.generate)
         _count(data.dropped, "generate: passage with no usable question", failed)
-        data.train += extra
+        data.train += [Pair(q, passage) for q, passage in extra]
         data.source += f" + {len(extra)} LLM-written questions"
     if cfg.data.max_pairs:
         data.train = data.train[: cfg.data.max_pairs]
@@ -98,7 +98,7 @@ def load_training_data(cfg: FinetuneConfig) -> TrainingData:
 
 
 def _from_beir(cfg: FinetuneConfig, pattern: re.Pattern[str] | None) -> TrainingData:
-    folder = cfg.resolve_path(cfg.data.beir or "")
+    folder = dataset_folder(cfg.data.beir or "", cfg.resolve_path)
     test = load_beir(folder, query_lang=cfg.data.queries, corpus_langs=cfg.data.corpus, split="test")
     dropped = {f"judgment: {k}": v for k, v in test.dropped.items() if v}
     corpus = {d.id: d.text for d in test.corpus}

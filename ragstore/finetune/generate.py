@@ -12,7 +12,6 @@ from tqdm.auto import tqdm
 
 from ..bilingual.translate import LLMTranslator
 from ..errors import ConfigError
-from .data import Pair
 
 PROMPT = (
     "You write search questions for a retrieval training set. Given a passage, write {n} different questions "
@@ -21,8 +20,11 @@ PROMPT = (
 _NUMBERING = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s*")
 
 
-def generate_pairs(passages: list[str], options: dict[str, Any], progress: bool = True) -> tuple[list[Pair], int]:
-    """(pairs, passages that produced no usable question)."""
+def generate_pairs(
+    passages: list[str], options: dict[str, Any], progress: bool = True
+) -> tuple[list[tuple[str, str]], int]:
+    """((question, passage) pairs, passages that produced no usable question); ``data`` turns them into
+    training pairs, so this module depends on nothing of the training data's types."""
     opts = dict(options)
     try:
         per = int(opts.pop("per_passage", 2))
@@ -40,7 +42,7 @@ def generate_pairs(passages: list[str], options: dict[str, Any], progress: bool 
             f"data.generate needs base_url and model and accepts per_passage, max_passages, "
             f"language, api_key, timeout, retries: {exc}"
         ) from None
-    pairs: list[Pair] = []
+    pairs: list[tuple[str, str]] = []
     failed = 0
     todo = passages[: int(limit)] if limit else passages
     try:
@@ -48,7 +50,7 @@ def generate_pairs(passages: list[str], options: dict[str, Any], progress: bool 
             lines = [_NUMBERING.sub("", line).strip() for line in client.complete(passage).splitlines()]
             questions = [q for q in dict.fromkeys(lines) if q and q != passage][:per]
             failed += not questions
-            pairs += [Pair(q, passage) for q in questions]
+            pairs += [(q, passage) for q in questions]
     finally:
         client.close()
     return pairs, failed

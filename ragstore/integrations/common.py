@@ -11,17 +11,18 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import ValidationError as PydanticValidationError
 
-from ..bilingual.query import plan_queries
-from ..bilingual.translate import Translator, create_translator
+from ..bilingual.config import BilingualConfig
 from ..embedders.base import Embedder
-from ..errors import ConfigError, ValidationError
-from ..registry import create_embedder, create_store
+from ..errors import ConfigError, UnsupportedFeatureError, ValidationError
+from ..registry import create_embedder, create_store, describe_problems
+from ..retrieval import Retriever
 from ..store import VectorStore
 from ..types import _KEY_RE, Metadata
 
@@ -53,28 +54,33 @@ def as_store(store: VectorStore | Mapping[str, Any] | None, base_dir: str | Path
     raise ConfigError(f"store must be a VectorStore or a config block, got {type(store).__name__}")
 
 
-class QueryText:
-    """The bilingual query path as far as an embedder can take it: Chinese and mixed queries are translated
-    before the query embedding (``translate``, ``auto``); documents are never touched."""
+def query_retriever(
+    embedder: Embedder,
+    mode: str = "off",
+    translator: str = "dictionary",
+    options: Mapping[str, Any] | None = None,
+) -> Retriever:
+    """The retriever an embedding-only integration uses for questions: as far as an embedder can take the
+    bilingual path, i.e. Chinese and mixed queries translated before the query embedding (``translate``,
+    ``auto``); documents are never touched."""
+    if mode not in ("off", "translate", "auto"):
+        raise ConfigError(
+            f"an embedding model can apply bilingual mode off, translate or auto, not {mode!r} (route and "
+            "both need a second index: use ragstore.open() with bilingual.multilingual)"
+        )
+    try:
+        bilingual = BilingualConfig.model_validate(
+            {"mode": mode, "translator": translator, "translator_options": dict(options or {})}
+        )
+    except PydanticValidationError as exc:
+        raise ConfigError("bilingual options: " + describe_problems(exc)) from None
+    return Retriever(embedder, bilingual)
 
-    def __init__(
-        self, mode: QueryMode = "off", translator: str = "dictionary", options: Mapping[str, Any] | None = None
-    ) -> None:
-        if mode not in ("off", "translate", "auto"):
-            raise ConfigError(
-                f"an embedding model can apply bilingual mode off, translate or auto, not {mode!r} (route and "
-                "both need a second index: use ragstore.open() with bilingual.multilingual)"
-            )
-        self.mode: QueryMode = mode
-        self.translator_name, self.options = translator, dict(options or {})
-        self._translator: Translator | None = None
-        if mode != "off":
-            self._translator = create_translator(translator, **self.options)
 
-    def __call__(self, texts: Sequence[str]) -> list[str]:
-        if self.mode == "off":
-            return list(texts)
-        return [p.text for p in plan_queries(list(texts), self.mode, self._translator)]
+def reject_unknown(kwargs: Mapping[str, Any], where: str) -> None:
+    """Keyword arguments we do not implement are an error, never silently ignored (``where_document=``...)."""
+    if kwargs:
+        raise UnsupportedFeatureError(f"{where} does not support {', '.join(sorted(map(repr, kwargs)))}")
 
 
 def _scalar(value: Any) -> bool:

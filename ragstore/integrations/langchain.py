@@ -19,11 +19,21 @@ import numpy as np
 
 from .._optional import require
 from ..embedders.base import Embedder
-from ..errors import ValidationError
+from ..errors import FilterError, ValidationError
 from ..pipeline import Ragstore
+from ..retrieval import Retriever
 from ..store import VectorStore as RagstoreStore
 from ..types import Document as RsDocument
-from .common import QueryMode, QueryText, as_embedder, as_store, mmr, pack_metadata, unpack_metadata
+from .common import (
+    QueryMode,
+    as_embedder,
+    as_store,
+    mmr,
+    pack_metadata,
+    query_retriever,
+    reject_unknown,
+    unpack_metadata,
+)
 
 require("langchain_core", "langchain", "langchain-core")
 
@@ -45,12 +55,18 @@ class RagstoreEmbeddings(Embeddings):
         self,
         embedder: Embedder | Mapping[str, Any] | str | None = None,
         *,
+        model_name: str | None = None,
         bilingual: QueryMode = "off",
         translator: str = "dictionary",
         translator_options: Mapping[str, Any] | None = None,
+        retriever: Retriever | None = None,
     ) -> None:
-        self.embedder = as_embedder(embedder)
-        self.query_text = QueryText(bilingual, translator, translator_options)
+        """``model_name`` is LangChain's usual name for ``embedder`` (a model name or folder); ``retriever``:
+        share one, e.g. a pipeline's, instead of building one from the bilingual options."""
+        if model_name is not None and embedder is not None:
+            raise ValidationError("give embedder or model_name, not both")
+        self.embedder = retriever.embedder if retriever is not None else as_embedder(embedder or model_name)
+        self.retriever = retriever or query_retriever(self.embedder, bilingual, translator, translator_options)
 
     @property
     def dim(self) -> int:
@@ -62,17 +78,32 @@ class RagstoreEmbeddings(Embeddings):
         return self.embedder.embed_documents(list(texts)).astype(float).tolist()
 
     def embed_query(self, text: str) -> list[float]:
-        return [float(x) for x in self.embedder.embed_query(self.query_text([text]))[0]]
+        return [float(x) for x in self.retriever.embed_queries([text])[0]]
 
     def embed_queries(self, texts: list[str]) -> list[list[float]]:
         """Many questions in one batch (LangChain's interface has only the one-question call)."""
-        return self.embedder.embed_query(self.query_text(texts)).astype(float).tolist() if texts else []
+        return self.retriever.embed_queries(texts).astype(float).tolist() if texts else []
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         return await asyncio.to_thread(self.embed_documents, texts)
 
     async def aembed_query(self, text: str) -> list[float]:
         return await asyncio.to_thread(self.embed_query, text)
+
+
+def _where(filter: Any) -> dict[str, Any] | None:
+    """LangChain's ``filter=`` as a ragstore filter. A callable (as LangChain's FAISS and in-memory stores
+    take) cannot run inside the engines, where every ragstore filter runs: refused with the grammar named."""
+    if filter is None:
+        return None
+    if isinstance(filter, Mapping):
+        return dict(filter) or None
+    if callable(filter):
+        raise FilterError(
+            "callable filters are not supported: ragstore filters run inside each engine; write it as a "
+            'filter dict, e.g. {"year": {"$gte": 2024}, "$or": [{"source": "ato"}, {"source": "apra"}]}'
+        )
+    raise FilterError(f"filter must be a dict in the ragstore filter grammar, got {type(filter).__name__}")
 
 
 def _relevance(metric: str) -> Callable[[float], float]:
@@ -170,7 +201,8 @@ class RagstoreVectorStore(VectorStore):
     ) -> list[tuple[Document, float]]:
         if self.store.dim is None:  # nothing stored yet: no collection to ask
             return []
-        hits = self.store.search(np.asarray(embedding, dtype=np.float32), k, dict(filter) if filter else None)
+        reject_unknown(kwargs, "similarity_search")
+        hits = self.store.search(np.asarray(embedding, dtype=np.float32), k, _where(filter))
         return [(self._doc(h.id, h.text, h.metadata), h.score) for h in hits]
 
     def similarity_search_with_score(
@@ -181,19 +213,21 @@ class RagstoreVectorStore(VectorStore):
         if self.pipeline is not None:
             if self.store.dim is None:
                 return []
-            hits = self.pipeline.search(query, k, dict(filter) if filter else None)
+            reject_unknown(kwargs, "similarity_search")
+            hits = self.pipeline.search(query, k, _where(filter))
             return [(self._doc(h.id, h.text, h.metadata), h.score) for h in hits]
-        return self.similarity_search_with_score_by_vector(self._embedding.embed_query(query), k, filter)
+        where = _where(filter)  # checked before the question is embedded
+        return self.similarity_search_with_score_by_vector(self._embedding.embed_query(query), k, where, **kwargs)
 
     def similarity_search(
         self, query: str, k: int = 4, filter: Mapping[str, Any] | None = None, **kwargs: Any
     ) -> list[Document]:
-        return [doc for doc, _ in self.similarity_search_with_score(query, k, filter)]
+        return [doc for doc, _ in self.similarity_search_with_score(query, k, filter, **kwargs)]
 
     def similarity_search_by_vector(
         self, embedding: list[float], k: int = 4, filter: Mapping[str, Any] | None = None, **kwargs: Any
     ) -> list[Document]:
-        return [doc for doc, _ in self.similarity_search_with_score_by_vector(embedding, k, filter)]
+        return [doc for doc, _ in self.similarity_search_with_score_by_vector(embedding, k, filter, **kwargs)]
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         return _relevance(self.store.metric)
@@ -210,7 +244,8 @@ class RagstoreVectorStore(VectorStore):
         if self.store.dim is None:
             return []
         query = np.asarray(embedding, dtype=np.float32)
-        hits = self.store.search(query, max(fetch_k, k), dict(filter) if filter else None)
+        reject_unknown(kwargs, "max_marginal_relevance_search")
+        hits = self.store.search(query, max(fetch_k, k), _where(filter))
         if not hits:
             return []
         stored = {d.id: d for d in self.store.get([h.id for h in hits])}
@@ -227,8 +262,9 @@ class RagstoreVectorStore(VectorStore):
         filter: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> list[Document]:
+        where = _where(filter)
         return self.max_marginal_relevance_search_by_vector(
-            self._embedding.embed_query(query), k, fetch_k, lambda_mult, filter
+            self._embedding.embed_query(query), k, fetch_k, lambda_mult, where, **kwargs
         )
 
     @classmethod
@@ -264,9 +300,5 @@ def from_config(config: Any = None) -> tuple[RagstoreVectorStore, RagstoreEmbedd
     from ..pipeline import Ragstore
 
     rs = Ragstore.open(config)
-    bi = rs.config.bilingual
-    mode: QueryMode = bi.mode if bi.mode in ("off", "translate", "auto") else "translate"
-    embeddings = RagstoreEmbeddings(
-        rs.embedder, bilingual=mode, translator=bi.translator, translator_options=bi.translator_options
-    )
+    embeddings = RagstoreEmbeddings(retriever=rs.retriever)  # the pipeline's translator and cache, shared
     return RagstoreVectorStore(None, embeddings, pipeline=rs), embeddings

@@ -22,9 +22,10 @@ from ..embedders.base import Embedder
 from ..errors import FilterError, UnsupportedFeatureError, ValidationError
 from ..filters import matches, parse_filter
 from ..pipeline import Ragstore
+from ..retrieval import Retriever
 from ..store import VectorStore
 from ..types import Document, Hit
-from .common import QueryMode, QueryText, as_embedder, as_store, mmr, pack_metadata, unpack_metadata
+from .common import QueryMode, as_embedder, as_store, mmr, pack_metadata, query_retriever, unpack_metadata
 
 require("llama_index.core", "llamaindex", "llama-index-core")
 
@@ -50,23 +51,29 @@ class RagstoreEmbedding(BaseEmbedding):
     as one call; async methods run it in a worker thread so the event loop is never blocked."""
 
     _embedder: Embedder = PrivateAttr()
-    _query_text: QueryText = PrivateAttr()
+    _retriever: Retriever = PrivateAttr()
 
     def __init__(
         self,
         embedder: Embedder | Mapping[str, Any] | str | None = None,
         *,
+        model_name: str | None = None,
         bilingual: QueryMode = "off",
         translator: str = "dictionary",
         translator_options: Mapping[str, Any] | None = None,
+        retriever: Retriever | None = None,
         embed_batch_size: int = 32,
         **kwargs: Any,
     ) -> None:
-        inner = as_embedder(embedder)
+        """``model_name`` is LlamaIndex's usual name for ``embedder`` (a model name or folder);
+        ``retriever``: share one, e.g. a pipeline's, instead of building one from the bilingual options."""
+        if model_name is not None and embedder is not None:
+            raise ValidationError("give embedder or model_name, not both")
+        inner = retriever.embedder if retriever is not None else as_embedder(embedder or model_name)
         name = str(getattr(inner, "model_name", None) or inner.fingerprint)
         super().__init__(model_name=name, embed_batch_size=embed_batch_size, **kwargs)
         self._embedder = inner
-        self._query_text = QueryText(bilingual, translator, translator_options)
+        self._retriever = retriever or query_retriever(inner, bilingual, translator, translator_options)
 
     @classmethod
     def class_name(cls) -> str:
@@ -77,7 +84,7 @@ class RagstoreEmbedding(BaseEmbedding):
         return self._embedder
 
     def _get_query_embedding(self, query: str) -> list[float]:
-        return [float(x) for x in self._embedder.embed_query(self._query_text([query]))[0]]
+        return [float(x) for x in self._retriever.embed_queries([query])[0]]
 
     def _get_text_embedding(self, text: str) -> list[float]:
         return [float(x) for x in self._embedder.embed_documents([text])[0]]
@@ -262,11 +269,16 @@ class RagstoreVectorStore(BasePydanticVectorStore):
         k = query.similarity_top_k
         if self._store.dim is None or k <= 0:
             return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
-        bilingual = self._pipeline is not None and self._pipeline.config.bilingual.mode != "off"
         if query.node_ids:  # the retriever sends [] for "no restriction"
             hits = self._among(query, where, k)
-        elif bilingual and query.query_str and mode == VectorStoreQueryMode.DEFAULT:
-            hits = self._pipeline.search(query.query_str, k, where) if self._pipeline else []
+        elif self._pipeline is not None and query.query_str and mode == VectorStoreQueryMode.DEFAULT:
+            # the pipeline's one query path (bilingual routing and fusion included), reusing the embedding
+            # LlamaIndex already made with the embed model instead of embedding the question again
+            rs = self._pipeline
+            given = None if query.query_embedding is None else [query.query_embedding]
+            hits = rs.retriever.search(self._store, [query.query_str], k, where, second=rs.ml_store, vectors=given)[
+                0
+            ].hits
         else:
             if query.query_embedding is None:
                 raise ValidationError("the query has no embedding (give the index an embed_model)")
@@ -347,10 +359,6 @@ def from_config(config: Any = None) -> LlamaIndexParts:
     from llama_index.core import StorageContext
 
     rs = Ragstore.open(config)
-    bi = rs.config.bilingual
-    mode: QueryMode = bi.mode if bi.mode in ("off", "translate", "auto") else "translate"
-    embed = RagstoreEmbedding(
-        rs.embedder, bilingual=mode, translator=bi.translator, translator_options=bi.translator_options
-    )
+    embed = RagstoreEmbedding(retriever=rs.retriever)  # the pipeline's translator and cache, shared
     vs = RagstoreVectorStore(pipeline=rs)
     return LlamaIndexParts(vs, embed, StorageContext.from_defaults(vector_store=vs))

@@ -6,7 +6,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from .conformance import TAGS
+from .data import TAGS
 
 _STRINGS = st.sampled_from([*TAGS, "odd", "even", "10", "11", "", "zzz"])
 _NUMBERS = st.one_of(st.integers(-5, 65), st.floats(-3, 3, allow_nan=False).map(lambda v: round(v, 3)))

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# What users get: build the sdist and the wheel, install the wheel (not editable) with the default extras
+# plus both integrations into a fresh venv, then use it from outside the repo: `ragstore bench` on the
+# bundled sample, `ragstore bench --dataset xquad-r` planning, `ragstore finetune --help`, both integrations.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh dev >/dev/null
+repo="$(pwd)"
+dist="$(mktemp -d)"
+venv="${RAGSTORE_WHEEL_VENV:-$repo/.venv-wheel}"
+export PIP_DISABLE_PIP_VERSION_CHECK=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+.venv/bin/python -m build -q --outdir "$dist" . >/dev/null
+wheel="$(ls "$dist"/ragstore-*.whl)"
+ls "$dist"/ragstore-*.tar.gz >/dev/null
+echo "built $(basename "$wheel") and $(basename "$(ls "$dist"/ragstore-*.tar.gz)")"
+rm -rf "$venv"
+python3 -m venv "$venv"
+"$venv/bin/python" -m pip install -q "torch==2.13.0"
+"$venv/bin/python" -m pip install -q "$wheel[default,llamaindex,langchain]"
+work="$(mktemp -d)"
+cd "$work"  # away from the checkout: only the installed wheel can be imported
+"$venv/bin/python" - <<'PY'
+import ragstore, ragstore.adapters.faiss, ragstore.bench, ragstore.bilingual, ragstore.finetune, ragstore.retrieval
+import ragstore.integrations.langchain, ragstore.integrations.llamaindex
+from ragstore.beir import bundled_dataset, load_beir
+assert "site-packages" in ragstore.__file__, ragstore.__file__
+ds = load_beir(bundled_dataset("xquad-r"), query_lang="zh", corpus_langs="en")
+assert len(ds.corpus) == 1180 and len(ds.queries) == 1190, (len(ds.corpus), len(ds.queries))
+print("wheel imports: ok; xquad-r ships:", len(ds.corpus), "passages")
+PY
+"$venv/bin/ragstore" bench --no-plots --out "$work/results" | tail -n 8
+"$venv/bin/ragstore" finetune --help >/dev/null && echo "ragstore finetune --help: ok"
+rm -rf "$work" "$dist"
