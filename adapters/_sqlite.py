@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ragstore.filters import And, Cmp, Node, Not, Or, kind
+from ragstore.filters import RANGE_SYMBOL, FilterCompiler, Node, kind
 from ragstore.types import Document, Metadata
 
 _SCHEMA = """
@@ -40,46 +40,59 @@ def _type_test(value: Any) -> tuple[str, list[Any]]:
     return "json_type(metadata, ?) = 'text'", []
 
 
-def compile_filter(node: Node | None) -> tuple[str, list[Any]]:
-    """Return a WHERE clause and its parameters; every atom is two-valued (never NULL)."""
-    if node is None:
-        return "1", []
-    if isinstance(node, And | Or):
-        parts = [compile_filter(c) for c in node.children]
-        joiner = " AND " if isinstance(node, And) else " OR "
-        return "(" + joiner.join(p for p, _ in parts) + ")", [x for _, ps in parts for x in ps]
-    if isinstance(node, Not):
-        sql, params = compile_filter(node.child)
-        return f"(NOT {sql})", params
-    return _compile_cmp(node)
+Sql = tuple[str, list[Any]]
 
 
-def _compile_cmp(node: Cmp) -> tuple[str, list[Any]]:
-    path = f'$."{node.field}"'
-    op = node.op
-    if op in ("$eq", "$ne"):
-        type_sql, type_params = _type_test(node.value)
-        if kind(node.value) == "bool":
-            sql, params = f"IFNULL({type_sql}, 0)", [path, *type_params]
-        else:
-            sql = f"IFNULL({type_sql} AND json_extract(metadata, ?) = ?, 0)"
-            params = [path, *type_params, path, node.value]
-        return (sql if op == "$eq" else f"(NOT {sql})"), params
-    if op in ("$in", "$nin"):
-        assert isinstance(node.value, tuple)
-        values = node.value
+def _join(joiner: str, parts: list[Sql]) -> Sql:
+    return "(" + joiner.join(p for p, _ in parts) + ")", [x for _, ps in parts for x in ps]
+
+
+class _SqliteFilter(FilterCompiler[Sql]):
+    """SQLite JSON atoms, each two-valued (``IFNULL(..., 0)``) so ``NOT`` keeps ragstore's semantics."""
+
+    def all_of(self, parts: list[Sql]) -> Sql:
+        return _join(" AND ", parts)
+
+    def any_of(self, parts: list[Sql]) -> Sql:
+        return _join(" OR ", parts)
+
+    def negate(self, part: Sql, node: Node) -> Sql:
+        return f"(NOT {part[0]})", part[1]
+
+    def eq(self, field: str, value: Any) -> Sql:
+        path = f'$."{field}"'
+        type_sql, type_params = _type_test(value)
+        if kind(value) == "bool":
+            return f"IFNULL({type_sql}, 0)", [path, *type_params]
+        return f"IFNULL({type_sql} AND json_extract(metadata, ?) = ?, 0)", [path, *type_params, path, value]
+
+    def is_in(self, field: str, values: tuple[Any, ...]) -> Sql:
+        path = f'$."{field}"'
         marks = ", ".join("?" for _ in values)
         if kind(values[0]) == "bool":
-            sql = f"IFNULL(json_type(metadata, ?) IN ({marks}), 0)"
-            params = [path, *("true" if v else "false" for v in values)]
-        else:
-            type_sql, type_params = _type_test(values[0])
-            sql = f"IFNULL({type_sql} AND json_extract(metadata, ?) IN ({marks}), 0)"
-            params = [path, *type_params, path, *values]
-        return (sql if op == "$in" else f"(NOT {sql})"), params
-    symbol = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}[op]
-    sql = f"IFNULL(json_type(metadata, ?) IN ('integer', 'real') AND json_extract(metadata, ?) {symbol} ?, 0)"
-    return sql, [path, path, node.value]
+            return f"IFNULL(json_type(metadata, ?) IN ({marks}), 0)", [
+                path,
+                *("true" if v else "false" for v in values),
+            ]
+        type_sql, type_params = _type_test(values[0])
+        sql = f"IFNULL({type_sql} AND json_extract(metadata, ?) IN ({marks}), 0)"
+        return sql, [path, *type_params, path, *values]
+
+    def range(self, field: str, op: str, value: Any) -> Sql:
+        path = f'$."{field}"'
+        sql = (
+            "IFNULL(json_type(metadata, ?) IN ('integer', 'real') "
+            f"AND json_extract(metadata, ?) {RANGE_SYMBOL[op]} ?, 0)"
+        )
+        return sql, [path, path, value]
+
+
+_COMPILER = _SqliteFilter()
+
+
+def compile_filter(node: Node | None) -> Sql:
+    """Return a WHERE clause and its parameters; every atom is two-valued (never NULL)."""
+    return ("1", []) if node is None else _COMPILER.compile(node)
 
 
 class SqliteDocs:

@@ -24,10 +24,10 @@ import numpy as np
 from pydantic import Field
 
 from ragstore._optional import require
-from ragstore.errors import BackendUnavailableError, DimensionMismatchError
-from ragstore.filters import And, Cmp, Node, Not, Or, kind, push_not
+from ragstore.errors import BackendUnavailableError
+from ragstore.filters import RANGE_FLIP, Cmp, FilterCompiler, Node, kind, push_not
 from ragstore.store import Capabilities, StoreOptions, VectorStore
-from ragstore.types import Document, Hit, Metadata, Metric
+from ragstore.types import Document, Hit, Metadata
 
 NUM_MARK = "rs#num#"
 _SPACE = {"cosine": "cosine", "dot": "ip", "l2": "l2"}
@@ -60,27 +60,48 @@ def _combine(op: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
     return parts[0] if len(parts) == 1 else {op: parts}
 
 
+class _Where(FilterCompiler[dict[str, Any]]):
+    """Chroma ``where`` atoms over a tree in negation normal form (``push_not``): a negation reaches only a
+    comparison, written with Chroma's own ``$ne``/``$nin``, or for a range its flip OR "not a number"."""
+
+    def all_of(self, parts: list[dict[str, Any]]) -> dict[str, Any]:
+        return _combine("$and", parts)
+
+    def any_of(self, parts: list[dict[str, Any]]) -> dict[str, Any]:
+        return _combine("$or", parts)
+
+    def negate(self, part: dict[str, Any], node: Node) -> dict[str, Any]:
+        assert isinstance(node, Cmp)  # negation normal form: never above $and/$or
+        if node.op == "$eq":
+            return {node.field: {"$ne": _num(node.value)}}
+        if node.op == "$in":
+            assert isinstance(node.value, tuple)
+            return {node.field: {"$nin": [_num(v) for v in node.value]}}
+        not_a_number = {NUM_MARK + node.field: {"$nin": ["int", "float"]}}
+        return {"$or": [{node.field: {RANGE_FLIP[node.op]: _num(node.value)}}, not_a_number]}
+
+    def eq(self, field: str, value: Any) -> dict[str, Any]:
+        return {field: {"$eq": _num(value)}}
+
+    def is_in(self, field: str, values: tuple[Any, ...]) -> dict[str, Any]:
+        return {field: {"$in": [_num(v) for v in values]}}
+
+    def range(self, field: str, op: str, value: Any) -> dict[str, Any]:
+        return {field: {op: _num(value)}}
+
+
+_COMPILER = _Where()
+
+
 def to_where(node: Node) -> dict[str, Any]:
     """Filter tree -> Chroma ``where`` (after negation normal form)."""
-    return _where(push_not(node))
-
-
-def _where(node: Node) -> dict[str, Any]:
-    if isinstance(node, And):
-        return _combine("$and", [_where(c) for c in node.children])
-    if isinstance(node, Or):
-        return _combine("$or", [_where(c) for c in node.children])
-    if isinstance(node, Not):  # only above a range after push_not
-        inner = node.child
-        assert isinstance(inner, Cmp)
-        flipped = {"$gt": "$lte", "$gte": "$lt", "$lt": "$gte", "$lte": "$gt"}[inner.op]
-        not_a_number = {NUM_MARK + inner.field: {"$nin": ["int", "float"]}}
-        return {"$or": [{inner.field: {flipped: _num(inner.value)}}, not_a_number]}
-    value = [_num(v) for v in node.value] if isinstance(node.value, tuple) else _num(node.value)
-    return {node.field: {node.op: value}}
+    return _COMPILER.compile(push_not(node))
 
 
 class ChromaOptions(StoreOptions):
+    remote_keys = ("host",)
+    name_key = "collection"
+
     path: str | None = Field(default=None, description="folder for PersistentClient; None with no host = RAM")
     host: str | None = Field(default=None, description="Chroma server host (HttpClient)")
     port: int = 8000
@@ -97,84 +118,62 @@ class ChromaStore(VectorStore):
     tunable = ("ef_search",)
     Options = ChromaOptions
 
-    def __init__(
-        self,
-        *,
-        path: str | os.PathLike[str] | None = None,
-        host: str | None = None,
-        port: int = 8000,
-        ssl: bool = False,
-        headers: dict[str, str] | None = None,
-        collection: str = "ragstore",
-        ef_search: int | None = None,
-        ef_construction: int | None = None,
-        max_neighbors: int | None = None,
-        metric: Metric = "cosine",
-        dim: int | None = None,
-        batch_size: int = 512,
-    ) -> None:
-        super().__init__(metric=metric, dim=dim, batch_size=batch_size)
+    options: ChromaOptions
+
+    def _connect(self) -> None:
         os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
         chromadb = require("chromadb", "chroma", "Chroma (chromadb)")
         from chromadb.config import Settings
 
+        opts = self.options
         settings = Settings(anonymized_telemetry=False)
-        self.path = Path(path) if path is not None else None
-        self.persistent = host is not None or path is not None
+        self.path = Path(opts.path) if opts.path is not None else None
+        self.persistent = opts.host is not None or self.path is not None
         try:
-            if host is not None:
-                self.client = chromadb.HttpClient(host=host, port=port, ssl=ssl, headers=headers, settings=settings)
+            if opts.host is not None:
+                self.client = chromadb.HttpClient(
+                    host=opts.host, port=opts.port, ssl=opts.ssl, headers=opts.headers, settings=settings
+                )
             elif self.path is not None:
                 self.path.mkdir(parents=True, exist_ok=True)
                 self.client = chromadb.PersistentClient(path=str(self.path), settings=settings)
             else:
                 self.client = chromadb.EphemeralClient(settings=settings)
             self.max_batch = int(self.client.get_max_batch_size())
-            existing = {c.name if hasattr(c, "name") else str(c) for c in self.client.list_collections()}
+            self._existing = {c.name if hasattr(c, "name") else str(c) for c in self.client.list_collections()}
         except Exception as exc:  # connection errors differ between client kinds
-            raise BackendUnavailableError(f"cannot open Chroma ({host or path or 'in-memory'}): {exc}") from exc
-        self.collection_name = collection
-        self.hnsw = {
-            k: v
-            for k, v in (
-                ("ef_search", ef_search),
-                ("ef_construction", ef_construction),
-                ("max_neighbors", max_neighbors),
-            )
-            if v is not None
-        }
+            raise BackendUnavailableError(
+                f"cannot open Chroma ({opts.host or opts.path or 'in-memory'}): {exc}"
+            ) from exc
         self.col: Any = None
-        if collection in existing:
-            self.col = self.client.get_collection(collection, embedding_function=None)
-            meta = self.col.metadata or {}
-            if meta.get("rs_metric", "cosine") != metric:
-                raise BackendUnavailableError(
-                    f"Chroma collection {collection!r} uses {meta.get('rs_metric')}, not {metric}"
-                )
-            stored = meta.get("rs_dim")
-            if stored is not None:
-                if self._dim is not None and self._dim != stored:
-                    raise DimensionMismatchError(int(stored), self._dim, "configured dim")
-                self._dim = int(stored)
-        elif self._dim is not None:
-            self._init_dim(self._dim)
+
+    def _hnsw(self) -> dict[str, Any]:
+        keys = ("ef_search", "ef_construction", "max_neighbors")
+        return {k: getattr(self.options, k) for k in keys if getattr(self.options, k) is not None}
+
+    def _stored(self) -> tuple[int, str | None] | None:
+        if self.options.collection not in self._existing:
+            return None
+        self.col = self.client.get_collection(self.options.collection, embedding_function=None)
+        meta = self.col.metadata or {}
+        dim = meta.get("rs_dim")
+        return None if dim is None else (int(dim), str(meta.get("rs_metric", "cosine")))
 
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(persistent=self.persistent, exact=False)  # HNSW (exact below its sync threshold)
 
     def _init_dim(self, dim: int) -> None:
-        config = {"hnsw": {"space": _SPACE[self.metric], **self.hnsw}}
+        config = {"hnsw": {"space": _SPACE[self.metric], **self._hnsw()}}
         self.col = self.client.get_or_create_collection(
-            self.collection_name,
+            self.options.collection,
             embedding_function=None,
             configuration=config,
             metadata={"rs_dim": dim, "rs_metric": self.metric},
         )
 
     def _tune(self, name: str, value: Any) -> None:
-        setattr(self, name, value)
-        self.hnsw[name] = value
+        super()._tune(name, value)
         if self.col is not None:  # the collection exists: tell Chroma (takes effect for the next query)
             self.col.modify(configuration={"hnsw": {name: value}})
 
@@ -205,13 +204,12 @@ class ChromaStore(VectorStore):
             where=to_where(node) if node is not None else None,
             include=["documents", "metadatas", "distances"],
         )
-        hits = [
+        return [
             Hit(i, self._score(d), t, _user_meta(m))
             for i, d, t, m in zip(
                 res["ids"][0], res["distances"][0], res["documents"][0], res["metadatas"][0], strict=True
             )
         ]
-        return sorted(hits, key=lambda h: (-h.score, h.id))
 
     def _docs(self, res: dict[str, Any]) -> list[Document]:
         return [
@@ -242,13 +240,8 @@ class ChromaStore(VectorStore):
     def _count(self, node: Node | None) -> int:
         return int(self.col.count()) if node is None else len(self._ids_where(node))
 
-    def _clear(self) -> None:
-        assert self._dim is not None  # the base class only clears a store that has a collection
-        self.client.delete_collection(self.collection_name)
-        self._init_dim(self._dim)
-
     def _drop(self) -> None:
-        self.client.delete_collection(self.collection_name)
+        self.client.delete_collection(self.options.collection)
         self.col = None
 
     def _close(self) -> None:
@@ -256,5 +249,5 @@ class ChromaStore(VectorStore):
         if callable(closer):
             closer()
 
-    def describe(self) -> dict[str, Any]:
-        return {"path": str(self.path) if self.path else None, "collection": self.collection_name}
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self.path) if self.path else None, "collection": self.options.collection}

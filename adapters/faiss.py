@@ -19,10 +19,10 @@ import numpy as np
 from pydantic import Field
 
 from ragstore._optional import require
-from ragstore.errors import BackendUnavailableError, DimensionMismatchError, UnsupportedFeatureError
+from ragstore.errors import BackendUnavailableError, UnsupportedFeatureError
 from ragstore.filters import Node
 from ragstore.store import Capabilities, StoreOptions, VectorStore
-from ragstore.types import Document, Hit, Metadata, Metric
+from ragstore.types import Document, Hit, Metadata
 
 from ._sqlite import SqliteDocs
 
@@ -51,65 +51,42 @@ class FaissStore(VectorStore):
     tunable = ("ef_search", "exact_filter_limit")
     Options = FaissOptions
 
-    def __init__(
-        self,
-        *,
-        path: str | os.PathLike[str] | None = None,
-        index: Literal["flat", "hnsw"] = "flat",
-        hnsw_m: int = 32,
-        ef_construction: int = 200,
-        ef_search: int = 128,
-        exact_filter_limit: int = 20_000,
-        threads: int | None = None,
-        metric: Metric = "cosine",
-        dim: int | None = None,
-        batch_size: int = 512,
-    ) -> None:
-        super().__init__(metric=metric, dim=dim, batch_size=batch_size)
+    options: FaissOptions
+
+    def _connect(self) -> None:
         self.faiss = _faiss()
-        self.path = Path(path) if path is not None else None
-        self.index_type = index
-        self.hnsw_m, self.ef_construction, self.ef_search = hnsw_m, ef_construction, ef_search
-        self.exact_filter_limit = exact_filter_limit
-        self.threads = threads or os.cpu_count() or 1
-        if self.path is not None:
-            self.path.mkdir(parents=True, exist_ok=True)
+        opts = self.options
+        self.path = Path(opts.path) if opts.path is not None else None
+        self.index_type = opts.index
+        self.threads = opts.threads or os.cpu_count() or 1
         try:
+            if self.path is not None:
+                self.path.mkdir(parents=True, exist_ok=True)
             self.db = SqliteDocs(self.path / DB_FILE if self.path else None)
         except Exception as exc:  # sqlite3.Error, OSError
             raise BackendUnavailableError(f"cannot open FAISS sidecar in {self.path}: {exc}") from exc
         self._index: Any = None
         self._dead: set[int] = set()  # HNSW cannot remove ids: deleted rows stay in the graph until a rebuild
-        self._check_stored_settings()
-        if self._dim is not None:
-            self._open_index()
 
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(persistent=self.path is not None, exact=self.index_type == "flat")
 
     # ----------------------------------------------------------------- setup
-    def _check_stored_settings(self) -> None:
-        stored = {k: self.db.get_info(k) for k in ("dim", "metric", "index")}
-        if stored["metric"] is not None and stored["metric"] != self.metric:
-            raise BackendUnavailableError(
-                f"FAISS store at {self.path} uses metric {stored['metric']!r}, config says {self.metric!r}"
-            )
-        if stored["dim"] is not None:
-            dim = int(stored["dim"])
-            if self._dim is not None and self._dim != dim:
-                raise DimensionMismatchError(dim, self._dim, "configured dim")
-            self._dim = dim
-        elif self._dim is not None:
-            self._init_dim(self._dim)
+    def _stored(self) -> tuple[int, str | None] | None:
+        dim = self.db.get_info("dim")
+        return None if dim is None else (int(dim), self.db.get_info("metric"))
+
+    def _adopt(self, dim: int) -> None:
+        self._open_index()
 
     def _new_index(self, dim: int) -> Any:
         faiss = self.faiss
         metric = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
         if self.index_type == "hnsw":
-            inner = faiss.IndexHNSWFlat(dim, self.hnsw_m, metric)
-            inner.hnsw.efConstruction = self.ef_construction
-            inner.hnsw.efSearch = self.ef_search
+            inner = faiss.IndexHNSWFlat(dim, self.options.hnsw_m, metric)
+            inner.hnsw.efConstruction = self.options.ef_construction
+            inner.hnsw.efSearch = self.options.ef_search
         else:
             inner = faiss.IndexFlatIP(dim) if metric == faiss.METRIC_INNER_PRODUCT else faiss.IndexFlatL2(dim)
         return faiss.IndexIDMap2(inner)
@@ -219,7 +196,7 @@ class FaissStore(VectorStore):
             if allowed.size == 0:
                 return []
         if self.index_type == "hnsw":
-            if allowed is not None and allowed.size <= self.exact_filter_limit:
+            if allowed is not None and allowed.size <= self.options.exact_filter_limit:
                 return self._rescore(q[0], allowed, k)
             sel = None
             if allowed is not None:
@@ -227,7 +204,7 @@ class FaissStore(VectorStore):
             elif self._dead:  # exclude only the tombstones, without reading every live id from SQLite
                 dead = faiss.IDSelectorBatch(np.fromiter(self._dead, dtype=np.int64, count=len(self._dead)))
                 sel = faiss.IDSelectorNot(dead)
-            params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(self.ef_search, k))
+            params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(self.options.ef_search, k))
         else:
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed)) if allowed is not None else None
         distances, labels = self._index.search(q, k, params=params)
@@ -251,7 +228,6 @@ class FaissStore(VectorStore):
             if iid in rows:  # an HNSW tombstone never reaches here, but stay safe
                 doc_id, text, meta = rows[iid]
                 hits.append(Hit(id=doc_id, score=self.score_from_distance(dist), text=text, metadata=meta))
-        hits.sort(key=lambda h: (-h.score, h.id))
         return hits
 
     def _get(self, ids: list[str]) -> list[Document]:
@@ -264,9 +240,8 @@ class FaissStore(VectorStore):
         return self.db.count(node)
 
     # ----------------------------------------------------------------- durability
-    def flush(self) -> None:
+    def _flush(self) -> None:
         """Write the index atomically (temp file + rename), then record which generation it holds."""
-        self._check_open()
         if self.path is None or self._index is None:
             return
         gen = self.db.get_info("generation") or "0"
@@ -281,16 +256,20 @@ class FaissStore(VectorStore):
 
     def _close(self) -> None:
         try:
-            self.flush()
+            self._flush()
         finally:
             self.db.close()
 
+    def _abandon(self) -> None:
+        self.db.close()  # no index file is written for a store whose open was refused
+
     def rebuild(self) -> None:
         """Rebuild the index from SQLite (drops HNSW tombstones)."""
-        self._check_open()
-        if self._dim is None:
-            raise UnsupportedFeatureError("nothing to rebuild: the store is empty")
-        self._rebuild()
+        with self._lock.write(), self._engine("rebuild the index"):
+            self._check_open()
+            if self._dim is None:
+                raise UnsupportedFeatureError("nothing to rebuild: the store is empty")
+            self._rebuild()
 
-    def describe(self) -> dict[str, Any]:
+    def _describe(self) -> dict[str, Any]:
         return {"path": str(self.path) if self.path else None, "index": self.index_type}

@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from ragstore.errors import BackendUnavailableError, DimensionMismatchError
 from ragstore.filters import Node, matches
 from ragstore.store import Capabilities, StoreOptions, VectorStore
-from ragstore.types import Document, Hit, Metadata, Metric
+from ragstore.types import Document, Hit, Metadata
 
 
 class MemoryOptions(StoreOptions):
@@ -31,38 +30,27 @@ class MemoryStore(VectorStore):
     name = "memory"
     Options = MemoryOptions
 
-    def __init__(
-        self,
-        *,
-        path: str | os.PathLike[str] | None = None,
-        metric: Metric = "cosine",
-        dim: int | None = None,
-        batch_size: int = 512,
-    ) -> None:
-        super().__init__(metric=metric, dim=dim, batch_size=batch_size)
-        self.path = Path(path) if path is not None else None
+    options: MemoryOptions
+
+    def _connect(self) -> None:
+        self.path = Path(self.options.path) if self.options.path is not None else None
         self._records: dict[str, tuple[np.ndarray, str, Metadata]] = {}
         self._matrix: np.ndarray | None = None
         self._order: list[str] = []
-        if self.path is not None and (self.path / "records.jsonl").exists():
-            self._load()
 
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(persistent=self.path is not None)
 
     # ----------------------------------------------------------------- persistence
-    def _load(self) -> None:
-        assert self.path is not None
+    def _stored(self) -> tuple[int, str | None] | None:
+        if self.path is None or not (self.path / "records.jsonl").exists():
+            return None
         info = json.loads((self.path / "info.json").read_text(encoding="utf-8"))
-        if info.get("metric") != self.metric:
-            raise BackendUnavailableError(
-                f"memory store at {self.path} was saved with metric {info.get('metric')!r}, not {self.metric!r}"
-            )
-        stored_dim = info.get("dim")
-        if self._dim is not None and stored_dim is not None and stored_dim != self._dim:
-            raise DimensionMismatchError(stored_dim, self._dim, "configured dim")
-        self._dim = stored_dim
+        return None if info.get("dim") is None else (int(info["dim"]), info.get("metric"))
+
+    def _adopt(self, dim: int) -> None:
+        assert self.path is not None
         matrix = np.load(self.path / "vectors.npy", allow_pickle=False)
         with (self.path / "records.jsonl").open(encoding="utf-8") as fh:
             for row, line in zip(matrix, fh, strict=True):
@@ -174,10 +162,12 @@ class MemoryStore(VectorStore):
         if self.path is not None:
             self._save()
 
-    def flush(self) -> None:
-        """Save now (when persistent) without closing."""
+    def _abandon(self) -> None:
+        return None  # nothing to release, and saving would overwrite the folder this open refused
+
+    def _flush(self) -> None:
         if self.path is not None:
             self._save()
 
-    def describe(self) -> dict[str, Any]:
+    def _describe(self) -> dict[str, Any]:
         return {"path": str(self.path) if self.path else None}

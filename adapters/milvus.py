@@ -15,7 +15,6 @@ another process can open the same file.
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,15 +22,10 @@ import numpy as np
 from pydantic import Field
 
 from ragstore._optional import require
-from ragstore.errors import (
-    BackendUnavailableError,
-    DimensionMismatchError,
-    UnsupportedFeatureError,
-    ValidationError,
-)
-from ragstore.filters import And, Cmp, Node, Not, Or, kind
+from ragstore.errors import BackendUnavailableError, UnsupportedFeatureError, ValidationError
+from ragstore.filters import RANGE_SYMBOL, FilterCompiler, Node, kind
 from ragstore.store import Capabilities, StoreOptions, VectorStore
-from ragstore.types import Document, Hit, Metadata, Metric
+from ragstore.types import Document, Hit, Metadata
 
 IndexType = Literal["FLAT", "HNSW", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "DISKANN", "SCANN", "AUTOINDEX"]
 LITE_REFUSED = ("IVF_PQ", "DISKANN", "SCANN", "IVF_SQ8", "AUTOINDEX")
@@ -61,34 +55,36 @@ def literal(value: Any) -> str:
     return "".join(out)
 
 
-def to_expr(node: Node | None) -> str:
-    """Filter tree -> Milvus boolean expression (two-valued by construction)."""
-    if node is None:
-        return ""
-    if isinstance(node, And | Or):
-        joiner = " and " if isinstance(node, And) else " or "
-        return "(" + joiner.join(to_expr(c) for c in node.children) + ")"
-    if isinstance(node, Not):
-        return f"(not {to_expr(node.child)})"
-    return _cmp(node)
-
-
 def _atom(field: str, value: Any, symbol: str = "==") -> str:
     path = f'meta["{_PREFIX[kind(value) or "str"]}{field}"]'
     return f"(exists {path} and {path} {symbol} {literal(value)})"
 
 
-def _cmp(node: Cmp) -> str:
-    op, value = node.op, node.value
-    if op in ("$eq", "$ne"):
-        atom = _atom(node.field, value)
-        return atom if op == "$eq" else f"(not {atom})"
-    if op in ("$in", "$nin"):
-        assert isinstance(value, tuple)
-        any_of = "(" + " or ".join(_atom(node.field, v) for v in value) + ")"
-        return any_of if op == "$in" else f"(not {any_of})"
-    symbol = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}[op]
-    return _atom(node.field, value, symbol)
+class _MilvusFilter(FilterCompiler[str]):
+    """Milvus boolean expressions; every atom is guarded by ``exists``, so it is two-valued."""
+
+    def all_of(self, parts: list[str]) -> str:
+        return "(" + " and ".join(parts) + ")"
+
+    def any_of(self, parts: list[str]) -> str:
+        return "(" + " or ".join(parts) + ")"
+
+    def negate(self, part: str, node: Node) -> str:
+        return f"(not {part})"
+
+    def eq(self, field: str, value: Any) -> str:
+        return _atom(field, value)
+
+    def range(self, field: str, op: str, value: Any) -> str:
+        return _atom(field, value, RANGE_SYMBOL[op])
+
+
+_COMPILER = _MilvusFilter()
+
+
+def to_expr(node: Node | None) -> str:
+    """Filter tree -> Milvus boolean expression (two-valued by construction)."""
+    return "" if node is None else _COMPILER.compile(node)
 
 
 def _encode(meta: Metadata) -> dict[str, Any]:
@@ -99,6 +95,9 @@ _NQ_LIMIT = 256  # queries per search call: keeps each reply (k hits with text e
 
 
 class MilvusOptions(StoreOptions):
+    remote_keys = ("uri",)
+    name_key = "collection"
+
     path: str | None = Field(default=None, description="Milvus Lite folder (file milvus.db inside)")
     uri: str | None = Field(default=None, description="server URI, e.g. http://localhost:19530")
     token: str | None = None
@@ -117,83 +116,68 @@ class MilvusStore(VectorStore):
     tunable = ("ef_search", "nprobe")
     Options = MilvusOptions
 
-    def __init__(
-        self,
-        *,
-        path: str | os.PathLike[str] | None = None,
-        uri: str | None = None,
-        token: str | None = None,
-        db_name: str | None = None,
-        collection: str = "ragstore",
-        index: IndexType = "FLAT",
-        hnsw_m: int = 16,
-        ef_construction: int = 200,
-        ef_search: int = 128,
-        nlist: int = 128,
-        nprobe: int = 16,
-        metric: Metric = "cosine",
-        dim: int | None = None,
-        batch_size: int = 512,
-    ) -> None:
-        super().__init__(metric=metric, dim=dim, batch_size=batch_size)
+    options: MilvusOptions
+
+    def _connect(self) -> None:
         pymilvus = require("pymilvus", "milvus", "Milvus (pymilvus)")
-        self.lite = uri is None
+        opts = self.options
+        self.lite = opts.uri is None
+        self.path = opts.path
         if self.lite:
-            if path is None:
+            if opts.path is None:
                 raise BackendUnavailableError("milvus needs a path (Milvus Lite) or a uri (server)")
             require("milvus_lite", "milvus", "Milvus Lite (milvus-lite)")
-            if index in LITE_REFUSED:
+            if opts.index in LITE_REFUSED:
                 raise UnsupportedFeatureError(
-                    f"Milvus Lite accepts index {index} but then searches brute force; use FLAT, HNSW or IVF_FLAT, "
-                    "or a Milvus server"
+                    f"Milvus Lite accepts index {opts.index} but then searches brute force; use FLAT, HNSW or "
+                    "IVF_FLAT, or a Milvus server"
                 )
-            Path(path).mkdir(parents=True, exist_ok=True)
-            self.uri = str(Path(path) / "milvus.db")
+            Path(opts.path).mkdir(parents=True, exist_ok=True)
+            self.uri = str(Path(opts.path) / "milvus.db")
         else:
-            self.uri = str(uri)
-        self.path = path
-        self.collection = collection
-        self.index, self.hnsw_m, self.ef_construction, self.ef_search = index, hnsw_m, ef_construction, ef_search
-        self.nlist, self.nprobe = nlist, nprobe
+            self.uri = str(opts.uri)
+        self.collection = opts.collection
         self.DataType = pymilvus.DataType
         kwargs: dict[str, Any] = {"uri": self.uri}
-        if token:
-            kwargs["token"] = token
-        if db_name:
-            kwargs["db_name"] = db_name
+        if opts.token:
+            kwargs["token"] = opts.token
+        if opts.db_name:
+            kwargs["db_name"] = opts.db_name
         try:
             self.client = pymilvus.MilvusClient(**kwargs)
-            exists = self.client.has_collection(collection)
         except Exception as exc:  # gRPC and lock errors
             raise BackendUnavailableError(f"cannot open Milvus at {self.uri}: {exc}") from exc
-        if exists:
-            info = self.client.describe_collection(collection)
-            vec = next(f for f in info["fields"] if f["name"] == "vector")
-            stored = int(vec["params"]["dim"])
-            if self._dim is not None and self._dim != stored:
-                raise DimensionMismatchError(stored, self._dim, "configured dim")
-            self._dim = stored
-            self.client.load_collection(collection)
-        elif self._dim is not None:
-            self._init_dim(self._dim)
+
+    def _stored(self) -> tuple[int, str | None] | None:
+        if not self.client.has_collection(self.collection):
+            return None
+        info = self.client.describe_collection(self.collection)
+        vec = next(f for f in info["fields"] if f["name"] == "vector")
+        metric = self.client.describe_index(self.collection, "vector").get("metric_type")
+        named = {v: k for k, v in _METRIC.items()}
+        return int(vec["params"]["dim"]), named.get(str(metric).upper(), str(metric))
+
+    def _adopt(self, dim: int) -> None:
+        self.client.load_collection(self.collection)
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(exact=self.index == "FLAT")
+        return Capabilities(exact=self.options.index == "FLAT")
 
     def _index_params(self) -> dict[str, Any]:
-        if self.index == "HNSW":
-            return {"M": self.hnsw_m, "efConstruction": self.ef_construction}
-        if self.index.startswith("IVF"):
-            return {"nlist": self.nlist}
+        opts = self.options
+        if opts.index == "HNSW":
+            return {"M": opts.hnsw_m, "efConstruction": opts.ef_construction}
+        if opts.index.startswith("IVF"):
+            return {"nlist": opts.nlist}
         return {}
 
     def _search_params(self) -> dict[str, Any]:
         params: dict[str, Any] = {}
-        if self.index == "HNSW":
-            params = {"ef": self.ef_search}
-        elif self.index.startswith("IVF"):
-            params = {"nprobe": self.nprobe}
+        if self.options.index == "HNSW":
+            params = {"ef": self.options.ef_search}
+        elif self.options.index.startswith("IVF"):
+            params = {"nprobe": self.options.nprobe}
         return {"metric_type": _METRIC[self.metric], "params": params}
 
     def _init_dim(self, dim: int) -> None:
@@ -204,7 +188,9 @@ class MilvusStore(VectorStore):
         schema.add_field("text", dt.VARCHAR, max_length=MAX_TEXT_BYTES)
         schema.add_field("meta", dt.JSON)
         index = self.client.prepare_index_params()
-        index.add_index("vector", index_type=self.index, metric_type=_METRIC[self.metric], params=self._index_params())
+        index.add_index(
+            "vector", index_type=self.options.index, metric_type=_METRIC[self.metric], params=self._index_params()
+        )
         self.client.create_collection(self.collection, schema=schema, index_params=index)
 
     def _check_batch(self, ids: list[str], texts: list[str], metadatas: list[Metadata]) -> None:
@@ -244,12 +230,10 @@ class MilvusStore(VectorStore):
                 output_fields=_OUT,
                 search_params=self._search_params(),
             )
-            for found in res:
-                hits = [
-                    Hit(h["id"], self._score(h["distance"]), h["entity"]["text"], self._meta(h["entity"]))
-                    for h in found
-                ]
-                out.append(sorted(hits, key=lambda h: (-h.score, h.id)))
+            out += [
+                [Hit(h["id"], self._score(h["distance"]), h["entity"]["text"], self._meta(h["entity"])) for h in found]
+                for found in res
+            ]
         return out
 
     def _doc(self, row: dict[str, Any]) -> Document:
@@ -293,11 +277,6 @@ class MilvusStore(VectorStore):
         res = self.client.query(self.collection, filter=to_expr(node), output_fields=["count(*)"])
         return int(res[0]["count(*)"])
 
-    def _clear(self) -> None:
-        assert self._dim is not None  # the base class only clears a store that has a collection
-        self.client.drop_collection(self.collection)
-        self._init_dim(self._dim)
-
     def _drop(self) -> None:
         self.client.drop_collection(self.collection)
 
@@ -309,5 +288,5 @@ class MilvusStore(VectorStore):
 
                 server_manager_instance.release_server(self.uri)
 
-    def describe(self) -> dict[str, Any]:
-        return {"uri": self.uri, "collection": self.collection, "index": self.index, "lite": self.lite}
+    def _describe(self) -> dict[str, Any]:
+        return {"uri": self.uri, "collection": self.collection, "index": self.options.index, "lite": self.lite}

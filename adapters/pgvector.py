@@ -12,7 +12,7 @@ instead of "top-k then drop".
 
 from __future__ import annotations
 
-import os
+import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,66 +23,77 @@ import numpy as np
 from pydantic import Field
 
 from ragstore._optional import require
-from ragstore.errors import BackendUnavailableError, DimensionMismatchError
-from ragstore.filters import And, Cmp, Node, Not, Or, kind
+from ragstore.errors import BackendUnavailableError
+from ragstore.filters import RANGE_SYMBOL, FilterCompiler, Node, kind
 from ragstore.store import Capabilities, StoreOptions, VectorStore
-from ragstore.types import Document, Hit, Metadata, Metric
+from ragstore.types import Document, Hit, Metadata
 
 from . import _pgserver
 
 _OPS = {"cosine": ("vector_cosine_ops", "<=>"), "dot": ("vector_ip_ops", "<#>"), "l2": ("vector_l2_ops", "<->")}
-_SYMBOL = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+
+
+class _PgFilter(FilterCompiler[tuple[Any, list[Any]]]):
+    """SQL over ``jsonb``: fixed templates with bound parameters only; each atom two-valued (``CASE`` /
+    ``COALESCE``) and guarded by ``jsonb_typeof`` so kinds never mix."""
+
+    def __init__(self) -> None:
+        from psycopg import sql
+
+        self.sql = sql
+
+    def _join(self, joiner: str, parts: list[tuple[Any, list[Any]]]) -> tuple[Any, list[Any]]:
+        clause = self.sql.SQL("({})").format(self.sql.SQL(joiner).join(p for p, _ in parts))
+        return clause, [x for _, ps in parts for x in ps]
+
+    def all_of(self, parts: list[tuple[Any, list[Any]]]) -> tuple[Any, list[Any]]:
+        return self._join(" AND ", parts)
+
+    def any_of(self, parts: list[tuple[Any, list[Any]]]) -> tuple[Any, list[Any]]:
+        return self._join(" OR ", parts)
+
+    def negate(self, part: tuple[Any, list[Any]], node: Node) -> tuple[Any, list[Any]]:
+        return self.sql.SQL("(NOT {})").format(part[0]), part[1]
+
+    def eq(self, field: str, value: Any) -> tuple[Any, list[Any]]:
+        k = kind(value)
+        if k == "bool":
+            text, params = "COALESCE(metadata -> %s = %s::jsonb, FALSE)", [field, "true" if value else "false"]
+        elif k == "number":
+            text = (
+                "(CASE WHEN jsonb_typeof(metadata -> %s) = 'number' "
+                "THEN (metadata ->> %s)::numeric = %s::numeric ELSE FALSE END)"
+            )
+            params = [field, field, value]
+        else:
+            text = "COALESCE(jsonb_typeof(metadata -> %s) = 'string' AND metadata ->> %s = %s, FALSE)"
+            params = [field, field, value]
+        return self.sql.SQL(text), params  # fixed templates only; values are bound
+
+    def range(self, field: str, op: str, value: Any) -> tuple[Any, list[Any]]:
+        text = (
+            "(CASE WHEN jsonb_typeof(metadata -> %s) = 'number' "
+            f"THEN (metadata ->> %s)::numeric {RANGE_SYMBOL[op]} %s::numeric ELSE FALSE END)"
+        )
+        return self.sql.SQL(text), [field, field, value]
+
+
+@functools.cache
+def _compiler() -> _PgFilter:
+    return _PgFilter()  # built on first use: psycopg is imported only when pgvector is
 
 
 def to_sql(node: Node | None) -> tuple[Any, list[Any]]:
     """Filter tree -> (``psycopg.sql`` WHERE clause with %s placeholders, parameters)."""
-    from psycopg import sql
-
-    if node is None:
-        return sql.SQL("TRUE"), []
-    if isinstance(node, And | Or):
-        parts = [to_sql(c) for c in node.children]
-        joiner = sql.SQL(" AND " if isinstance(node, And) else " OR ")
-        return sql.SQL("({})").format(joiner.join(p for p, _ in parts)), [x for _, ps in parts for x in ps]
-    if isinstance(node, Not):
-        clause, params = to_sql(node.child)
-        return sql.SQL("(NOT {})").format(clause), params
-    text, params = _cmp(node)
-    return sql.SQL(text), params  # fixed templates from _cmp/_eq only
-
-
-def _eq(field: str, value: Any) -> tuple[str, list[Any]]:
-    k = kind(value)
-    if k == "bool":
-        return "COALESCE(metadata -> %s = %s::jsonb, FALSE)", [field, "true" if value else "false"]
-    if k == "number":
-        return (
-            "(CASE WHEN jsonb_typeof(metadata -> %s) = 'number' "
-            "THEN (metadata ->> %s)::numeric = %s::numeric ELSE FALSE END)",
-            [field, field, value],
-        )
-    return "COALESCE(jsonb_typeof(metadata -> %s) = 'string' AND metadata ->> %s = %s, FALSE)", [field, field, value]
-
-
-def _cmp(node: Cmp) -> tuple[str, list[Any]]:
-    op, value = node.op, node.value
-    if op in ("$eq", "$ne"):
-        clause, params = _eq(node.field, value)
-        return (clause if op == "$eq" else f"(NOT {clause})"), params
-    if op in ("$in", "$nin"):
-        assert isinstance(value, tuple)
-        parts = [_eq(node.field, v) for v in value]
-        clause = "(" + " OR ".join(p for p, _ in parts) + ")"
-        params = [x for _, ps in parts for x in ps]
-        return (clause if op == "$in" else f"(NOT {clause})"), params
-    clause = (
-        "(CASE WHEN jsonb_typeof(metadata -> %s) = 'number' "
-        f"THEN (metadata ->> %s)::numeric {_SYMBOL[op]} %s::numeric ELSE FALSE END)"
-    )
-    return clause, [node.field, node.field, value]
+    compiler = _compiler()
+    return (compiler.sql.SQL("TRUE"), []) if node is None else compiler.compile(node)
 
 
 class PgVectorOptions(StoreOptions):
+    remote_keys = ("dsn",)
+    name_key = "table"
+    shared_path = True  # the embedded server in `path` holds any number of tables
+
     dsn: str | None = Field(default=None, description="libpq DSN/URI of a server; None starts an embedded one")
     path: str | None = Field(default=None, description="data folder of the embedded server (when no dsn)")
     table: str = Field(default="ragstore_docs", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
@@ -100,42 +111,26 @@ class PgVectorStore(VectorStore):
     tunable = ("ef_search", "probes")
     Options = PgVectorOptions
 
-    def __init__(
-        self,
-        *,
-        dsn: str | None = None,
-        path: str | os.PathLike[str] | None = None,
-        table: str = "ragstore_docs",
-        index: Literal["hnsw", "ivfflat", "none"] = "hnsw",
-        hnsw_m: int = 16,
-        ef_construction: int = 64,
-        ef_search: int = 100,
-        lists: int = 100,
-        probes: int = 10,
-        pool_size: int = 8,
-        metric: Metric = "cosine",
-        dim: int | None = None,
-        batch_size: int = 512,
-    ) -> None:
-        super().__init__(metric=metric, dim=dim, batch_size=batch_size)
+    options: PgVectorOptions
+
+    def _connect(self) -> None:
         self.psycopg = require("psycopg", "pgvector", "psycopg")
         self.pgv = require("pgvector.psycopg", "pgvector", "pgvector")
         from psycopg import sql
         from psycopg.types.json import Jsonb
 
+        opts = self.options
         self.sql, self.Jsonb = sql, Jsonb
-        self.table, self.index = table, index
-        self.hnsw_m, self.ef_construction, self.ef_search = hnsw_m, ef_construction, ef_search
-        self.lists, self.probes = lists, probes
-        self.pool_size = pool_size
+        self.table = opts.table
+        self.ident = sql.Identifier(opts.table)
         self.pgdata: Path | None = None
-        if dsn is None:
-            if path is None:
+        if opts.dsn is None:
+            if opts.path is None:
                 raise BackendUnavailableError("pgvector needs a dsn (a server) or a path (embedded server data folder)")
-            self.pgdata = Path(path)
+            self.pgdata = Path(opts.path)
             conninfo = _pgserver.acquire(self.pgdata)
         else:
-            conninfo = dsn
+            conninfo = opts.dsn
         self._conninfo = conninfo
         self._owner = threading.get_ident()
         self._pool: Any = None  # opened when a second thread first reads
@@ -148,26 +143,17 @@ class PgVectorStore(VectorStore):
                 "CREATE TABLE IF NOT EXISTS ragstore_meta "
                 "(tbl text PRIMARY KEY, dim int NOT NULL, metric text NOT NULL)"
             )
-            row = self.conn.execute("SELECT dim, metric FROM ragstore_meta WHERE tbl = %s", (table,)).fetchone()
         except Exception as exc:
             self._release()
             raise BackendUnavailableError(f"cannot open PostgreSQL/pgvector ({self.pgdata or 'dsn'}): {exc}") from exc
-        self.ident = sql.Identifier(table)
-        if row is not None:
-            stored_dim, stored_metric = int(row[0]), str(row[1])
-            if stored_metric != metric:
-                self.close()
-                raise BackendUnavailableError(f"table {table!r} uses metric {stored_metric}, config says {metric}")
-            if self._dim is not None and self._dim != stored_dim:
-                self.close()
-                raise DimensionMismatchError(stored_dim, self._dim, "configured dim")
-            self._dim = stored_dim
-        elif self._dim is not None:
-            self._init_dim(self._dim)
+
+    def _stored(self) -> tuple[int, str | None] | None:
+        row = self.conn.execute("SELECT dim, metric FROM ragstore_meta WHERE tbl = %s", (self.table,)).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(exact=self.index == "none")
+        return Capabilities(exact=self.options.index == "none")
 
     @contextmanager
     def _reading(self) -> Iterator[Any]:
@@ -184,7 +170,7 @@ class PgVectorStore(VectorStore):
                     self._conninfo,
                     kwargs={"autocommit": True},
                     min_size=1,
-                    max_size=self.pool_size,
+                    max_size=self.options.pool_size,
                     configure=self.pgv.register_vector,
                     open=False,
                 )
@@ -202,7 +188,7 @@ class PgVectorStore(VectorStore):
         return self.sql.SQL(template).format(*parts, **named)
 
     def _init_dim(self, dim: int) -> None:
-        sql = self.sql
+        sql, opts = self.sql, self.options
         opclass, _ = _OPS[self.metric]
         with self.conn.transaction():
             self.conn.execute(
@@ -214,7 +200,7 @@ class PgVectorStore(VectorStore):
                 )
             )
             index_name = sql.Identifier(f"{self.table}_embedding_idx")
-            if self.index == "hnsw":
+            if opts.index == "hnsw":
                 self.conn.execute(
                     self._q(
                         "CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw (embedding {}) "
@@ -222,18 +208,18 @@ class PgVectorStore(VectorStore):
                         index_name,
                         self.ident,
                         sql.SQL(opclass),
-                        sql.Literal(self.hnsw_m),
-                        sql.Literal(self.ef_construction),
+                        sql.Literal(opts.hnsw_m),
+                        sql.Literal(opts.ef_construction),
                     )
                 )
-            elif self.index == "ivfflat":
+            elif opts.index == "ivfflat":
                 self.conn.execute(
                     self._q(
                         "CREATE INDEX IF NOT EXISTS {} ON {} USING ivfflat (embedding {}) WITH (lists = {})",
                         index_name,
                         self.ident,
                         sql.SQL(opclass),
-                        sql.Literal(self.lists),
+                        sql.Literal(opts.lists),
                     )
                 )
             self.conn.execute(
@@ -264,16 +250,16 @@ class PgVectorStore(VectorStore):
             table=self.ident,
             where=where,
         )
+        opts = self.options
         with self._reading() as conn, conn.transaction():
-            if self.index == "hnsw":
-                conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(max(self.ef_search, k)),))
+            if opts.index == "hnsw":
+                conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(max(opts.ef_search, k)),))
                 conn.execute("SELECT set_config('hnsw.iterative_scan', 'strict_order', true)")
-            elif self.index == "ivfflat":
-                conn.execute("SELECT set_config('ivfflat.probes', %s, true)", (str(self.probes),))
+            elif opts.index == "ivfflat":
+                conn.execute("SELECT set_config('ivfflat.probes', %s, true)", (str(opts.probes),))
                 conn.execute("SELECT set_config('ivfflat.iterative_scan', 'relaxed_order', true)")
             rows = conn.execute(query, [vector, *params, vector, k]).fetchall()
-        hits = [Hit(i, self._score(float(d)), t, m) for i, t, m, d in rows]
-        return sorted(hits, key=lambda h: (-h.score, h.id))
+        return [Hit(i, self._score(float(d)), t, m) for i, t, m, d in rows]
 
     @staticmethod
     def _doc(row: tuple[Any, ...]) -> Document:
@@ -338,5 +324,5 @@ class PgVectorStore(VectorStore):
             row = conn.execute("SELECT pg_total_relation_size(quote_ident(%s)::regclass)", (self.table,)).fetchone()
         return int(row[0]) if row else None
 
-    def describe(self) -> dict[str, Any]:
-        return {"table": self.table, "index": self.index, "embedded": self.pgdata is not None}
+    def _describe(self) -> dict[str, Any]:
+        return {"table": self.table, "index": self.options.index, "embedded": self.pgdata is not None}

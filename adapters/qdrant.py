@@ -23,10 +23,10 @@ import numpy as np
 from pydantic import Field
 
 from ragstore._optional import require
-from ragstore.errors import BackendUnavailableError, DimensionMismatchError
-from ragstore.filters import And, Cmp, Node, Not, Or, kind
+from ragstore.errors import BackendUnavailableError
+from ragstore.filters import FilterCompiler, Node, kind
 from ragstore.store import Capabilities, StoreOptions, VectorStore
-from ragstore.types import Document, Hit, Metadata, Metric
+from ragstore.types import Document, Hit, Metadata
 
 _NAMESPACE = uuid.UUID("6f1c9a52-4b1e-4f55-9d3c-2a7b8e0c1d11")
 _PAGE = 1000
@@ -41,8 +41,11 @@ def point_id(doc_id: str) -> str:
     return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
-class FilterDialect:
-    """The few constructors the two Qdrant Python APIs spell differently."""
+class FilterDialect(FilterCompiler[Any]):
+    """Qdrant ``Filter`` atoms; the two Qdrant Python APIs differ only in the constructors given here.
+
+    Qdrant's own logic is two-valued (``must_not`` on a missing field holds), ragstore's semantics.
+    """
 
     def __init__(
         self,
@@ -53,7 +56,7 @@ class FilterDialect:
         range_: Callable[..., Any],
         bools_as_text: bool = False,
     ) -> None:
-        self.filter, self.field, self.match_value, self.match_any, self.range = (
+        self.filter, self.field, self.match_value, self.match_any, self.range_ = (
             filter_cls,
             field,
             match_value,
@@ -66,37 +69,36 @@ class FilterDialect:
 
     def translate(self, node: Node) -> Any:
         """Filter tree -> a Qdrant ``Filter``."""
-        if isinstance(node, And):
-            return self.filter(must=[self.translate(c) for c in node.children])
-        if isinstance(node, Or):
-            return self.filter(should=[self.translate(c) for c in node.children])
-        if isinstance(node, Not):
-            return self.filter(must_not=[self.translate(node.child)])
-        return self._cmp(node)
+        return self.compile(node)
 
-    def _eq(self, key: str, value: Any) -> Any:
-        if kind(value) == "number":
-            return self.field(key=key, range=self.range(gte=float(value), lte=float(value)))
+    def all_of(self, parts: list[Any]) -> Any:
+        return self.filter(must=parts)
+
+    def any_of(self, parts: list[Any]) -> Any:
+        return self.filter(should=parts)
+
+    def negate(self, part: Any, node: Node) -> Any:
+        return self.filter(must_not=[part])
+
+    def _condition(self, key: str, value: Any) -> Any:
+        if kind(value) == "number":  # numeric equality as a closed range, so 1 matches 1.0
+            return self.field(key=key, range=self.range_(gte=float(value), lte=float(value)))
         if kind(value) == "bool" and self.bools_as_text:
             key = "b_" + key.removeprefix("m_")
             value = "true" if value else "false"
         return self.field(key=key, match=self.match_value(value))
 
-    def _cmp(self, node: Cmp) -> Any:
-        key = f"m_{node.field}"
-        op, value = node.op, node.value
-        if op in ("$eq", "$ne"):
-            cond = self._eq(key, value)
-            return self.filter(must=[cond]) if op == "$eq" else self.filter(must_not=[cond])
-        if op in ("$in", "$nin"):
-            assert isinstance(value, tuple)
-            if kind(value[0]) == "str":
-                cond = self.filter(must=[self.field(key=key, match=self.match_any(list(value)))])
-            else:
-                cond = self.filter(should=[self._eq(key, v) for v in value])
-            return cond if op == "$in" else self.filter(must_not=[cond])
-        bound = {"$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}[op]
-        return self.filter(must=[self.field(key=key, range=self.range(**{bound: float(value)}))])  # type: ignore[arg-type]
+    def eq(self, field: str, value: Any) -> Any:
+        return self.filter(must=[self._condition(f"m_{field}", value)])
+
+    def is_in(self, field: str, values: tuple[Any, ...]) -> Any:
+        if kind(values[0]) == "str":
+            return self.filter(must=[self.field(key=f"m_{field}", match=self.match_any(list(values)))])
+        return self.filter(should=[self._condition(f"m_{field}", v) for v in values])
+
+    def range(self, field: str, op: str, value: Any) -> Any:
+        bound = op.removeprefix("$")  # gt, gte, lt, lte
+        return self.filter(must=[self.field(key=f"m_{field}", range=self.range_(**{bound: float(value)}))])
 
 
 def _payload(doc_id: str, text: str, meta: Metadata, bools_as_text: bool = False) -> dict[str, Any]:
@@ -120,11 +122,13 @@ def _record_doc(record: Any) -> Document:
 def _hits(points: Any, metric: str) -> list[Hit]:
     """Scored points -> hits; Qdrant's Euclid score is a distance, so it is negated."""
     sign = -1.0 if metric == "l2" else 1.0
-    hits = [Hit(p.payload["rs_id"], sign * float(p.score), p.payload["rs_text"], _meta(p.payload)) for p in points]
-    return sorted(hits, key=lambda h: (-h.score, h.id))
+    return [Hit(p.payload["rs_id"], sign * float(p.score), p.payload["rs_text"], _meta(p.payload)) for p in points]
 
 
 class QdrantOptions(StoreOptions):
+    remote_keys = ("url",)
+    name_key = "collection"
+
     path: str | None = Field(default=None, description="local mode folder (qdrant-client's Python engine)")
     url: str | None = Field(default=None, description="server or cluster URL, e.g. http://localhost:6333")
     api_key: str | None = None
@@ -141,69 +145,51 @@ class QdrantStore(VectorStore):
     tunable = ("ef_search", "exact")
     Options = QdrantOptions
 
-    def __init__(
-        self,
-        *,
-        path: str | os.PathLike[str] | None = None,
-        url: str | None = None,
-        api_key: str | None = None,
-        collection: str = "ragstore",
-        hnsw_m: int | None = None,
-        ef_construct: int | None = None,
-        ef_search: int | None = None,
-        exact: bool = False,
-        timeout: int = 30,
-        metric: Metric = "cosine",
-        dim: int | None = None,
-        batch_size: int = 512,
-    ) -> None:
-        super().__init__(metric=metric, dim=dim, batch_size=batch_size)
+    options: QdrantOptions
+
+    def _connect(self) -> None:
         require("qdrant_client", "qdrant", "qdrant-client")
         from qdrant_client import QdrantClient
         from qdrant_client import models as m
 
+        opts = self.options
         self.m = m
-        self.local = url is None
-        self.collection = collection
-        self.hnsw_m, self.ef_construct, self.ef_search, self.exact = hnsw_m, ef_construct, ef_search, exact
+        self.local = opts.url is None
+        self.path = opts.path
+        self.collection = opts.collection
         self.dialect = FilterDialect(
             m.Filter, m.FieldCondition, lambda v: m.MatchValue(value=v), lambda vs: m.MatchAny(any=vs), m.Range
         )
         try:
-            if url is not None:
-                self.client = QdrantClient(url=url, api_key=api_key, timeout=timeout)
-            elif path is not None:
-                Path(path).mkdir(parents=True, exist_ok=True)
-                self.client = QdrantClient(path=str(path))
+            if opts.url is not None:
+                self.client = QdrantClient(url=opts.url, api_key=opts.api_key, timeout=opts.timeout)
+            elif opts.path is not None:
+                Path(opts.path).mkdir(parents=True, exist_ok=True)
+                self.client = QdrantClient(path=str(opts.path))
             else:
                 self.client = QdrantClient(location=":memory:")
-            self.path = path
-            exists = self.client.collection_exists(collection)
         except Exception as exc:  # engine-specific connection and lock errors
-            raise BackendUnavailableError(f"cannot open Qdrant ({url or path or ':memory:'}): {exc}") from exc
-        if exists:
-            params = self.client.get_collection(collection).config.params.vectors
-            stored = int(params.size)  # type: ignore[union-attr]
-            if self._dim is not None and self._dim != stored:
-                raise DimensionMismatchError(stored, self._dim, "configured dim")
-            distance = {m.Distance.COSINE: "cosine", m.Distance.DOT: "dot", m.Distance.EUCLID: "l2"}
-            if distance.get(params.distance) != metric:  # type: ignore[union-attr]
-                raise BackendUnavailableError(f"Qdrant collection {collection!r} uses {params.distance}, not {metric}")  # type: ignore[union-attr]
-            self._dim = stored
-        elif self._dim is not None:
-            self._init_dim(self._dim)
+            raise BackendUnavailableError(f"cannot open Qdrant ({opts.url or opts.path or ':memory:'}): {exc}") from exc
+
+    def _stored(self) -> tuple[int, str | None] | None:
+        if not self.client.collection_exists(self.collection):
+            return None
+        params = self.client.get_collection(self.collection).config.params.vectors
+        m = self.m
+        distance = {m.Distance.COSINE: "cosine", m.Distance.DOT: "dot", m.Distance.EUCLID: "l2"}
+        return int(params.size), distance.get(params.distance, str(params.distance))  # type: ignore[union-attr]
 
     @property
     def capabilities(self) -> Capabilities:
         # local mode scores every point; a server searches HNSW unless told to be exact
-        return Capabilities(persistent=self.local is False or self.path is not None, exact=self.local or self.exact)
+        return Capabilities(persistent=not self.local or self.path is not None, exact=self.local or self.options.exact)
 
     def _init_dim(self, dim: int) -> None:
         m = self.m
         distance = {"cosine": m.Distance.COSINE, "dot": m.Distance.DOT, "l2": m.Distance.EUCLID}[self.metric]
         hnsw = None
-        if self.hnsw_m or self.ef_construct:
-            hnsw = m.HnswConfigDiff(m=self.hnsw_m, ef_construct=self.ef_construct)
+        if self.options.hnsw_m or self.options.ef_construct:
+            hnsw = m.HnswConfigDiff(m=self.options.hnsw_m, ef_construct=self.options.ef_construct)
         self.client.create_collection(
             self.collection, vectors_config=m.VectorParams(size=dim, distance=distance), hnsw_config=hnsw
         )
@@ -221,7 +207,7 @@ class QdrantStore(VectorStore):
     def _search(self, vector: np.ndarray, k: int, node: Node | None) -> list[Hit]:
         params = None
         if not self.local:
-            params = self.m.SearchParams(hnsw_ef=self.ef_search, exact=self.exact)
+            params = self.m.SearchParams(hnsw_ef=self.options.ef_search, exact=self.options.exact)
         res = self.client.query_points(
             self.collection,
             query=vector.tolist(),
@@ -267,18 +253,13 @@ class QdrantStore(VectorStore):
     def _count(self, node: Node | None) -> int:
         return int(self.client.count(self.collection, count_filter=self._filter(node), exact=True).count)
 
-    def _clear(self) -> None:
-        assert self._dim is not None  # the base class only clears a store that has a collection
-        self.client.delete_collection(self.collection)
-        self._init_dim(self._dim)
-
     def _drop(self) -> None:
         self.client.delete_collection(self.collection)
 
     def _close(self) -> None:
         self.client.close()
 
-    def describe(self) -> dict[str, Any]:
+    def _describe(self) -> dict[str, Any]:
         return {"path": str(self.path) if self.path else None, "collection": self.collection, "local": self.local}
 
 
@@ -300,40 +281,30 @@ class QdrantEdgeStore(VectorStore):
     tunable = ("ef_search", "exact")
     Options = QdrantEdgeOptions
 
-    def __init__(
-        self,
-        *,
-        path: str | os.PathLike[str] | None = None,
-        ef_search: int | None = None,
-        exact: bool = False,
-        metric: Metric = "cosine",
-        dim: int | None = None,
-        batch_size: int = 512,
-    ) -> None:
-        super().__init__(metric=metric, dim=dim, batch_size=batch_size)
+    options: QdrantEdgeOptions
+
+    def _connect(self) -> None:
         self.q = require("qdrant_edge", "qdrant", "qdrant-edge-py")
-        if path is None:
+        if self.options.path is None:
             raise BackendUnavailableError("qdrant-edge needs a path (a folder for the shard)")
         q = self.q
-        self.path = Path(path)
+        self.path = Path(self.options.path)
         self.path.mkdir(parents=True, exist_ok=True)
-        self.ef_search, self.exact = ef_search, exact
         self.dialect = FilterDialect(q.Filter, q.FieldCondition, q.MatchValue, q.MatchAny, q.RangeFloat, True)
         self.shard: Any = None
+
+    def _stored(self) -> tuple[int, str | None] | None:
         info_file = self.path / _EDGE_INFO
-        if info_file.exists():
-            info = json.loads(info_file.read_text(encoding="utf-8"))
-            if info["metric"] != metric:
-                raise BackendUnavailableError(f"qdrant-edge shard at {self.path} uses {info['metric']}, not {metric}")
-            if self._dim is not None and self._dim != info["dim"]:
-                raise DimensionMismatchError(info["dim"], self._dim, "configured dim")
-            self._dim = int(info["dim"])
-            try:
-                self.shard = q.EdgeShard.load(str(self.path / "shard"))
-            except Exception as exc:
-                raise BackendUnavailableError(f"cannot load qdrant-edge shard at {self.path}: {exc}") from exc
-        elif self._dim is not None:
-            self._init_dim(self._dim)
+        if not info_file.exists():
+            return None
+        info = json.loads(info_file.read_text(encoding="utf-8"))
+        return int(info["dim"]), str(info["metric"])
+
+    def _adopt(self, dim: int) -> None:
+        try:
+            self.shard = self.q.EdgeShard.load(str(self.path / "shard"))
+        except Exception as exc:
+            raise BackendUnavailableError(f"cannot load qdrant-edge shard at {self.path}: {exc}") from exc
 
     @property
     def capabilities(self) -> Capabilities:
@@ -362,7 +333,8 @@ class QdrantEdgeStore(VectorStore):
 
     def _search(self, vector: np.ndarray, k: int, node: Node | None) -> list[Hit]:
         q = self.q
-        params = q.SearchParams(hnsw_ef=self.ef_search, exact=self.exact) if (self.ef_search or self.exact) else None
+        opts = self.options
+        params = q.SearchParams(hnsw_ef=opts.ef_search, exact=opts.exact) if (opts.ef_search or opts.exact) else None
         res = self.shard.query(
             q.QueryRequest(
                 limit=k,
@@ -424,5 +396,5 @@ class QdrantEdgeStore(VectorStore):
             self.shard.flush()
             self.shard.close()
 
-    def describe(self) -> dict[str, Any]:
+    def _describe(self) -> dict[str, Any]:
         return {"path": str(self.path)}

@@ -208,7 +208,7 @@ def native_pgvector(store: Any, root: Path, dim: int, k: int) -> tuple[Callable[
 
     def search(q: np.ndarray) -> Any:
         with conn.transaction():
-            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(store.ef_search),))
+            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(store.options.ef_search),))
             conn.execute("SELECT set_config('hnsw.iterative_scan', 'strict_order', true)")
             return conn.execute(search_sql, (q, q, k)).fetchall()
 

@@ -30,7 +30,15 @@ from pydantic import ValidationError as PydanticValidationError
 
 from .bilingual.config import BilingualConfig
 from .errors import ConfigError
-from .registry import describe_problems, embedder_class, split_block, store_class, validate_options
+from .registry import (
+    describe_problems,
+    embedder_class,
+    resolve_store,
+    split_block,
+    store_block,
+    validate_options,
+)
+from .store import StoreOptions, VectorStore
 
 CONFIG_NAMES = ("ragstore.yaml", "ragstore.yml", "ragstore.toml")
 ENV_VAR = "RAGSTORE_CONFIG"
@@ -76,6 +84,8 @@ class RagstoreConfig(BaseModel):
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: str | None = PrivateAttr(default=None)
+    _store_spec: tuple[type[VectorStore], StoreOptions] | None = PrivateAttr(default=None)
+    _ml_store_spec: tuple[type[VectorStore], StoreOptions] | None = PrivateAttr(default=None)
 
     @property
     def base_dir(self) -> Path:
@@ -109,48 +119,46 @@ class RagstoreConfig(BaseModel):
         ml = self.bilingual.multilingual
         return None if ml is None else self._local_model(ml.embedder)
 
-    def store_block(self) -> dict[str, Any]:
-        """The store block with its default path (``data_dir/<type>``) filled in and made absolute."""
-        block = dict(self.store)
-        kind = str(block.get("type"))
-        cls = store_class(kind)
-        fields = getattr(getattr(cls, "Options", None), "model_fields", {})
-        if "path" in fields:
-            path = block.get("path") or str(Path(self.data_dir) / kind.replace(".", "_").replace(":", "_"))
-            path = os.path.expanduser(path)
-            block["path"] = path if Path(path).is_absolute() else str(self._base_dir / path)
-        return block
+    def store_spec(self) -> tuple[type[VectorStore], StoreOptions]:
+        """The store's class and validated options, resolved once per config: the default place is
+        ``data_dir/<type>``, relative paths are relative to this file's folder."""
+        if self._store_spec is None:
+            kind, raw = split_block(self.store, "store")
+            cls, opts = resolve_store({"type": kind, **raw}, self._base_dir)
+            if "path" in cls.Options.model_fields and not raw.get("path") and not opts.remote:
+                default = str(Path(self.data_dir) / kind.replace(".", "_").replace(":", "_"))
+                cls, opts = resolve_store({"type": kind, **raw, "path": default}, self._base_dir)
+            self._store_spec = (cls, opts)
+        return self._store_spec
 
-    def multilingual_store_block(self) -> dict[str, Any] | None:
-        """The second index: as configured, else the main store's type in its own place."""
+    def store_block(self) -> dict[str, Any]:
+        """The store block with its default path filled in and made absolute."""
+        return store_block(str(self.store["type"]), self.store_spec()[1])
+
+    def multilingual_store_spec(self) -> tuple[type[VectorStore], StoreOptions] | None:
+        """The second index: as configured, else the main store's sibling (``<path>-ml``, or on a server
+        the collection/table ``<name>_ml``, on the same server)."""
         ml = self.bilingual.multilingual
         if ml is None:
             return None
-        block = dict(ml.store) if ml.store is not None else {"type": self.store.get("type")}
-        kind = str(block.get("type"))
-        fields = getattr(getattr(store_class(kind), "Options", None), "model_fields", {})
-        if "path" in fields and not any(block.get(k) for k in ("dsn", "host", "url", "uri")):
-            default = str(Path(self.data_dir) / (kind.replace(".", "_").replace(":", "_") + "-ml"))
-            path = os.path.expanduser(block.get("path") or default)
-            block["path"] = path if Path(path).is_absolute() else str(self._base_dir / path)
-        for key in ("collection", "table"):  # same server as the main store: another collection
-            if key in fields and ml.store is None and key in self.store:
-                block[key] = f"{self.store[key]}_ml"
-        return block
+        if self._ml_store_spec is None:
+            if ml.store is not None:
+                self._ml_store_spec = resolve_store(ml.store, self._base_dir)
+            else:
+                cls, opts = self.store_spec()
+                self._ml_store_spec = (cls, opts.sibling("ml"))
+        return self._ml_store_spec
 
     def validate_blocks(self) -> None:
-        """Resolve both classes and validate their options (fails fast, naming the key)."""
+        """Resolve every class and validate every option block once (fails fast, naming the key)."""
         kind, options = split_block(self.embedder, "embedder")
         validate_options(embedder_class(kind), options, "embedder")
-        kind, options = split_block(self.store, "store")
-        validate_options(store_class(kind), options, "store")
+        self.store_spec()
         ml = self.bilingual.multilingual
         if ml is not None:
             kind, options = split_block(ml.embedder, "bilingual.multilingual.embedder")
             validate_options(embedder_class(kind), options, "bilingual.multilingual.embedder")
-            block = self.multilingual_store_block() or {}
-            kind, options = split_block(block, "bilingual.multilingual.store")
-            validate_options(store_class(kind), options, "bilingual.multilingual.store")
+            self.multilingual_store_spec()
         if self.bilingual.mode in ("route", "both") and ml is None:
             raise ConfigError(f"bilingual.mode {self.bilingual.mode!r} needs a bilingual.multilingual block")
 

@@ -7,6 +7,7 @@ bug. Each class names the problem so a message alone tells the user what to chan
     ├── ConfigError                  a config file/key/value is wrong (names the key)
     ├── BackendNotInstalledError     an optional dependency is missing (names the pip command)
     ├── BackendUnavailableError      the engine is installed but cannot be reached / opened
+    │   └── EngineError              the engine failed during an operation (its exception is chained)
     ├── ValidationError              bad input to a store or embedder call
     │   ├── DimensionMismatchError   a vector's length differs from the store's dimension
     │   └── FilterError              a metadata filter is malformed (unknown operator, bad value type)
@@ -18,6 +19,8 @@ half-updated.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class RagstoreError(Exception):
@@ -42,6 +45,11 @@ class BackendNotInstalledError(RagstoreError):
 
 class BackendUnavailableError(RagstoreError):
     """The backend is installed but its engine could not be opened or reached."""
+
+
+class EngineError(BackendUnavailableError):
+    """The engine raised during an operation (search, upsert, delete...); the engine's own exception is
+    chained as ``__cause__``. Raised by the store base class, so every backend maps failures the same way."""
 
 
 class ValidationError(RagstoreError):
@@ -70,12 +78,24 @@ class DatasetError(RagstoreError):
     """A dataset folder or file is missing, malformed or internally inconsistent."""
 
 
+def describe_problems(exc: Any, where: str = "") -> str:
+    """One line naming every bad key of a pydantic ``ValidationError`` (``store.indx: unknown key; ...``):
+    the one formatter for config, store option and translator option errors."""
+    problems = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else str(err["msg"]).removeprefix("Value error, ")
+        problems.append(f"{where}.{loc}: {msg}" if where else f"{loc}: {msg}")
+    return "; ".join(problems)
+
+
 __all__ = [
     "BackendNotInstalledError",
     "BackendUnavailableError",
     "ConfigError",
     "DatasetError",
     "DimensionMismatchError",
+    "EngineError",
     "FilterError",
     "RagstoreError",
     "UnsupportedFeatureError",

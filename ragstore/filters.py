@@ -21,9 +21,10 @@ Semantics, identical on all backends (the in-memory store is the reference):
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias, cast
+from typing import Any, Generic, Literal, TypeAlias, TypeVar, cast
 
 from .errors import FilterError, ValidationError
 from .types import MetadataValue, validate_key
@@ -34,6 +35,7 @@ RANGE_OPS = ("$gt", "$gte", "$lt", "$lte")
 LIST_OPS = ("$in", "$nin")
 LOGICAL_OPS = ("$and", "$or", "$not")
 MAX_DEPTH = 32
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,63 @@ def push_not(node: Node, negate: bool = False) -> Node:
     return Not(node)
 
 
+#: the one operator table: a range operator's symbol (SQL, Milvus) and its flip under negation
+RANGE_SYMBOL: dict[str, str] = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+RANGE_FLIP: dict[str, str] = {"$gt": "$lte", "$gte": "$lt", "$lt": "$gte", "$lte": "$gt"}
+
+
+class FilterCompiler(ABC, Generic[T]):
+    """A fold of the filter tree into an engine's native filter.
+
+    The tree walk (``$and``/``$or``/``$not``, ``$ne``/``$nin`` as negations) lives here once; an engine
+    writes only its atoms: ``all_of``, ``any_of``, ``negate``, ``eq``, ``range`` and, when it has a native
+    one, ``is_in`` (default: an ``any_of`` of ``eq``). Every atom must be two-valued (false, never unknown,
+    on a missing field or a value of another kind) so ``negate`` keeps ragstore's semantics.
+    """
+
+    def compile(self, node: Node) -> T:
+        if isinstance(node, And):
+            return self.all_of([self.compile(c) for c in node.children])
+        if isinstance(node, Or):
+            return self.any_of([self.compile(c) for c in node.children])
+        if isinstance(node, Not):
+            return self.negate(self.compile(node.child), node.child)
+        return self.comparison(node)
+
+    def comparison(self, node: Cmp) -> T:
+        op, field, value = node.op, node.field, node.value
+        if op in LIST_OPS:
+            assert isinstance(value, tuple)
+            atom = self.is_in(field, value)
+            return atom if op == "$in" else self.negate(atom, Cmp(field, "$in", value))
+        assert not isinstance(value, tuple)
+        if op in SCALAR_OPS:
+            atom = self.eq(field, value)
+            return atom if op == "$eq" else self.negate(atom, Cmp(field, "$eq", value))
+        return self.range(field, op, value)
+
+    @abstractmethod
+    def all_of(self, parts: list[T]) -> T: ...
+
+    @abstractmethod
+    def any_of(self, parts: list[T]) -> T: ...
+
+    @abstractmethod
+    def negate(self, part: T, node: Node) -> T:
+        """``part`` is the compiled ``node``; engines that rewrite negations may look at the node."""
+
+    @abstractmethod
+    def eq(self, field: str, value: MetadataValue) -> T: ...
+
+    @abstractmethod
+    def range(self, field: str, op: str, value: MetadataValue) -> T:
+        """``op`` is one of ``RANGE_SYMBOL``'s keys; ``value`` is a number."""
+
+    def is_in(self, field: str, values: tuple[MetadataValue, ...]) -> T:
+        """Values are non-empty and all of one kind."""
+        return self.any_of([self.eq(field, v) for v in values])
+
+
 def to_dict(node: Node | None) -> dict[str, Any]:
     """Serialise a tree back to the JSON grammar (for logs, configs and subprocesses)."""
     if node is None:
@@ -214,4 +273,19 @@ def to_dict(node: Node | None) -> dict[str, Any]:
     return {node.field: {node.op: value}}
 
 
-__all__ = ["And", "Cmp", "Filter", "Node", "Not", "Or", "kind", "matches", "parse_filter", "push_not", "to_dict"]
+__all__ = [
+    "RANGE_FLIP",
+    "RANGE_SYMBOL",
+    "And",
+    "Cmp",
+    "Filter",
+    "FilterCompiler",
+    "Node",
+    "Not",
+    "Or",
+    "kind",
+    "matches",
+    "parse_filter",
+    "push_not",
+    "to_dict",
+]

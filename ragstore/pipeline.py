@@ -24,7 +24,7 @@ from .embedders.cache import CachedEmbedder
 from .errors import DimensionMismatchError, ValidationError
 from .filters import Filter
 from .ingest import chunk_sources, iter_files, read_file
-from .registry import create_embedder, create_store
+from .registry import create_embedder
 from .retrieval import Retriever, SearchResult
 from .store import VectorStore
 from .types import Document, Hit, Metadata
@@ -53,7 +53,10 @@ class Ragstore:
     ) -> None:
         self.config = config or load_config({})
         self.embedder = embedder or self._build_embedder()
-        self.store = store or create_store(self.config.store_block())
+        if store is None:
+            cls, opts = self.config.store_spec()
+            store = cls(opts)
+        self.store = store
         if self.store.dim is not None and self.store.dim != self.embedder.dim:
             stored = self.store.dim
             self.store.close()
@@ -71,7 +74,10 @@ class Ragstore:
             self.ml_embedder = self._wrap(
                 create_embedder(self.config.multilingual_embedder_block() or {}), "embeddings-ml.sqlite"
             )
-            self.ml_store = create_store(self.config.multilingual_store_block() or {})
+            spec = self.config.multilingual_store_spec()
+            assert spec is not None  # a multilingual block always yields a second store
+            ml_cls, ml_opts = spec
+            self.ml_store = ml_cls(ml_opts)
             if self.ml_store.count() != self.store.count():  # cheap check at open; sync_multilingual() is full
                 self.sync_multilingual()
         self.retriever = Retriever(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -20,7 +21,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from .embedders.base import Embedder
-from .errors import BackendNotInstalledError, ConfigError
+from .errors import BackendNotInstalledError, ConfigError, describe_problems
 from .store import VectorStore
 
 
@@ -118,16 +119,6 @@ def installed(table: Mapping[str, Builtin]) -> dict[str, bool]:
     return {n: e.probe is None or _importable(e.probe) for n, e in table.items()}
 
 
-def describe_problems(exc: PydanticValidationError, where: str = "") -> str:
-    """One line naming every bad key (``store.indx: unknown key; store.k: ...``), for config errors."""
-    problems = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-        problems.append(f"{where}.{loc}: {msg}" if where else f"{loc}: {msg}")
-    return "; ".join(problems)
-
-
 def validate_options(cls: type, options: Mapping[str, Any], where: str) -> dict[str, Any]:
     """Validate a config block against ``cls.Options``; errors name the offending key."""
     model: type[BaseModel] | None = getattr(cls, "Options", None)
@@ -149,18 +140,27 @@ def split_block(block: Mapping[str, Any], where: str) -> tuple[str, dict[str, An
     return str(kind), options
 
 
+def resolve_store(block: Mapping[str, Any], base_dir: str | Path | None = None) -> tuple[type[VectorStore], Any]:
+    """(class, validated options) for a store block ``{"type": ..., **options}``; a relative ``path`` joins
+    ``base_dir``. The one place a store's class is found and its options checked."""
+    kind, raw = split_block(block, "store")
+    cls = store_class(kind)
+    opts = cls.parse_options(None, raw)
+    path = getattr(opts, "path", None)
+    if base_dir is not None and isinstance(path, str) and not Path(os.path.expanduser(path)).is_absolute():
+        opts.path = str(Path(base_dir) / os.path.expanduser(path))
+    return cls, opts
+
+
+def store_block(kind: str, options: Any) -> dict[str, Any]:
+    """A config block for a store type and its options (only what differs from the defaults)."""
+    return {"type": kind, **options.model_dump(exclude_defaults=True)}
+
+
 def create_store(block: Mapping[str, Any], base_dir: str | Path | None = None) -> VectorStore:
     """Build a store from a config block ``{"type": ..., **options}``; relative paths join ``base_dir``."""
-    kind, options = split_block(block, "store")
-    cls = store_class(kind)
-    opts = validate_options(cls, options, "store")
-    path = opts.get("path")
-    if base_dir is not None and isinstance(path, str) and not Path(path).is_absolute():
-        opts["path"] = str(Path(base_dir) / path)
-    try:
-        return cls(**opts)
-    except TypeError as exc:
-        raise ConfigError(f"store {kind!r} rejected its options: {exc}") from exc
+    cls, opts = resolve_store(block, base_dir)
+    return cls(opts)
 
 
 def create_embedder(block: Mapping[str, Any]) -> Embedder:

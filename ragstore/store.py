@@ -8,22 +8,30 @@ same error, before anything is written.
 from __future__ import annotations
 
 import math
+import os
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
 
 from ._locks import RWLock
 from .errors import (
     BackendUnavailableError,
+    ConfigError,
     DimensionMismatchError,
+    EngineError,
+    RagstoreError,
     UnsupportedFeatureError,
     ValidationError,
+    describe_problems,
 )
 from .filters import Filter, Node, parse_filter
 from .types import Document, Hit, Metadata, Metric, validate_id, validate_metadata
@@ -43,13 +51,58 @@ class Capabilities:
 
 
 class StoreOptions(BaseModel):
-    """Options every store accepts; backends extend this with their own."""
+    """Options every store accepts; backends extend this with their own. A store receives its validated
+    options object (``store.options``) and reads every setting from it, so no adapter re-declares them.
 
-    model_config = ConfigDict(extra="forbid")
+    The class variables say where a store lives, which is what ``sibling`` needs to place a second store
+    beside it (bench scratch stores, the multilingual index, fine-tuning rebuilds) without ever touching
+    the first one's collection.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    #: option keys naming a server; when one is set the store lives there
+    remote_keys: ClassVar[tuple[str, ...]] = ()
+    #: option key naming a collection/table on the engine (``None``: the engine holds one per path)
+    name_key: ClassVar[str | None] = None
+    #: the ``path`` holds a server shared by many collections (pgvector's embedded PostgreSQL)
+    shared_path: ClassVar[bool] = False
 
     metric: Literal["cosine", "dot", "l2"] = "cosine"
     dim: int | None = Field(default=None, gt=0, description="fixed at the first upsert when not given")
     batch_size: int = Field(default=DEFAULT_BATCH_SIZE, gt=0)
+
+    @property
+    def remote(self) -> bool:
+        return any(getattr(self, key, None) for key in self.remote_keys)
+
+    def _renamed(self, tag: str) -> Self:
+        assert self.name_key is not None
+        base = str(getattr(self, self.name_key))
+        return self._with(**{self.name_key: f"{base}_{re.sub(r'[^a-z0-9_]', '_', tag.lower())}"})
+
+    def _with(self, **changes: Any) -> Self:
+        try:  # re-validated: a derived name must still satisfy the engine's rules
+            return type(self).model_validate({**self.model_dump(), **changes})
+        except PydanticValidationError as exc:
+            raise ConfigError("cannot place a second store: " + describe_problems(exc)) from None
+
+    def sibling(self, tag: str) -> Self:
+        """Options for a second store beside this one: on a server (or a shared embedded server) another
+        collection named ``<name>_<tag>``; embedded, the folder ``<path>-<tag>``; in RAM, another RAM store."""
+        path = getattr(self, "path", None)
+        if self.name_key is not None and (self.remote or (self.shared_path and path)):
+            return self._renamed(tag)
+        if self.remote:
+            raise ConfigError(f"cannot place a second store beside {type(self).__name__} on a server: no collection")
+        return self._with(path=f"{path}-{tag}") if path else self._with()
+
+    def scratch(self, folder: str | os.PathLike[str], tag: str) -> Self:
+        """A throw-away store for measurements: on a server, a sibling collection (never the configured
+        one); embedded, ``folder``."""
+        if self.remote:
+            return self.sibling(tag)
+        return self._with(path=os.fspath(folder)) if "path" in type(self).model_fields else self._with()
 
 
 def as_query_vector(vector: Any) -> np.ndarray:
@@ -83,19 +136,76 @@ class VectorStore(ABC):
     #: Options that may change on an open store without rebuilding it (search-time knobs such as ``ef_search``).
     tunable: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(
-        self, *, metric: Metric = "cosine", dim: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE
-    ) -> None:
-        if metric not in self.metrics:
+    #: the validated options this store was opened with (adapters narrow the type)
+    options: StoreOptions
+
+    def __init__(self, options: StoreOptions | Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
+        """Open the store from its options object, a mapping, or keyword arguments (validated here, once);
+        adopt the existing collection when there is one (dimension and metric checked), else create it
+        when the dimension is known."""
+        self.options = self.parse_options(options, kwargs)
+        opts = self.options
+        if opts.metric not in self.metrics:
             raise UnsupportedFeatureError(
-                f"{self.name} does not support metric {metric!r}; it supports {', '.join(self.metrics)}"
+                f"{self.name} does not support metric {opts.metric!r}; it supports {', '.join(self.metrics)}"
             )
-        self.metric: Metric = metric
-        self._dim: int | None = dim
-        self.batch_size = batch_size
+        self.metric: Metric = opts.metric
+        self._dim: int | None = opts.dim
+        self.batch_size = opts.batch_size
         self._closed = False
         #: searches share it, writes and close take it alone (see ``ragstore._locks``)
         self._lock = RWLock()
+        self._connect()
+        try:
+            with self._engine("open the collection"):
+                self._adopt_or_create()
+        except BaseException:
+            with suppress(Exception):
+                self._abandon()
+            self._closed = True
+            raise
+
+    @classmethod
+    def parse_options(cls, options: StoreOptions | Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> Any:
+        """``cls.Options`` from an options object, a mapping or keyword arguments; a ``ConfigError`` names
+        every bad key."""
+        if options is not None and kwargs:
+            raise ConfigError(f"{cls.name}: give an options object or keyword arguments, not both")
+        if isinstance(options, cls.Options):
+            return options.model_copy()  # the store's own: tuning it never changes the caller's config
+        raw = options.model_dump() if isinstance(options, BaseModel) else dict(options or kwargs)
+        raw = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in raw.items()}
+        try:
+            return cls.Options.model_validate(raw)
+        except PydanticValidationError as exc:
+            raise ConfigError(describe_problems(exc, "store")) from None
+
+    def _adopt_or_create(self) -> None:
+        stored = self._stored()
+        if stored is None:
+            if self._dim is not None:
+                self._init_dim(self._dim)
+            return
+        dim, metric = stored
+        if metric is not None and metric != self.metric:
+            raise BackendUnavailableError(
+                f"{self.name} store {self._describe()} was built with metric {metric!r}, the config says "
+                f"{self.metric!r}: use the stored metric, or another path/collection"
+            )
+        if self._dim is not None and self._dim != dim:
+            raise DimensionMismatchError(dim, self._dim, "configured dim")
+        self._dim = dim
+        self._adopt(dim)
+
+    @contextmanager
+    def _engine(self, doing: str) -> Iterator[None]:
+        """Whatever the engine raises while ``doing`` becomes an ``EngineError`` (ragstore's own errors pass)."""
+        try:
+            yield
+        except RagstoreError:
+            raise
+        except Exception as exc:
+            raise EngineError(f"{self.name} failed to {doing}: {type(exc).__name__}: {exc}") from exc
 
     # ----------------------------------------------------------------- properties
     @property
@@ -117,7 +227,7 @@ class VectorStore(ABC):
         ids, vectors, texts, metas = self._prepare(docs)
         self._check_batch(ids, texts, metas)
         step = batch_size or self.batch_size
-        with self._lock.write():
+        with self._lock.write(), self._engine("write"):
             self._check_open()
             self._ensure_dim(vectors.shape[1])
             for start in range(0, len(ids), step):
@@ -141,10 +251,10 @@ class VectorStore(ABC):
             if norm == 0.0:
                 raise ValidationError("query vector has zero length; cosine similarity is undefined")
             q = q / norm
-        with self._lock.read():
+        with self._lock.read(), self._engine("search"):
             self._check_open()
             hits = self._search(q, int(k), node)
-        return hits[: int(k)]
+        return sorted(hits, key=_rank)[: int(k)]
 
     def search_batch(self, vectors: Any, k: int = 10, filter: Filter | Node | None = None) -> list[list[Hit]]:
         """``search`` for many query vectors; engines with a batch call answer them in one round trip."""
@@ -164,10 +274,10 @@ class VectorStore(ABC):
             if (norms == 0).any():
                 raise ValidationError("a query vector has zero length; cosine similarity is undefined")
             matrix = matrix / norms[:, None]
-        with self._lock.read():
+        with self._lock.read(), self._engine("search"):
             self._check_open()
             out = self._search_batch(np.ascontiguousarray(matrix, dtype=np.float32), int(k), node)
-        return [hits[: int(k)] for hits in out]
+        return [sorted(hits, key=_rank)[: int(k)] for hits in out]
 
     def _search_batch(self, matrix: np.ndarray, k: int, node: Node | None) -> list[list[Hit]]:
         """One query at a time unless the backend overrides this with its engine's batch call."""
@@ -188,7 +298,7 @@ class VectorStore(ABC):
             wanted = list(dict.fromkeys(validate_id(i) for i in _as_id_list(ids)))
             if not wanted or self._dim is None:  # nothing was ever stored: no collection to ask
                 return []
-            with self._lock.read():
+            with self._lock.read(), self._engine("read"):
                 self._check_open()
                 found = {d.id: d for d in self._get(wanted)}
             return [found[i] for i in wanted if i in found]
@@ -199,7 +309,7 @@ class VectorStore(ABC):
             raise ValidationError(f"limit must be a positive integer, got {limit!r}")
         if self._dim is None:
             return []
-        with self._lock.read():
+        with self._lock.read(), self._engine("read"):
             self._check_open()
             return self._get_where(node, limit)
 
@@ -212,7 +322,7 @@ class VectorStore(ABC):
             wanted = list(dict.fromkeys(validate_id(i) for i in _as_id_list(ids)))
             if not wanted or self._dim is None:
                 return 0
-            with self._lock.write():
+            with self._lock.write(), self._engine("delete"):
                 self._check_open()
                 return self._delete_ids(wanted)
         node = parse_filter(filter)
@@ -222,7 +332,7 @@ class VectorStore(ABC):
             raise UnsupportedFeatureError(f"{self.name} cannot delete by filter")
         if self._dim is None:
             return 0
-        with self._lock.write():
+        with self._lock.write(), self._engine("delete"):
             self._check_open()
             return self._delete_where(node)
 
@@ -232,13 +342,13 @@ class VectorStore(ABC):
         node = parse_filter(filter)
         if self._dim is None:
             return 0
-        with self._lock.read():
+        with self._lock.read(), self._engine("count"):
             self._check_open()
             return self._count(node)
 
     def clear(self) -> None:
         """Remove every document (the dimension stays fixed)."""
-        with self._lock.write():
+        with self._lock.write(), self._engine("clear"):
             self._check_open()
             if self._dim is not None:
                 self._clear()
@@ -246,7 +356,7 @@ class VectorStore(ABC):
     def drop(self) -> None:
         """Delete the collection itself (table, index, files); the store stays open, empty and dimensionless,
         so the next upsert may use another dimension (e.g. after switching embedding models)."""
-        with self._lock.write():
+        with self._lock.write(), self._engine("drop the collection"):
             self._check_open()
             if self._dim is not None:
                 self._drop()
@@ -270,39 +380,46 @@ class VectorStore(ABC):
         Each value is checked against the option's declared type and bounds; options that are fixed when the
         index is built raise ``UnsupportedFeatureError`` naming the ones that can change.
         """
-        from pydantic import TypeAdapter
-        from pydantic import ValidationError as PydanticValidationError
-
         self._check_open()
-        fields = self.Options.model_fields
-        checked: dict[str, Any] = {}
+        trial = self.options.model_copy()
         for name, value in settings.items():
             if name not in self.tunable:
                 can = ", ".join(self.tunable) or "none"
                 raise UnsupportedFeatureError(
                     f"{self.name} cannot change {name!r} on an open store (tunable: {can}); build a new store"
                 )
-            field = fields[name]
             try:
-                adapter: TypeAdapter[Any] = TypeAdapter(Annotated[field.annotation, *field.metadata])  # type: ignore[arg-type]
-                checked[name] = adapter.validate_python(value)
+                setattr(trial, name, value)  # validated against the option's declared type and bounds
             except PydanticValidationError as exc:
                 raise ValidationError(f"{self.name} option {name}={value!r}: {exc.errors()[0]['msg']}") from None
-        with self._lock.write():
+        with self._lock.write(), self._engine("change search settings"):
             self._check_open()
-            for name, value in checked.items():
-                self._tune(name, value)
+            for name in settings:
+                self._tune(name, getattr(trial, name))
 
     def _tune(self, name: str, value: Any) -> None:
         """Apply one validated search-time option; backends that must tell the engine override this."""
-        setattr(self, name, value)
+        setattr(self.options, name, value)
+
+    def describe(self) -> dict[str, Any]:
+        """Where and how this store keeps its data (for ``info`` and logs); never secrets."""
+        with self._lock.read(), self._engine("describe itself"):
+            self._check_open()
+            return self._describe()
+
+    def flush(self) -> None:
+        """Make every write durable now (engines that buffer or keep an index file), without closing."""
+        with self._lock.write(), self._engine("flush"):
+            self._check_open()
+            self._flush()
 
     def close(self) -> None:
         """Flush and release the engine; further calls raise ``BackendUnavailableError``."""
         with self._lock.write():
             if not self._closed:
-                self._close()
                 self._closed = True
+                with self._engine("close"):
+                    self._close()
 
     def __enter__(self) -> VectorStore:
         return self
@@ -313,6 +430,30 @@ class VectorStore(ABC):
         self.close()
 
     # ----------------------------------------------------------------- backend hooks
+    def _connect(self) -> None:  # noqa: B027 - optional hook
+        """Open the engine (client, connection, folder) from ``self.options``; errors here should be
+        ``BackendUnavailableError`` naming the place. Called once, before any collection is touched."""
+
+    def _stored(self) -> tuple[int, str | None] | None:
+        """``(dim, metric)`` of the collection already there (metric ``None`` when the engine does not record
+        it), or ``None`` when there is none yet."""
+        return None
+
+    def _adopt(self, dim: int) -> None:  # noqa: B027 - optional hook
+        """Attach to the existing collection found by ``_stored`` (load it, open its index)."""
+
+    def _describe(self) -> dict[str, Any]:
+        return {}
+
+    def _abandon(self) -> None:
+        """Release the engine after a refused open (wrong metric or dimension) *without writing anything*:
+        the collection belongs to someone else's settings. Default: ``_close``; stores that write on close
+        override it."""
+        self._close()
+
+    def _flush(self) -> None:  # noqa: B027 - optional hook
+        """Make writes durable; default: the engine already did."""
+
     @abstractmethod
     def _init_dim(self, dim: int) -> None:
         """Create the collection/index for ``dim`` (called once, at the first upsert of a new store)."""
@@ -338,8 +479,12 @@ class VectorStore(ABC):
     @abstractmethod
     def _count(self, node: Node | None) -> int: ...
 
-    @abstractmethod
-    def _clear(self) -> None: ...
+    def _clear(self) -> None:
+        """Default: drop the collection and create it again with the same dimension."""
+        dim = self._dim
+        assert dim is not None  # the base class only clears a store that has a collection
+        self._drop()
+        self._init_dim(dim)
 
     @abstractmethod
     def _drop(self) -> None:
@@ -409,6 +554,11 @@ class VectorStore(ABC):
         if self.metric == "l2":
             return -math.sqrt(max(distance, 0.0))
         return float(distance)
+
+
+def _rank(hit: Hit) -> tuple[float, str]:
+    """Best first; equal scores by id, so every backend returns ties in the same order."""
+    return (-hit.score, hit.id)
 
 
 def _explain_bad_vectors(ids: list[str], raw: list[Any]) -> None:

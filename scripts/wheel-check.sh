@@ -9,7 +9,7 @@ repo="$(pwd)"
 dist="$(mktemp -d)"
 venv="${RAGSTORE_WHEEL_VENV:-$repo/.venv-wheel}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-.venv/bin/python -m build -q --outdir "$dist" . >/dev/null
+.venv/bin/python -m build -q --outdir "$dist" . >/dev/null 2>&1 || { .venv/bin/python -m build --outdir "$dist" .; exit 1; }
 wheel="$(ls "$dist"/ragstore-*.whl)"
 ls "$dist"/ragstore-*.tar.gz >/dev/null
 echo "built $(basename "$wheel") and $(basename "$(ls "$dist"/ragstore-*.tar.gz)")"

@@ -273,7 +273,7 @@ def test_tune_checks_names_and_values(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="ef_search=0"):
         store.tune(ef_search=0)
     store.tune(ef_search=7)
-    assert store.ef_search == 7  # type: ignore[attr-defined]
+    assert store.options.ef_search == 7  # type: ignore[attr-defined]
     store.close()
 
 

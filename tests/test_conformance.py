@@ -20,6 +20,9 @@ class TestFaissFlat(VectorStoreConformance):
     def store_config(self, tmp_path: Any) -> dict[str, Any]:
         return {"type": "faiss", "path": str(tmp_path / "faiss"), "index": "flat"}
 
+    def break_engine(self, store: Any) -> None:
+        store.db.conn.close()  # the SQLite sidecar, source of truth for ids, text and metadata
+
 
 class TestFaissHnsw(VectorStoreConformance):
     @pytest.fixture
@@ -27,8 +30,14 @@ class TestFaissHnsw(VectorStoreConformance):
         # a tiny exact_filter_limit forces the HNSW id-selector path for filtered search too
         return {"type": "faiss", "path": str(tmp_path / "hnsw"), "index": "hnsw", "exact_filter_limit": 4}
 
+    def break_engine(self, store: Any) -> None:
+        store.db.conn.close()  # the SQLite sidecar, source of truth for ids, text and metadata
+
 
 class TestFaissInMemory(VectorStoreConformance):
     @pytest.fixture
     def store_config(self) -> dict[str, Any]:
         return {"type": "faiss", "path": None}
+
+    def break_engine(self, store: Any) -> None:
+        store.db.conn.close()  # the SQLite sidecar, source of truth for ids, text and metadata

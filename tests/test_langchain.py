@@ -137,6 +137,8 @@ def test_scores_relevance_mmr_filters_and_metadata(filled: RagstoreVectorStore) 
     rel = filled.similarity_search_with_relevance_scores(q, k=4)
     assert all(0.0 <= r <= 1.0 for _, r in rel) and rel[0][1] == pytest.approx(1.0, abs=1e-5)
     assert [d.id for d, _ in rel] == [d.id for d, _ in scored]
+    # LangChain's meaning (1 - cosine distance = the cosine), so a copied score_threshold does the same here
+    assert [r for _, r in rel] == pytest.approx([max(s, 0.0) for _, s in scored], abs=1e-6)
     # metadata of any JSON shape comes back as given
     by_id = {d.id: d for d in filled.get_by_ids(["a", "b", "c"])}
     assert by_id["a"].metadata == METAS[0] and by_id["b"].metadata == METAS[1] and by_id["c"].metadata == METAS[2]

@@ -35,7 +35,16 @@ from ..embedders.base import Embedder
 from ..embedders.cache import CachedEmbedder
 from ..errors import ConfigError, DatasetError, RagstoreError
 from ..metrics import MEASURES, evaluate
-from ..registry import STORES, create_embedder, create_store, split_block, store_class, validate_options
+from ..registry import (
+    STORES,
+    create_embedder,
+    create_store,
+    resolve_store,
+    split_block,
+    store_block,
+    store_class,
+    validate_options,
+)
 from ..retrieval import Prepared, Retriever
 from ..store import VectorStore
 from ..types import Document, Hit
@@ -239,15 +248,10 @@ def versions() -> dict[str, str]:
 
 
 def _scratch_block(case: StoreCase, scratch: Path, tag: str) -> dict[str, Any]:
-    block = dict(case.block)
-    fields = store_class(block["type"]).Options.model_fields
-    remote = any(block.get(k) for k in ("dsn", "host", "url"))
-    if "path" in fields and not remote:
-        block["path"] = str(scratch)
-    for name_key in ("collection", "table"):  # never touch a user's collection on a server
-        if name_key in fields and remote:
-            block[name_key] = f"ragstore_bench_{tag}"
-    return block
+    """A throw-away store with the case's engine and settings: embedded in ``scratch``; on a server another
+    collection beside the configured one, never the user's own (the bench drops it when done)."""
+    _cls, opts = resolve_store(case.block)
+    return store_block(str(case.block["type"]), opts.scratch(scratch, f"bench_{tag}"))
 
 
 @contextmanager

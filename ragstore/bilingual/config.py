@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from ..errors import describe_problems
+
 Mode = Literal["off", "translate", "route", "both", "auto"]
 MODES: tuple[str, ...] = ("off", "translate", "route", "both", "auto")
 TranslatorName = Literal["dictionary", "marian", "llm"]
@@ -59,11 +61,7 @@ def translator_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     try:
         return TRANSLATOR_OPTIONS[name].model_validate(options).model_dump(exclude_unset=True)
     except PydanticValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "(options)"
-            problems.append(f"{key}: {'unknown key' if err['type'] == 'extra_forbidden' else err['msg']}")
-        raise ValueError(f"{name} translator: " + "; ".join(problems)) from None
+        raise ValueError(f"{name} translator: " + describe_problems(exc)) from None
 
 
 class MultilingualConfig(BaseModel):

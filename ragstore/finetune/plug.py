@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..config import load_config
 from ..errors import ConfigError
-from ..registry import create_embedder, create_store, store_class
+from ..registry import create_embedder, store_block
 from ..types import Document
 from .run import RESULT_FILE
 
@@ -32,19 +32,6 @@ class SwitchReport:
     old_store: dict[str, Any]
     new_store: dict[str, Any]
     backup: Path
-
-
-def _new_place(block: dict[str, Any], tag: str) -> dict[str, Any]:
-    new = dict(block)
-    fields = store_class(str(block["type"])).Options.model_fields
-    if new.get("path") and not any(new.get(k) for k in ("dsn", "url", "uri", "host")):
-        new["path"] = f"{new['path']}-{tag}"
-        return new
-    for key in ("collection", "table"):
-        if key in fields:
-            new[key] = f"{block.get(key) or fields[key].default}_{tag}".replace("-", "_")
-            return new
-    raise ConfigError(f"cannot place a second {block['type']} store beside the first: give it a path or collection")
 
 
 def update_config(
@@ -69,14 +56,15 @@ def update_config(
             f"(nDCG@10 {record.get('gain_ndcg10', 0):+.4f}); not switching. Pass --force to switch anyway."
         )
     cfg = load_config(path)
-    old_block = cfg.store_block()
-    tag = "ft" + datetime.now().strftime("%Y%m%d%H%M%S")
-    new_block = _new_place(old_block, tag)
+    cls, old_opts = cfg.store_spec()
+    new_opts = old_opts.sibling("ft" + datetime.now().strftime("%Y%m%d%H%M%S"))  # its own folder or collection
+    kind = str(cfg.store["type"])
+    old_block, new_block = store_block(kind, old_opts), store_block(kind, new_opts)
     emb_block = {k: v for k, v in cfg.embedder.items() if k not in ("query_prefix", "passage_prefix", "prompt_style")}
     emb_block.update(type="sentence-transformers", model=str(folder))
     embedder = create_embedder(emb_block)
-    old = create_store(old_block)
-    new = create_store(new_block)
+    old = cls(old_opts)
+    new = cls(new_opts)
     try:
         docs = old.get(filter=None) if old.count() else []
         step = cfg.ingest.batch_size

@@ -2,7 +2,10 @@
 
 Both pass ``langchain_tests``' standard suites on all six engines. Scores from
 ``similarity_search_with_score`` are the store's own (cosine similarity in [-1, 1] by default, higher is
-better); ``similarity_search_with_relevance_scores`` maps them into [0, 1]. Filters use the ragstore filter
+better); ``similarity_search_with_relevance_scores`` gives what LangChain's own stores give, so a copied
+``score_threshold`` means the same: cosine similarity (``1 - cosine distance``, LangChain's cosine relevance
+function) clipped to [0, 1] for cosine and dot, and ``1 - distance / sqrt(2)`` (its Euclidean function for unit
+vectors) clipped to [0, 1] for l2. Filters use the ragstore filter
 grammar, which is the Mongo-style dict LangChain users know from Chroma and PGVector::
 
     store.similarity_search("deadline", k=4, filter={"year": {"$gte": 2024}, "source": {"$in": ["ato", "apra"]}})
@@ -11,6 +14,7 @@ grammar, which is the Mongo-style dict LangChain users know from Chroma and PGVe
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -107,10 +111,12 @@ def _where(filter: Any) -> dict[str, Any] | None:
 
 
 def _relevance(metric: str) -> Callable[[float], float]:
+    """LangChain's relevance functions, so ``score_threshold`` copied from another LangChain store keeps its
+    meaning: cosine -> ``1 - cosine distance`` (= the cosine), l2 -> ``1 - distance / sqrt(2)``; clipped to [0, 1]."""
     if metric == "l2":  # score = -distance
-        return lambda score: 1.0 / (1.0 + max(-score, 0.0))
+        return lambda score: min(max(1.0 + score / math.sqrt(2.0), 0.0), 1.0)
     # cosine in [-1, 1]; dot products of normalised vectors are cosines too
-    return lambda score: min(max((score + 1.0) / 2.0, 0.0), 1.0)
+    return lambda score: min(max(score, 0.0), 1.0)
 
 
 class RagstoreVectorStore(VectorStore):

@@ -17,6 +17,7 @@ Slow engines can lower ``hypothesis_examples``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -32,7 +33,9 @@ import pytest
 from ..errors import (
     BackendUnavailableError,
     DimensionMismatchError,
+    EngineError,
     FilterError,
+    RagstoreError,
     UnsupportedFeatureError,
     ValidationError,
 )
@@ -616,6 +619,52 @@ class PersistenceTests(_Base):
             store.upsert(docs[:1])
 
 
+class ReopenTests(_Base):
+    """A store reopened with settings its collection was not built with is refused, and keeps its data."""
+
+    def test_reopen_with_another_metric_is_refused(
+        self, store_config: dict[str, Any], make_store: Callable[[], VectorStore], docs: list[Document]
+    ) -> None:
+        store = make_store()
+        if not store.capabilities.persistent:
+            pytest.skip(f"{store.name} with this config keeps nothing after close (capabilities.persistent=False)")
+        store.upsert(docs)
+        other = "dot" if store.metric != "dot" else "cosine"
+        store.close()
+        with pytest.raises(BackendUnavailableError, match="metric"):
+            create_store({**store_config, "metric": other})
+        again = make_store()  # the refused open released the engine and changed nothing
+        assert again.count() == len(docs)
+        assert [d.id for d in again.get([docs[0].id])] == [docs[0].id]
+
+
+class EngineFailureTests(_Base):
+    """An engine that fails underneath an open store surfaces as ``EngineError`` (a ``RagstoreError`` with the
+    engine's exception chained), from every call, on every backend."""
+
+    def break_engine(self, store: VectorStore) -> None:
+        """Make the engine fail underneath ``store`` (drop its collection, close its connection...).
+        Backends override this; the default skips, as for a store with no engine under it."""
+        pytest.skip(f"{store.name}: the suite does not know how to break this engine (override break_engine)")
+
+    def test_engine_failures_become_ragstore_errors(self, filled: VectorStore, docs: list[Document]) -> None:
+        self.break_engine(filled)
+        calls: dict[str, Callable[[], Any]] = {
+            "search": lambda: filled.search(docs[0].vector, 3),
+            "search with filter": lambda: filled.search(docs[0].vector, 3, {"tag": "beta"}),
+            "upsert": lambda: filled.upsert(make_docs(2, seed=5)),
+            "count": lambda: filled.count({"tag": "beta"}),
+            "delete": lambda: filled.delete(filter={"tag": "beta"}),
+        }
+        for what, call in calls.items():
+            with pytest.raises(EngineError) as info:
+                call()
+            assert info.value.__cause__ is not None, what
+            assert filled.name in str(info.value), what
+        with contextlib.suppress(RagstoreError):
+            filled.close()
+
+
 class ConcurrencyTests(_Base):
     """Thread pools (async integrations, ``ragstore bench`` QPS, web servers) share one open store."""
 
@@ -658,6 +707,8 @@ class VectorStoreConformance(
     SearchTests,
     BadInputTests,
     PersistenceTests,
+    ReopenTests,
+    EngineFailureTests,
     ConcurrencyTests,
 ):
     """All conformance tests; subclass and override ``store_config``."""
