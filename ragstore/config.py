@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from .bilingual.config import BilingualConfig
+from .embedders.base import Embedder
 from .errors import ConfigError
 from .registry import (
     describe_problems,
@@ -86,6 +87,7 @@ class RagstoreConfig(BaseModel):
     _source: str | None = PrivateAttr(default=None)
     _store_spec: tuple[type[VectorStore], StoreOptions] | None = PrivateAttr(default=None)
     _ml_store_spec: tuple[type[VectorStore], StoreOptions] | None = PrivateAttr(default=None)
+    _embedder_specs: dict[str, tuple[type[Embedder], dict[str, Any]]] = PrivateAttr(default_factory=dict)
 
     @property
     def base_dir(self) -> Path:
@@ -112,12 +114,20 @@ class RagstoreConfig(BaseModel):
                 out["model"] = str(candidate.resolve())
         return out
 
-    def embedder_block(self) -> dict[str, Any]:
-        return self._local_model(self.embedder)
-
-    def multilingual_embedder_block(self) -> dict[str, Any] | None:
-        ml = self.bilingual.multilingual
-        return None if ml is None else self._local_model(ml.embedder)
+    def embedder_spec(self, *, multilingual: bool = False) -> tuple[type[Embedder], dict[str, Any]]:
+        """The embedder's class and validated options (of the multilingual second index with
+        ``multilingual``), resolved once per config."""
+        key = "ml" if multilingual else "main"
+        if key not in self._embedder_specs:
+            ml = self.bilingual.multilingual
+            if multilingual and ml is None:
+                raise ConfigError("no bilingual.multilingual block: there is no multilingual embedder")
+            block = self._local_model(ml.embedder if multilingual and ml is not None else self.embedder)
+            where = "bilingual.multilingual.embedder" if multilingual else "embedder"
+            kind, options = split_block(block, where)
+            cls = embedder_class(kind)
+            self._embedder_specs[key] = (cls, validate_options(cls, options, where))
+        return self._embedder_specs[key]
 
     def store_spec(self) -> tuple[type[VectorStore], StoreOptions]:
         """The store's class and validated options, resolved once per config: the default place is
@@ -151,13 +161,11 @@ class RagstoreConfig(BaseModel):
 
     def validate_blocks(self) -> None:
         """Resolve every class and validate every option block once (fails fast, naming the key)."""
-        kind, options = split_block(self.embedder, "embedder")
-        validate_options(embedder_class(kind), options, "embedder")
+        self.embedder_spec()
         self.store_spec()
         ml = self.bilingual.multilingual
         if ml is not None:
-            kind, options = split_block(ml.embedder, "bilingual.multilingual.embedder")
-            validate_options(embedder_class(kind), options, "bilingual.multilingual.embedder")
+            self.embedder_spec(multilingual=True)
             self.multilingual_store_spec()
         if self.bilingual.mode in ("route", "both") and ml is None:
             raise ConfigError(f"bilingual.mode {self.bilingual.mode!r} needs a bilingual.multilingual block")

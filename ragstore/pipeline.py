@@ -24,7 +24,7 @@ from .embedders.cache import CachedEmbedder
 from .errors import DimensionMismatchError, ValidationError
 from .filters import Filter
 from .ingest import chunk_sources, iter_files, read_file
-from .registry import create_embedder
+from .registry import build_embedder
 from .retrieval import Retriever, SearchResult
 from .store import VectorStore
 from .types import Document, Hit, Metadata
@@ -71,9 +71,8 @@ class Ragstore:
         self.ml_store: VectorStore | None = None
         ml = self.config.bilingual.multilingual
         if ml is not None:
-            self.ml_embedder = self._wrap(
-                create_embedder(self.config.multilingual_embedder_block() or {}), "embeddings-ml.sqlite"
-            )
+            ml_embedder = build_embedder(*self.config.embedder_spec(multilingual=True))
+            self.ml_embedder = self._wrap(ml_embedder, "embeddings-ml.sqlite")
             spec = self.config.multilingual_store_spec()
             assert spec is not None  # a multilingual block always yields a second store
             ml_cls, ml_opts = spec
@@ -116,7 +115,7 @@ class Ragstore:
         return cls(load_config(config))
 
     def _build_embedder(self) -> Embedder:
-        return self._wrap(create_embedder(self.config.embedder_block()), "embeddings.sqlite")
+        return self._wrap(build_embedder(*self.config.embedder_spec()), "embeddings.sqlite")
 
     def _wrap(self, inner: Embedder, name: str) -> Embedder:
         if not self.config.cache:
@@ -257,7 +256,6 @@ class Ragstore:
 
     def info(self) -> dict[str, Any]:
         """What this instance runs on: config source, embedder, store, counts."""
-        describe = getattr(self.store, "describe", None)
         return {
             "config": self.config.source or "(defaults)",
             "data_dir": str(self.config.data_path),
@@ -267,7 +265,7 @@ class Ragstore:
                 "metric": self.store.metric,
                 "dim": self.store.dim,
                 "count": self.store.count(),
-                **(describe() if callable(describe) else {}),
+                **self.store.describe(),
             },
         }
 

@@ -163,12 +163,16 @@ def create_store(block: Mapping[str, Any], base_dir: str | Path | None = None) -
     return cls(opts)
 
 
+def build_embedder(cls: type[Embedder], options: Mapping[str, Any]) -> Embedder:
+    """An embedder from its class and already validated options."""
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        raise ConfigError(f"embedder {cls.__name__} rejected its options: {exc}") from exc
+
+
 def create_embedder(block: Mapping[str, Any]) -> Embedder:
     """Build an embedder from a config block ``{"type": ..., **options}``."""
     kind, options = split_block(block, "embedder")
     cls = embedder_class(kind)
-    opts = validate_options(cls, options, "embedder")
-    try:
-        return cls(**opts)
-    except TypeError as exc:
-        raise ConfigError(f"embedder {kind!r} rejected its options: {exc}") from exc
+    return build_embedder(cls, validate_options(cls, options, "embedder"))

@@ -146,7 +146,7 @@ def test_relative_model_folder_resolves_against_the_config_folder(
         assert rs.embedder.dim == 32
         assert str((project / "models" / "tuned").resolve()) in rs.embedder.describe()["model"]
     cfg = load_config({"embedder": {"type": "sentence-transformers", "model": "all-MiniLM-L6-v2"}})
-    assert cfg.embedder_block()["model"] == "all-MiniLM-L6-v2"  # a hub name stays a name
+    assert cfg.embedder_spec()[1]["model"] == "all-MiniLM-L6-v2"  # a hub name stays a name
 
 
 @pytest.mark.parametrize(

@@ -489,9 +489,8 @@ class BenchRunner:
                 ready_s = time.perf_counter() - start
                 disk: int | None = 0
                 for one in (store, second):
-                    flush = getattr(one, "flush", None)
-                    if one is not None and callable(flush):
-                        flush()
+                    if one is not None:
+                        one.flush()
                     size = one.storage_bytes() if one is not None else 0
                     disk = None if disk is None or size is None else disk + size
                 exact = store.capabilities.exact
