@@ -187,6 +187,15 @@ class _Base:
         store.upsert(docs)
         return store
 
+    @pytest.fixture
+    def persisted(self, make_store: Callable[[], VectorStore], docs: list[Document]) -> VectorStore:
+        """A filled store whose data outlives ``close`` (skips RAM-only configurations)."""
+        store = make_store()
+        if not store.capabilities.persistent:
+            pytest.skip(f"{store.name} with this config keeps nothing after close (capabilities.persistent=False)")
+        store.upsert(docs)
+        return store
+
 
 class UpsertTests(_Base):
     def test_upsert_returns_ids_and_counts(self, store: VectorStore, docs: list[Document]) -> None:
@@ -572,12 +581,9 @@ def reopen_in_subprocess(
 
 class PersistenceTests(_Base):
     def test_reopen_in_fresh_process_gives_same_results(
-        self, store_config: dict[str, Any], make_store: Callable[[], VectorStore], docs: list[Document]
+        self, store_config: dict[str, Any], persisted: VectorStore, docs: list[Document]
     ) -> None:
-        store = make_store()
-        if not store.capabilities.persistent:
-            pytest.skip(f"{store.name} with this config keeps nothing after close (capabilities.persistent=False)")
-        store.upsert(docs)
+        store = persisted
         store.delete([docs[1].id, docs[2].id])
         q = np.asarray(docs[7].vector)
         flt = {"$or": [{"tag": "beta"}, {"flag": True}]}
@@ -596,12 +602,10 @@ class PersistenceTests(_Base):
             if d.id in after["texts"]:
                 assert after["texts"][d.id] == [d.text, d.metadata]
 
-    def test_reopen_in_same_process(self, make_store: Callable[[], VectorStore], docs: list[Document]) -> None:
-        store = make_store()
-        if not store.capabilities.persistent:
-            pytest.skip(f"{store.name} with this config keeps nothing after close (capabilities.persistent=False)")
-        store.upsert(docs)
-        store.close()
+    def test_reopen_in_same_process(
+        self, persisted: VectorStore, make_store: Callable[[], VectorStore], docs: list[Document]
+    ) -> None:
+        persisted.close()
         again = make_store()
         assert again.count() == len(docs)
         assert again.dim == DIM
@@ -623,14 +627,14 @@ class ReopenTests(_Base):
     """A store reopened with settings its collection was not built with is refused, and keeps its data."""
 
     def test_reopen_with_another_metric_is_refused(
-        self, store_config: dict[str, Any], make_store: Callable[[], VectorStore], docs: list[Document]
+        self,
+        store_config: dict[str, Any],
+        persisted: VectorStore,
+        make_store: Callable[[], VectorStore],
+        docs: list[Document],
     ) -> None:
-        store = make_store()
-        if not store.capabilities.persistent:
-            pytest.skip(f"{store.name} with this config keeps nothing after close (capabilities.persistent=False)")
-        store.upsert(docs)
-        other = "dot" if store.metric != "dot" else "cosine"
-        store.close()
+        other = "dot" if persisted.metric != "dot" else "cosine"
+        persisted.close()
         with pytest.raises(BackendUnavailableError, match="metric"):
             create_store({**store_config, "metric": other})
         again = make_store()  # the refused open released the engine and changed nothing
