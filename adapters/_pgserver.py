@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import hashlib
 import importlib.util
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -26,6 +26,7 @@ _lock = threading.Lock()
 _started: dict[Path, Path] = {}  # pgdata -> socket dir, servers this process started
 _refs: dict[Path, int] = {}  # open stores per pgdata in this process
 _SOCKET_MAX = 90  # Unix socket paths are limited to ~107 bytes including ".s.PGSQL.5432"
+_SOCKET_NOTE = "ragstore_socket_dir"  # in the data folder: where its server's socket is
 
 
 def _bin_dir() -> Path:
@@ -56,13 +57,31 @@ def _run(args: list[str], what: str) -> None:
         raise BackendUnavailableError(f"embedded PostgreSQL: {what} failed: {(proc.stderr or proc.stdout)[-2000:]}")
 
 
+def _private(folder: Path) -> bool:
+    """A real folder (not a link) owned by this user, that no one else may enter or write."""
+    try:
+        st = os.lstat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and st.st_mode & 0o077 == 0
+
+
 def socket_dir_for(pgdata: Path) -> Path:
-    """The data folder itself when its path is short enough, else a private folder under the temp dir."""
+    """Where the server's Unix socket lives: the data folder itself when its path is short enough (initdb
+    makes it 0700), else a private folder with a random name (``mkdtemp``: 0700, ours) recorded in the data
+    folder for the other processes of that folder. A recorded folder is used only while it is still private:
+    a predictable shared name let another local user pre-create it and connect as the superuser."""
     if len(str(pgdata)) <= _SOCKET_MAX:
         return pgdata
-    digest = hashlib.sha256(str(pgdata).encode()).hexdigest()[:16]
-    folder = Path(tempfile.gettempdir()) / f"ragstore-pg-{digest}"
-    folder.mkdir(mode=0o700, exist_ok=True)
+    note = pgdata / _SOCKET_NOTE
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        recorded = Path(note.read_text(encoding="utf-8").strip())
+        if recorded.is_absolute() and len(str(recorded)) <= _SOCKET_MAX and _private(recorded):
+            return recorded
+    folder = Path(tempfile.mkdtemp(prefix="ragstore-pg-"))
+    tmp = note.with_name(note.name + ".tmp")
+    tmp.write_text(str(folder), encoding="utf-8")
+    os.replace(tmp, note)
     return folder
 
 
@@ -96,13 +115,13 @@ def release(pgdata: Path) -> None:
 def _ensure(pgdata: Path) -> str:
     """Initialise (first time) and start the server for ``pgdata`` (caller holds ``_lock``)."""
     bindir = _bin_dir()
-    sockets = socket_dir_for(pgdata)
     if not (pgdata / "PG_VERSION").exists():
         pgdata.mkdir(parents=True, exist_ok=True)
         if any(pgdata.iterdir()):
             raise BackendUnavailableError(f"{pgdata} is not empty and is not a PostgreSQL data folder")
         initdb = [str(bindir / "initdb"), "-D", str(pgdata), "--auth=trust", "-U", "postgres", "--encoding=UTF8"]
         _run(initdb, "initdb")
+    sockets = socket_dir_for(pgdata)  # after initdb, which needs an empty folder
     if not _running(pgdata, bindir):
         options = f"-h '' -k {sockets} -c max_connections=50"
         log = str(pgdata / "log")

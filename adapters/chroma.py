@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ragstore._optional import require
 from ragstore.errors import BackendUnavailableError
@@ -107,7 +107,19 @@ class ChromaOptions(StoreOptions):
     port: int = 8000
     ssl: bool = False
     headers: dict[str, str] | None = None
-    collection: str = Field(default="ragstore", min_length=3, max_length=512)
+    collection: str = Field(
+        default="ragstore",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$",
+        description="3-512 of letters, digits, '.', '_', '-'; starts and ends alphanumeric; no '..'",
+    )
+
+    @field_validator("collection")
+    @classmethod
+    def _no_dot_dot(cls, value: str) -> str:
+        if ".." in value:
+            raise ValueError("a collection name may not contain '..'")
+        return value
+
     ef_search: int | None = Field(default=None, gt=0)
     ef_construction: int | None = Field(default=None, gt=0)
     max_neighbors: int | None = Field(default=None, gt=0)

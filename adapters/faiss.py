@@ -11,7 +11,9 @@ flat indexes; exact re-scoring of the filtered set on HNSW when it is small enou
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,6 +42,12 @@ class FaissOptions(StoreOptions):
         default=20_000, ge=0, description="HNSW: filtered sets up to this size are re-scored exactly"
     )
     threads: int | None = Field(default=None, gt=0, description="OpenMP threads for bulk add; search uses 1")
+
+
+def _digest(file: Path) -> str:
+    """The fingerprint of the index file the sidecar belongs to."""
+    with open(file, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _faiss() -> Any:
@@ -100,6 +108,7 @@ class FaissStore(VectorStore):
             and file.exists()
             and self.db.get_info("index_generation") == gen
             and self.db.get_info("index_type") == self.index_type
+            and self.db.get_info("index_sha256") == _digest(file)  # a foreign or altered index file: rebuild
         ):
             try:
                 index = self.faiss.read_index(str(file))
@@ -245,14 +254,21 @@ class FaissStore(VectorStore):
         if self.path is None or self._index is None:
             return
         gen = self.db.get_info("generation") or "0"
-        tmp = self.path / (INDEX_FILE + ".tmp")
-        self.faiss.write_index(self._index, str(tmp))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path / INDEX_FILE)
+        fd, name = tempfile.mkstemp(dir=self.path, prefix=INDEX_FILE + ".", suffix=".tmp")  # unique per writer
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            self.faiss.write_index(self._index, str(tmp))
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            digest = _digest(tmp)
+            os.replace(tmp, self.path / INDEX_FILE)
+        finally:
+            tmp.unlink(missing_ok=True)
         with self.db.transaction():
             self.db.set_info("index_generation", gen)
             self.db.set_info("index_type", self.index_type)
+            self.db.set_info("index_sha256", digest)
 
     def _close(self) -> None:
         try:

@@ -87,6 +87,14 @@ def to_expr(node: Node | None) -> str:
     return "" if node is None else _COMPILER.compile(node)
 
 
+_ID_CHUNK = 500  # ids per expression
+_PAGE = 1000  # rows per query when reading by filter
+
+
+def _ids_expr(ids: list[str]) -> str:
+    return "id in [" + ", ".join(literal(i) for i in ids) + "]"
+
+
 def _encode(meta: Metadata) -> dict[str, Any]:
     return {_PREFIX[kind(v) or "str"] + k: v for k, v in meta.items()}
 
@@ -138,6 +146,9 @@ class MilvusStore(VectorStore):
             self.uri = str(opts.uri)
         self.collection = opts.collection
         self.DataType = pymilvus.DataType
+        from pymilvus.client.constants import ITERATOR_FIELD, REDUCE_STOP_FOR_BEST
+
+        self._in_key_order = {ITERATOR_FIELD: "True", REDUCE_STOP_FOR_BEST: "True"}
         kwargs: dict[str, Any] = {"uri": self.uri}
         if opts.token:
             kwargs["token"] = opts.token
@@ -241,30 +252,47 @@ class MilvusStore(VectorStore):
             id=row["id"], text=row["text"], metadata=self._meta(row), vector=np.asarray(row["vector"], np.float32)
         )
 
+    def _rows(self, ids: list[str], fields: list[str]) -> list[dict[str, Any]]:
+        """Rows by id through an expression we escape ourselves: pymilvus' ``get(ids=)``/``delete(ids=)`` paste
+        ids into ``id in ['...']`` unescaped, so a crafted id could select (and delete) other documents."""
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(ids), _ID_CHUNK):
+            out += self.client.query(
+                self.collection, filter=_ids_expr(ids[start : start + _ID_CHUNK]), output_fields=fields
+            )
+        return out
+
     def _get(self, ids: list[str]) -> list[Document]:
-        rows = self.client.get(self.collection, ids=ids, output_fields=["id", "vector", *_OUT])
-        return [self._doc(r) for r in rows]
+        return [self._doc(r) for r in self._rows(ids, ["id", "vector", *_OUT])]
 
     def _get_where(self, node: Node | None, limit: int | None) -> list[Document]:
+        """Pages by primary key with our own escaped ``id > last`` (pymilvus' ``query_iterator`` pastes the
+        last id into its expression unescaped, so an id with a quote or newline broke it)."""
         out: list[Document] = []
-        it = self.client.query_iterator(
-            self.collection,
-            batch_size=1000,
-            limit=limit if limit is not None else -1,
-            filter=to_expr(node),
-            output_fields=["id", "vector", *_OUT],
-        )
-        try:
-            while batch := it.next():
-                out += [self._doc(r) for r in batch]
-        finally:
-            it.close()
-        return out[:limit] if limit is not None else out
+        expr, last = to_expr(node), None
+        while limit is None or len(out) < limit:
+            page = _PAGE if limit is None else min(_PAGE, limit - len(out))
+            after = None if last is None else f"id > {literal(last)}"
+            cond = " and ".join(f"({c})" for c in (expr, after) if c)
+            rows = self.client.query(
+                self.collection,
+                filter=cond,
+                limit=page,
+                output_fields=["id", "vector", *_OUT],
+                **self._in_key_order,  # the iterator's flags: the smallest keys, sorted, not insertion order
+            )
+            if not rows:
+                break
+            out += [self._doc(r) for r in rows]
+            last = rows[-1]["id"]
+            if len(rows) < page:
+                break
+        return out
 
     def _delete_ids(self, ids: list[str]) -> int:
-        found = [r["id"] for r in self.client.get(self.collection, ids=ids, output_fields=["id"])]
-        if found:
-            self.client.delete(self.collection, ids=found)  # Milvus echoes unknown ids too: count first
+        found = [r["id"] for r in self._rows(ids, ["id"])]  # Milvus echoes unknown ids too: count first
+        for start in range(0, len(found), _ID_CHUNK):
+            self.client.delete(self.collection, filter=_ids_expr(found[start : start + _ID_CHUNK]))
         return len(found)
 
     def _delete_where(self, node: Node) -> int:

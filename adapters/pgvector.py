@@ -30,6 +30,7 @@ from ragstore.types import Document, Hit, Metadata
 
 from . import _pgserver
 
+_MAX_EF_SEARCH = 1000  # hnsw.ef_search's upper bound in pgvector
 _OPS = {"cosine": ("vector_cosine_ops", "<=>"), "dot": ("vector_ip_ops", "<#>"), "l2": ("vector_l2_ops", "<->")}
 
 
@@ -253,7 +254,9 @@ class PgVectorStore(VectorStore):
         opts = self.options
         with self._reading() as conn, conn.transaction():
             if opts.index == "hnsw":
-                conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(max(opts.ef_search, k)),))
+                # ef_search follows k up to pgvector's limit; iterative scans then go on past it until k rows
+                ef = min(max(opts.ef_search, k), _MAX_EF_SEARCH)
+                conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef),))
                 conn.execute("SELECT set_config('hnsw.iterative_scan', 'strict_order', true)")
             elif opts.index == "ivfflat":
                 conn.execute("SELECT set_config('ivfflat.probes', %s, true)", (str(opts.probes),))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ragstore._optional import require
 from ragstore.errors import BackendUnavailableError
@@ -132,7 +132,19 @@ class QdrantOptions(StoreOptions):
     path: str | None = Field(default=None, description="local mode folder (qdrant-client's Python engine)")
     url: str | None = Field(default=None, description="server or cluster URL, e.g. http://localhost:6333")
     api_key: str | None = None
-    collection: str = "ragstore"
+    collection: str = Field(
+        default="ragstore",
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,254}$",
+        description="letters, digits, '.', '_', '-' (no '/', no '..'), at most 255",
+    )
+
+    @field_validator("collection")
+    @classmethod
+    def _no_dot_dot(cls, value: str) -> str:
+        if ".." in value:
+            raise ValueError("a collection name may not contain '..'")
+        return value
+
     hnsw_m: int | None = Field(default=None, gt=0)
     ef_construct: int | None = Field(default=None, gt=0)
     ef_search: int | None = Field(default=None, gt=0, description="hnsw_ef at query time (server)")

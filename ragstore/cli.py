@@ -41,6 +41,10 @@ def _friendly(func: F) -> F:
         except RagstoreError as exc:
             err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False)
             raise typer.Exit(2) from None
+        except OSError as exc:  # an unreadable file, an unwritable data folder, a full disk
+            where = f": {exc.filename}" if exc.filename else ""
+            err_console.print(f"[bold red]error:[/] {exc.strerror or exc}{escape(str(where))}", highlight=False)
+            raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -109,6 +113,8 @@ def search(
             where = json.loads(filter)
         except json.JSONDecodeError as exc:
             raise FilterError(f"--filter is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise FilterError("--filter nests too deeply (a filter may nest at most 32 levels)") from None
     with _open(config) as rs:
         result = rs.query(query, k, where, bilingual=bilingual)
     hits, plan = result.hits, result.plan

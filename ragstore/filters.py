@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeAlias, TypeVar, cast
 
 from .errors import FilterError, ValidationError
-from .types import MetadataValue, validate_key
+from .types import MetadataValue, check_value_chars, validate_key
 
 CmpOp: TypeAlias = Literal["$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin"]
 SCALAR_OPS = ("$eq", "$ne")
@@ -85,6 +85,11 @@ def _scalar(value: object, op: str, field: str) -> MetadataValue:
         )
     if k == "number" and not math.isfinite(value):  # type: ignore[arg-type]
         raise FilterError(f"filter value for {field!r} {op} is not a finite number: {value!r}")
+    if k == "str":
+        try:
+            check_value_chars(value, f"filter value for {field!r} {op}")  # type: ignore[arg-type]
+        except ValidationError as exc:
+            raise FilterError(f"{exc} (such values are never stored, see ragstore.types)") from None
     return value  # type: ignore[return-value]
 
 

@@ -26,7 +26,7 @@ from .filters import Filter
 from .ingest import chunk_sources, iter_files, read_file
 from .registry import build_embedder
 from .retrieval import Retriever, SearchResult
-from .store import VectorStore
+from .store import VectorStore, check_document
 from .types import Document, Hit, Metadata
 
 
@@ -154,6 +154,13 @@ class Ragstore:
         return self._embed_and_upsert(docs, progress=progress)
 
     def _embed_and_upsert(self, docs: list[Document], *, progress: bool, desc: str = "embedding") -> list[str]:
+        for pos, doc in enumerate(docs):  # the whole input is refused before the first batch is written
+            try:
+                check_document(doc, pos)
+            except ValidationError as exc:
+                source = doc.metadata.get("source") if isinstance(doc, Document) else None
+                where = f"{source}: " if source else ""
+                raise ValidationError(f"{where}{exc}; nothing was written") from None
         step = self.config.ingest.batch_size
         out: list[str] = []
         with tqdm(total=len(docs), desc=desc, unit="chunk", disable=not progress) as bar:

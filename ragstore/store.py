@@ -34,9 +34,11 @@ from .errors import (
     describe_problems,
 )
 from .filters import Filter, Node, parse_filter
-from .types import Document, Hit, Metadata, Metric, validate_id, validate_metadata
+from .types import Document, Hit, Metadata, Metric, check_text_chars, validate_id, validate_metadata
 
 DEFAULT_BATCH_SIZE = 512
+#: the largest k a search takes, on every backend (Milvus' own limit); read everything with ``get()``
+MAX_K = 16_384
 
 
 @dataclass(frozen=True)
@@ -238,8 +240,7 @@ class VectorStore(ABC):
     def search(self, vector: Any, k: int = 10, filter: Filter | Node | None = None) -> list[Hit]:
         """The ``k`` most similar documents that match ``filter``, best first."""
         self._check_open()
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k <= 0:
-            raise ValidationError(f"k must be a positive integer, got {k!r}")
+        _check_k(k)
         q = as_query_vector(vector)
         node = parse_filter(filter)
         if self._dim is None:
@@ -259,8 +260,7 @@ class VectorStore(ABC):
     def search_batch(self, vectors: Any, k: int = 10, filter: Filter | Node | None = None) -> list[list[Hit]]:
         """``search`` for many query vectors; engines with a batch call answer them in one round trip."""
         self._check_open()
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k <= 0:
-            raise ValidationError(f"k must be a positive integer, got {k!r}")
+        _check_k(k)
         rows = [as_query_vector(v) for v in vectors]
         node = parse_filter(filter)
         if self._dim is None or not rows:
@@ -515,19 +515,15 @@ class VectorStore(ABC):
         raw: list[Any] = []
         seen: set[str] = set()
         for pos, doc in enumerate(docs):
-            if not isinstance(doc, Document):
-                raise ValidationError(f"item {pos} is a {type(doc).__name__}, expected ragstore.Document")
-            doc_id = validate_id(doc.id)
+            doc_id, meta = check_document(doc, pos)
             if doc_id in seen:
                 raise ValidationError(f"duplicate id {doc_id!r} in one upsert batch")
             seen.add(doc_id)
-            if not isinstance(doc.text, str) or not doc.text.strip():
-                raise ValidationError(f"document {doc_id!r} has empty text")
             if doc.vector is None:
                 raise ValidationError(f"document {doc_id!r} has no vector; embed it first")
             ids.append(doc_id)
             texts.append(doc.text)
-            metas.append(validate_metadata(doc.metadata, doc_id))
+            metas.append(meta)
             raw.append(doc.vector)
         try:  # one numpy pass for the common case; the per-row pass below only names the culprit
             matrix = np.asarray(raw, dtype=np.float32)
@@ -554,6 +550,26 @@ class VectorStore(ABC):
         if self.metric == "l2":
             return -math.sqrt(max(distance, 0.0))
         return float(distance)
+
+
+def check_document(doc: Any, pos: int = 0) -> tuple[str, Metadata]:
+    """(id, metadata copy) of a document whose id, text and metadata every backend accepts; otherwise a
+    ``ValidationError`` naming the problem. ``upsert`` runs it on every document; callers that write in
+    batches (ingest) run it on the whole input first, so a bad item refuses the input before any write."""
+    if not isinstance(doc, Document):
+        raise ValidationError(f"item {pos} is a {type(doc).__name__}, expected ragstore.Document")
+    doc_id = validate_id(doc.id)
+    if not isinstance(doc.text, str) or not doc.text.strip():
+        raise ValidationError(f"document {doc_id!r} has empty text")
+    check_text_chars(doc.text, f"text of document {doc_id!r}")
+    return doc_id, validate_metadata(doc.metadata, doc_id)
+
+
+def _check_k(k: Any) -> None:
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k <= 0:
+        raise ValidationError(f"k must be a positive integer, got {k!r}")
+    if k > MAX_K:  # refused before any engine allocates k results
+        raise ValidationError(f"k must be at most {MAX_K}, got {k}; use get(filter=...) to read every document")
 
 
 def _rank(hit: Hit) -> tuple[float, str]:
@@ -583,4 +599,4 @@ def _as_id_list(ids: Sequence[str] | str) -> list[str]:
     return list(ids)
 
 
-__all__ = ["Capabilities", "StoreOptions", "VectorStore", "as_query_vector"]
+__all__ = ["MAX_K", "Capabilities", "StoreOptions", "VectorStore", "as_query_vector", "check_document"]

@@ -23,6 +23,38 @@ METRICS: tuple[str, ...] = ("cosine", "dot", "l2")
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$")
 MAX_ID_LENGTH = 512
 
+# One rule per character class, the same on every backend (checked before anything is written):
+# - NUL and lone surrogates are refused in ids, metadata strings, filter values and document text: PostgreSQL
+#   text cannot hold NUL, SQLite's JSON functions stop at it, and a lone surrogate is not UTF-8.
+# - Other C0 control characters (U+0001-U+001F) except tab, newline and carriage return are refused in ids,
+#   metadata strings and filter values (no engine's filter language can name them all), allowed in text.
+# - Everything else (quotes, backslashes, tab/newline/CR, DEL, any Unicode) round-trips unchanged.
+_BAD_IN_TEXT = re.compile("[\x00\ud800-\udfff]")
+_BAD_IN_VALUE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
+
+
+def _refuse(value: str, match: re.Match[str], what: str) -> ValidationError:
+    ch = match.group()
+    kind = "NUL" if ch == "\x00" else ("a lone surrogate" if "\ud800" <= ch <= "\udfff" else "a control character")
+    shown = value if len(value) <= 60 else value[:57] + "..."
+    return ValidationError(f"{what} {shown!r} contains {kind} ({ch!r}) at position {match.start()}")
+
+
+def check_value_chars(value: str, what: str) -> str:
+    """Refuse what ids, metadata strings and filter values may not contain (see the rule above)."""
+    match = _BAD_IN_VALUE.search(value)
+    if match is not None:
+        raise _refuse(value, match, what)
+    return value
+
+
+def check_text_chars(value: str, what: str) -> str:
+    """Refuse what document text may not contain: NUL and lone surrogates."""
+    match = _BAD_IN_TEXT.search(value)
+    if match is not None:
+        raise _refuse(value, match, what)
+    return value
+
 
 def content_id(text: str, *namespace: str) -> str:
     """Derive a stable id from content so re-ingesting the same text is idempotent."""
@@ -92,6 +124,8 @@ def validate_metadata(metadata: Mapping[str, Any] | None, doc_id: str = "") -> M
     for key, value in metadata.items():
         validate_key(key)
         t = type(value)
+        if t is str and _BAD_IN_VALUE.search(value):
+            check_value_chars(value, f"metadata value for {key!r}" + (f" of document {doc_id!r}" if doc_id else ""))
         plain = (
             t is str
             or t is bool
@@ -106,7 +140,11 @@ def _slow_value(key: str, value: Any, doc_id: str) -> MetadataValue:
     """Subclasses and numpy scalars become plain Python values; anything else is refused, by name."""
     where = f" of document {doc_id!r}" if doc_id else ""
     if isinstance(value, bool | str):
-        return bool(value) if isinstance(value, bool) else str(value)
+        return (
+            bool(value)
+            if isinstance(value, bool)
+            else check_value_chars(str(value), f"metadata value for {key!r}{where}")
+        )
     if isinstance(value, int | float | np.integer | np.floating):
         number = value.item() if isinstance(value, np.generic) else value
         if isinstance(number, float) and not math.isfinite(number):
@@ -124,9 +162,7 @@ def validate_id(doc_id: object) -> str:
     """Ids are non-empty strings every engine can store verbatim."""
     if not isinstance(doc_id, str) or not doc_id or len(doc_id) > MAX_ID_LENGTH:
         raise ValidationError(f"document id must be a non-empty string of at most {MAX_ID_LENGTH} characters")
-    if "\x00" in doc_id:
-        raise ValidationError(f"document id {doc_id!r} contains a NUL character")
-    return doc_id
+    return check_value_chars(doc_id, "document id")
 
 
 __all__ = [
@@ -136,6 +172,8 @@ __all__ = [
     "Metadata",
     "MetadataValue",
     "Metric",
+    "check_text_chars",
+    "check_value_chars",
     "content_id",
     "validate_id",
     "validate_key",

@@ -105,3 +105,57 @@ def test_missing_framework_names_the_extra(
     monkeypatch.delitem(sys.modules, integration, raising=False)
     with pytest.raises(BackendNotInstalledError, match=rf"pip install 'ragstore\[{extra}\]'"):
         importlib.import_module(integration)
+
+
+def test_embedded_postgres_socket_folder_is_private(tmp_path: Path) -> None:
+    """Long data paths put the socket in a temp folder: once a predictable shared name that another local user
+    could pre-create (0777) and then connect through as the superuser."""
+    import hashlib
+
+    from ragstore.adapters._pgserver import socket_dir_for
+
+    pgdata = tmp_path / ("a-long-data-folder-name-" * 5)
+    pgdata.mkdir()
+    first = socket_dir_for(pgdata)
+    st = first.lstat()
+    assert first != pgdata and st.st_uid == os.geteuid() and st.st_mode & 0o077 == 0
+    assert socket_dir_for(pgdata) == first  # recorded in the data folder for the other processes
+    legacy = hashlib.sha256(str(pgdata).encode()).hexdigest()[:16]
+    assert legacy not in str(first)  # not derivable from the data path
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    hostile.chmod(0o777)
+    (pgdata / "ragstore_socket_dir").write_text(str(hostile), encoding="utf-8")
+    again = socket_dir_for(pgdata)  # a recorded folder others can enter is never used
+    assert again != hostile and again.lstat().st_mode & 0o077 == 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("chromadb") is None, reason="needs: pip install 'ragstore[chroma]'")
+def test_crafted_chroma_pickle_runs_nothing(tmp_path: Path) -> None:
+    """The trust contract in the README: Chroma 1.x parses its index_metadata.pickle as data."""
+    import contextlib
+    import pickle
+
+    import numpy as np
+
+    from ragstore.errors import RagstoreError
+    from ragstore.registry import create_store
+    from ragstore.testing import make_docs
+
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (os.system, (f"touch {marker}",))
+
+    store = create_store({"type": "chroma", "path": str(tmp_path / "c")})
+    store.upsert(make_docs(1200))  # enough to persist an HNSW segment
+    store.close()
+    files = list((tmp_path / "c").glob("*/index_metadata.pickle"))
+    assert files, "Chroma wrote no index_metadata.pickle: the contract in the README needs a new look"
+    files[0].write_bytes(pickle.dumps(Evil()))
+    with contextlib.suppress(RagstoreError):  # refusing the folder is fine; running the payload is not
+        store = create_store({"type": "chroma", "path": str(tmp_path / "c")})
+        store.search(np.ones(16), 3)
+        store.close()
+    assert not marker.exists()

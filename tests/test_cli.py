@@ -58,12 +58,43 @@ def test_ingest_search_info(cfg: Path, tmp_path: Path) -> None:
         (["search", "x", "--filter", "{bad json"], "not valid JSON"),
         (["search", "x", "--filter", '{"a": {"$regex": "x"}}'], "FilterError"),
         (["ingest", "/no/such/folder"], "does not exist"),
+        (["search", "x", "-k", "0"], "k must be a positive integer"),
+        (["search", "x", "-k", str(10**9)], "k must be at most 16384"),
+        (["search", "x", "--filter", "[" * 2000 + "]" * 2000], "FilterError"),
+        (["search", "x", "--filter", '{"a": ' * 2000 + "1" + "}" * 2000], "nest"),
+        (["search", "x", "--filter", '{"tag": "a\\u0000b"}'], "NUL"),
     ],
 )
 def test_errors_are_one_line_and_exit_2(cfg: Path, args: list[str], message: str) -> None:
     res = runner.invoke(app, [*args, "-c", str(cfg)])
     assert res.exit_code == 2
     assert message in res.output and "Traceback" not in res.output
+
+
+def test_unwritable_data_folder_and_non_utf8_config_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder", encoding="utf-8")
+    cfg = tmp_path / "ragstore.yaml"
+    cfg.write_text(f"data_dir: {tmp_path / 'a-file' / 'data'}\nembedder: {{type: hashing, dim: 8}}\n", encoding="utf-8")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("hello", encoding="utf-8")
+    res = runner.invoke(app, ["ingest", str(tmp_path / "docs"), "-c", str(cfg), "--no-progress"])
+    assert res.exit_code == 2 and "Traceback" not in res.output and "a-file" in res.output, res.output
+    cfg.write_bytes(b"store: {type: memory}\ndata_dir: \xff\n")
+    res = runner.invoke(app, ["info", "-c", str(cfg)])
+    assert res.exit_code == 2 and "not UTF-8" in res.output and "Traceback" not in res.output
+
+
+def test_ingest_with_one_bad_file_writes_nothing(cfg: Path, tmp_path: Path) -> None:
+    """A NUL byte (which PostgreSQL cannot store) in one of many files refuses the whole ingest up front."""
+    docs = tmp_path / "many"
+    docs.mkdir()
+    for i in range(30):
+        (docs / f"f{i:03d}.txt").write_text(f"file number {i} " * 50, encoding="utf-8")
+    (docs / "f017.txt").write_text("bad \x00 byte", encoding="utf-8")
+    res = runner.invoke(app, ["ingest", str(docs), "-c", str(cfg), "--no-progress"])
+    assert res.exit_code == 2 and "f017.txt" in res.output and "nothing was written" in res.output, res.output
+    res = runner.invoke(app, ["info", "-c", str(cfg)])
+    assert '"count": 0' in res.output
 
 
 def test_bad_config_file(tmp_path: Path) -> None:

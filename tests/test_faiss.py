@@ -110,3 +110,44 @@ def test_other_metrics_match_numpy(tmp_path: Path, metric: str) -> None:
     assert [h.id for h in hits] == want
     np.testing.assert_allclose([h.score for h in hits], np.sort(scores)[::-1][:5], rtol=1e-4, atol=1e-4)
     store.close()
+
+
+def test_foreign_index_file_is_rebuilt_not_trusted(tmp_path: Path) -> None:
+    """An index.faiss copied in from another store (same dim, ids and generation counters that happen to
+    match) is detected by its fingerprint and rebuilt from the sidecar."""
+    docs = make_docs(30)
+    with FaissStore(path=tmp_path / "a") as a:
+        a.upsert(docs)
+    other = make_docs(30, seed=99)  # same ids, other vectors
+    with FaissStore(path=tmp_path / "b") as b:
+        b.upsert(other)
+    (tmp_path / "a" / INDEX_FILE).write_bytes((tmp_path / "b" / INDEX_FILE).read_bytes())
+    with FaissStore(path=tmp_path / "a") as a:
+        hits = a.search(docs[4].vector, 1)
+        assert hits[0].id == docs[4].id and hits[0].score > 0.999
+
+
+def test_two_writers_never_collide_on_the_temp_file(tmp_path: Path) -> None:
+    """Each flush writes its own temp file, so two stores flushing one folder never remove each other's."""
+    import threading
+
+    stores = [FaissStore(path=tmp_path / "shared") for _ in range(2)]
+    stores[0].upsert(make_docs(10))
+    errors: list[BaseException] = []
+
+    def flush(store: FaissStore) -> None:
+        try:
+            for _ in range(20):
+                store.flush()
+        except BaseException as exc:  # collected: asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=flush, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in stores:
+        s.close()
+    assert errors == []
+    assert not list((tmp_path / "shared").glob("*.tmp"))

@@ -125,3 +125,14 @@ def test_the_fold_walks_the_tree_once_for_any_engine() -> None:
     node = parse_filter({"a": {"$ne": 1}, "$or": [{"b": {"$in": ["x", "y"]}}, {"$not": {"c": {"$gt": 2}}}]})
     assert node is not None
     assert Text().compile(node) == "(!a=1 & ((b='x' | b='y') | !c$gt2))"
+
+
+@pytest.mark.parametrize("kind", ["chroma", "qdrant", "milvus", "pgvector"])
+@pytest.mark.parametrize("name", ["a/b", "../up", "x..y", "a b", "", "a\x00b"])
+def test_collection_names_that_are_paths_are_config_errors(kind: str, name: str) -> None:
+    from ragstore.registry import resolve_store
+
+    key = "table" if kind == "pgvector" else "collection"
+    place = {"dsn": "postgresql://x"} if kind == "pgvector" else {"path": "/tmp/never-created"}
+    with pytest.raises(ConfigError, match=key):
+        resolve_store({"type": kind, **place, key: name})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,12 @@ _CHUNK = 500
 
 
 class CachedEmbedder(Embedder):
-    """Wraps any embedder; lookups and inserts are batched, one SQLite transaction per call."""
+    """Wraps any embedder; lookups and inserts are batched, one SQLite transaction per call.
+
+    Safe to share between threads (one connection, every use of it under a lock; the model itself runs
+    outside the lock, so threads still embed in parallel) and between processes (WAL, a busy timeout, and
+    ``INSERT OR REPLACE`` of identical vectors when two processes embed the same text).
+    """
 
     name = "cached"
 
@@ -31,8 +37,10 @@ class CachedEmbedder(Embedder):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA busy_timeout=30000")
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, vec BLOB NOT NULL)")
+        self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
@@ -67,16 +75,22 @@ class CachedEmbedder(Embedder):
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
         keys = [self._key(t, kind) for t in items]
-        found = self._lookup(keys)
-        missing = list(dict.fromkeys(t for t, k in zip(items, keys, strict=True) if k not in found))
-        self.hits += len(items) - sum(1 for k in keys if k not in found)
-        self.misses += len(missing)
+        with self._lock:
+            found = self._lookup(keys)
+            missing = list(dict.fromkeys(t for t, k in zip(items, keys, strict=True) if k not in found))
+            self.hits += len(items) - sum(1 for k in keys if k not in found)
+            self.misses += len(missing)
         if missing:
-            vecs = self.inner.embed(missing, kind)
+            vecs = self.inner.embed(missing, kind)  # outside the lock: other threads keep embedding
             rows = [(self._key(t, kind), v.astype(np.float32).tobytes()) for t, v in zip(missing, vecs, strict=True)]
-            self.conn.execute("BEGIN")
-            self.conn.executemany("INSERT OR REPLACE INTO emb(key, vec) VALUES (?, ?)", rows)
-            self.conn.execute("COMMIT")
+            with self._lock:  # one transaction at a time on the shared connection
+                self.conn.execute("BEGIN")
+                try:
+                    self.conn.executemany("INSERT OR REPLACE INTO emb(key, vec) VALUES (?, ?)", rows)
+                    self.conn.execute("COMMIT")
+                except BaseException:
+                    self.conn.execute("ROLLBACK")
+                    raise
             found.update(rows)
         return np.stack([np.frombuffer(found[k], dtype=np.float32) for k in keys])
 
@@ -87,7 +101,8 @@ class CachedEmbedder(Embedder):
         return self._cached([texts] if isinstance(texts, str) else texts, "query")
 
     def close(self) -> None:
-        self.conn.close()
+        with self._lock:
+            self.conn.close()
 
     def describe(self) -> dict[str, Any]:
         return {**self.inner.describe(), "cache": str(self.path)}

@@ -272,6 +272,20 @@ class GetDeleteTests(_Base):
         assert got == {d.id for d in docs if d.metadata["tag"] == "alpha"}
         assert len(filled.get(filter={"tag": "alpha"}, limit=2)) == 2
 
+    def test_get_pages_through_a_large_collection(self, store: VectorStore) -> None:
+        """Reading by filter pages through engines' result windows: every document once, ids with quotes too."""
+        many = make_docs(2500, seed=3)
+        for i, doc in enumerate(many):
+            doc.id = f"p'{i:05d}\"" if i % 7 == 0 else f"p-{i:05d}"
+        store.upsert(many)
+        if not store.capabilities.get_by_filter:
+            pytest.skip(f"{store.name} cannot get documents by filter")
+        got = [d.id for d in store.get(filter=None)]
+        assert sorted(got) == sorted(d.id for d in many) and len(set(got)) == len(got)
+        assert len(store.get(filter={"opt": "odd"}, limit=1100)) == 1100
+        expected = sum(1 for d in many if d.metadata.get("opt") == "odd")
+        assert len(store.get(filter={"opt": "odd"})) == expected
+
     def test_delete_by_ids(self, filled: VectorStore, docs: list[Document]) -> None:
         gone = [docs[0].id, docs[1].id]
         assert filled.delete([*gone, "unknown-id"]) == 2
@@ -378,6 +392,80 @@ class FilterTests(_Base):
         check()
 
 
+def allowed_value(value: str) -> bool:
+    """The documented character rule (``ragstore.types``), restated independently: no NUL, no C0 control
+    character but tab/newline/CR, no lone surrogate."""
+    return not any(
+        ch == "\x00" or ("\x01" <= ch <= "\x1f" and ch not in "\t\n\r") or "\ud800" <= ch <= "\udfff" for ch in value
+    )
+
+
+class HostileValueTests(_Base):
+    """Arbitrary ids and metadata strings: either refused up front with a ``ValidationError`` (by one rule,
+    on every backend) or round-tripped through get, search, filter and delete; deleting one id never
+    removes another, and a refused write changes nothing."""
+
+    EVIL_ID = "zzz'] or id not in ['zzz"
+
+    def test_crafted_id_deletes_only_itself(self, filled: VectorStore, docs: list[Document]) -> None:
+        evil = Document(id=self.EVIL_ID, text="evil", metadata={"h": "x"}, vector=np.ones(DIM))
+        filled.upsert([evil])
+        assert [d.id for d in filled.get([self.EVIL_ID])] == [self.EVIL_ID]
+        assert filled.delete([self.EVIL_ID]) == 1
+        assert filled.count() == len(docs)
+        assert filled.delete([self.EVIL_ID, "'", '"', "\\", "' or '1'='1"]) == 0
+        assert filled.count() == len(docs)
+
+    def test_nul_and_control_characters_are_refused_everywhere(self, filled: VectorStore, docs: list[Document]) -> None:
+        for bad in ("a\x00b", "a\x01b", "\ud800"):
+            for doc in (
+                Document(id=bad, text="t", vector=np.ones(DIM)),
+                Document(id="ok", text="t", metadata={"tag": bad}, vector=np.ones(DIM)),
+            ):
+                with pytest.raises(ValidationError):
+                    filled.upsert([docs[0], doc])  # the whole batch, the good document too
+            with pytest.raises(FilterError):
+                filled.count({"tag": bad})
+        with pytest.raises(ValidationError):
+            filled.upsert([Document(id="nul-text", text="a\x00b", vector=np.ones(DIM))])
+        assert filled.count() == len(docs) and filled.count({"tag": "alpha"}) == sum(
+            1 for d in docs if d.metadata.get("tag") == "alpha"
+        )
+
+    def test_hostile_ids_and_values_round_trip_or_are_refused(self, filled: VectorStore, docs: list[Document]) -> None:
+        from hypothesis import HealthCheck, given, settings
+
+        from .strategies import hostile_strings
+
+        base = filled.count()
+        rng = np.random.default_rng(11)
+
+        @settings(max_examples=self.hypothesis_examples, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(hostile_strings().filter(bool), hostile_strings())  # an empty id means "derive it from the text"
+        def check(doc_id: str, value: str) -> None:
+            vec = rng.normal(size=DIM)
+            doc = Document(id=doc_id, text="hostile text ' \" \\", metadata={"h": value}, vector=vec)
+            if not (allowed_value(doc_id) and len(doc_id) <= 512 and allowed_value(value)):
+                with pytest.raises(ValidationError):
+                    filled.upsert([doc])
+                assert filled.count() == base
+                return
+            assert filled.upsert([doc]) == [doc_id]
+            try:
+                (got,) = filled.get([doc_id])
+                assert got.id == doc_id and got.metadata == {"h": value} and got.text == doc.text
+                assert filled.search(vec, 1)[0].id == doc_id
+                assert filled.count({"h": value}) == 1
+                if filled.capabilities.get_by_filter:
+                    assert [d.id for d in filled.get(filter={"h": value})] == [doc_id]
+                assert filled.search(vec, 3, {"h": {"$ne": value}})[0].id != doc_id
+            finally:
+                assert filled.delete([doc_id]) == 1
+            assert filled.count() == base  # deleting it removed nothing else
+
+        check()
+
+
 class SearchTests(_Base):
     def test_top_k_matches_oracle(self, filled: VectorStore, docs: list[Document]) -> None:
         rng = np.random.default_rng(3)
@@ -462,10 +550,26 @@ class BadInputTests(_Base):
         (got,) = store.get([docs[0].id])
         assert got.text == docs[0].text and got.metadata == docs[0].metadata
 
-    @pytest.mark.parametrize("k", [0, -1, 2.5, "3", True, None])
+    @pytest.mark.parametrize("k", [0, -1, 2.5, "3", True, None, 16_385, 10**9, 2**63])
     def test_bad_k(self, filled: VectorStore, docs: list[Document], k: Any) -> None:
         with pytest.raises(ValidationError):
             filled.search(docs[0].vector, k)
+        with pytest.raises(ValidationError):
+            filled.search_batch([docs[0].vector], k)
+
+    def test_largest_k_returns_every_document(self, filled: VectorStore, docs: list[Document]) -> None:
+        """k beyond the engine's own bounds (pgvector's ef_search <= 1000) still answers, exactly."""
+        from ..store import MAX_K
+
+        assert len(filled.search(docs[0].vector, MAX_K)) == len(docs)
+        many = make_docs(1100, seed=21)
+        for i, doc in enumerate(many):
+            doc.id = f"k-{i:04d}"
+        filled.upsert(many)
+        assert len(filled.search(docs[0].vector, 1050)) == 1050
+        assert len(filled.search(docs[0].vector, 1050, {"opt": "odd"})) == sum(
+            1 for d in [*docs, *many] if d.metadata.get("opt") == "odd"
+        )
 
     def test_wrong_query_dimension(self, filled: VectorStore) -> None:
         with pytest.raises(DimensionMismatchError):
@@ -681,6 +785,35 @@ class ConcurrencyTests(_Base):
             got = list(pool.map(lambda q: [(h.id, round(h.score, 4)) for h in filled.search(q, 5)], queries * 3))
         assert got == expected * 3
 
+    def test_pipeline_threads_with_the_embedding_cache_on(
+        self, store_config: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+    ) -> None:
+        """``rs.add``/``rs.search`` from 4 threads with the embedding cache on (the default) once failed
+        hundreds of calls in one shared SQLite transaction."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from ..pipeline import Ragstore
+
+        cfg = {
+            "data_dir": str(tmp_path_factory.mktemp("pipeline")),
+            "embedder": {"type": "hashing", "dim": 32},
+            "store": store_config,
+            "cache": True,
+        }
+        with Ragstore.open(cfg) as rs:
+
+            def work(t: int) -> int:
+                done = 0
+                for i in range(25):
+                    rs.add([f"thread {t} writes document {i} about topic {i % 5}"], ids=[f"t{t}-{i}"])
+                    done += len(rs.search(f"document {i} about topic {i % 5}", k=3)) > 0
+                return done
+
+            with ThreadPoolExecutor(4) as pool:
+                assert list(pool.map(work, range(4))) == [25] * 4
+            assert rs.count() == 100
+            assert rs.search("thread 2 writes document 7 about topic 2", k=1)[0].id == "t2-7"
+
     def test_writes_during_searches_stay_consistent(self, filled: VectorStore, docs: list[Document]) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
@@ -712,6 +845,7 @@ class VectorStoreConformance(
     BadInputTests,
     PersistenceTests,
     ReopenTests,
+    HostileValueTests,
     EngineFailureTests,
     ConcurrencyTests,
 ):

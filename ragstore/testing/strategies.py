@@ -38,3 +38,59 @@ def filters(max_leaves: int = 8) -> st.SearchStrategy[dict[str, Any]]:
         ),
         max_leaves=max_leaves,
     )
+
+
+#: pieces that broke or could break an engine's escaping, concatenated at random
+HOSTILE_PIECES = [
+    "'",
+    '"',
+    "\\",
+    "\n",
+    "\r",
+    "\t",
+    "\x00",
+    "\x01",
+    "\x1b",
+    "\x1f",
+    "\x7f",
+    "\u2028",
+    "\ud800",
+    "%",
+    "_",
+    "*",
+    "?",
+    "[",
+    "]",
+    "{",
+    "}",
+    "$",
+    "`",
+    ";",
+    "--",
+    "/*",
+    "../",
+    "\\u0041",
+    "\\x00",
+    "中文",
+    "🎉",
+    "é",
+    " ",
+    "'); DROP TABLE docs; --",
+    "zzz'] or id not in ['zzz",
+    '" or 1 == 1 or "',
+    "null",
+    "true",
+    "1",
+]
+
+
+def hostile_strings(max_pieces: int = 8) -> st.SearchStrategy[str]:
+    """Quotes, backslashes, NUL and other control characters, lone surrogates, injection attempts, any
+    Unicode, and strings too long for an id: what a crafted file or a hostile user sends."""
+    return st.one_of(
+        st.lists(st.one_of(st.sampled_from(HOSTILE_PIECES), st.text(max_size=3)), min_size=1, max_size=max_pieces).map(
+            "".join
+        ),
+        st.text(min_size=1, max_size=20),
+        st.integers(500, 2000).map(lambda n: "x" * n),
+    )
