@@ -100,6 +100,7 @@ class SqliteDocs:
 
     def __init__(self, path: Path | None) -> None:
         self.conn = sqlite3.connect(str(path) if path else ":memory:", isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA busy_timeout=30000")  # other processes may be writing the same folder
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(_SCHEMA)
@@ -192,6 +193,19 @@ class SqliteDocs:
             query += " LIMIT ?"
             params = [*params, limit]
         return [_doc(r) for r in self.conn.execute(query, params)]
+
+    def data_version(self) -> int:
+        """Changes whenever another connection (another process) commits to the file."""
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def vectors_for(self, iids: Sequence[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(iids, vectors) of the given rows that still exist."""
+        rows: list[tuple[int, bytes]] = []
+        for chunk in self._chunks(iids):
+            marks = ",".join("?" * len(chunk))
+            rows += self.conn.execute(f"SELECT iid, vector FROM docs WHERE iid IN ({marks})", list(chunk)).fetchall()  # noqa: S608
+        found = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        return found, np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
 
     def all_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """(iids, vectors) of every row, for rebuilding the index."""

@@ -127,6 +127,7 @@ class ChromaOptions(StoreOptions):
 
 class ChromaStore(VectorStore):
     name = "chroma"
+    one_process_per_path = True  # Chroma's embedded engine is single-process
     tunable = ("ef_search",)
     Options = ChromaOptions
 

@@ -75,6 +75,7 @@ class FaissStore(VectorStore):
             raise BackendUnavailableError(f"cannot open FAISS sidecar in {self.path}: {exc}") from exc
         self._index: Any = None
         self._dead: set[int] = set()  # HNSW cannot remove ids: deleted rows stay in the graph until a rebuild
+        self._version = self.db.data_version() if self.path is not None else 0
 
     @property
     def capabilities(self) -> Capabilities:
@@ -87,6 +88,31 @@ class FaissStore(VectorStore):
 
     def _adopt(self, dim: int) -> None:
         self._open_index()
+
+    # ----------------------------------------------------------------- other processes
+    # SQLite is the source of truth and serialises writers from every process; each process keeps its own
+    # index and, before each call, catches up with rows other processes added or removed since it looked.
+    def _changed_elsewhere(self) -> bool:
+        return self.path is not None and self.db.data_version() != self._version
+
+    def _refresh(self) -> None:
+        self._version = self.db.data_version()  # first: commits made while catching up are seen next time
+        stored = self._stored()
+        if stored is None:  # dropped by another process
+            self._dim, self._index, self._dead = None, None, set()
+            return
+        dim, _ = stored
+        if self._index is None or dim != self._dim:  # created, or dropped and created again, elsewhere
+            self._dim = dim
+            self._rebuild()
+            return
+        live = set(self.db.where_iids(None))
+        in_index = set(self.faiss.vector_to_array(self._index.id_map).tolist()) - self._dead
+        self._forget(sorted(in_index - live))
+        new = sorted(live - in_index)
+        if new:
+            iids, vecs = self.db.vectors_for(new, dim)
+            self._add(iids, vecs)
 
     def _new_index(self, dim: int) -> Any:
         faiss = self.faiss

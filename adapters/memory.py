@@ -28,6 +28,7 @@ class MemoryStore(VectorStore):
     """Brute-force exact search over a numpy matrix; ties are broken by id so results are deterministic."""
 
     name = "memory"
+    one_process_per_path = True  # saves the whole folder on close
     Options = MemoryOptions
 
     options: MemoryOptions

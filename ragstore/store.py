@@ -22,6 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
+from . import _plock
 from ._locks import RWLock
 from .errors import (
     BackendUnavailableError,
@@ -135,6 +136,9 @@ class VectorStore(ABC):
     Options: ClassVar[type[StoreOptions]] = StoreOptions
     #: Metrics this backend implements.
     metrics: ClassVar[tuple[str, ...]] = ("cosine", "dot", "l2")
+    #: The engine cannot share an embedded ``path`` between processes: the base class holds an inter-process
+    #: lock on it while the store is open, so a second process gets a clear error, never a corrupted folder.
+    one_process_per_path: ClassVar[bool] = False
     #: Options that may change on an open store without rebuilding it (search-time knobs such as ``ef_search``).
     tunable: ClassVar[tuple[str, ...]] = ()
 
@@ -157,13 +161,22 @@ class VectorStore(ABC):
         self._closed = False
         #: searches share it, writes and close take it alone (see ``ragstore._locks``)
         self._lock = RWLock()
-        self._connect()
+        self._path_lock: str | None = None
+        path = getattr(opts, "path", None)
+        if self.one_process_per_path and path and not opts.remote:
+            self._path_lock = _plock.acquire(path, f"{self.name} store")
+        try:
+            self._connect()
+        except BaseException:
+            self._unlock_path()
+            raise
         try:
             with self._engine("open the collection"):
                 self._adopt_or_create()
         except BaseException:
             with suppress(Exception):
                 self._abandon()
+            self._unlock_path()
             self._closed = True
             raise
 
@@ -223,6 +236,7 @@ class VectorStore(ABC):
     def upsert(self, documents: Iterable[Document], batch_size: int | None = None) -> list[str]:
         """Insert or replace documents by id; the whole input is validated before anything is written."""
         self._check_open()
+        self._catch_up()
         docs = list(documents)
         if not docs:
             return []
@@ -240,6 +254,7 @@ class VectorStore(ABC):
     def search(self, vector: Any, k: int = 10, filter: Filter | Node | None = None) -> list[Hit]:
         """The ``k`` most similar documents that match ``filter``, best first."""
         self._check_open()
+        self._catch_up()
         _check_k(k)
         q = as_query_vector(vector)
         node = parse_filter(filter)
@@ -260,6 +275,7 @@ class VectorStore(ABC):
     def search_batch(self, vectors: Any, k: int = 10, filter: Filter | Node | None = None) -> list[list[Hit]]:
         """``search`` for many query vectors; engines with a batch call answer them in one round trip."""
         self._check_open()
+        self._catch_up()
         _check_k(k)
         rows = [as_query_vector(v) for v in vectors]
         node = parse_filter(filter)
@@ -292,6 +308,7 @@ class VectorStore(ABC):
     ) -> list[Document]:
         """Documents by id (in the order asked, missing ids left out) or all that match ``filter``."""
         self._check_open()
+        self._catch_up()
         if ids is not None:
             if filter is not None:
                 raise ValidationError("get() takes ids or a filter, not both")
@@ -316,6 +333,7 @@ class VectorStore(ABC):
     def delete(self, ids: Sequence[str] | None = None, *, filter: Filter | Node | None = None) -> int:
         """Delete by ids or by filter; returns how many documents were removed (unknown ids are ignored)."""
         self._check_open()
+        self._catch_up()
         if ids is not None and filter is not None:
             raise ValidationError("delete() takes ids or a filter, not both")
         if ids is not None:
@@ -339,6 +357,7 @@ class VectorStore(ABC):
     def count(self, filter: Filter | Node | None = None) -> int:
         """Number of documents, optionally only those matching ``filter``."""
         self._check_open()
+        self._catch_up()
         node = parse_filter(filter)
         if self._dim is None:
             return 0
@@ -409,6 +428,8 @@ class VectorStore(ABC):
 
     def flush(self) -> None:
         """Make every write durable now (engines that buffer or keep an index file), without closing."""
+        self._check_open()
+        self._catch_up()
         with self._lock.write(), self._engine("flush"):
             self._check_open()
             self._flush()
@@ -418,8 +439,16 @@ class VectorStore(ABC):
         with self._lock.write():
             if not self._closed:
                 self._closed = True
-                with self._engine("close"):
-                    self._close()
+                try:
+                    with self._engine("close"):
+                        self._close()
+                finally:
+                    self._unlock_path()
+
+    def _unlock_path(self) -> None:
+        if self._path_lock is not None:
+            _plock.release(self._path_lock)
+            self._path_lock = None
 
     def __enter__(self) -> VectorStore:
         return self
@@ -444,6 +473,21 @@ class VectorStore(ABC):
 
     def _describe(self) -> dict[str, Any]:
         return {}
+
+    def _changed_elsewhere(self) -> bool:
+        """Whether another process changed the collection since this store last looked (cheap; called
+        before every call). Engines whose server keeps one view for everyone never need it."""
+        return False
+
+    def _refresh(self) -> None:  # noqa: B027 - optional hook
+        """Bring this process's view (in-memory index, dimension) up to what another process wrote."""
+
+    def _catch_up(self) -> None:
+        if self._changed_elsewhere():
+            with self._lock.write(), self._engine("catch up with another process's writes"):
+                self._check_open()
+                if self._changed_elsewhere():
+                    self._refresh()
 
     def _abandon(self) -> None:
         """Release the engine after a refused open (wrong metric or dimension) *without writing anything*:

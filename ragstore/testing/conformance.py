@@ -683,7 +683,51 @@ def reopen_in_subprocess(
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
+_SECOND_WRITER = """
+import json, sys
+import numpy as np
+from ragstore.errors import RagstoreError
+from ragstore.registry import create_store
+from ragstore.types import Document
+args = json.loads(sys.stdin.read())
+try:
+    store = create_store(args["config"])
+    rng = np.random.default_rng(5)
+    dim = args["dim"]
+    store.upsert([Document(id=f"second-{i}", text=f"second {i}", vector=rng.normal(size=dim)) for i in range(5)])
+    store.close()
+    print(json.dumps({"wrote": 5}))
+except RagstoreError as exc:
+    print(json.dumps({"refused": f"{type(exc).__name__}: {exc}"}))
+"""
+
+
 class PersistenceTests(_Base):
+    def test_second_process_is_seen_or_refused_never_lost(
+        self, store_config: dict[str, Any], persisted: VectorStore, docs: list[Document]
+    ) -> None:
+        """Another process opening the same store while this one holds it either writes and is seen here
+        (count, search and get agree), or is refused with a clear ``RagstoreError``; this process's data
+        survives either way, also after both have closed."""
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        payload = json.dumps({"config": store_config, "dim": DIM})
+        proc = subprocess.run(
+            [sys.executable, "-c", _SECOND_WRITER], input=payload, capture_output=True, text=True, env=env, timeout=300
+        )
+        assert proc.returncode == 0, f"the second process crashed instead of a clear error:\n{proc.stderr[-3000:]}"
+        outcome = json.loads(proc.stdout.strip().splitlines()[-1])
+        expected = len(docs) + (5 if "wrote" in outcome else 0)
+        assert persisted.count() == expected
+        if "wrote" in outcome:
+            (second,) = persisted.get(["second-3"])
+            assert persisted.search(second.vector, 1)[0].id == "second-3"
+        persisted.close()
+        reopened = create_store(store_config)
+        try:
+            assert reopened.count() == expected
+        finally:
+            reopened.close()
+
     def test_reopen_in_fresh_process_gives_same_results(
         self, store_config: dict[str, Any], persisted: VectorStore, docs: list[Document]
     ) -> None:
