@@ -22,8 +22,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
-from . import _plock
 from ._locks import RWLock
+from ._plock import acquire as lock_folder
+from ._plock import release as unlock_folder
 from .errors import (
     BackendUnavailableError,
     ConfigError,
@@ -164,7 +165,7 @@ class VectorStore(ABC):
         self._path_lock: str | None = None
         path = getattr(opts, "path", None)
         if self.one_process_per_path and path and not opts.remote:
-            self._path_lock = _plock.acquire(path, f"{self.name} store")
+            self._path_lock = lock_folder(path, f"{self.name} store")
         try:
             self._connect()
         except BaseException:
@@ -447,7 +448,7 @@ class VectorStore(ABC):
 
     def _unlock_path(self) -> None:
         if self._path_lock is not None:
-            _plock.release(self._path_lock)
+            unlock_folder(self._path_lock)
             self._path_lock = None
 
     def __enter__(self) -> VectorStore:

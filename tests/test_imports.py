@@ -47,6 +47,7 @@ LAYERS = {
     "ragstore.filters": 0,
     "ragstore._optional": 0,
     "ragstore._locks": 0,
+    "ragstore._plock": 0,
     "ragstore.store": 1,
     "ragstore.embedders": 1,
     "ragstore.adapters": 2,
