@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from ragstore._optional import require
 from ragstore.errors import BackendUnavailableError
 from ragstore.filters import RANGE_FLIP, Cmp, FilterCompiler, Node, kind, push_not
-from ragstore.store import Capabilities, StoreOptions, VectorStore
+from ragstore.store import Capabilities, CollectionName, StoreOptions, VectorStore
 from ragstore.types import Document, Hit, Metadata
 
 NUM_MARK = "rs#num#"
@@ -107,18 +107,11 @@ class ChromaOptions(StoreOptions):
     port: int = 8000
     ssl: bool = False
     headers: dict[str, str] | None = None
-    collection: str = Field(
+    collection: CollectionName = Field(
         default="ragstore",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$",
         description="3-512 of letters, digits, '.', '_', '-'; starts and ends alphanumeric; no '..'",
     )
-
-    @field_validator("collection")
-    @classmethod
-    def _no_dot_dot(cls, value: str) -> str:
-        if ".." in value:
-            raise ValueError("a collection name may not contain '..'")
-        return value
 
     ef_search: int | None = Field(default=None, gt=0)
     ef_construction: int | None = Field(default=None, gt=0)

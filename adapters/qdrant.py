@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from ragstore._optional import require
 from ragstore.errors import BackendUnavailableError
 from ragstore.filters import FilterCompiler, Node, kind
-from ragstore.store import Capabilities, StoreOptions, VectorStore
+from ragstore.store import Capabilities, CollectionName, StoreOptions, VectorStore
 from ragstore.types import Document, Hit, Metadata
 
 _NAMESPACE = uuid.UUID("6f1c9a52-4b1e-4f55-9d3c-2a7b8e0c1d11")
@@ -132,18 +132,11 @@ class QdrantOptions(StoreOptions):
     path: str | None = Field(default=None, description="local mode folder (qdrant-client's Python engine)")
     url: str | None = Field(default=None, description="server or cluster URL, e.g. http://localhost:6333")
     api_key: str | None = None
-    collection: str = Field(
+    collection: CollectionName = Field(
         default="ragstore",
         pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,254}$",
         description="letters, digits, '.', '_', '-' (no '/', no '..'), at most 255",
     )
-
-    @field_validator("collection")
-    @classmethod
-    def _no_dot_dot(cls, value: str) -> str:
-        if ".." in value:
-            raise ValueError("a collection name may not contain '..'")
-        return value
 
     hnsw_m: int | None = Field(default=None, gt=0)
     ef_construct: int | None = Field(default=None, gt=0)

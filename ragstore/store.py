@@ -16,10 +16,10 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from ._locks import RWLock
@@ -52,6 +52,16 @@ class Capabilities:
     get_by_filter: bool = True
     exact: bool = True  # False for approximate indexes (HNSW, IVF): results may differ from exact search
     hybrid: bool = False
+
+
+def _no_parent_refs(value: str) -> str:
+    if ".." in value:
+        raise ValueError("a collection name may not contain '..'")
+    return value
+
+
+#: a collection name an engine may turn into a folder: never a path (adapters add the engine's own pattern)
+CollectionName = Annotated[str, AfterValidator(_no_parent_refs)]
 
 
 class StoreOptions(BaseModel):
@@ -644,4 +654,12 @@ def _as_id_list(ids: Sequence[str] | str) -> list[str]:
     return list(ids)
 
 
-__all__ = ["MAX_K", "Capabilities", "StoreOptions", "VectorStore", "as_query_vector", "check_document"]
+__all__ = [
+    "MAX_K",
+    "Capabilities",
+    "CollectionName",
+    "StoreOptions",
+    "VectorStore",
+    "as_query_vector",
+    "check_document",
+]
