@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import importlib.util
 import os
 import shutil
@@ -18,15 +19,16 @@ import stat
 import subprocess
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from ragstore.errors import BackendNotInstalledError, BackendUnavailableError
 
 _lock = threading.Lock()
-_started: dict[Path, Path] = {}  # pgdata -> socket dir, servers this process started
 _refs: dict[Path, int] = {}  # open stores per pgdata in this process
 _SOCKET_MAX = 90  # Unix socket paths are limited to ~107 bytes including ".s.PGSQL.5432"
 _SOCKET_NOTE = "ragstore_socket_dir"  # in the data folder: where its server's socket is
+_USERS = "ragstore_users"  # in the data folder: one empty file per process using the server, named by pid
 
 
 def _bin_dir() -> Path:
@@ -92,28 +94,79 @@ def _running(pgdata: Path, bindir: Path) -> bool:
     return proc.returncode == 0
 
 
+@contextlib.contextmanager
+def _across_processes(pgdata: Path) -> Iterator[None]:
+    """Serialise start, adopt and stop of a data folder's server between processes: a ``flock`` on the
+    parent folder itself (initdb needs the data folder empty, and no file is written outside it)."""
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(pgdata.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _users(pgdata: Path) -> Path:
+    return pgdata / _USERS
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def _live_users(pgdata: Path) -> list[int]:
+    """Processes using this server now; files of processes that died (kill -9) are swept away."""
+    folder = _users(pgdata)
+    live = []
+    for entry in folder.glob("*") if folder.is_dir() else []:
+        pid = int(entry.name) if entry.name.isdigit() else -1
+        if pid > 0 and _alive(pid):
+            live.append(pid)
+        else:
+            entry.unlink(missing_ok=True)
+    return live
+
+
 def acquire(pgdata: Path) -> str:
-    """Start (if needed) and hold the server for ``pgdata``; returns a libpq conninfo string."""
+    """Start, or adopt, the server for ``pgdata`` and register this process as a user; returns a libpq
+    conninfo string. A server left running by a process that was killed is adopted like any other."""
     pgdata = pgdata.expanduser().resolve()
     with _lock:
-        conninfo = _ensure(pgdata)
-        _refs[pgdata] = _refs.get(pgdata, 0) + 1
+        if _refs.get(pgdata):
+            _refs[pgdata] += 1
+            return _conninfo(socket_dir_for(pgdata))
+        with _across_processes(pgdata):
+            conninfo = _ensure(pgdata)
+            _users(pgdata).mkdir(exist_ok=True)
+            (_users(pgdata) / str(os.getpid())).touch()
+        _refs[pgdata] = 1
         return conninfo
 
 
 def release(pgdata: Path) -> None:
-    """Let go of the server; the last holder stops it if this process started it."""
+    """Let go of the server; the last user, in whichever process, stops it."""
     pgdata = pgdata.expanduser().resolve()
     with _lock:
         _refs[pgdata] = _refs.get(pgdata, 1) - 1
         if _refs[pgdata] > 0:
             return
         del _refs[pgdata]
-    stop(pgdata)
+        with _across_processes(pgdata):
+            (_users(pgdata) / str(os.getpid())).unlink(missing_ok=True)
+            if not _live_users(pgdata):
+                _stop(pgdata)
 
 
 def _ensure(pgdata: Path) -> str:
-    """Initialise (first time) and start the server for ``pgdata`` (caller holds ``_lock``)."""
+    """Initialise (first time) and start the server for ``pgdata`` unless one runs already (another
+    process's, or an orphan of a killed one: adopted). Caller holds ``_lock`` and the cross-process lock."""
     bindir = _bin_dir()
     if not (pgdata / "PG_VERSION").exists():
         pgdata.mkdir(parents=True, exist_ok=True)
@@ -126,22 +179,31 @@ def _ensure(pgdata: Path) -> str:
         options = f"-h '' -k {sockets} -c max_connections=50"
         log = str(pgdata / "log")
         _run([str(bindir / "pg_ctl"), "-w", "-t", "60", "-D", str(pgdata), "-o", options, "-l", log, "start"], "start")
-        _started[pgdata] = sockets
+    return _conninfo(sockets)
+
+
+def _conninfo(sockets: Path) -> str:
     return f"host={sockets} dbname=postgres user=postgres"
 
 
+def _stop(pgdata: Path) -> None:
+    with contextlib.suppress(BackendUnavailableError):  # already stopped
+        _run([str(_bin_dir() / "pg_ctl"), "-w", "-D", str(pgdata), "-m", "fast", "stop"], "stop")
+
+
 def stop(pgdata: Path) -> None:
-    """Stop a server this process started (others are left alone)."""
+    """Stop the server of ``pgdata`` if this process holds it and no other live process uses it."""
     pgdata = pgdata.expanduser().resolve()
     with _lock:
-        if _started.pop(pgdata, None) is None:
-            return
-        with contextlib.suppress(BackendUnavailableError):  # already stopped
-            _run([str(_bin_dir() / "pg_ctl"), "-w", "-D", str(pgdata), "-m", "fast", "stop"], "stop")
+        _refs.pop(pgdata, None)
+        with _across_processes(pgdata):
+            (_users(pgdata) / str(os.getpid())).unlink(missing_ok=True)
+            if not _live_users(pgdata):
+                _stop(pgdata)
 
 
 @atexit.register
 def stop_all() -> None:
-    """Stop every server this process started (at interpreter exit)."""
-    for pgdata in list(_started):
+    """At interpreter exit: leave every server this process uses (the last user stops it)."""
+    for pgdata in list(_refs):
         stop(pgdata)

