@@ -88,6 +88,9 @@ def to_expr(node: Node | None) -> str:
 
 
 _ID_CHUNK = 500  # ids per expression
+# a read sees every write that returned before it, as on every other backend (a Milvus server's default,
+# "Bounded", lets a search miss documents written a moment ago; Milvus Lite is strong anyway)
+_CONSISTENCY = "Strong"
 _PAGE = 1000  # rows per query when reading by filter
 
 
@@ -202,7 +205,9 @@ class MilvusStore(VectorStore):
         index.add_index(
             "vector", index_type=self.options.index, metric_type=_METRIC[self.metric], params=self._index_params()
         )
-        self.client.create_collection(self.collection, schema=schema, index_params=index)
+        self.client.create_collection(
+            self.collection, schema=schema, index_params=index, consistency_level=_CONSISTENCY
+        )
 
     def _check_batch(self, ids: list[str], texts: list[str], metadatas: list[Metadata]) -> None:
         for doc_id, text in zip(ids, texts, strict=True):
@@ -235,6 +240,7 @@ class MilvusStore(VectorStore):
         for start in range(0, len(matrix), step):
             res = self.client.search(
                 self.collection,
+                consistency_level=_CONSISTENCY,
                 data=matrix[start : start + step].tolist(),
                 limit=k,
                 filter=to_expr(node),
@@ -258,7 +264,10 @@ class MilvusStore(VectorStore):
         out: list[dict[str, Any]] = []
         for start in range(0, len(ids), _ID_CHUNK):
             out += self.client.query(
-                self.collection, filter=_ids_expr(ids[start : start + _ID_CHUNK]), output_fields=fields
+                self.collection,
+                filter=_ids_expr(ids[start : start + _ID_CHUNK]),
+                output_fields=fields,
+                consistency_level=_CONSISTENCY,
             )
         return out
 
@@ -276,6 +285,7 @@ class MilvusStore(VectorStore):
             cond = " and ".join(f"({c})" for c in (expr, after) if c)
             rows = self.client.query(
                 self.collection,
+                consistency_level=_CONSISTENCY,
                 filter=cond,
                 limit=page,
                 output_fields=["id", "vector", *_OUT],
@@ -302,7 +312,9 @@ class MilvusStore(VectorStore):
         return n
 
     def _count(self, node: Node | None) -> int:
-        res = self.client.query(self.collection, filter=to_expr(node), output_fields=["count(*)"])
+        res = self.client.query(
+            self.collection, filter=to_expr(node), output_fields=["count(*)"], consistency_level=_CONSISTENCY
+        )
         return int(res[0]["count(*)"])
 
     def _drop(self) -> None:
