@@ -494,7 +494,9 @@ class VectorStore(ABC):
         """Bring this process's view (in-memory index, dimension) up to what another process wrote."""
 
     def _catch_up(self) -> None:
-        if self._changed_elsewhere():
+        with self._engine("look for other processes' writes"):
+            changed = self._changed_elsewhere()
+        if changed:
             with self._lock.write(), self._engine("catch up with another process's writes"):
                 self._check_open()
                 if self._changed_elsewhere():
