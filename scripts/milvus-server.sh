@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Start a Milvus 2.3 standalone server from the `milvus` PyPI package (no Docker) on 127.0.0.1, run the
+# server-mode tests against it through the adapter's `uri`, and stop it. Its own venv: the package pins
+# dependencies of its own. Not part of CI (a 100 MB download and ~40 s start); run it by hand.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh dev >/dev/null
+venv=.venv-milvus
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install -q "milvus==2.3.5"
+data="$(mktemp -d)"
+port="${RAGSTORE_MILVUS_PORT:-19531}"
+"$venv/bin/python" - "$data" "$port" > "$data/server.log" 2>&1 <<'PY' &
+import sys, time
+from milvus import default_server
+default_server.set_base_dir(sys.argv[1])
+default_server.listen_port = int(sys.argv[2])
+default_server.start()
+print("started", flush=True)
+try:
+    while True:
+        time.sleep(1)
+finally:
+    default_server.stop()
+PY
+server=$!
+trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$data"' EXIT
+for _ in $(seq 120); do grep -q started "$data/server.log" 2>/dev/null && break; sleep 1; done
+grep -q started "$data/server.log" || { cat "$data/server.log"; exit 1; }
+RAGSTORE_MILVUS_URI="http://127.0.0.1:$port" .venv/bin/python -m pytest -q tests/test_milvus_server.py "$@"
