@@ -72,6 +72,15 @@ def _case(fn: Callable[[], bool]) -> tuple[bool, bool]:
         return False, True
 
 
+def _refused(store: VectorStore, doc: Document, seed: list[Document]) -> bool:
+    """The rule says no: the write must raise ``ValidationError`` and leave the store as it was."""
+    try:
+        store.upsert([doc])
+    except ValidationError:
+        return store.count() == len(seed)
+    return False
+
+
 def hostile_ids(store: VectorStore, seed: list[Document]) -> tuple[int, int, int]:
     rng = np.random.default_rng(1)
     passed = raw = 0
@@ -81,11 +90,7 @@ def hostile_ids(store: VectorStore, seed: list[Document]) -> tuple[int, int, int
 
         def check(doc: Document = doc) -> bool:
             if not (allowed_value(doc.id) and len(doc.id) <= 512):
-                try:
-                    store.upsert([doc])
-                except ValidationError:
-                    return store.count() == len(seed)
-                return False
+                return _refused(store, doc, seed)
             store.upsert([doc])
             ok = [d.id for d in store.get([doc.id])] == [doc.id] and store.search(doc.vector, 1)[0].id == doc.id
             return store.delete([doc.id]) == 1 and ok and store.count() == len(seed)
@@ -104,11 +109,7 @@ def hostile_metadata(store: VectorStore, seed: list[Document]) -> tuple[int, int
 
         def check(doc: Document = doc, value: str = value) -> bool:
             if not allowed_value(value):
-                try:
-                    store.upsert([doc])
-                except ValidationError:
-                    return store.count() == len(seed)
-                return False
+                return _refused(store, doc, seed)
             store.upsert([doc])
             ok = store.count({"h": value}) == 1 and store.get([doc.id])[0].metadata == {"h": value}
             removed = store.delete(filter={"h": value})
