@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start a Milvus 2.3 standalone server from the `milvus` PyPI package (no Docker) on 127.0.0.1, run the
 # server-mode tests against it through the adapter's `uri`, and stop it. Its own venv: the package pins
-# dependencies of its own. Not part of CI (a 100 MB download and ~40 s start); run it by hand.
+# dependencies of its own. CI runs it (a ~100 MB download and ~40 s start).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev >/dev/null
