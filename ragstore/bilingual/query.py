@@ -1,10 +1,12 @@
-"""Per query: detect the language, then decide whether to translate, and say what was done.
+"""Per query: detect the language, then decide what to search, and say what was done.
 
 Modes: ``off`` (embed the query as written), ``translate`` (translate every query that contains Chinese,
-keeping its Latin words), ``route`` (embed Chinese queries with the multilingual embedder and search the
-second index), ``both`` (translate and route, fuse the two rankings with reciprocal rank fusion), ``auto``
-(English plain; Chinese and mixed ``both`` when a multilingual index exists, else ``translate``; other
-scripts pass through untranslated with a note).
+keeping its Latin words), ``route`` (embed it with the multilingual embedders and search their indexes,
+fusing them when there are several), ``both`` (the fusion members: translate and/or routes), ``auto``
+(English plain; Chinese and mixed ``both`` when a multilingual index exists, else ``translate``).
+Queries in other scripts (kana, Hangul, Arabic...) are never glossed by the Chinese dictionary: with a
+multilingual index they go to the routes as written, else they are searched plain; the plan names the
+script either way.
 Empty queries and queries with no letters or digits (only punctuation or emoji) are refused; very long
 queries are cut to ``max_chars`` with a warning, before anything is embedded.
 """
@@ -16,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..errors import ValidationError
-from .config import BilingualConfig, Mode
-from .detect import Language, detect_language
+from .config import TRANSLATE, BilingualConfig, Mode
+from .detect import Language, detect_language, detect_script
 from .translate import Translator
 
 __all__ = ["BilingualConfig", "Mode", "QueryPlan", "check_query", "plan_queries", "plan_query"]
@@ -32,11 +34,22 @@ class QueryPlan:
     path: Literal["plain", "translate", "route", "both"]
     text: str  # what the main (English) embedder embeds
     notes: list[str] = field(default_factory=list)
-    route_text: str | None = None  # what the multilingual embedder embeds (route, both)
+    route_text: str | None = None  # what the multilingual embedders embed (route, both)
+    members: list[str] = field(default_factory=list)  # rankings fused: "translate" and route names
+    script: str = ""  # e.g. Han, Latin, Japanese (kana), Arabic
 
     @property
     def translated(self) -> str | None:
-        return self.text if self.path in ("translate", "both") else None
+        return self.text if TRANSLATE in self.members else None
+
+    @property
+    def routes(self) -> list[str]:
+        """The multilingual indexes this query searches."""
+        return [m for m in self.members if m != TRANSLATE]
+
+    @property
+    def searches_main(self) -> bool:
+        return not self.members or TRANSLATE in self.members
 
 
 def check_query(text: object, max_chars: int) -> tuple[str, list[str]]:
@@ -62,30 +75,44 @@ def plan_queries(
     max_chars: int = 1000,
     *,
     multilingual: bool = False,
+    routes: list[str] | None = None,
+    members: list[str] | None = None,
 ) -> list[QueryPlan]:
     """Plans for a batch (translations done in one call, so a batch pays the translator once).
 
-    ``auto`` picks per query: English (and other scripts) plain; Chinese and mixed ``both`` when a
-    multilingual index exists, else ``translate``.
+    ``routes``: the multilingual indexes there are (``multilingual=True`` alone means one, named ``ml``);
+    ``members``: what ``both`` fuses (default: translate + every route) -- ``route`` fuses every route
+    named in it, or every route. ``auto`` picks per query: English plain; Chinese and mixed ``both`` when a
+    route exists, else ``translate``.
     """
-    if mode in ("route", "both") and not multilingual:
+    have = list(routes) if routes is not None else (["ml"] if multilingual else [])
+    if mode in ("route", "both") and not have:
         raise ValidationError(f"bilingual mode {mode!r} needs a multilingual index (bilingual.multilingual)")
+    fused = list(members) if members is not None else [TRANSLATE, *have]
+    unknown = [m for m in fused if m != TRANSLATE and m not in have]
+    if unknown:
+        raise ValidationError(f"fusion members {', '.join(unknown)} are not configured routes ({', '.join(have)})")
+    routed = [m for m in fused if m != TRANSLATE] or have
     plans = []
     for raw in texts:
         text, notes = check_query(raw, max_chars)
-        plans.append(QueryPlan(raw, detect_language(text), "plain", text, notes))
+        plans.append(QueryPlan(raw, detect_language(text), "plain", text, notes, script=detect_script(text)))
     if mode == "off":
         return plans
-    chinese = [p for p in plans if p.language in ("zh", "mixed")]
+    chosen: Mode = "both" if mode == "auto" and have else ("translate" if mode == "auto" else mode)
     for p in plans:
-        if p.language == "other":
-            p.notes.append("script not supported by the translator: searched untranslated")
-    chosen = "both" if mode == "auto" and multilingual else ("translate" if mode == "auto" else mode)
-    for p in chinese:
-        p.path = chosen
-        if chosen in ("route", "both"):
+        if p.language in ("zh", "mixed"):
+            p.path = chosen  # type: ignore[assignment]
+            p.members = {"translate": [TRANSLATE], "route": routed, "both": fused}[chosen]
+        elif p.language == "other":
+            if have and chosen in ("route", "both"):
+                p.path, p.members = "route", routed
+                p.notes.append(f"{p.script} script: searched through the multilingual index as written")
+            else:
+                p.notes.append(f"{p.script} script, not supported by the translator: searched untranslated")
+        if p.routes:
             p.route_text = p.text
-    to_translate = [p for p in chinese if p.path in ("translate", "both")]
+    to_translate = [p for p in plans if TRANSLATE in p.members]
     if to_translate:
         if translator is None:
             raise ValidationError(f"bilingual mode {mode!r} needs a translator")

@@ -234,8 +234,9 @@ class RagstoreVectorStore(BasePydanticVectorStore):
 
     def clear(self) -> None:
         self._store.clear()
-        if self._pipeline is not None and self._pipeline.ml_store is not None:
-            self._pipeline.ml_store.clear()
+        if self._pipeline is not None:
+            for ml_store in self._pipeline.route_stores.values():
+                ml_store.clear()
 
     # ----------------------------------------------------------------------------------------- reads
     @staticmethod
@@ -276,7 +277,7 @@ class RagstoreVectorStore(BasePydanticVectorStore):
             # LlamaIndex already made with the embed model instead of embedding the question again
             rs = self._pipeline
             given = None if query.query_embedding is None else [query.query_embedding]
-            hits = rs.retriever.search(self._store, [query.query_str], k, where, second=rs.ml_store, vectors=given)[
+            hits = rs.retriever.search(self._store, [query.query_str], k, where, second=rs.route_stores, vectors=given)[
                 0
             ].hits
         else:
