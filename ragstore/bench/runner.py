@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..beir import BeirDataset, dataset_folder, languages, load_beir
+from ..beir import BeirDataset, bundled_dataset, dataset_folder, languages, load_beir
 from ..bilingual.config import default_route_name
 from ..embedders.base import Embedder
 from ..embedders.cache import CachedEmbedder
@@ -422,7 +422,7 @@ class BenchRunner:
                 "machine": machine(),
                 "versions": versions(),
                 "dataset": {
-                    "folder": str(self.plan.dataset_folder),
+                    "folder": _shown_folder(self.plan.dataset_folder),
                     **{
                         k: v
                         for k, v in next(iter(self.plan.datasets.values())).describe().items()
@@ -637,6 +637,16 @@ class BenchRunner:
                     counts[lang_of.get(h.id, "")] = counts.get(lang_of.get(h.id, ""), 0) + 1
             total = max(sum(counts.values()), 1)
             scores["top10_lang_share"] = {lang: n / total for lang, n in counts.items()}
+            # did the answer in each language make the top 10? (Chinese questions over a mixed pool should
+            # still find the English answer sentences, not only the Chinese ones)
+            run10 = as_run(tens)
+            by_lang = {}
+            for lang in ds.corpus_langs:
+                judged = {q: {d: r for d, r in rel.items() if lang_of.get(d) == lang} for q, rel in ds.qrels.items()}
+                judged = {q: rel for q, rel in judged.items() if rel}
+                if judged:
+                    by_lang[lang] = evaluate(judged, {q: run10[q] for q in judged}, ["Recall@10"])["Recall@10"]
+            scores["recall@10_by_lang"] = by_lang
         return scores
 
     def _speed(self, store: VectorStore, pq: Prepared, second: dict[str, VectorStore] | None = None) -> dict[str, Any]:
@@ -650,6 +660,15 @@ class BenchRunner:
         out: dict[str, Any] = percentiles(latency(one, order, speed.warmup, speed.latency_queries))
         out["qps"] = {str(c): qps(one, order, c, speed.qps_seconds) for c in speed.concurrency}
         return out
+
+
+def _shown_folder(folder: Path) -> str:
+    """A bundled dataset by its name, so results files never carry this machine's paths."""
+    bundled = bundled_dataset("superannuation").resolve().parent
+    try:
+        return f"{folder.resolve().relative_to(bundled)} (bundled)"
+    except ValueError:
+        return str(folder)
 
 
 def _path_counts(pq: Prepared) -> dict[str, int]:
