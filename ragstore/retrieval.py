@@ -79,8 +79,9 @@ class Prepared:
         routed: Mapping[str, Mapping[int, np.ndarray]],
         rrf_k: int,
         weights: Mapping[str, float] | None = None,
+        candidates: int = 50,
     ) -> None:
-        self.plans, self.main, self.rrf_k = plans, main, rrf_k
+        self.plans, self.main, self.rrf_k, self.candidates = plans, main, rrf_k, candidates
         self.routed = {name: dict(vecs) for name, vecs in routed.items() if vecs}
         self.weights = dict(weights or {})
         self.n = len(plans)
@@ -100,6 +101,11 @@ class Prepared:
             raise ConfigError(f"routed queries need the multilingual index {name!r} (bilingual.multilingual)")
         return routes[name]
 
+    def _depth(self, members: Sequence[str], k: int) -> int:
+        """Each member of a fusion contributes ``candidates`` hits (at least k): a document ranked 15th by
+        two members can beat one ranked 3rd by a single member, but only if both lists reach that far."""
+        return max(k, self.candidates) if len(members) > 1 else k
+
     def _fuse(self, i: int, legs: dict[str, list[Hit]], k: int) -> list[Hit]:
         members = self.plans[i].members
         if len(members) == 1:
@@ -112,10 +118,11 @@ class Prepared:
         plan = self.plans[i]
         if not plan.members:
             return store.search(self.main[i], k, filter)
+        depth = self._depth(plan.members, k)
         legs = {
-            m: store.search(self.main[i], k, filter)
+            m: store.search(self.main[i], depth, filter)
             if m == TRANSLATE
-            else self._index(second, m).search(self.routed[m][i], k, filter)
+            else self._index(second, m).search(self.routed[m][i], depth, filter)
             for m in plan.members
         }
         return self._fuse(i, legs, k)
@@ -123,24 +130,26 @@ class Prepared:
     def run_all(
         self, store: VectorStore, k: int, second: Indexes = None, filter: Filter | Node | None = None
     ) -> list[list[Hit]]:
-        main_idx = [i for i, p in enumerate(self.plans) if p.searches_main]
-        out: list[list[Hit]] = [[] for _ in range(self.n)]
-        if main_idx:
-            found = store.search_batch(self.main[main_idx] if len(main_idx) < self.n else self.main, k, filter)
-            for i, hits in zip(main_idx, found, strict=True):
-                out[i] = hits
-        if not self.routed:
-            return out
-        legs: dict[int, dict[str, list[Hit]]] = {i: {TRANSLATE: out[i]} for i in main_idx}
+        """Every query, through each engine's batch call (one call per index and search depth)."""
+        legs: dict[int, dict[str, list[Hit]]] = {i: {} for i in range(self.n)}
+
+        def batch(index: VectorStore, name: str, vecs: Mapping[int, np.ndarray]) -> None:
+            groups: dict[int, list[int]] = {}
+            for i in vecs:
+                groups.setdefault(self._depth(self.plans[i].members, k), []).append(i)
+            for depth, idx in sorted(groups.items()):
+                found = index.search_batch(np.stack([vecs[i] for i in idx]), depth, filter)
+                for i, hits in zip(idx, found, strict=True):
+                    legs[i][name] = hits
+
+        main = {i: self.main[i] for i, p in enumerate(self.plans) if p.searches_main}
+        if main:
+            batch(store, TRANSLATE, main)
         for name, vecs in self.routed.items():
-            order = sorted(vecs)
-            found = self._index(second, name).search_batch(np.stack([vecs[i] for i in order]), k, filter)
-            for i, hits in zip(order, found, strict=True):
-                legs.setdefault(i, {})[name] = hits
-        for i, p in enumerate(self.plans):
-            if p.routes:
-                out[i] = self._fuse(i, legs[i], k)
-        return out
+            batch(self._index(second, name), name, vecs)
+        return [
+            self._fuse(i, legs[i], k) if p.members else legs[i].get(TRANSLATE, []) for i, p in enumerate(self.plans)
+        ]
 
     def results(self, hits: list[list[Hit]]) -> list[SearchResult]:
         return [SearchResult(h, p) for h, p in zip(hits, self.plans, strict=True)]
@@ -254,7 +263,7 @@ class Retriever:
                 vecs = embedder.embed_query([plans[i].route_text or plans[i].text for i in idx])
                 routed[name] = dict(zip(idx, vecs, strict=True))
         weights = {m: self.bilingual.weight(m) for m in {m for p in plans for m in p.members}}
-        return Prepared(plans, main, routed, self.bilingual.rrf_k, weights)
+        return Prepared(plans, main, routed, self.bilingual.rrf_k, weights, self.bilingual.fusion.candidates)
 
     def search(
         self,

@@ -513,7 +513,8 @@ def test_bench_route_and_both_paths(tmp_path: Path) -> None:
         assert rows[(store, "en", "both")]["nDCG@10"] == pytest.approx(rows[(store, "en", "plain")]["nDCG@10"])
         for path in ("route", "both"):
             row = rows[(store, "zh", path)]
-            assert row["ann_recall@10"] == pytest.approx(1.0) and row["p50_ms"] > 0
+            # a fusion on an exact store matches the oracle's fusion up to float ties among the candidates
+            assert row["ann_recall@10"] >= (1.0 - 1e-9 if path == "route" else 0.99) and row["p50_ms"] > 0
             assert list(row["ml_ingest_s"]) == ["hashing"] and row["ml_ingest_s"]["hashing"] > 0
 
     # recompute the fused zh figure by hand from translate and plain rankings
@@ -530,8 +531,9 @@ def test_bench_route_and_both_paths(tmp_path: Path) -> None:
     store.upsert(docs)
     texts = list(ds.queries.values())
     translated = [p.text for p in plan_queries(texts, "translate", create_translator("dictionary"))]
-    a = store.search_batch(emb.embed_query(translated), 10)
-    b = store.search_batch(emb.embed_query(texts), 10)
+    depth = 50  # fusion.candidates: each member contributes 50 hits before the fused top 10 is cut
+    a = store.search_batch(emb.embed_query(translated), depth)
+    b = store.search_batch(emb.embed_query(texts), depth)
     constant = result["meta"]["config"]["bilingual"]["rrf_k"]  # the bench's default: the tuned fusion
     fused = [rrf([x, y], 10, constant) for x, y in zip(a, b, strict=True)]
     run = {q: {h.id: h.score for h in hits} for q, hits in zip(ds.queries, fused, strict=True)}

@@ -102,6 +102,9 @@ class FusionConfig(BaseModel):
         default=None, min_length=1, description="'translate' and route names; default: translate + every route"
     )
     weights: dict[str, float] = Field(default_factory=dict, description="member -> weight (default 1.0)")
+    candidates: int = Field(
+        default=50, gt=0, le=1000, description="hits each member contributes before fusion (at least k)"
+    )
 
     @field_validator("weights")
     @classmethod
