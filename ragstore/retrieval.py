@@ -202,13 +202,11 @@ class Retriever:
         return chosen  # type: ignore[return-value]
 
     def members(self, members: Sequence[str] | None = None) -> list[str]:
-        """What ``both`` fuses: the given members, else the config's, kept to routes this retriever has."""
+        """What ``both`` fuses: the given members, else the config's (default: translate + every route this
+        retriever has)."""
         if members is not None:
             return list(members)
-        configured = self.bilingual.members()
-        if self.bilingual.fusion.members is None:  # default: translate + every route there is
-            return [TRANSLATE, *self.routes]
-        return configured
+        return list(self.bilingual.fusion.members or [TRANSLATE, *self.routes])
 
     def plan(
         self, queries: Sequence[str], mode: str | None = None, members: Sequence[str] | None = None

@@ -380,7 +380,9 @@ class BenchRunner:
             ml_corpora: dict[str, list[Document]] = {}
             ml_info: list[dict[str, Any]] = []
             for ml_label, ml_inner in self.plan.routes:  # each multilingual index's vectors, once for all
-                one = ml_cached[ml_label] = CachedEmbedder(ml_inner, self.plan.cache_dir / "embeddings-ml.sqlite")
+                # one cache file for every model (keys carry the model's fingerprint): a model benched as a
+                # route and as the whole store embeds the corpus once
+                one = ml_cached[ml_label] = CachedEmbedder(ml_inner, self.plan.cache_dir / "embeddings.sqlite")
                 docs = ml_corpora[ml_label] = [
                     Document(id=d.id, text=d.text, metadata=dict(d.metadata)) for d in self.plan.corpus
                 ]
