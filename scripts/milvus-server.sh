@@ -28,7 +28,13 @@ PY
 # whole group (the wrapper and the Milvus binary) so no server outlives this script
 setsid "$venv/bin/python" "$data/server.py" "$data" "$port" > "$data/server.log" 2>&1 &
 server=$!
-trap 'kill -TERM -- "-$server" 2>/dev/null; sleep 3; kill -KILL -- "-$server" 2>/dev/null; rm -rf "$data"' EXIT
+stop() {  # errexit holds inside the trap too: a group already gone must not fail the run
+  kill -TERM -- "-$server" 2>/dev/null || true
+  sleep 3
+  kill -KILL -- "-$server" 2>/dev/null || true
+  rm -rf "$data"
+}
+trap stop EXIT
 for _ in $(seq 120); do grep -q started "$data/server.log" 2>/dev/null && break; sleep 1; done
 grep -q started "$data/server.log" || { cat "$data/server.log"; exit 1; }
 RAGSTORE_MILVUS_URI="http://127.0.0.1:$port" .venv/bin/python -m pytest -q tests/test_milvus_server.py "$@"
