@@ -30,7 +30,7 @@ def needs_routes(name: str) -> bool:
 
 def prepare(retriever: Retriever, name: str, texts: list[str]) -> Prepared:
     mode, members = parse_path(name)
-    if mode in NEEDS_MULTILINGUAL and not retriever.routes and needs_routes(name):
+    if needs_routes(name) and not retriever.routes:
         raise ConfigError(f"query path {name!r} needs a multilingual embedder (bench multilingual:)")
     if members is not None:
         missing = [m for m in members if m != "translate" and m not in retriever.routes]
