@@ -165,8 +165,7 @@ class ChromaStore(VectorStore):
         dim = meta.get("rs_dim")
         return None if dim is None else (int(dim), str(meta.get("rs_metric", "cosine")))
 
-    @property
-    def capabilities(self) -> Capabilities:
+    def _capabilities(self) -> Capabilities:
         return Capabilities(persistent=self.persistent, exact=False)  # HNSW (exact below its sync threshold)
 
     def _init_dim(self, dim: int) -> None:

@@ -77,8 +77,7 @@ class FaissStore(VectorStore):
         self._dead: set[int] = set()  # HNSW cannot remove ids: deleted rows stay in the graph until a rebuild
         self._version = self.db.data_version() if self.path is not None else 0
 
-    @property
-    def capabilities(self) -> Capabilities:
+    def _capabilities(self) -> Capabilities:
         return Capabilities(persistent=self.path is not None, exact=self.index_type == "flat")
 
     # ----------------------------------------------------------------- setup

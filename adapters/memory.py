@@ -39,8 +39,7 @@ class MemoryStore(VectorStore):
         self._matrix: np.ndarray | None = None
         self._order: list[str] = []
 
-    @property
-    def capabilities(self) -> Capabilities:
+    def _capabilities(self) -> Capabilities:
         return Capabilities(persistent=self.path is not None)
 
     # ----------------------------------------------------------------- persistence

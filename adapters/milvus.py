@@ -174,8 +174,7 @@ class MilvusStore(VectorStore):
     def _adopt(self, dim: int) -> None:
         self.client.load_collection(self.collection)
 
-    @property
-    def capabilities(self) -> Capabilities:
+    def _capabilities(self) -> Capabilities:
         return Capabilities(exact=self.options.index == "FLAT")
 
     def _index_params(self) -> dict[str, Any]:

@@ -152,8 +152,7 @@ class PgVectorStore(VectorStore):
         row = self.conn.execute("SELECT dim, metric FROM ragstore_meta WHERE tbl = %s", (self.table,)).fetchone()
         return None if row is None else (int(row[0]), str(row[1]))
 
-    @property
-    def capabilities(self) -> Capabilities:
+    def _capabilities(self) -> Capabilities:
         return Capabilities(exact=self.options.index == "none")
 
     @contextmanager

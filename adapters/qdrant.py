@@ -184,8 +184,7 @@ class QdrantStore(VectorStore):
         distance = {m.Distance.COSINE: "cosine", m.Distance.DOT: "dot", m.Distance.EUCLID: "l2"}
         return int(params.size), distance.get(params.distance, str(params.distance))  # type: ignore[union-attr]
 
-    @property
-    def capabilities(self) -> Capabilities:
+    def _capabilities(self) -> Capabilities:
         # local mode scores every point; a server searches HNSW unless told to be exact
         return Capabilities(persistent=not self.local or self.path is not None, exact=self.local or self.options.exact)
 
@@ -311,8 +310,7 @@ class QdrantEdgeStore(VectorStore):
         except Exception as exc:
             raise BackendUnavailableError(f"cannot load qdrant-edge shard at {self.path}: {exc}") from exc
 
-    @property
-    def capabilities(self) -> Capabilities:
+    def _capabilities(self) -> Capabilities:
         return Capabilities(exact=True)  # small shards are scored exactly; see ENGINES notes
 
     def _init_dim(self, dim: int) -> None:

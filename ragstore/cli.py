@@ -49,11 +49,15 @@ def _friendly(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _open(config: Path | None) -> Any:
+def _open(config: Path | None, overrides: dict[str, Any] | None = None) -> Any:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from .pipeline import Ragstore
 
-    return Ragstore.open(config)
+    if not overrides:
+        return Ragstore.open(config)
+    from .config import load_config
+
+    return Ragstore(load_config(config, overrides))
 
 
 def _hits_table(title: str, hits: list[Hit], relevant: set[str] | None = None) -> Table:
@@ -103,9 +107,27 @@ def search(
     bilingual: Annotated[
         str | None, typer.Option("--bilingual", "-b", help="off, translate, route, both, auto (default: config)")
     ] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode", help="dense, lexical (BM25) or hybrid (default: config; builds the lexical index if missing)"
+        ),
+    ] = None,
+    alpha: Annotated[
+        float | None,
+        typer.Option("--alpha", help="hybrid: alpha fusion, share of the dense leg in [0, 1] (default: rrf)"),
+    ] = None,
 ) -> None:
     """Search the store for a query."""
-    from .errors import FilterError
+    from .errors import FilterError, ValidationError
+
+    if mode is not None and mode not in ("dense", "lexical", "hybrid"):
+        raise ValidationError(f"--mode must be dense, lexical or hybrid, got {mode!r}")
+    overrides: dict[str, Any] = {}
+    if mode is not None:
+        overrides["search"] = {"mode": mode}
+    if alpha is not None:
+        overrides.setdefault("search", {})["hybrid"] = {"fusion": "alpha", "alpha": alpha}
 
     where = None
     if filter:
@@ -115,7 +137,7 @@ def search(
             raise FilterError(f"--filter is not valid JSON: {exc}") from None
         except RecursionError:
             raise FilterError("--filter nests too deeply (a filter may nest at most 32 levels)") from None
-    with _open(config) as rs:
+    with _open(config, overrides) as rs:
         result = rs.query(query, k, where, bilingual=bilingual)
     hits, plan = result.hits, result.plan
     if as_json:
@@ -127,6 +149,8 @@ def search(
         if len(plan.members) > 1:
             title += f" · fused: {escape(' + '.join(plan.members))}"
         title += f" · translated: {escape(plan.text)}[/]" if plan.translated else "[/]"
+    if plan.search != "dense":
+        title += f"\n[dim]{plan.search} · lexical terms from: {escape(plan.lexical_text or '')}[/]"
     for note in plan.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}")
     console.print(_hits_table(title, hits))
@@ -241,7 +265,10 @@ def bench(
     path: Annotated[
         list[str] | None,
         typer.Option(
-            "--path", "-p", help="query path: plain, translate, route, both, route:<name>, both:<a>+<b>; repeat"
+            "--path",
+            "-p",
+            help="query path: plain, translate, route, both, route:<name>, both:<a>+<b>, each optionally "
+            "/lexical or /hybrid (bare: lexical, hybrid); repeat",
         ),
     ] = None,
     multilingual: Annotated[

@@ -31,6 +31,7 @@ from pydantic import ValidationError as PydanticValidationError
 from .bilingual.config import BilingualConfig
 from .embedders.base import Embedder
 from .errors import ConfigError
+from .lexical.config import HybridConfig, SearchMode
 from .registry import (
     describe_problems,
     embedder_class,
@@ -63,9 +64,17 @@ class IngestConfig(BaseModel):
 
 
 class SearchConfig(BaseModel):
+    """Defaults for every query (overridable per call): how many hits, and dense, lexical or hybrid."""
+
     model_config = ConfigDict(extra="forbid")
 
     k: int = Field(default=5, gt=0)
+    mode: SearchMode = Field(
+        default="dense",
+        description="dense (vectors), lexical (BM25) or hybrid (both, fused); lexical and "
+        "hybrid turn on the store's lexical index",
+    )
+    hybrid: HybridConfig = Field(default_factory=HybridConfig)
 
 
 class RagstoreConfig(BaseModel):
@@ -148,6 +157,13 @@ class RagstoreConfig(BaseModel):
         ``data_dir/<type>``, relative paths are relative to this file's folder."""
         if self._store_spec is None:
             kind, raw = split_block(self.store, "store")
+            if self.search.mode != "dense":
+                if raw.get("lexical") is False:
+                    raise ConfigError(
+                        f"search.mode {self.search.mode!r} needs the store's lexical index: drop "
+                        "`lexical: false` from the store block"
+                    )
+                raw = {**raw, "lexical": True}
             cls, opts = resolve_store({"type": kind, **raw}, self._base_dir)
             if "path" in cls.Options.model_fields and not raw.get("path") and not opts.remote:
                 default = str(Path(self.data_dir) / kind.replace(".", "_").replace(":", "_"))
@@ -174,7 +190,9 @@ class RagstoreConfig(BaseModel):
             else:
                 cls, opts = self.store_spec()
                 tag = "ml" if name == self.bilingual.routes[0] else f"ml_{name}"
-                self._ml_store_specs[name] = (cls, opts.sibling(tag))
+                sibling = opts.sibling(tag)
+                sibling.lexical = False  # the lexical leg reads the main store's index only
+                self._ml_store_specs[name] = (cls, sibling)
         return self._ml_store_specs[name]
 
     def validate_blocks(self) -> None:

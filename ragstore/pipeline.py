@@ -24,6 +24,7 @@ from .embedders.cache import CachedEmbedder
 from .errors import DimensionMismatchError, ValidationError
 from .filters import Filter
 from .ingest import chunk_sources, iter_files, read_file
+from .lexical.config import SearchMode
 from .registry import build_embedder
 from .retrieval import Retriever, SearchResult
 from .store import VectorStore, check_document
@@ -88,6 +89,8 @@ class Ragstore:
             self.config.bilingual,
             multilingual={name: emb for name, (emb, _) in self.routes.items()},
             cache_dir=self.config.data_path / "cache" if self.config.cache else None,
+            search=self.config.search.mode,
+            hybrid=self.config.search.hybrid,
         )
 
     @property
@@ -243,10 +246,17 @@ class Ragstore:
 
     # ----------------------------------------------------------------- reads
     def search(
-        self, query: str, k: int | None = None, filter: Filter | None = None, *, bilingual: Mode | None = None
+        self,
+        query: str,
+        k: int | None = None,
+        filter: Filter | None = None,
+        *,
+        bilingual: Mode | None = None,
+        mode: SearchMode | None = None,
     ) -> list[Hit]:
-        """The ``k`` best hits for one query (score: cosine similarity by default, higher is better)."""
-        return self.query(query, k, filter, bilingual=bilingual).hits
+        """The ``k`` best hits for one query (score: cosine similarity by default, higher is better; BM25 in
+        lexical mode; the fused score in hybrid mode)."""
+        return self.query(query, k, filter, bilingual=bilingual, mode=mode).hits
 
     def search_many(
         self,
@@ -255,15 +265,22 @@ class Ragstore:
         filter: Filter | None = None,
         *,
         bilingual: Mode | None = None,
+        mode: SearchMode | None = None,
     ) -> list[list[Hit]]:
         """Embed all queries in one batch, then search each."""
-        return [r.hits for r in self.query_many(queries, k, filter, bilingual=bilingual)]
+        return [r.hits for r in self.query_many(queries, k, filter, bilingual=bilingual, mode=mode)]
 
     def query(
-        self, query: str, k: int | None = None, filter: Filter | None = None, *, bilingual: Mode | None = None
+        self,
+        query: str,
+        k: int | None = None,
+        filter: Filter | None = None,
+        *,
+        bilingual: Mode | None = None,
+        mode: SearchMode | None = None,
     ) -> SearchResult:
         """Like ``search``, and also says which path served the query and what text was embedded."""
-        return self.query_many([query], k, filter, bilingual=bilingual)[0]
+        return self.query_many([query], k, filter, bilingual=bilingual, mode=mode)[0]
 
     def query_many(
         self,
@@ -272,11 +289,15 @@ class Ragstore:
         filter: Filter | None = None,
         *,
         bilingual: Mode | None = None,
+        mode: SearchMode | None = None,
     ) -> list[SearchResult]:
+        """``mode``: dense, lexical or hybrid (default: the config's ``search.mode``)."""
         if isinstance(queries, str):
             raise ValidationError("query_many() takes a list of queries; wrap a single query in a list")
         top = self.config.search.k if k is None else k
-        return self.retriever.search(self.store, queries, top, filter, mode=bilingual, second=self.route_stores)
+        return self.retriever.search(
+            self.store, queries, top, filter, mode=bilingual, second=self.route_stores, search=mode
+        )
 
     def get(self, ids: Sequence[str]) -> list[Document]:
         return self.store.get(ids)
@@ -295,6 +316,7 @@ class Ragstore:
                 "metric": self.store.metric,
                 "dim": self.store.dim,
                 "count": self.store.count(),
+                "lexical": self.store.lexical,
                 **self.store.describe(),
             },
             "routes": {

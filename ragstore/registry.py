@@ -158,14 +158,15 @@ def split_block(block: Mapping[str, Any], where: str) -> tuple[str, dict[str, An
 
 
 def resolve_store(block: Mapping[str, Any], base_dir: str | Path | None = None) -> tuple[type[VectorStore], Any]:
-    """(class, validated options) for a store block ``{"type": ..., **options}``; a relative ``path`` joins
-    ``base_dir``. The one place a store's class is found and its options checked."""
+    """(class, validated options) for a store block ``{"type": ..., **options}``; a relative ``path`` (and
+    ``lexical_path``) joins ``base_dir``. The one place a store's class is found and its options checked."""
     kind, raw = split_block(block, "store")
     cls = store_class(kind)
     opts = cls.parse_options(None, raw)
-    path = getattr(opts, "path", None)
-    if base_dir is not None and isinstance(path, str) and not Path(os.path.expanduser(path)).is_absolute():
-        opts.path = str(Path(base_dir) / os.path.expanduser(path))
+    for key in ("path", "lexical_path"):
+        value = getattr(opts, key, None)
+        if base_dir is not None and isinstance(value, str) and not Path(os.path.expanduser(value)).is_absolute():
+            setattr(opts, key, str(Path(base_dir) / os.path.expanduser(value)))
     return cls, opts
 
 

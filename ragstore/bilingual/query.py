@@ -37,6 +37,13 @@ class QueryPlan:
     route_text: str | None = None  # what the multilingual embedders embed (route, both)
     members: list[str] = field(default_factory=list)  # rankings fused: "translate" and route names
     script: str = ""  # e.g. Han, Latin, Japanese (kana), Arabic
+    search: str = "dense"  # dense, lexical or hybrid (set by the retriever)
+    lexical_text: str | None = None  # what the lexical leg looks up (lexical, hybrid)
+
+    @property
+    def english_text(self) -> str:
+        """The text an English index sees: the translation where one was made, else the query as written."""
+        return self.text if self.searches_main else (self.route_text or self.text)
 
     @property
     def translated(self) -> str | None:

@@ -24,8 +24,9 @@ import numpy as np
 from .._optional import require
 from ..embedders.base import Embedder
 from ..errors import FilterError, ValidationError
+from ..lexical import SEARCH_MODES, HybridConfig, SearchMode
 from ..pipeline import Ragstore
-from ..retrieval import Retriever
+from ..retrieval import Retriever, search_with_vector
 from ..store import VectorStore as RagstoreStore
 from ..types import Document as RsDocument
 from .common import (
@@ -117,6 +118,22 @@ def _relevance(metric: str) -> Callable[[float], float]:
         return lambda score: min(max(1.0 + score / math.sqrt(2.0), 0.0), 1.0)
     # cosine in [-1, 1]; dot products of normalised vectors are cosines too
     return lambda score: min(max(score, 0.0), 1.0)
+
+
+def _search_kwargs(kwargs: dict[str, Any], pipeline: Ragstore | None) -> tuple[SearchMode, HybridConfig]:
+    """Pop ``mode`` and ``alpha`` (LangChain passes search kwargs through): the search mode and fusion."""
+    mode = kwargs.pop("mode", None)
+    alpha = kwargs.pop("alpha", None)
+    base = pipeline.config.search if pipeline is not None else None
+    chosen = mode or (base.mode if base is not None else "dense")
+    if chosen not in SEARCH_MODES:
+        raise ValidationError(f"mode must be one of {', '.join(SEARCH_MODES)}, got {chosen!r}")
+    hybrid = base.hybrid if base is not None else HybridConfig()
+    if alpha is not None:
+        if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 <= alpha <= 1:
+            raise ValidationError(f"alpha must be a number in [0, 1], got {alpha!r}")
+        hybrid = hybrid.model_copy(update={"fusion": "alpha", "alpha": float(alpha)})
+    return chosen, hybrid
 
 
 class RagstoreVectorStore(VectorStore):
@@ -215,14 +232,30 @@ class RagstoreVectorStore(VectorStore):
         self, query: str, k: int = 4, filter: Mapping[str, Any] | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """Hits with the store's score: cosine similarity by default (higher is more similar; with the
-        config's bilingual mode ``both``, Chinese queries get fused RRF scores)."""
+        config's bilingual mode ``both``, Chinese queries get fused RRF scores).
+
+        ``mode="hybrid"`` (or ``"lexical"``) searches the store's BM25 index too (``lexical: true``), fused
+        by RRF, or by ``alpha`` (share of the dense leg) when given; also through
+        ``as_retriever(search_kwargs={"mode": "hybrid", "alpha": 0.5})``."""
+        mode, hybrid = _search_kwargs(kwargs, self.pipeline)
         if self.pipeline is not None:
             if self.store.dim is None:
                 return []
             reject_unknown(kwargs, "similarity_search")
-            hits = self.pipeline.search(query, k, _where(filter))
-            return [(self._doc(h.id, h.text, h.metadata), h.score) for h in hits]
+            where = _where(filter)
+            (result,) = self.pipeline.retriever.search(
+                self.store, [query], k, where, second=self.pipeline.route_stores, search=mode, hybrid=hybrid
+            )
+            return [(self._doc(h.id, h.text, h.metadata), h.score) for h in result.hits]
         where = _where(filter)  # checked before the question is embedded
+        if mode != "dense":
+            reject_unknown(kwargs, "similarity_search")
+            if self.store.dim is None:
+                return []
+            self.store.require_lexical()
+            vector = self._embedding.embed_query(query) if mode == "hybrid" else None
+            hits = search_with_vector(self.store, vector, query, k, where, search=mode, hybrid=hybrid)
+            return [(self._doc(h.id, h.text, h.metadata), h.score) for h in hits]
         return self.similarity_search_with_score_by_vector(self._embedding.embed_query(query), k, where, **kwargs)
 
     def similarity_search(

@@ -21,8 +21,9 @@ from .._optional import require
 from ..embedders.base import Embedder
 from ..errors import FilterError, UnsupportedFeatureError, ValidationError
 from ..filters import matches, parse_filter
+from ..lexical import HybridConfig, SearchMode
 from ..pipeline import Ragstore
-from ..retrieval import Retriever
+from ..retrieval import Retriever, search_with_vector
 from ..store import VectorStore
 from ..types import Document, Hit
 from .common import QueryMode, as_embedder, as_store, mmr, pack_metadata, query_retriever, unpack_metadata
@@ -43,6 +44,10 @@ from llama_index.core.vector_stores.types import (  # noqa: E402
     VectorStoreQueryResult,
 )
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict  # noqa: E402
+
+#: hybrid and sparse/text_search need the store's lexical index (``lexical: true``)
+_LEXICAL_MODES = (VectorStoreQueryMode.HYBRID, VectorStoreQueryMode.SPARSE, VectorStoreQueryMode.TEXT_SEARCH)
+_MODES = (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR, *_LEXICAL_MODES)
 
 
 class RagstoreEmbedding(BaseEmbedding):
@@ -261,8 +266,11 @@ class RagstoreVectorStore(BasePydanticVectorStore):
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         mode = VectorStoreQueryMode(query.mode)
-        if mode not in (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR):
-            raise UnsupportedFeatureError(f"query mode {mode.value!r} is not supported (default, mmr)")
+        if mode not in _MODES:
+            known = ", ".join(m.value for m in _MODES)
+            raise UnsupportedFeatureError(f"query mode {mode.value!r} is not supported ({known})")
+        if mode in _LEXICAL_MODES:
+            return self._query_lexical(query, mode)
         where = to_filter(query.filters)
         if query.doc_ids:
             ref = {"ref_doc_id": {"$in": list(query.doc_ids)}}
@@ -288,6 +296,55 @@ class RagstoreVectorStore(BasePydanticVectorStore):
                 hits = self._mmr(vector, where, k, query.mmr_threshold, int(kwargs.get("mmr_prefetch_factor", 4)))
             else:
                 hits = self._store.search(vector, k, where)
+        return VectorStoreQueryResult(
+            nodes=[self._node(h.id, h.text, h.metadata) for h in hits],
+            similarities=[h.score for h in hits],
+            ids=[h.id for h in hits],
+        )
+
+    def _query_lexical(self, query: VectorStoreQuery, mode: VectorStoreQueryMode) -> VectorStoreQueryResult:
+        """``hybrid`` (``alpha`` given: alpha fusion, else the config's fusion) and ``sparse``/``text_search``
+        (BM25 alone) over the store's lexical index; the pipeline's bilingual path applies to the text."""
+        search: SearchMode = "hybrid" if mode == VectorStoreQueryMode.HYBRID else "lexical"
+        if not self._store.lexical:
+            raise UnsupportedFeatureError(
+                f"query mode {mode.value!r} needs the store's lexical index: set `lexical: true` in its store block"
+            )
+        where = to_filter(query.filters)
+        if query.doc_ids:
+            ref = {"ref_doc_id": {"$in": list(query.doc_ids)}}
+            where = ref if where is None else {"$and": [where, ref]}
+        if search == "hybrid":
+            k = query.hybrid_top_k or query.similarity_top_k
+        else:
+            k = query.sparse_top_k or query.similarity_top_k
+        if not query.query_str:
+            raise ValidationError(f"{mode.value} search needs the query text")
+        base = self._pipeline.config.search.hybrid if self._pipeline is not None else HybridConfig()
+        depth = max(query.similarity_top_k, query.sparse_top_k or 0, base.candidates)
+        hybrid = base.model_copy(update={"candidates": depth})
+        if query.alpha is not None:
+            hybrid = hybrid.model_copy(update={"fusion": "alpha", "alpha": float(query.alpha)})
+        if self._store.dim is None or k <= 0:
+            return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
+        given = None if query.query_embedding is None else [query.query_embedding]
+        if self._pipeline is not None:
+            rs = self._pipeline
+            result = rs.retriever.search(
+                self._store,
+                [query.query_str],
+                k,
+                where,
+                second=rs.route_stores,
+                vectors=given,
+                search=search,
+                hybrid=hybrid,
+            )
+            hits = result[0].hits
+        else:
+            hits = search_with_vector(
+                self._store, given[0] if given else None, query.query_str, k, where, search=search, hybrid=hybrid
+            )
         return VectorStoreQueryResult(
             nodes=[self._node(h.id, h.text, h.metadata) for h in hits],
             similarities=[h.score for h in hits],

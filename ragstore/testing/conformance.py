@@ -39,10 +39,11 @@ from ..errors import (
     UnsupportedFeatureError,
     ValidationError,
 )
-from ..registry import create_store
+from ..registry import create_store, resolve_store
 from ..store import VectorStore
 from ..types import Document
 from .data import DIM, TAGS, make_docs
+from .lexical import EMPTY_QUERIES, QUERIES, lexical_docs, reference_bm25
 
 
 def oracle_scores(docs: list[Document], query: Any) -> dict[str, float]:
@@ -152,6 +153,20 @@ BAD_FILTERS: list[Any] = [
 ]
 
 
+def _opener(config: dict[str, Any]) -> Iterator[Callable[[], VectorStore]]:
+    """A factory of stores opened from ``config``, every one closed when the test ends."""
+    opened: list[VectorStore] = []
+
+    def factory() -> VectorStore:
+        store = create_store(config)
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in reversed(opened):
+        store.close()
+
+
 class _Base:
     """Fixtures shared by the mixins. Override ``store_config``."""
 
@@ -163,16 +178,7 @@ class _Base:
 
     @pytest.fixture
     def make_store(self, store_config: dict[str, Any]) -> Iterator[Callable[[], VectorStore]]:
-        opened: list[VectorStore] = []
-
-        def factory() -> VectorStore:
-            store = create_store(store_config)
-            opened.append(store)
-            return store
-
-        yield factory
-        for store in reversed(opened):
-            store.close()
+        yield from _opener(store_config)
 
     @pytest.fixture
     def store(self, make_store: Callable[[], VectorStore]) -> VectorStore:
@@ -880,6 +886,206 @@ class ConcurrencyTests(_Base):
         assert [d.id for d in filled.get([e.id for e in extra])] == [e.id for e in extra]
 
 
+_LEX_REOPEN = """
+import json, sys
+from ragstore.registry import create_store
+args = json.loads(sys.stdin.read())
+store = create_store(args["config"])
+hits = {q: [[h.id, h.score] for h in store.search_lexical(q, 10)] for q in args["queries"]}
+out = {"count": store.count(), "hits": hits}
+store.close()
+print(json.dumps(out))
+"""
+
+
+class LexicalTests(_Base):
+    """The lexical (BM25) index beside every store: the same terms and scores as a plain-Python reference
+    BM25, filters on both legs of a hybrid query, writes reaching the index, reopen in a fresh process, and
+    an index missing or left mid-write rebuilt on open."""
+
+    @pytest.fixture
+    def lexical_config(self, store_config: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+        config = {**store_config, "lexical": True}
+        if resolve_store(config)[1].remote:  # a server store keeps its index in a local folder
+            config["lexical_path"] = str(tmp_path_factory.mktemp("lexical"))
+        return config
+
+    @pytest.fixture
+    def make_lexical(self, lexical_config: dict[str, Any]) -> Iterator[Callable[[], VectorStore]]:
+        yield from _opener(lexical_config)
+
+    @pytest.fixture
+    def ldocs(self) -> list[Document]:
+        return lexical_docs()
+
+    @pytest.fixture
+    def lexical(self, make_lexical: Callable[[], VectorStore], ldocs: list[Document]) -> VectorStore:
+        store = make_lexical()
+        store.upsert(ldocs)
+        return store
+
+    @staticmethod
+    def assert_reference(
+        store: VectorStore, docs: list[Document], query: str, k: int = 10, flt: Any = None, pred: Any = None
+    ) -> None:
+        got = [(h.id, h.score) for h in store.search_lexical(query, k, flt)]
+        want = reference_bm25(docs, query, k, pred)
+        assert [g[0] for g in got] == [w[0] for w in want], query
+        for (_, s1), (_, s2) in zip(got, want, strict=True):
+            assert math.isclose(s1, s2, rel_tol=1e-9), query
+
+    def test_lexical_matches_reference_bm25(self, lexical: VectorStore, ldocs: list[Document]) -> None:
+        assert lexical.capabilities.lexical and lexical.capabilities.hybrid
+        by_id = {d.id: d for d in ldocs}
+        for query in QUERIES:
+            self.assert_reference(lexical, ldocs, query)
+            for hit in lexical.search_lexical(query, 3):
+                assert (hit.text, hit.metadata) == (by_id[hit.id].text, by_id[hit.id].metadata)
+
+    def test_lexical_filters_match_reference(self, lexical: VectorStore, ldocs: list[Document]) -> None:
+        for flt, pred in FILTER_CASES:
+            for query in (QUERIES[0], QUERIES[3]):
+                self.assert_reference(lexical, ldocs, query, 5, flt, pred)
+
+    @pytest.mark.parametrize("fusion", ["rrf", "alpha"])
+    def test_hybrid_filters_apply_to_both_legs(self, lexical: VectorStore, ldocs: list[Document], fusion: str) -> None:
+        from ..embedders.hashing import HashingEmbedder
+        from ..lexical import HybridConfig
+        from ..retrieval import Retriever
+
+        retriever = Retriever(HashingEmbedder(DIM), search="hybrid", hybrid=HybridConfig(fusion=fusion, alpha=0.4))  # type: ignore[arg-type]
+        queries = [QUERIES[0], QUERIES[3], QUERIES[6]]
+        vectors = [ldocs[5].vector, ldocs[9].vector, ldocs[20].vector]
+        for flt, pred in FILTER_CASES[:8]:
+            matching = {d.id for d in ldocs if pred(d.metadata)}
+            results = retriever.search(lexical, queries, 7, flt, vectors=vectors)
+            for query, vec, result in zip(queries, vectors, results, strict=True):
+                ids = [h.id for h in result.hits]
+                assert set(ids) <= matching, (flt, query)
+                assert len(ids) == min(7, len(matching)), (flt, query)  # k hits whenever k match
+                dense = {h.id for h in lexical.search(vec, 50, flt)}
+                lex = {h.id for h in lexical.search_lexical(query, 50, flt)}
+                assert set(ids) <= dense | lex
+                assert result.plan.search == "hybrid"
+
+    def test_writes_reach_the_lexical_index(self, lexical: VectorStore, ldocs: list[Document]) -> None:
+        docs = list(ldocs)
+        changed = Document(
+            id=docs[3].id, text="zebraquux zebraquux pension", metadata={"tag": "new"}, vector=docs[3].vector
+        )
+        lexical.upsert([changed])
+        docs[3] = changed
+        self.assert_reference(lexical, docs, "zebraquux pension")
+        lexical.delete([docs[0].id, docs[1].id, "never-stored"])
+        docs = docs[2:]
+        self.assert_reference(lexical, docs, QUERIES[3])
+        if lexical.capabilities.delete_by_filter:
+            lexical.delete(filter={"tag": "alpha"})
+            docs = [d for d in docs if d.metadata.get("tag") != "alpha"]
+            for query in QUERIES[:4]:
+                self.assert_reference(lexical, docs, query)
+        lexical.clear()
+        assert lexical.search_lexical(QUERIES[0], 5) == []
+        lexical.upsert(docs[:10])
+        self.assert_reference(lexical, docs[:10], QUERIES[0])
+        lexical.drop()
+        assert lexical.search_lexical(QUERIES[0], 5) == []
+
+    def test_lexical_reopen_in_fresh_process(
+        self, lexical_config: dict[str, Any], lexical: VectorStore, ldocs: list[Document]
+    ) -> None:
+        if not lexical.capabilities.persistent:
+            pytest.skip(f"{lexical.name} with this config keeps nothing after close")
+        lexical.delete([ldocs[1].id, ldocs[2].id])
+        lexical.close()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        proc = subprocess.run(
+            [sys.executable, "-c", _LEX_REOPEN],
+            input=json.dumps({"config": lexical_config, "queries": QUERIES}),
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        rest = [d for d in ldocs if d.id not in (ldocs[1].id, ldocs[2].id)]
+        assert out["count"] == len(rest)
+        for query in QUERIES:
+            want = reference_bm25(rest, query, 10)
+            assert [h[0] for h in out["hits"][query]] == [w[0] for w in want], query
+
+    def test_index_missing_or_left_mid_write_is_rebuilt_on_open(
+        self,
+        store_config: dict[str, Any],
+        make_store: Callable[[], VectorStore],
+        make_lexical: Callable[[], VectorStore],
+        ldocs: list[Document],
+    ) -> None:
+        plain = make_store()
+        if not plain.capabilities.persistent:
+            pytest.skip(f"{plain.name} with this config keeps nothing after close")
+        plain.upsert(ldocs)
+        with pytest.raises(UnsupportedFeatureError, match="lexical: true"):
+            plain.search_lexical("pension", 3)
+        plain.close()
+        built = make_lexical()  # an older store: the index is built from its texts on open
+        self.assert_reference(built, ldocs, QUERIES[0])
+        built.upsert(ldocs[:1])
+        assert built._lex is not None
+        built._lex.begin_write()  # as if the process died between the vector write and the index write
+        built._lex._db.execute("DELETE FROM docs WHERE id = ?", (ldocs[5].id,))
+        built.close()
+        again = make_lexical()
+        for query in QUERIES:
+            self.assert_reference(again, ldocs, query)
+
+    def test_queries_without_terms(self, lexical: VectorStore, ldocs: list[Document]) -> None:
+        from ..embedders.hashing import HashingEmbedder
+        from ..retrieval import Retriever
+
+        for query in EMPTY_QUERIES:
+            assert lexical.lexical_terms(query) == []
+            assert lexical.search_lexical(query, 5) == []
+        retriever = Retriever(HashingEmbedder(DIM))
+        vec = ldocs[4].vector
+        for mode in ("lexical", "hybrid"):
+            (result,) = retriever.search(lexical, [EMPTY_QUERIES[0]], 5, search=mode, vectors=[vec])
+            assert [h.id for h in result.hits] == [h.id for h in lexical.search(vec, 5)]  # the dense leg
+            assert any("no lexical terms" in n for n in result.plan.notes)
+        with pytest.raises(ValidationError):
+            lexical.search_lexical(["not", "a", "string"], 5)  # type: ignore[arg-type]
+        with pytest.raises(ValidationError):
+            lexical.search_lexical("pension", 0)
+
+    def test_lexical_searches_during_writes(self, lexical: VectorStore, ldocs: list[Document]) -> None:
+        import threading
+
+        errors: list[BaseException] = []
+        stop = threading.Event()
+
+        def reader() -> None:
+            try:
+                while not stop.is_set():
+                    assert len(lexical.search_lexical(QUERIES[0], 5)) == 5
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=reader) for _ in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            for i in range(5):
+                lexical.upsert([Document(id=f"extra-{i}", text=f"pension extra {i}", vector=ldocs[i].vector)])
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        assert not errors, errors[0]
+        self.assert_reference(lexical, ldocs + lexical.get([f"extra-{i}" for i in range(5)]), QUERIES[0])
+
+
 class VectorStoreConformance(
     UpsertTests,
     GetDeleteTests,
@@ -892,5 +1098,6 @@ class VectorStoreConformance(
     HostileValueTests,
     EngineFailureTests,
     ConcurrencyTests,
+    LexicalTests,
 ):
     """All conformance tests; subclass and override ``store_config``."""

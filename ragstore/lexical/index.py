@@ -1,0 +1,294 @@
+"""The BM25 index beside a store: one SQLite file (or RAM), written in the store's write path.
+
+Why SQLite and not an engine's own text search: one scorer for every engine (the same terms, the same BM25,
+the same filter semantics), transactions, and several processes sharing one file safely (WAL). Scoring is
+Lucene's BM25 (``idf = ln(1 + (N - df + 0.5) / (df + 0.5))``, ``tf / (tf + k1 * (1 - b + b * len / avglen))``)
+computed at query time from postings, so ``k1`` and ``b`` can change on an open store.
+
+Crash safety: a write first raises the ``pending`` counter (committed), then the store writes its vectors,
+then the postings are written and the counter lowered in one transaction. A counter left above zero, an
+index of a different analyzer version, or a document count that differs from the store's makes the store
+rebuild this index from its own texts when it is next opened.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..filters import Node, matches
+from ..types import Hit, Metadata
+from .analyzer import Analyzer, default_analyzer
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS docs (
+    iid INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    len INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    metadata TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS postings (
+    term TEXT NOT NULL,
+    iid INTEGER NOT NULL,
+    tf INTEGER NOT NULL,
+    PRIMARY KEY (term, iid)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS postings_by_doc ON postings (iid);
+CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+_CHUNK = 500  # ids per IN (...) list
+
+
+class LexicalIndex:
+    """Terms of every stored document; ``search`` ranks documents by BM25 for a query's terms."""
+
+    def __init__(
+        self,
+        path: str | Path | None,
+        *,
+        k1: float = 1.2,
+        b: float = 0.75,
+        analyzer: Analyzer | None = None,
+    ) -> None:
+        self.path = Path(path) if path is not None else None
+        self.k1, self.b = k1, b
+        self.analyzer = analyzer or default_analyzer()
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.created = self.path is None or not self.path.exists()
+        self._db = sqlite3.connect(
+            str(self.path) if self.path is not None else ":memory:",
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=60,
+        )
+        self._mutex = threading.RLock()
+        with self._mutex:
+            if self.path is not None:
+                self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            with self._tx():
+                for key, value in (("docs", "0"), ("length", "0"), ("pending", "0")):
+                    self._db.execute("INSERT OR IGNORE INTO info VALUES (?, ?)", (key, value))
+                self._db.execute("INSERT OR IGNORE INTO info VALUES ('analyzer', ?)", (self.analyzer.version,))
+
+    # ----------------------------------------------------------------- state
+    def _tx(self) -> _Tx:
+        return _Tx(self._db)
+
+    def _info(self, key: str) -> str:
+        row = self._db.execute("SELECT value FROM info WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else "0"
+
+    def count(self) -> int:
+        with self._mutex:
+            return int(self._info("docs"))
+
+    def stale(self, stored: int) -> str | None:
+        """Why this index must be rebuilt from the store holding ``stored`` documents (None: it need not)."""
+        with self._mutex:
+            if int(self._info("pending")) > 0:
+                return "a write did not finish"
+            if self._info("analyzer") != self.analyzer.version:
+                return f"built by analyzer version {self._info('analyzer')}"
+            have = int(self._info("docs"))
+        if have != stored:
+            return f"it holds {have} documents, the store {stored}"
+        return None
+
+    def begin_write(self) -> None:
+        """Mark a store write in progress (committed before the store writes its vectors)."""
+        with self._mutex, self._tx():
+            self._db.execute("UPDATE info SET value = CAST(value AS INTEGER) + 1 WHERE key = 'pending'")
+
+    # ----------------------------------------------------------------- writes
+    def upsert(
+        self, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[Metadata], *, finish: bool = True
+    ) -> None:
+        """Index (or re-index) documents; ``finish`` lowers the pending counter in the same transaction."""
+        rows = [(i, Counter(self.analyzer.terms(t)), t, m) for i, t, m in zip(ids, texts, metadatas, strict=True)]
+        with self._mutex, self._tx():
+            self._remove(list(ids))
+            (top,) = self._db.execute("SELECT COALESCE(MAX(iid), 0) FROM docs").fetchone()
+            docs: list[tuple[int, str, int, str, str]] = []
+            postings: list[tuple[str, int, int]] = []
+            added = 0
+            for n, (doc_id, terms, text, meta) in enumerate(rows, int(top) + 1):
+                length = sum(terms.values())
+                docs.append((n, doc_id, length, text, json.dumps(meta, ensure_ascii=False)))
+                postings.extend((t, n, c) for t, c in terms.items())
+                added += length
+            self._db.executemany("INSERT INTO docs (iid, id, len, text, metadata) VALUES (?, ?, ?, ?, ?)", docs)
+            self._db.executemany("INSERT INTO postings (term, iid, tf) VALUES (?, ?, ?)", postings)
+            self._bump(len(rows), added)
+            if finish:
+                self._finish()
+
+    def delete(self, ids: Sequence[str], *, finish: bool = True) -> None:
+        with self._mutex, self._tx():
+            self._remove(list(ids))
+            if finish:
+                self._finish()
+
+    def delete_where(self, node: Node, *, finish: bool = True) -> None:
+        """Delete the documents ``node`` matches (the same filter semantics as every store)."""
+        with self._mutex, self._tx():
+            doomed = [
+                i for i, meta in self._db.execute("SELECT id, metadata FROM docs") if matches(node, json.loads(meta))
+            ]
+            self._remove(doomed)
+            if finish:
+                self._finish()
+
+    def clear(self) -> None:
+        with self._mutex, self._tx():
+            self._db.execute("DELETE FROM postings")
+            self._db.execute("DELETE FROM docs")
+            self._db.execute("UPDATE info SET value = '0' WHERE key IN ('docs', 'length', 'pending')")
+
+    def rebuild(self, documents: Iterable[tuple[str, str, Metadata]], total: int | None = None) -> None:
+        """Replace everything with ``documents`` (id, text, metadata), showing progress."""
+        from tqdm.auto import tqdm
+
+        self.clear()
+        batch: list[tuple[str, str, Metadata]] = []
+        with tqdm(total=total, desc="building lexical index", unit="doc", leave=False, delay=1.0) as bar:
+            for item in documents:
+                batch.append(item)
+                if len(batch) >= 1000:
+                    self.upsert(*zip(*batch, strict=True), finish=False)
+                    bar.update(len(batch))
+                    batch = []
+            if batch:
+                self.upsert(*zip(*batch, strict=True), finish=False)
+                bar.update(len(batch))
+        with self._mutex, self._tx():
+            self._db.execute("UPDATE info SET value = ? WHERE key = 'analyzer'", (self.analyzer.version,))
+            self._db.execute("UPDATE info SET value = '0' WHERE key = 'pending'")
+
+    def _remove(self, ids: list[str]) -> None:
+        gone_docs = gone_len = 0
+        for start in range(0, len(ids), _CHUNK):
+            part = ids[start : start + _CHUNK]
+            marks = ",".join("?" * len(part))
+            sql = f"SELECT iid, len FROM docs WHERE id IN ({marks})"  # noqa: S608 - placeholders only
+            rows = self._db.execute(sql, part).fetchall()
+            if not rows:
+                continue
+            iids = [r[0] for r in rows]
+            imarks = ",".join("?" * len(iids))
+            self._db.execute(f"DELETE FROM postings WHERE iid IN ({imarks})", iids)  # noqa: S608
+            self._db.execute(f"DELETE FROM docs WHERE iid IN ({imarks})", iids)  # noqa: S608
+            gone_docs += len(rows)
+            gone_len += sum(r[1] for r in rows)
+        if gone_docs:
+            self._bump(-gone_docs, -gone_len)
+
+    def _bump(self, docs: int, length: int) -> None:
+        self._db.execute("UPDATE info SET value = CAST(value AS INTEGER) + ? WHERE key = 'docs'", (docs,))
+        self._db.execute("UPDATE info SET value = CAST(value AS INTEGER) + ? WHERE key = 'length'", (length,))
+
+    def _finish(self) -> None:
+        self._db.execute("UPDATE info SET value = MAX(CAST(value AS INTEGER) - 1, 0) WHERE key = 'pending'")
+
+    # ----------------------------------------------------------------- search
+    def terms(self, query: str) -> list[str]:
+        """The query's distinct terms, in order."""
+        return list(dict.fromkeys(self.analyzer.terms(query)))
+
+    def search(self, terms: Sequence[str], k: int, node: Node | None = None) -> list[Hit]:
+        """The ``k`` best documents by BM25 over ``terms`` that match ``node``; ties by id."""
+        with self._mutex:
+            n = int(self._info("docs"))
+            if n <= 0 or not terms:
+                return []
+            avg = max(int(self._info("length")), 1) / n
+            parts_iid: list[np.ndarray] = []
+            parts_score: list[np.ndarray] = []
+            for term in dict.fromkeys(terms):
+                rows = self._db.execute(
+                    "SELECT p.iid, p.tf, d.len FROM postings p JOIN docs d ON d.iid = p.iid WHERE p.term = ?", (term,)
+                ).fetchall()
+                if not rows:
+                    continue
+                arr = np.asarray(rows, dtype=np.float64)
+                idf = math.log(1.0 + (n - len(rows) + 0.5) / (len(rows) + 0.5))
+                tf, length = arr[:, 1], arr[:, 2]
+                parts_iid.append(arr[:, 0].astype(np.int64))
+                parts_score.append(idf * tf / (tf + self.k1 * (1.0 - self.b + self.b * length / avg)))
+            if not parts_iid:
+                return []
+            iids, inverse = np.unique(np.concatenate(parts_iid), return_inverse=True)
+            scores = np.bincount(inverse, weights=np.concatenate(parts_score))
+            return self._best(iids, scores, k, node)
+
+    def _best(self, iids: np.ndarray, scores: np.ndarray, k: int, node: Node | None) -> list[Hit]:
+        """Walk candidates best first until k match and no tie is left behind; text is read for the winners
+        only, metadata only when a filter needs it."""
+        order = np.argsort(-scores, kind="stable")
+        if node is None:
+            last = scores[order[min(k, len(order)) - 1]]
+            cut = int(np.searchsorted(-scores[order], -last, side="right"))  # every tie of the k-th
+            picked = [(int(iids[j]), float(scores[j])) for j in order[:cut]]
+        else:
+            picked = []
+            step = max(2 * k, 64)
+            for start in range(0, len(order), step):
+                if len(picked) >= k and scores[order[start]] < picked[k - 1][1]:
+                    break
+                chunk = order[start : start + step]
+                metas = dict(self._rows("iid, metadata", [int(iids[j]) for j in chunk]))
+                picked += [
+                    (int(iids[j]), float(scores[j]))
+                    for j in chunk
+                    if int(iids[j]) in metas and matches(node, json.loads(metas[int(iids[j])]))
+                ]
+        rows = {r[0]: r[1:] for r in self._rows("iid, id, text, metadata", [i for i, _ in picked])}
+        found = [Hit(rows[i][0], sc, rows[i][1], json.loads(rows[i][2])) for i, sc in picked if i in rows]
+        found.sort(key=lambda h: (-h.score, h.id))
+        return found[:k]
+
+    def _rows(self, columns: str, iids: list[int]) -> list[tuple]:
+        out: list[tuple] = []
+        for start in range(0, len(iids), _CHUNK):
+            part = iids[start : start + _CHUNK]
+            sql = f"SELECT {columns} FROM docs WHERE iid IN ({','.join('?' * len(part))})"  # noqa: S608 - fixed columns
+            out += self._db.execute(sql, part).fetchall()
+        return out
+
+    def storage_bytes(self) -> int:
+        if self.path is None:
+            return 0
+        return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
+
+    def close(self) -> None:
+        with self._mutex:
+            self._db.close()
+
+
+class _Tx:
+    """``BEGIN IMMEDIATE`` .. ``COMMIT`` (rolled back on any error), so other processes wait, never interleave."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.db.execute("COMMIT")
+        else:
+            self.db.execute("ROLLBACK")
+
+
+__all__ = ["LexicalIndex"]
