@@ -40,7 +40,8 @@ class MemoryStore(VectorStore):
         self._order: list[str] = []
 
     def _capabilities(self) -> Capabilities:
-        return Capabilities(persistent=self.path is not None)
+        # saved as a whole folder on flush/close: a write is durable only after that
+        return Capabilities(persistent=self.path is not None, durable_writes=self.path is None)
 
     # ----------------------------------------------------------------- persistence
     def _stored(self) -> tuple[int, str | None] | None:

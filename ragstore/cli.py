@@ -213,6 +213,40 @@ def demo(
         )
 
 
+@app.command()
+@_friendly
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option("--host", help="default: serve.host (127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="default: serve.port (8080)")] = None,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option("--api-key", help="a Bearer key clients must send; repeat (or RAGSTORE_API_KEYS)"),
+    ] = None,
+) -> None:
+    """Serve the config's embedder and store over HTTP: OpenAI-compatible /v1/embeddings, /v1/search,
+    /v1/documents, /healthz, /readyz, /metrics (docs at /docs). SIGTERM drains in-flight requests."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from ._optional import require
+    from .config import load_config
+
+    uvicorn = require("uvicorn", "serve", "uvicorn")
+    require("fastapi", "serve", "fastapi")
+    from .serve import api_keys, check_binding, create_app
+
+    overrides: dict[str, Any] = {}
+    if api_key:
+        overrides["serve"] = {"api_keys": list(api_key)}
+    cfg = load_config(config, overrides or None)
+    bind = host or cfg.serve.host
+    check_binding(bind, api_keys(cfg.serve))  # a non-loopback host without a key: refused before any loading
+    from .pipeline import Ragstore
+
+    app_ = create_app(cfg, host=bind, pipeline=Ragstore(cfg))  # a store another process holds: a clear error
+    err_console.print(f"ragstore serve on http://{bind}:{port or cfg.serve.port} (docs at /docs)")
+    uvicorn.run(app_, host=bind, port=port or cfg.serve.port, log_level="info", timeout_graceful_shutdown=30)
+
+
 bench_app = typer.Typer(
     no_args_is_help=False,
     help="Retrieval quality and speed for every store and embedder, side by side (no arguments: the bundled "

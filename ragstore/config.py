@@ -77,6 +77,26 @@ class SearchConfig(BaseModel):
     hybrid: HybridConfig = Field(default_factory=HybridConfig)
 
 
+class ServeConfig(BaseModel):
+    """``ragstore serve``: where it listens, who may call it, and how requests are batched and bounded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(default="127.0.0.1", description="anything but loopback needs api_keys")
+    port: int = Field(default=8080, gt=0, lt=65536)
+    api_keys: list[str] = Field(
+        default_factory=list, description="Bearer keys (use ${ENV}); also $RAGSTORE_API_KEYS, comma-separated"
+    )
+    max_batch: int = Field(default=64, gt=0, le=4096, description="texts per model call")
+    max_batch_tokens: int = Field(default=16_384, gt=0, description="estimated tokens per model call")
+    max_wait_ms: float = Field(default=2.0, ge=0, le=1000, description="how long a batch waits to fill")
+    max_queue: int = Field(default=4096, gt=0, description="texts waiting for the model; more: 503 + Retry-After")
+    max_inputs: int = Field(default=2048, gt=0, description="inputs or documents per request")
+    max_input_chars: int = Field(default=65_536, gt=0, description="characters per input text")
+    max_body_bytes: int = Field(default=16 * 2**20, gt=0, description="request body limit (413 beyond)")
+    cors_origins: list[str] = Field(default_factory=list, description="CORS is off unless origins are listed")
+
+
 class RagstoreConfig(BaseModel):
     """The validated config. ``embedder``/``store`` blocks are checked against the chosen class's options."""
 
@@ -91,6 +111,7 @@ class RagstoreConfig(BaseModel):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     bilingual: BilingualConfig = Field(default_factory=BilingualConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: str | None = PrivateAttr(default=None)

@@ -53,6 +53,8 @@ class Capabilities:
     delete_by_filter: bool = True
     get_by_filter: bool = True
     exact: bool = True  # False for approximate indexes (HNSW, IVF): results may differ from exact search
+    #: an acknowledged write is on disk when ``upsert``/``delete`` return (False: only after ``flush``/``close``)
+    durable_writes: bool = True
     #: a BM25 index of the texts is kept beside the vectors (``lexical: true``): lexical and hybrid search
     lexical: bool = False
     hybrid: bool = False

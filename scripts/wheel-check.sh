@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What users get: build the sdist and the wheel, install the wheel (not editable) with the default extras
-# plus both integrations into a fresh venv, then use it from outside the repo: `ragstore bench` on the
-# bundled sample, `ragstore bench --dataset xquad-r` planning, `ragstore finetune --help`, both integrations.
+# plus both integrations and the server into a fresh venv, then use it from outside the repo: `ragstore bench`
+# on the bundled sample, `ragstore finetune --help`, both integrations, `ragstore serve` answering.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev >/dev/null
@@ -16,7 +16,7 @@ echo "built $(basename "$wheel") and $(basename "$(ls "$dist"/ragstore-*.tar.gz)
 rm -rf "$venv"
 python3 -m venv "$venv"
 "$venv/bin/python" -m pip install -q "torch==2.13.0"
-"$venv/bin/python" -m pip install -q "$wheel[default,llamaindex,langchain]"
+"$venv/bin/python" -m pip install -q "$wheel[default,llamaindex,langchain,serve]"
 work="$(mktemp -d)"
 cd "$work"  # away from the checkout: only the installed wheel can be imported
 "$venv/bin/python" - <<'PY'
@@ -30,4 +30,28 @@ print("wheel imports: ok; xquad-r ships:", len(ds.corpus), "passages")
 PY
 "$venv/bin/ragstore" bench --no-plots --out "$work/results" | tail -n 8
 "$venv/bin/ragstore" finetune --help >/dev/null && echo "ragstore finetune --help: ok"
+# `ragstore serve` from the wheel on the embedded default (FAISS in ./.ragstore, the offline MiniLM)
+RAGSTORE_BIN="$venv/bin/ragstore" "$venv/bin/python" - <<'PY'
+import os, signal, socket, subprocess, time
+import httpx
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+server = subprocess.Popen([os.environ["RAGSTORE_BIN"], "serve", "--port", str(port)])
+try:
+    for _ in range(240):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert server.poll() is None, "ragstore serve exited"
+        time.sleep(0.5)
+    r = httpx.post(f"http://127.0.0.1:{port}/v1/embeddings", json={"input": "hello"}, timeout=60)
+    assert r.status_code == 200 and len(r.json()["data"][0]["embedding"]) == 384, r.text
+    print("ragstore serve from the wheel: ok")
+finally:
+    server.send_signal(signal.SIGTERM)
+    server.wait(60)
+PY
 rm -rf "$work" "$dist"
