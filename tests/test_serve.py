@@ -233,16 +233,12 @@ uvicorn.run(create_app(cfg), host="127.0.0.1", port=int(sys.argv[2]), log_level=
 
 def _start(cfg: Path, port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([sys.executable, "-c", _SERVE, str(cfg), str(port)])
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server did not become ready")
+    try:
+        _wait_ready(port, proc)
+    except BaseException:
+        proc.kill()
+        raise
+    return proc
 
 
 @pytest.mark.parametrize("kind", ["faiss", "memory"])

@@ -63,7 +63,6 @@ class LexicalIndex:
         self.analyzer = analyzer or default_analyzer()
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.created = self.path is None or not self.path.exists()
         self._db = sqlite3.connect(
             str(self.path) if self.path is not None else ":memory:",
             isolation_level=None,
