@@ -11,9 +11,11 @@ flat indexes; exact re-scoring of the filtered set on HNSW when it is small enou
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -160,12 +162,20 @@ class FaissStore(VectorStore):
             self._add(iids, vecs)
         self._dead = set()
 
-    def _add(self, iids: np.ndarray, vecs: np.ndarray) -> None:
-        self.faiss.omp_set_num_threads(self.threads)
+    @contextlib.contextmanager
+    def _omp_threads(self, n: int) -> Iterator[None]:
+        """FAISS's OpenMP setting is the process's: torch shares the same runtime, so leaving it at 1 after a
+        search made every later embedding in this thread run on one core. Set it for the call, then restore."""
+        before = self.faiss.omp_get_max_threads()
+        self.faiss.omp_set_num_threads(n)
         try:
-            self._index.add_with_ids(np.ascontiguousarray(vecs, dtype=np.float32), iids.astype(np.int64))
+            yield
         finally:
-            self.faiss.omp_set_num_threads(1)
+            self.faiss.omp_set_num_threads(before)
+
+    def _add(self, iids: np.ndarray, vecs: np.ndarray) -> None:
+        with self._omp_threads(self.threads):
+            self._index.add_with_ids(np.ascontiguousarray(vecs, dtype=np.float32), iids.astype(np.int64))
 
     def _init_dim(self, dim: int) -> None:
         with self.db.transaction():
@@ -221,8 +231,11 @@ class FaissStore(VectorStore):
     def _search(self, vector: np.ndarray, k: int, node: Node | None) -> list[Hit]:
         if self._index is None or self._index.ntotal == 0:
             return []
+        with self._omp_threads(1):  # one query: more threads only add start-up cost
+            return self._search_one(vector, k, node)
+
+    def _search_one(self, vector: np.ndarray, k: int, node: Node | None) -> list[Hit]:
         faiss = self.faiss
-        faiss.omp_set_num_threads(1)
         q = vector.reshape(1, -1)
         allowed: np.ndarray | None = None
         if node is not None:

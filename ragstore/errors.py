@@ -12,6 +12,8 @@ bug. Each class names the problem so a message alone tells the user what to chan
     │   ├── DimensionMismatchError   a vector's length differs from the store's dimension
     │   └── FilterError              a metadata filter is malformed (unknown operator, bad value type)
     ├── UnsupportedFeatureError      the backend cannot do this (declared in its capabilities)
+    ├── ExportError                  a model cannot be exported to ONNX Runtime / OpenVINO
+    │   └── ExportGateError          an export or quantisation is too far from the original (says how far)
     └── DatasetError                 a dataset folder or file is missing or inconsistent
 
 ``ValidationError`` is raised *before* anything is written, so a rejected batch never leaves a store
@@ -78,6 +80,18 @@ class DatasetError(RagstoreError):
     """A dataset folder or file is missing, malformed or internally inconsistent."""
 
 
+class ExportError(RagstoreError):
+    """A model cannot be exported to (or loaded on) the requested inference backend."""
+
+
+class ExportGateError(ExportError):
+    """An exported or quantised model failed its quality gate; ``report`` holds the measured figures."""
+
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.report = report
+
+
 def describe_problems(exc: Any, where: str = "") -> str:
     """One line naming every bad key of a pydantic ``ValidationError`` (``store.indx: unknown key; ...``):
     the one formatter for config, store option and translator option errors."""
@@ -96,6 +110,8 @@ __all__ = [
     "DatasetError",
     "DimensionMismatchError",
     "EngineError",
+    "ExportError",
+    "ExportGateError",
     "FilterError",
     "RagstoreError",
     "UnsupportedFeatureError",

@@ -88,12 +88,23 @@ def test_hnsw_deletes_never_come_back_and_trigger_rebuild(tmp_path: Path) -> Non
     store.close()
 
 
-def test_single_query_search_uses_one_thread(tmp_path: Path) -> None:
+def test_single_query_search_uses_one_thread_and_restores_the_callers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = FaissStore(path=None)
     store.upsert(make_docs(20))
+    seen: list[int] = []
+    search_one = store._search_one
+
+    def spy(*args: object) -> object:
+        seen.append(faiss.omp_get_max_threads())
+        return search_one(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "_search_one", spy)
     faiss.omp_set_num_threads(2)
     store.search(make_docs(1)[0].vector, 3)
-    assert faiss.omp_get_max_threads() == 1
+    assert seen == [1]  # one query: one thread
+    assert faiss.omp_get_max_threads() == 2  # and the caller's setting back (torch shares it)
     store.close()
 
 

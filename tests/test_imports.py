@@ -56,7 +56,7 @@ LAYERS = {
     "ragstore.registry": 3,
     "ragstore.ingest": 3,
     "ragstore.beir": 3,
-    "ragstore.metrics": 3,
+    "ragstore.metrics": 1,  # pytrec_eval only; the embedders' export gate scores with it
     "ragstore.bilingual": 3,
     "ragstore.config": 4,
     "ragstore.retrieval": 5,

