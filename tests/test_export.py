@@ -160,3 +160,29 @@ def test_retrained_weights_are_exported_again(tiny_model: Path, tmp_path: Path) 
     retrained = SentenceTransformerEmbedder(str(folder)).embed_documents(TEXTS)
     assert _cos(second.embed_documents(TEXTS), retrained).min() > 0.9999
     assert _cos(first.embed_documents(TEXTS), retrained).min() < 0.9999
+
+
+def test_bench_names_exported_variants_and_skips_a_refused_one(tiny_model: Path, tmp_path: Path) -> None:
+    from ragstore.bench import load_bench_config, plan, run_bench
+
+    base = {"type": "sentence-transformers", "model": str(tiny_model), "export_dir": str(tmp_path / "exports")}
+    config = {
+        "embedders": [
+            {"type": "sentence-transformers", "model": str(tiny_model)},
+            {**base, "backend": "onnx"},
+            {**base, "backend": "onnx", "quantize": "int8", "gate_min_cosine": 1.0},  # cannot pass
+        ],
+        "stores": [{"type": "memory"}],
+        "query_paths": ["plain"],
+        "output": str(tmp_path / "out"),
+        "cache_dir": str(tmp_path / "cache"),
+        "speed": {"enabled": False},
+        "plots": False,
+    }
+    result = run_bench(plan(load_bench_config(config)), progress=False)
+    by_embedder = {r["embedder"]: r["nDCG@10"] for r in result["rows"]}
+    plain, exported = str(tiny_model), f"{tiny_model} [onnx fp32]"  # a folder is named by its path
+    assert set(by_embedder) == {plain, exported}
+    assert by_embedder[plain] == pytest.approx(by_embedder[exported], abs=1e-4)
+    (refused,) = result["skipped"]
+    assert "[onnx int8]" in refused["what"] and "failed its quality gate" in refused["why"]

@@ -34,7 +34,7 @@ from ..beir import BeirDataset, bundled_dataset, dataset_folder, languages, load
 from ..bilingual.config import default_route_name
 from ..embedders.base import Embedder
 from ..embedders.cache import CachedEmbedder
-from ..errors import BackendNotInstalledError, ConfigError, DatasetError, RagstoreError
+from ..errors import BackendNotInstalledError, ConfigError, DatasetError, ExportError, RagstoreError
 from ..metrics import MEASURES, evaluate
 from ..registry import (
     STORES,
@@ -208,9 +208,12 @@ def plan(config: BenchConfig, console: Console | None = None) -> Plan:
         block = dict(raw)
         label = block.pop("label", None)
         name = str(label or block.get("model") or block.get("type"))
+        if not label and block.get("backend", "torch") != "torch":  # an exported variant of the same model
+            quantize = block.get("quantize", "none")
+            name += f" [{block['backend']} {'fp32' if quantize == 'none' else quantize}]"
         try:
             embedder = _load(block, "embedder", console)
-        except BackendNotInstalledError as exc:
+        except (BackendNotInstalledError, ExportError) as exc:  # not installed, or refused by its gate
             _skip(skipped, f"embedder {name}", str(exc), console)
             continue
         if any(name == n for n, _ in embedders):

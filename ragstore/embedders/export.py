@@ -24,6 +24,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -131,13 +132,19 @@ def quantize_onnx(source: Path, target: Path) -> None:
     """Dynamic int8: MatMul weights quantised per output channel, activations at run time."""
     require("onnx", "accel", "onnx")
     quantization = require("onnxruntime.quantization", "accel", "onnxruntime")
-    quantization.quantize_dynamic(
-        str(source),
-        str(target),
-        weight_type=quantization.QuantType.QInt8,
-        per_channel=True,
-        op_types_to_quantize=["MatMul"],
-    )
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # ONNX Runtime logs a pre-processing tip to the root logger on every call
+    try:
+        quantization.quantize_dynamic(
+            str(source),
+            str(target),
+            weight_type=quantization.QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul"],
+        )
+    finally:
+        root.setLevel(level)
 
 
 def convert_openvino(source: Path, target: Path, calibration: list[dict[str, np.ndarray]] | None) -> None:
