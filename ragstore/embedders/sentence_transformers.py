@@ -158,16 +158,17 @@ class SentenceTransformerEmbedder(Embedder):
                 torch.set_num_threads(threads)
         else:
             self._names = export.input_names(self.model)
+            signature = self._signature()
             path, self.gate_report = export.prepare(
                 self.model,
                 backend,
                 quantize,
-                export.export_root(self.model_path, self._signature(), export_dir),
+                export.export_root(self.model_path, signature, export_dir),
                 reference=lambda texts, query: self._encode_torch(texts, "query" if query else "passage", False),
                 exported=lambda run, texts, query: self._encode_exported(run, texts, "query" if query else "passage"),
                 gate=export.GateSettings(gate_min_cosine, gate_max_ndcg_drop, threads),
                 prefixes=(self.query_prefix, self.passage_prefix),
-                source=self._signature(),
+                source=signature,
                 progress=lambda message: print(f"ragstore: {message}", file=sys.stderr, flush=True),
             )
             self._runner = export.make_runner(backend, quantize, path, threads)
