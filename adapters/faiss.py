@@ -1,4 +1,4 @@
-"""FAISS: the embedded default. Exact (flat) or HNSW index over a SQLite sidecar.
+"""FAISS: the embedded default. Exact (flat), HNSW or quantised IVF (PQ, SQ8) index over a SQLite sidecar.
 
 Durability: SQLite holds ids, text, metadata *and* vectors, one transaction per write, and is the source
 of truth. The FAISS index is written on ``flush``/``close`` to a temporary file and atomically renamed; it
@@ -7,6 +7,13 @@ writes, a killed process) is rebuilt from SQLite, so the last committed state is
 
 Filters are exact: the matching ids come from SQLite and the index searches only those (an id selector on
 flat indexes; exact re-scoring of the filtered set on HNSW when it is small enough), never top-k then drop.
+
+Quantised IVF (``ivf_pq``, ``ivf_sq8``) keeps only compressed codes in memory: PQ48 is 56 bytes a vector
+against 1,536 for float32. Every search re-scores ``k * rescore`` candidates exactly with the float vectors
+SQLite already holds on disk, so scores keep their meaning and the ranking its precision. IVF needs training
+data: below ``ivf_train_at`` vectors the index is exact flat; at that size it is trained on what is stored,
+and re-trained (rebuilt) each time the store has grown eightfold since, so the lists keep up with the data.
+A filtered search widens ``nprobe`` by the filter's selectivity (or re-scores small filtered sets exactly).
 """
 
 from __future__ import annotations
@@ -31,12 +38,13 @@ from ragstore.types import Document, Hit, Metadata
 from ._sqlite import SqliteDocs
 
 INDEX_FILE = "index.faiss"
+IVF = ("ivf_pq", "ivf_sq8")
 DB_FILE = "docs.sqlite"
 
 
 class FaissOptions(StoreOptions):
     path: str | None = Field(default=None, description="folder for the index and SQLite sidecar; None = RAM")
-    index: Literal["flat", "hnsw"] = "flat"
+    index: Literal["flat", "hnsw", "ivf_pq", "ivf_sq8"] = "flat"
     hnsw_m: int = Field(default=32, gt=1)
     ef_construction: int = Field(default=200, gt=0)
     ef_search: int = Field(default=128, gt=0)
@@ -44,6 +52,13 @@ class FaissOptions(StoreOptions):
         default=20_000, ge=0, description="HNSW: filtered sets up to this size are re-scored exactly"
     )
     threads: int | None = Field(default=None, gt=0, description="OpenMP threads for bulk add; search uses 1")
+    nlist: int | None = Field(default=None, gt=0, description="IVF lists; None = 4 * sqrt(vectors) at training")
+    nprobe: int | None = Field(default=None, gt=0, description="IVF lists searched; None = 1/32 of them, >= 32")
+    pq_m: int = Field(default=48, gt=0, description="ivf_pq: bytes per code (a divisor of the dimension)")
+    rescore: int | None = Field(
+        default=None, gt=0, description="IVF: k * rescore candidates re-scored exactly; None = 25 (PQ), 4 (SQ8)"
+    )
+    ivf_train_at: int = Field(default=10_000, gt=0, description="IVF: exact flat below this many vectors")
 
 
 def _digest(file: Path) -> str:
@@ -58,7 +73,7 @@ def _faiss() -> Any:
 
 class FaissStore(VectorStore):
     name = "faiss"
-    tunable = ("ef_search", "exact_filter_limit")
+    tunable = ("ef_search", "exact_filter_limit", "nprobe", "rescore")
     Options = FaissOptions
 
     options: FaissOptions
@@ -77,6 +92,7 @@ class FaissStore(VectorStore):
             raise BackendUnavailableError(f"cannot open FAISS sidecar in {self.path}: {exc}") from exc
         self._index: Any = None
         self._dead: set[int] = set()  # HNSW cannot remove ids: deleted rows stay in the graph until a rebuild
+        self._trained_at = 0  # IVF: how many vectors the lists were trained on (0 = still exact flat)
         self._version = self.db.data_version() if self.path is not None else 0
 
     def _capabilities(self) -> Capabilities:
@@ -108,7 +124,7 @@ class FaissStore(VectorStore):
             self._rebuild()
             return
         live = set(self.db.where_iids(None))
-        in_index = set(self.faiss.vector_to_array(self._index.id_map).tolist()) - self._dead
+        in_index = self._ids_in(self._index) - self._dead
         self._forget(sorted(in_index - live))
         new = sorted(live - in_index)
         if new:
@@ -125,6 +141,47 @@ class FaissStore(VectorStore):
         else:
             inner = faiss.IndexFlatIP(dim) if metric == faiss.METRIC_INNER_PRODUCT else faiss.IndexFlatL2(dim)
         return faiss.IndexIDMap2(inner)
+
+    def _ivf(self, index: Any) -> Any:
+        """The IVF index inside ``index``, or None for flat and HNSW."""
+        return None if hasattr(index, "id_map") else self.faiss.extract_index_ivf(index)
+
+    def _ids_in(self, index: Any) -> set[int]:
+        ivf = self._ivf(index)
+        if ivf is None:
+            return set(self.faiss.vector_to_array(index.id_map).tolist())
+        lists = ivf.invlists
+        parts = [
+            self.faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+            for i in range(ivf.nlist)
+            if lists.list_size(i)
+        ]
+        return set(np.concatenate(parts).tolist()) if parts else set()
+
+    def _new_ivf(self, vecs: np.ndarray) -> Any:
+        """An IVF index trained on ``vecs``: lists and code size fitted to how many there are."""
+        faiss, opts, (n, dim) = self.faiss, self.options, vecs.shape
+        nlist = max(1, min(opts.nlist or int(4 * np.sqrt(n)), n // 39))  # FAISS wants >= 39 points per list
+        if self.index_type == "ivf_pq":
+            m = max(d for d in range(1, min(opts.pq_m, dim) + 1) if dim % d == 0)
+            bits = int(min(8, max(1, np.floor(np.log2(max(n // 39, 2))))))  # 256 centroids need ~10K points
+            codes = f"PQ{m}x{bits}"
+        else:
+            codes = "SQ8"
+        metric = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
+        index = faiss.index_factory(dim, f"IVF{nlist},{codes}", metric)
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+        ivf.cp.min_points_per_centroid = 1  # lists and codes are sized to the data above: no warnings on stderr
+        if self.index_type == "ivf_pq":
+            ivf.pq.cp.min_points_per_centroid = 1
+            ivf.pq.cp.max_points_per_centroid = 64  # 16K samples, 15 rounds: a third of the time, and the
+            ivf.pq.cp.niter = 15  # codes only pick candidates (exact re-scoring decides the ranking)
+            ivf.do_polysemous_training = False  # only for Hamming pre-filtering, which is off; 50x the training time
+        rng = np.random.default_rng(0)
+        sample = vecs if n <= nlist * 64 else vecs[np.sort(rng.choice(n, nlist * 64, replace=False))]
+        with self._omp_threads(self.threads):
+            index.train(np.ascontiguousarray(sample, dtype=np.float32))
+        return index
 
     def _open_index(self) -> None:
         assert self._dim is not None
@@ -143,10 +200,11 @@ class FaissStore(VectorStore):
                 index = None
             live = set(self.db.where_iids(None))
             if index is not None and index.d == self._dim and index.ntotal >= len(live):
-                in_index = set(self.faiss.vector_to_array(index.id_map).tolist())
+                in_index = self._ids_in(index)
                 if live <= in_index:
                     self._index = index
                     self._dead = in_index - live
+                    self._trained_at = index.ntotal if self._ivf(index) is not None else 0
                     return
         self._rebuild()
 
@@ -156,11 +214,24 @@ class FaissStore(VectorStore):
 
     def _rebuild(self) -> None:
         assert self._dim is not None
-        self._index = self._new_index(self._dim)
         iids, vecs = self.db.all_vectors(self._dim)
+        self._trained_at = 0
+        if self.index_type in IVF and len(iids) >= self.options.ivf_train_at:
+            self._index = self._new_ivf(vecs)
+            self._trained_at = len(iids)
+        else:
+            self._index = self._new_index(self._dim)
         if len(iids):
             self._add(iids, vecs)
         self._dead = set()
+
+    def _maybe_train(self) -> None:
+        """IVF: train once the store is big enough, and again each time it has grown eightfold."""
+        if self.index_type not in IVF:
+            return
+        n = self._index.ntotal
+        if n >= self.options.ivf_train_at and (self._trained_at == 0 or n >= 8 * self._trained_at):
+            self._rebuild()
 
     @contextlib.contextmanager
     def _omp_threads(self, n: int) -> Iterator[None]:
@@ -201,6 +272,7 @@ class FaissStore(VectorStore):
         replaced, new = self.db.upsert(ids, vectors, texts, metadatas)
         self._forget(replaced)
         self._add(np.asarray(new, dtype=np.int64), vectors)
+        self._maybe_train()
 
     def _delete_iids(self, iids: list[int]) -> int:
         if iids:
@@ -219,11 +291,13 @@ class FaissStore(VectorStore):
         self.db.clear()
         self._index = self._new_index(self._dim)
         self._dead = set()
+        self._trained_at = 0
 
     def _drop(self) -> None:
         self.db.drop()
         self._index = None
         self._dead = set()
+        self._trained_at = 0
         if self.path is not None:
             (self.path / INDEX_FILE).unlink(missing_ok=True)
 
@@ -239,9 +313,11 @@ class FaissStore(VectorStore):
         q = vector.reshape(1, -1)
         allowed: np.ndarray | None = None
         if node is not None:
-            allowed = np.asarray(self.db.where_iids(node), dtype=np.int64)
+            allowed = self.db.matching_iids(node)
             if allowed.size == 0:
                 return []
+        if self._trained_at:
+            return self._search_ivf(q, k, allowed)
         if self.index_type == "hnsw":
             if allowed is not None and allowed.size <= self.options.exact_filter_limit:
                 return self._rescore(q[0], allowed, k)
@@ -258,8 +334,30 @@ class FaissStore(VectorStore):
         pairs = [(lab, d) for lab, d in zip(labels[0].tolist(), distances[0].tolist(), strict=True) if lab >= 0]
         return self._hits(pairs)
 
+    def _search_ivf(self, q: np.ndarray, k: int, allowed: np.ndarray | None) -> list[Hit]:
+        """Candidates from the compressed codes, then exact scores from the float vectors in SQLite."""
+        faiss, opts = self.faiss, self.options
+        # defaults measured at 1M MiniLM-like vectors (benchmarks/results/scale.md): PQ48 codes need ~250
+        # candidates for recall@10 >= 0.95, SQ8 codes ~40; ~3% of the lists hold the true neighbours
+        nlist = self._ivf(self._index).nlist
+        nprobe, sel = opts.nprobe or max(32, nlist // 32), None
+        rescore = opts.rescore or (25 if self.index_type == "ivf_pq" else 4)
+        if allowed is not None:
+            if allowed.size <= opts.exact_filter_limit:
+                return self._rescore(q[0], allowed, k)
+            # a filter keeping 1 in s vectors leaves ~1/s of each list: probe s times as many lists
+            nprobe = int(np.ceil(nprobe * self._index.ntotal / allowed.size))
+            sel = faiss.IDSelectorBatch(allowed)
+        params = faiss.SearchParametersIVF(sel=sel, nprobe=min(nprobe, nlist))
+        _, labels = self._index.search(q, k * rescore, params=params)
+        cands = labels[0][labels[0] >= 0]
+        return self._rescore(q[0], cands, k) if cands.size else []
+
     def _rescore(self, q: np.ndarray, iids: np.ndarray, k: int) -> list[Hit]:
-        vecs = self._index.reconstruct_batch(iids)
+        if self._trained_at:  # codes are lossy: the float vectors live in SQLite
+            iids, vecs = self.db.vectors_for(iids.tolist(), self._dim or 0)
+        else:
+            vecs = self._index.reconstruct_batch(iids)
         if self.metric == "l2":
             dist = ((vecs - q) ** 2).sum(axis=1)
             order = np.argsort(dist, kind="stable")[:k]
@@ -326,4 +424,7 @@ class FaissStore(VectorStore):
             self._rebuild()
 
     def _describe(self) -> dict[str, Any]:
-        return {"path": str(self.path) if self.path else None, "index": self.index_type}
+        out: dict[str, Any] = {"path": str(self.path) if self.path else None, "index": self.index_type}
+        if self._trained_at and self._index is not None:
+            out["ivf_lists"] = self._ivf(self._index).nlist
+        return out

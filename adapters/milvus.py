@@ -118,13 +118,16 @@ class MilvusOptions(StoreOptions):
     hnsw_m: int = Field(default=16, gt=1)
     ef_construction: int = Field(default=200, gt=0)
     ef_search: int = Field(default=128, gt=0)
+    filtered_ef_search: int = Field(
+        default=2048, gt=0, description="HNSW ef for filtered searches (Milvus drops non-matching candidates late)"
+    )
     nlist: int = Field(default=128, gt=0)
     nprobe: int = Field(default=16, gt=0)
 
 
 class MilvusStore(VectorStore):
     name = "milvus"
-    tunable = ("ef_search", "nprobe")
+    tunable = ("ef_search", "filtered_ef_search", "nprobe")
     Options = MilvusOptions
 
     options: MilvusOptions
@@ -185,10 +188,13 @@ class MilvusStore(VectorStore):
             return {"nlist": opts.nlist}
         return {}
 
-    def _search_params(self) -> dict[str, Any]:
+    def _search_params(self, filtered: bool = False) -> dict[str, Any]:
         params: dict[str, Any] = {}
         if self.options.index == "HNSW":
-            params = {"ef": self.options.ef_search}
+            # A filtered HNSW search over an indexed (sealed) segment checks the filter on the ef candidates it
+            # visits: with a 1% filter, ef 128 found 70% of the true top 10 (benchmarks/results/scale.md)
+            ef = max(self.options.ef_search, self.options.filtered_ef_search) if filtered else self.options.ef_search
+            params = {"ef": ef}
         elif self.options.index.startswith("IVF"):
             params = {"nprobe": self.options.nprobe}
         return {"metric_type": _METRIC[self.metric], "params": params}
@@ -244,7 +250,7 @@ class MilvusStore(VectorStore):
                 limit=k,
                 filter=to_expr(node),
                 output_fields=_OUT,
-                search_params=self._search_params(),
+                search_params=self._search_params(node is not None),
             )
             out += [
                 [Hit(h["id"], self._score(h["distance"]), h["entity"]["text"], self._meta(h["entity"])) for h in found]

@@ -6,6 +6,9 @@ filter field names and values travel as bind parameters (``metadata -> %s``), id
 ragstore's semantics on missing fields, and kinds never mix (``jsonb_typeof`` guards every comparison).
 
 Indexes: ``hnsw`` (default; ``ef_search`` per query), ``ivfflat`` (``probes``), or ``none`` for exact search.
+``quantize: halfvec | binary`` indexes an expression instead of the float column (``embedding::halfvec``,
+half the size; ``binary_quantize(embedding)::bit``, 1/32, Hamming distance): the index yields
+``k * rescore`` candidates and the full-precision column re-scores them, so scores keep their meaning.
 Filtered HNSW/IVF searches use pgvector's iterative index scans, so a selective filter still returns k rows
 instead of "top-k then drop".
 """
@@ -32,6 +35,7 @@ from . import _pgserver
 
 _MAX_EF_SEARCH = 1000  # hnsw.ef_search's upper bound in pgvector
 _OPS = {"cosine": ("vector_cosine_ops", "<=>"), "dot": ("vector_ip_ops", "<#>"), "l2": ("vector_l2_ops", "<->")}
+_HALF_OPS = {"cosine": "halfvec_cosine_ops", "dot": "halfvec_ip_ops", "l2": "halfvec_l2_ops"}
 
 
 class _PgFilter(FilterCompiler[tuple[Any, list[Any]]]):
@@ -104,12 +108,16 @@ class PgVectorOptions(StoreOptions):
     ef_search: int = Field(default=100, gt=0)
     lists: int = Field(default=100, gt=0)
     probes: int = Field(default=10, gt=0)
+    quantize: Literal["none", "halfvec", "binary"] = Field(
+        default="none", description="index half-precision or binary codes; fixed when the table is created"
+    )
+    rescore: int = Field(default=10, gt=0, description="quantize: k * rescore candidates re-scored exactly")
     pool_size: int = Field(default=8, gt=0, description="connections for searches from other threads")
 
 
 class PgVectorStore(VectorStore):
     name = "pgvector"
-    tunable = ("ef_search", "probes")
+    tunable = ("ef_search", "probes", "rescore")
     Options = PgVectorOptions
 
     options: PgVectorOptions
@@ -200,13 +208,18 @@ class PgVectorStore(VectorStore):
                 )
             )
             index_name = sql.Identifier(f"{self.table}_embedding_idx")
+            key, _, _ = self._index_key(dim)
+            if opts.quantize == "halfvec":
+                opclass = _HALF_OPS[self.metric]
+            elif opts.quantize == "binary":
+                opclass = "bit_hamming_ops"
             if opts.index == "hnsw":
                 self.conn.execute(
                     self._q(
-                        "CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw (embedding {}) "
-                        "WITH (m = {}, ef_construction = {})",
+                        "CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw ({} {}) WITH (m = {}, ef_construction = {})",
                         index_name,
                         self.ident,
+                        key,
                         sql.SQL(opclass),
                         sql.Literal(opts.hnsw_m),
                         sql.Literal(opts.ef_construction),
@@ -215,9 +228,10 @@ class PgVectorStore(VectorStore):
             elif opts.index == "ivfflat":
                 self.conn.execute(
                     self._q(
-                        "CREATE INDEX IF NOT EXISTS {} ON {} USING ivfflat (embedding {}) WITH (lists = {})",
+                        "CREATE INDEX IF NOT EXISTS {} ON {} USING ivfflat ({} {}) WITH (lists = {})",
                         index_name,
                         self.ident,
+                        key,
                         sql.SQL(opclass),
                         sql.Literal(opts.lists),
                     )
@@ -240,27 +254,62 @@ class PgVectorStore(VectorStore):
     def _score(self, distance: float) -> float:
         return 1.0 - distance if self.metric == "cosine" else -distance
 
+    def _index_key(self, dim: int) -> tuple[Any, Any, Any]:
+        """(indexed expression, its distance operator, the query placeholder cast to match)."""
+        sql, lit = self.sql, self.sql.Literal(dim)
+        _, operator = _OPS[self.metric]
+        if self.options.quantize == "halfvec":
+            return (
+                sql.SQL("(embedding::halfvec({}))").format(lit),
+                sql.SQL(operator),
+                sql.SQL("%s::halfvec({})").format(lit),
+            )
+        if self.options.quantize == "binary":
+            return (
+                sql.SQL("(binary_quantize(embedding)::bit({}))").format(lit),
+                sql.SQL("<~>"),
+                sql.SQL("binary_quantize(%s::vector)::bit({})").format(lit),
+            )
+        return sql.SQL("embedding"), sql.SQL(operator), sql.SQL("%s")
+
     def _search(self, vector: np.ndarray, k: int, node: Node | None) -> list[Hit]:
         where, params = to_sql(node)
         _, operator = _OPS[self.metric]
-        query = self._q(
-            "SELECT id, text, metadata, embedding {op} %s AS d FROM {table} WHERE {where} "
-            "ORDER BY embedding {op} %s LIMIT %s",
-            op=self.sql.SQL(operator),
-            table=self.ident,
-            where=where,
-        )
         opts = self.options
+        limit = k
+        if opts.quantize == "none":
+            query = self._q(
+                "SELECT id, text, metadata, embedding {op} %s AS d FROM {table} WHERE {where} "
+                "ORDER BY embedding {op} %s LIMIT %s",
+                op=self.sql.SQL(operator),
+                table=self.ident,
+                where=where,
+            )
+            args = [vector, *params, vector, k]
+        else:  # candidates by the quantised index, then exact distances on the float column
+            key, qop, qkey = self._index_key(self._dim or len(vector))
+            limit = k * opts.rescore
+            query = self._q(
+                "SELECT id, text, metadata, d FROM (SELECT id, text, metadata, embedding {op} %s AS d "
+                "FROM {table} WHERE {where} ORDER BY {key} {qop} {qkey} LIMIT %s) AS c ORDER BY d LIMIT %s",
+                op=self.sql.SQL(operator),
+                table=self.ident,
+                where=where,
+                key=key,
+                qop=qop,
+                qkey=qkey,
+            )
+            args = [vector, *params, vector, limit, k]
         with self._reading() as conn, conn.transaction():
             if opts.index == "hnsw":
                 # ef_search follows k up to pgvector's limit; iterative scans then go on past it until k rows
-                ef = min(max(opts.ef_search, k), _MAX_EF_SEARCH)
+                ef = min(max(opts.ef_search, limit), _MAX_EF_SEARCH)
                 conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef),))
                 conn.execute("SELECT set_config('hnsw.iterative_scan', 'strict_order', true)")
             elif opts.index == "ivfflat":
                 conn.execute("SELECT set_config('ivfflat.probes', %s, true)", (str(opts.probes),))
                 conn.execute("SELECT set_config('ivfflat.iterative_scan', 'relaxed_order', true)")
-            rows = conn.execute(query, [vector, *params, vector, k]).fetchall()
+            rows = conn.execute(query, args).fetchall()
         return [Hit(i, self._score(float(d)), t, m) for i, t, m, d in rows]
 
     @staticmethod
@@ -327,4 +376,9 @@ class PgVectorStore(VectorStore):
         return int(row[0]) if row else None
 
     def _describe(self) -> dict[str, Any]:
-        return {"table": self.table, "index": self.options.index, "embedded": self.pgdata is not None}
+        return {
+            "table": self.table,
+            "index": self.options.index,
+            "quantize": self.options.quantize,
+            "embedded": self.pgdata is not None,
+        }

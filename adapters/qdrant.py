@@ -17,7 +17,7 @@ import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -276,13 +276,21 @@ class QdrantEdgeOptions(StoreOptions):
     path: str | None = Field(default=None, description="folder for the shard; required")
     ef_search: int | None = Field(default=None, gt=0)
     exact: bool = False
+    optimize: bool = Field(
+        default=False, description="build HNSW (and quantised codes) on flush/close; unoptimised shards scan exactly"
+    )
+    quantize: Literal["none", "int8"] = Field(default="none", description="scalar int8 codes; set at creation")
+    on_disk: bool = Field(default=False, description="float vectors on disk (memory-mapped); set at creation")
+    oversampling: float = Field(default=4.0, ge=1.0, description="quantize: candidates re-scored per result")
+    hnsw_m: int | None = Field(default=None, gt=0)
+    ef_construct: int | None = Field(default=None, gt=0)
 
 
 class QdrantEdgeStore(VectorStore):
     """Qdrant's Rust engine in-process (write-ahead log, segments, HNSW when large enough)."""
 
     name = "qdrant-edge"
-    tunable = ("ef_search", "exact")
+    tunable = ("ef_search", "exact", "oversampling")
     Options = QdrantEdgeOptions
 
     options: QdrantEdgeOptions
@@ -311,14 +319,26 @@ class QdrantEdgeStore(VectorStore):
             raise BackendUnavailableError(f"cannot load qdrant-edge shard at {self.path}: {exc}") from exc
 
     def _capabilities(self) -> Capabilities:
-        return Capabilities(exact=True)  # small shards are scored exactly; see ENGINES notes
+        # an unoptimised shard is scanned exactly (qdrant-edge builds HNSW only when asked to optimise)
+        opts = self.options
+        return Capabilities(exact=not opts.optimize and opts.quantize == "none")
 
     def _init_dim(self, dim: int) -> None:
-        q = self.q
+        q, opts = self.q, self.options
         distance = {"cosine": q.Distance.Cosine, "dot": q.Distance.Dot, "l2": q.Distance.Euclid}[self.metric]
-        self.shard = q.EdgeShard.create(
-            str(self.path / "shard"), q.EdgeConfig(vectors=q.EdgeVectorParams(size=dim, distance=distance))
+        quant = q.ScalarQuantizationConfig(q.ScalarType.Int8, quantile=0.99, always_ram=True)
+        hnsw = None
+        if opts.hnsw_m or opts.ef_construct:
+            m, ef = opts.hnsw_m or 16, opts.ef_construct or 100
+            hnsw = q.HnswIndexConfig(m=m, ef_construct=ef, full_scan_threshold=10_000)
+        params = q.EdgeVectorParams(
+            size=dim,
+            distance=distance,
+            on_disk=opts.on_disk or None,
+            quantization_config=quant if opts.quantize == "int8" else None,
+            hnsw_config=hnsw,
         )
+        self.shard = q.EdgeShard.create(str(self.path / "shard"), q.EdgeConfig(vectors=params))
         tmp = self.path / (_EDGE_INFO + ".tmp")
         tmp.write_text(json.dumps({"dim": dim, "metric": self.metric}), encoding="utf-8")
         os.replace(tmp, self.path / _EDGE_INFO)
@@ -337,7 +357,12 @@ class QdrantEdgeStore(VectorStore):
     def _search(self, vector: np.ndarray, k: int, node: Node | None) -> list[Hit]:
         q = self.q
         opts = self.options
-        params = q.SearchParams(hnsw_ef=opts.ef_search, exact=opts.exact) if (opts.ef_search or opts.exact) else None
+        params = None
+        if opts.quantize != "none":
+            rescore = q.QuantizationSearchParams(rescore=True, oversampling=opts.oversampling)
+            params = q.SearchParams(hnsw_ef=opts.ef_search, exact=opts.exact, quantization=rescore)
+        elif opts.ef_search or opts.exact:
+            params = q.SearchParams(hnsw_ef=opts.ef_search, exact=opts.exact)
         res = self.shard.query(
             q.QueryRequest(
                 limit=k,
@@ -394,10 +419,17 @@ class QdrantEdgeStore(VectorStore):
         shutil.rmtree(self.path / "shard", ignore_errors=True)
         (self.path / _EDGE_INFO).unlink(missing_ok=True)
 
-    def _close(self) -> None:
+    def _flush(self) -> None:
         if self.shard is not None:
             self.shard.flush()
+            if self.options.optimize:
+                self.shard.optimize()  # blocks until segments are indexed (HNSW, quantised codes)
+
+    def _close(self) -> None:
+        if self.shard is not None:
+            self._flush()
             self.shard.close()
 
     def _describe(self) -> dict[str, Any]:
-        return {"path": str(self.path)}
+        opts = self.options
+        return {"path": str(self.path), "optimize": opts.optimize, "quantize": opts.quantize}

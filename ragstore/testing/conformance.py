@@ -700,7 +700,12 @@ try:
     store = create_store(args["config"])
     rng = np.random.default_rng(5)
     dim = args["dim"]
-    store.upsert([Document(id=f"second-{i}", text=f"second {i}", vector=rng.normal(size=dim)) for i in range(5)])
+    store.upsert(
+        [
+            Document(id=f"second-{i}", text=f"second {i}", vector=rng.normal(size=dim), metadata={"origin": "second"})
+            for i in range(5)
+        ]
+    )
     store.close()
     print(json.dumps({"wrote": 5}))
 except RagstoreError as exc:
@@ -715,6 +720,8 @@ class PersistenceTests(_Base):
         """Another process opening the same store while this one holds it either writes and is seen here
         (count, search and get agree), or is refused with a clear ``RagstoreError``; this process's data
         survives either way, also after both have closed."""
+        # a filtered search first: whatever it remembers must not hide the other process's writes afterwards
+        assert persisted.search(docs[0].vector, 3, filter={"origin": "second"}) == []
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         payload = json.dumps({"config": store_config, "dim": DIM})
         proc = subprocess.run(
@@ -727,6 +734,8 @@ class PersistenceTests(_Base):
         if "wrote" in outcome:
             (second,) = persisted.get(["second-3"])
             assert persisted.search(second.vector, 1)[0].id == "second-3"
+            filtered = persisted.search(second.vector, 10, filter={"origin": "second"})
+            assert [h.id for h in filtered][:1] == ["second-3"] and len(filtered) == 5
         persisted.close()
         reopened = create_store(store_config)
         try:
