@@ -168,6 +168,22 @@ def _ids(hits: list[Any]) -> set[int]:
     return {int(h.id) for h in hits}
 
 
+def _timed(
+    store: Any, queries: np.ndarray, truth: np.ndarray, seconds: float, least: int, where: Any = None
+) -> tuple[list[float], list[float]]:
+    """Latency and recall@10 of single queries in turn, until ``seconds`` pass (after at least ``least``)."""
+    lat, recall = [], []
+    t0 = time.perf_counter()
+    for i, q in enumerate(queries):
+        t = time.perf_counter()
+        hits = store.search(q, K, filter=where)
+        lat.append(time.perf_counter() - t)
+        recall.append(len(_ids(hits) & set(truth[i].tolist())) / K)
+        if time.perf_counter() - t0 > seconds and i >= least:
+            break
+    return lat, recall
+
+
 def query(
     setting: str,
     cfg: dict[str, Any],
@@ -191,24 +207,8 @@ def query(
     store = create_store(cfg)
     store.search(queries[0], K)  # the first search loads what the engine loads lazily
     open_s = time.perf_counter() - t
-    lat, recall = [], []
-    t0 = time.perf_counter()
-    for i, q in enumerate(queries):
-        t = time.perf_counter()
-        hits = store.search(q, K)
-        lat.append(time.perf_counter() - t)
-        recall.append(len(_ids(hits) & set(gt[i].tolist())) / K)
-        if time.perf_counter() - t0 > seconds[0] and i >= 50:
-            break
-    flat, frecall = [], []
-    t0 = time.perf_counter()
-    for i, q in enumerate(queries):
-        t = time.perf_counter()
-        hits = store.search(q, K, filter={"b": 7})
-        flat.append(time.perf_counter() - t)
-        frecall.append(len(_ids(hits) & set(fgt[i].tolist())) / K)
-        if time.perf_counter() - t0 > seconds[1] and i >= 5:
-            break
+    lat, recall = _timed(store, queries, gt, seconds[0], 50)
+    flat, frecall = _timed(store, queries, fgt, seconds[1], 5, {"b": 7})
     stop = threading.Event()
     counts = [0] * 4
 
@@ -231,15 +231,7 @@ def query(
     if setting in SWEEP:  # the same built index at other search settings: up to 300 queries or 5 s each
         for point in SWEEP[setting]:
             store.tune(**point)
-            slat, srec = [], []
-            t0 = time.perf_counter()
-            for i, q in enumerate(queries[:300]):
-                t = time.perf_counter()
-                hits = store.search(q, K)
-                slat.append(time.perf_counter() - t)
-                srec.append(len(_ids(hits) & set(gt[i].tolist())) / K)
-                if time.perf_counter() - t0 > seconds[2] and i >= 10:
-                    break
+            slat, srec = _timed(store, queries[:300], gt, seconds[2], 10)
             sweep.append(
                 {
                     "settings": point,

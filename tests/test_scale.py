@@ -27,8 +27,10 @@ def _scale() -> ModuleType:
     return module
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+def _run(*args: str, cwd: Path | None = None, timeout: int = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [sys.executable, "-P", str(SCRIPT), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout, check=False)
 
 
 def test_a_run_that_cannot_fit_is_refused_with_the_estimate() -> None:
@@ -37,14 +39,7 @@ def test_a_run_that_cannot_fit_is_refused_with_the_estimate() -> None:
         scale.check_memory("faiss flat", 50_000_000, available=24 * 2**30)
     scale.check_memory("faiss ivf-pq", 1_000_000, available=24 * 2**30)  # fits: no error
     # from the command line: refused before any vector is made or loaded
-    done = subprocess.run(
-        [sys.executable, "-P", str(SCRIPT), "--sizes", "2000000000", "--settings", "faiss flat"],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=120,
-        check=False,
-    )
+    done = _run("--sizes", "2000000000", "--settings", "faiss flat")
     assert done.returncode != 0
     assert "refused" in done.stderr and "GiB" in done.stderr, done.stderr[-2000:]
 
@@ -57,14 +52,7 @@ def test_growth_exponent_is_fitted_on_log_log() -> None:
 
 
 def test_unknown_setting_is_named() -> None:
-    done = subprocess.run(
-        [sys.executable, "-P", str(SCRIPT), "--sizes", "1000", "--settings", "faiss flat,faiss-hnws"],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=120,
-        check=False,
-    )
+    done = _run("--sizes", "1000", "--settings", "faiss flat,faiss-hnws")
     assert done.returncode != 0 and "faiss-hnws" in done.stderr
 
 
@@ -77,26 +65,8 @@ def test_small_scale_run_on_every_engine(tmp_path: Path) -> None:
     setting), short timings. Exact settings must find exactly the exact neighbours, with and without the 1%
     filter; approximate ones most of them, filtered too; the report, JSON and plot are written."""
     out = tmp_path / "out"
-    cmd = [
-        sys.executable,
-        "-P",
-        str(SCRIPT),
-        "--sizes",
-        "10000",
-        "--real-n",
-        "1000",
-        "--queries",
-        "50",
-        "--embed",
-        "torch",
-        "--seconds",
-        "1,1,1",
-        "--settings",
-        ",".join(SMALL),
-        "--out",
-        str(out),
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=1500, check=False)
+    args = ["--sizes", "10000", "--real-n", "1000", "--queries", "50", "--embed", "torch", "--seconds", "1,1,1"]
+    done = _run(*args, "--settings", ",".join(SMALL), "--out", str(out), cwd=tmp_path, timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows: list[dict[str, Any]] = json.loads((out / "scale.json").read_text())
     by = {r["setting"]: r for r in rows}
