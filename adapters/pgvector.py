@@ -276,29 +276,23 @@ class PgVectorStore(VectorStore):
         where, params = to_sql(node)
         _, operator = _OPS[self.metric]
         opts = self.options
-        limit = k
-        if opts.quantize == "none":
-            query = self._q(
-                "SELECT id, text, metadata, embedding {op} %s AS d FROM {table} WHERE {where} "
-                "ORDER BY embedding {op} %s LIMIT %s",
-                op=self.sql.SQL(operator),
-                table=self.ident,
-                where=where,
-            )
-            args = [vector, *params, vector, k]
-        else:  # candidates by the quantised index, then exact distances on the float column
-            key, qop, qkey = self._index_key(self._dim or len(vector))
+        # candidates in the index's order (the float column, or its halfvec/bit codes); codes' candidates are
+        # then re-ranked by exact distance on the float column
+        key, qop, qkey = self._index_key(self._dim or len(vector))
+        query = self._q(
+            "SELECT id, text, metadata, embedding {op} %s AS d FROM {table} WHERE {where} "
+            "ORDER BY {key} {qop} {qkey} LIMIT %s",
+            op=self.sql.SQL(operator),
+            table=self.ident,
+            where=where,
+            key=key,
+            qop=qop,
+            qkey=qkey,
+        )
+        limit, args = k, [vector, *params, vector, k]
+        if opts.quantize != "none":
+            query = self._q("SELECT id, text, metadata, d FROM ({}) AS c ORDER BY d LIMIT %s", query)
             limit = k * opts.rescore
-            query = self._q(
-                "SELECT id, text, metadata, d FROM (SELECT id, text, metadata, embedding {op} %s AS d "
-                "FROM {table} WHERE {where} ORDER BY {key} {qop} {qkey} LIMIT %s) AS c ORDER BY d LIMIT %s",
-                op=self.sql.SQL(operator),
-                table=self.ident,
-                where=where,
-                key=key,
-                qop=qop,
-                qkey=qkey,
-            )
             args = [vector, *params, vector, limit, k]
         with self._reading() as conn, conn.transaction():
             if opts.index == "hnsw":
