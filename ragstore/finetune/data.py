@@ -23,6 +23,17 @@ class Pair:
     query: str
     positive: str
     negatives: list[str] = field(default_factory=list)
+    group: str | None = None  # what the dev split keeps together (article, source file); None: the positive
+
+
+@dataclass
+class Passage:
+    """A corpus passage as corpus-only adaptation sees it: its title, and where it sits in its document."""
+
+    id: str
+    text: str
+    title: str = ""
+    document: str | None = None  # passages sharing this, in corpus order, are neighbours
 
 
 @dataclass
@@ -38,12 +49,15 @@ class TrainingData:
     groups: dict[str, Any] = field(default_factory=dict)
     source: str = ""
     train_corpus: list[str] = field(default_factory=list)  # where hard negatives may come from
+    passages: list[Passage] = field(default_factory=list)  # the corpus, for corpus-only adaptation
+    dev: list[Pair] = field(default_factory=list)  # training-side pairs held out to choose the epoch
 
     def describe(self) -> dict[str, Any]:
         return {
             "source": self.source,
             "train_pairs": len(self.train),
             "with_negatives": sum(1 for p in self.train if p.negatives),
+            "dev_pairs": len(self.dev),
             "test_queries": len(self.test_queries),
             "corpus": len(self.corpus),
             "groups": self.groups,
@@ -90,11 +104,27 @@ def load_training_data(cfg: FinetuneConfig) -> TrainingData:
         data.source += f" + {len(extra)} LLM-written questions"
     if cfg.data.max_pairs:
         data.train = data.train[: cfg.data.max_pairs]
-    if not data.train:
+    if not data.train and cfg.supervised:
         raise DatasetError(f"no training pairs left after validation (dropped: {data.dropped})")
+    if cfg.supervised and cfg.train.dev_fraction > 0:
+        _carve_dev(data, cfg.train.dev_fraction, cfg.split.seed)
     if not data.test_qrels:
         raise DatasetError(f"no held-out queries left after validation (dropped: {data.dropped})")
     return data
+
+
+def _carve_dev(data: TrainingData, fraction: float, seed: int) -> None:
+    """Training-side groups held out to pick the epoch; the held-out test set is never looked at. With too few
+    pairs or groups for both sides the run trains for the fixed number of epochs, and says so."""
+    keys = [p.group if p.group is not None else p.positive for p in data.train]
+    groups = set(keys)
+    if len(groups) < 4 or len(data.train) < 40:
+        data.groups["dev"] = f"none: {len(data.train)} pairs in {len(groups)} groups is too few to split"
+        return
+    held = _split_groups(groups, fraction, seed + 1)
+    data.dev = [p for p, k in zip(data.train, keys, strict=True) if k in held]
+    data.train = [p for p, k in zip(data.train, keys, strict=True) if k not in held]
+    data.groups["dev"] = len(held)
 
 
 def _from_beir(cfg: FinetuneConfig, pattern: re.Pattern[str] | None) -> TrainingData:
@@ -150,10 +180,22 @@ def _from_beir(cfg: FinetuneConfig, pattern: re.Pattern[str] | None) -> Training
                 _count(dropped, "duplicate pair")
                 continue
             seen.add((text, doc_id))
-            pairs.append(Pair(text, corpus[doc_id]))
+            pairs.append(Pair(text, corpus[doc_id], group=group(doc_id) if cfg.split.by else None))
     test_q = {q: t for q, t in test_q.items() if t.strip()}
     test_rels = {q: r for q, r in test_rels.items() if q in test_q}
-    return TrainingData(pairs, corpus, test_q, test_rels, dropped, groups, f"beir:{folder}", train_corpus)
+    order_by = (cfg.adapt.by if cfg.adapt and cfg.adapt.by else None) or cfg.split.by
+    passages = [
+        Passage(
+            d.id,
+            d.text[len(test.titles[d.id]) + 1 :] if d.id in test.titles else d.text,
+            test.titles.get(d.id, ""),
+            str(d.metadata[order_by]) if order_by and order_by in d.metadata else None,
+        )
+        for d in test.corpus
+    ]
+    return TrainingData(
+        pairs, corpus, test_q, test_rels, dropped, groups, f"beir:{folder}", train_corpus, passages=passages
+    )
 
 
 def _read_rows(path: Path, what: str) -> list[dict[str, Any]]:
@@ -222,7 +264,10 @@ def _from_jsonl(cfg: FinetuneConfig, pattern: re.Pattern[str] | None) -> Trainin
     for n, (query, positive, _, _) in enumerate(test_rows):
         test_queries[f"q{n}"] = query
         test_qrels[f"q{n}"] = {doc_id(positive): 1}
-    pairs = [Pair(q, p, negs) for q, p, negs, _ in train_rows]
+    pairs = [Pair(q, p, negs, None if g is None else _group_key(g, pattern)) for q, p, negs, g in train_rows]
     train_corpus = list(dict.fromkeys([p for _, p, _, _ in train_rows] + [n for r in train_rows for n in r[2]]))
     source = f"jsonl:{cfg.data.jsonl}"
-    return TrainingData(pairs, corpus, test_queries, test_qrels, dropped, groups, source, train_corpus)
+    passages = [Passage(i, t) for i, t in corpus.items()]
+    return TrainingData(
+        pairs, corpus, test_queries, test_qrels, dropped, groups, source, train_corpus, passages=passages
+    )
