@@ -467,6 +467,7 @@ def finetune(
     from .finetune import finetune as run_finetune
     from .finetune import load_finetune_config
     from .finetune.plug import update_config as switch
+    from .finetune.run import recipe_lines
 
     data: dict[str, Any] = {}  # flags laid over the file by the one loader (None: back to the default)
     ds: dict[str, Any] = {}
@@ -537,14 +538,9 @@ def finetune(
     if result.matryoshka:
         for dim, v in result.matryoshka.items():
             console.print(f"  {dim} dims: base {v['base']:.4f}, fine-tuned {v['finetuned']:.4f}")
-    for fit in result.data.get("fits") or []:
-        if fit.get("best_dev_ndcg10") is not None:
-            console.print(
-                f"  dev split: best nDCG@10 {fit['best_dev_ndcg10']:.4f} at epoch {fit['best_epoch']:g} "
-                f"(lr {fit['learning_rate']:g}; {escape(fit['stopped'])})"
-            )
-    if result.data.get("budget"):
-        err_console.print(f"[yellow]{escape(result.data['budget'])}[/]")
+    for line in recipe_lines(cfg, result):  # adaptation, the dev split's choice, the budget: as in the card
+        if line:
+            console.print(f"  {escape(line)}")
     console.print(f"model written to {escape(str(result.output))} in {result.seconds['total']:.0f} s")
     if not result.improved:
         err_console.print(

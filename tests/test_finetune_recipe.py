@@ -301,6 +301,7 @@ def test_cli_recipe_flags(tmp_path: Path, tiny_model: Path) -> None:
         app, [*base, "--quick", "--adapt", "ict", "--guide", "--max-steps", "1", "--force", "-o", str(tmp_path / "b")]
     )
     assert res.exit_code == 0, res.output
+    assert "Corpus-only adaptation first (ict)" in res.stdout  # the card's recipe lines, on the terminal too
     record = json.loads((tmp_path / "b" / "ragstore_finetune.json").read_text())
     assert record["config"]["preset"] == "quick" and record["config"]["adapt"]["modes"] == ["ict"]
     assert record["config"]["hard_negatives"]["mine"] == "static" and record["config"]["loss"]["guide"] is True

@@ -616,7 +616,7 @@ def _plot_loss(result: FinetuneResult) -> None:
     plt.close(fig)
 
 
-def _recipe_lines(cfg: FinetuneConfig, result: FinetuneResult) -> list[str]:
+def recipe_lines(cfg: FinetuneConfig, result: FinetuneResult) -> list[str]:
     """What adaptation made and what the dev split chose, so the card says how the model was arrived at."""
     lines = []
     if result.data.get("adapt"):
@@ -660,7 +660,7 @@ def model_card(cfg: FinetuneConfig, result: FinetuneResult) -> str:
         + f"{result.data['test_queries']} held-out queries over {result.data['corpus']} passages; groups "
         f"{result.data['groups']}; dropped {result.data['dropped']}.",
         "",
-        *_recipe_lines(cfg, result),
+        *recipe_lines(cfg, result),
         f"Settings: loss {cfg.loss.type}"
         + (f" in MatryoshkaLoss {cfg.loss.matryoshka_dims}" if cfg.loss.matryoshka_dims else "")
         + (f", LoRA r={cfg.loss.lora.r} (merged)" if cfg.loss.lora else "")
