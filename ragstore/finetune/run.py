@@ -269,8 +269,8 @@ class _Trainer:
         self.model = embedder.model
         self.log: list[dict[str, Any]] = []
         self.scratch = cfg.resolve_path(cfg.output).parent / f".{Path(cfg.output).name}.checkpoints"
-        prompts = {"anchor": embedder.query_prefix, "positive": embedder.passage_prefix}
-        prompts["negative"] = embedder.passage_prefix
+        passage = embedder.passage_prefix
+        prompts = {"anchor": embedder.query_prefix, "positive": passage, "negative": passage}
         self.prompts = {k: v for k, v in prompts.items() if v} or None
 
     def loss(self, guide: Any | None, cached: bool, mini_batch: int, dims: list[int] | None) -> Any:
