@@ -6,14 +6,17 @@ training, of which ``train.dev_fraction`` (5 articles) are the dev split that pi
 Stages (each one call of ``ragstore.finetune``, same seed):
   search    learning rate with static negatives (ragstore's own ``search`` grid, early stopping on dev; the
             trial at the chosen rate is the static-miner entry), then, at that rate, index-mined negatives
-            with a mid-training refresh, the GISTEmbed guide, a larger cached batch and three negatives;
-            the best dev nDCG@10 wins and is what ``preset: default`` is set to.
+            with a mid-training refresh, the GISTEmbed guide, a larger cached batch, three negatives and a
+            wider false-negative margin. Each is compared with the dev-best on the same dev questions (paired
+            standard error); of those within one standard error, the cheapest per epoch is what
+            ``preset: default`` is set to (the one-standard-error rule).
   default   the shipped default recipe, scored on the held-out articles (the issue's +0.04 in <= 15 min).
   quick     ``preset: quick`` (the wave-1 recipe).
-  static    the default with sentence-transformers' static miner instead of the index (the comparison).
   adapt     corpus-only adaptation, crop mode (no training question used); adapt-ict: ICT + neighbours.
   combined  adaptation, then the default supervised step.
+  refit     the default, then trained again from the start on training + dev pairs to the dev-chosen epoch.
   zh        the default recipe on the Chinese-question option, English held-out scored too.
+  seeds     the default recipe on two other article splits (the spread of its gain).
 
 Writes benchmarks/results/finetune/<stage>.json and the Markdown summary (README.md there).
 Run: python -P benchmarks/finetune_search.py [stage ...]   (all stages: about an hour on 2 cores)
@@ -22,11 +25,13 @@ Run: python -P benchmarks/finetune_search.py [stage ...]   (all stages: about an
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 
 from ragstore.beir import bundled_dataset
@@ -52,6 +57,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "train": {"batch_size": 128, "lr_scale": 2.0},
     },
     "3-negatives": {"hard_negatives": {"mine": "static", "refresh": False, "num": 3}},
+    "margin 0.1": {"hard_negatives": {"mine": "static", "refresh": False, "relative_margin": 0.1}},
     # the runs above peak at their first epoch (of 3): one epoch whose decay ends there, static and index-mined
     # with the refresh halfway through it
     "1-epoch static": {"train": {"epochs": 1}, "hard_negatives": {"mine": "static", "refresh": False}},
@@ -89,6 +95,13 @@ def _resolved(cfg: dict[str, Any]) -> dict[str, Any]:
 
     dump = load_finetune_config({**cfg, "output": "x"}).model_dump(exclude={"output", "force", "preset"})
     dump["data"]["beir"] = "xquad-r"
+    # settings added later, at the value that means "as before": runs recorded before them stay the same run
+    later = (("hard_negatives", "layout", "triplet"), ("train", "refit", False), ("train", "decay_epochs", None))
+    for block, key, before in later:
+        if dump[block].get(key) == before:
+            del dump[block][key]
+    if dump["data"]["queries"] == dump["data"]["corpus"]:  # one language: nothing to mix in
+        del dump["data"]["mix_corpus_language"]
     return json.loads(json.dumps(dump))
 
 
@@ -144,7 +157,12 @@ def stage_search(console: Console) -> None:
     lr = max(trials, key=lambda f: f["best_dev_ndcg10"])["learning_rate"]
     records = {"search-rate": rates}
     chosen = max(trials, key=lambda f: f["best_dev_ndcg10"])
-    static = {"best_dev_ndcg10": chosen["best_dev_ndcg10"], "fits": [chosen], "minutes": chosen["seconds"] / 60}
+    static = {
+        "best_dev_ndcg10": chosen["best_dev_ndcg10"],
+        "fits": [chosen],
+        "minutes": chosen["seconds"] / 60,
+        "config": rates["config"],
+    }
     for name, change in VARIANTS.items():
         change = json.loads(json.dumps(change))
         scale = change.get("train", {}).pop("lr_scale", 1.0)
@@ -160,24 +178,68 @@ def stage_search(console: Console) -> None:
         "chosen_rate": lr,
         "variants": {"static": static}
         | {
-            n: {"best_dev_ndcg10": r["best_dev_ndcg10"], "fits": r["data"]["fits"], "minutes": r["wall_s"] / 60}
+            n: {
+                "best_dev_ndcg10": r["best_dev_ndcg10"],
+                "fits": r["data"]["fits"],
+                "minutes": r["wall_s"] / 60,
+                "config": r["config"],
+            }
             for n, r in records.items()
             if n != "search-rate"
         },
     }
-    summary["chosen_variant"] = max(summary["variants"], key=lambda n: summary["variants"][n]["best_dev_ndcg10"])
+    summary["dev_best_variant"] = max(summary["variants"], key=lambda n: summary["variants"][n]["best_dev_ndcg10"])
+    summary["paired"], summary["chosen_variant"] = one_standard_error(summary["variants"])
     # held-out figures of the search runs are kept for the record but chose nothing
     summary["held_out_not_used_for_choice"] = {n: r["after"]["nDCG@10"] for n, r in records.items()}
     _save("search", summary)
 
 
+def texts_per_epoch(fit: dict[str, Any], cfg: dict[str, Any]) -> int:
+    """What a training epoch encodes: rows x texts per row, twice with a cached loss (embeddings first without
+    gradients, then again) or a guide model (each text through the frozen copy too)."""
+    rows = fit["mining"][0]["rows"]
+    negatives = cfg.get("hard_negatives", {})
+    # anchor, positive, one negative (a triplet row per negative), or all of them in one tuple row
+    per_row = 2 + fit["num"] if negatives.get("layout") == "tuple" else 3
+    twice = cfg.get("loss", {}).get("type") == "cached_mnrl" or cfg.get("loss", {}).get("guide")
+    return rows * per_row * (2 if twice else 1)
+
+
+def one_standard_error(variants: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The dev split's verdict, with its uncertainty: each variant's per-question dev nDCG@10 against the best
+    one on the same questions (a paired standard error). Variants within one standard error of the best are
+    ones this dev split cannot tell apart; of those, the default takes the cheapest (texts encoded per
+    epoch, then index minings), the better dev mean breaking a tie: the one-standard-error rule."""
+    best = max(variants, key=lambda n: variants[n]["best_dev_ndcg10"])
+    top = np.array(variants[best]["fits"][0]["best_dev_per_query"])
+    paired: dict[str, Any] = {}
+    for name, v in variants.items():
+        fit = v["fits"][0]
+        diff = top - np.array(fit["best_dev_per_query"])
+        se = float(diff.std(ddof=1) / math.sqrt(len(diff)))
+        paired[name] = {
+            "behind_best": float(diff.mean()),
+            "paired_se": se,
+            "questions_that_differ": int(np.count_nonzero(np.abs(diff) > 1e-9)),
+            "within_one_se": bool(diff.mean() <= se),
+            "texts_per_epoch": texts_per_epoch(fit, v["config"]),
+            "minings": len(fit["mining"]),
+        }
+    near = [n for n in paired if paired[n]["within_one_se"]]
+    chosen = min(
+        near, key=lambda n: (paired[n]["texts_per_epoch"], paired[n]["minings"], -variants[n]["best_dev_ndcg10"])
+    )
+    return paired, chosen
+
+
 STAGES: dict[str, dict[str, Any]] = {
     "default": {},
     "quick": {"preset": "quick"},
-    "static": {"hard_negatives": {"mine": "static", "refresh": False}},
     "adapt": {"adapt": ADAPT, "supervised": False},
     "adapt-ict": {"adapt": {"modes": ["ict", "neighbours"], "by": "context_id"}, "supervised": False},
     "combined": {"adapt": ADAPT},
+    "refit": {"train": {"refit": True}},
 }
 
 
@@ -187,9 +249,9 @@ def stage_zh(console: Console) -> None:
     from ragstore.finetune import load_finetune_config, load_training_data
     from ragstore.finetune.run import score
 
-    # under an 8-minute budget: the dev-best epoch here is the first, and the budget skips the second, which
-    # early stopping would train only to discard
-    cfg = _merge(BASE, {"data": {"queries": "zh"}, "train": {"budget_minutes": 8}})
+    # the default recipe as a user would run it (the English questions of the training articles mixed in, as
+    # data.mix_corpus_language does by default), under the issue's 15 minutes
+    cfg = _merge(BASE, {"data": {"queries": "zh"}, "train": {"budget_minutes": 15}})
     record = _run("zh", cfg, console)
     en = load_training_data(load_finetune_config(BASE))
     record["english_held_out"] = {
@@ -199,13 +261,26 @@ def stage_zh(console: Console) -> None:
     _save("zh", record)
 
 
+def stage_seeds(console: Console) -> None:
+    """The default recipe on two other article splits (seeds 1, 2): is its gain a property of the recipe or of
+    one lucky held-out draw? (Not blind: those held-out halves include articles the seed-0 search trained or
+    chose on; a check of spread, not a second test set.)"""
+    runs = {}
+    for seed in (1, 2):
+        cfg = _merge(BASE, {"split": {"seed": seed}})
+        runs[str(seed)] = _run(f"default-seed{seed}", cfg, console)
+    _save("seeds", {"runs": runs})
+
+
 def main(names: list[str]) -> None:
     console = Console()
-    for name in names or ["search", *STAGES, "zh"]:
+    for name in names or ["search", *STAGES, "zh", "seeds"]:
         if name == "search":
             stage_search(console)
         elif name == "zh":
             stage_zh(console)
+        elif name == "seeds":
+            stage_seeds(console)
         else:
             _save(name, _run(name, _merge(BASE, STAGES[name]), console))
     write_readme()
@@ -223,13 +298,13 @@ def write_readme() -> None:
 def summary() -> str:
     """Markdown for results/finetune/README.md and the README's fine-tuning table."""
     names = {
-        "default": "default recipe (dev-chosen: lr 1e-4, 3 mined negatives, early stopping on dev)",
+        "default": "default recipe (dev-chosen: lr 1e-4, 1 mined negative, early stopping on dev)",
         "quick": "`--quick` (wave-1 recipe: 1 epoch, static negatives)",
-        "static": "default, static miner instead of the index",
         "adapt": "corpus-only adaptation, crop (no questions)",
         "adapt-ict": "corpus-only adaptation, ICT + neighbouring sentences (no questions)",
         "combined": "adaptation, then the default supervised step",
-        "zh": "default recipe (8-minute budget), Chinese questions -> English sentences",
+        "refit": "default, then `--refit` on training + dev pairs to the chosen epoch",
+        "zh": "default recipe, Chinese questions -> English sentences (English questions mixed in)",
     }
     lines = [
         "# ragstore finetune on xquad-r (English, 24 held-out articles, 642 questions)",
@@ -255,30 +330,48 @@ def summary() -> str:
                 f"| same model, English questions (must not fall) | {e['base']['nDCG@10']:.4f} | "
                 f"{e['finetuned']['nDCG@10']:.4f} | {e['finetuned']['nDCG@10'] - e['base']['nDCG@10']:+.4f} | | | |"
             )
+    seeds = OUT / "seeds.json"
+    if seeds.exists():
+        for seed, r in json.loads(seeds.read_text(encoding="utf-8"))["runs"].items():
+            b, a = r["before"], r["after"]
+            epoch = ", ".join(f"{f['best_epoch']:g}" for f in r["data"].get("fits") or []) or "-"
+            lines.append(
+                f"| default recipe, article split seed {seed} (a spread check, not blind) | {b['nDCG@10']:.4f} | "
+                f"{a['nDCG@10']:.4f} | {r['gain_ndcg10']:+.4f} | {b['Recall@10']:.4f} -> {a['Recall@10']:.4f} | "
+                f"{epoch} | {r['wall_s'] / 60:.1f} min |"
+            )
     search = OUT / "search.json"
     if search.exists():
         s = json.loads(search.read_text(encoding="utf-8"))
         lines += ["", "Search on the dev split (5 training articles; the held-out articles chose nothing):", ""]
         held = s["held_out_not_used_for_choice"]
         lines += [
-            "| trial | best dev nDCG@10 | at epoch | stopped | held-out nDCG@10 (chose nothing) |",
-            "|---|---|---|---|---|",
+            "| trial | best dev nDCG@10 | behind the best (paired SE) | texts/epoch | at epoch | stopped | "
+            "held-out nDCG@10 (chose nothing) |",
+            "|---|---|---|---|---|---|---|",
         ]
         for t in s["rate_trials"]:
             lines.append(
-                f"| lr {t['learning_rate']:g}, 1 static negative | {t['best_dev_ndcg10']:.4f} | {t['best_epoch']:g} | "
-                f"{t['stopped']} | |"
+                f"| lr {t['learning_rate']:g}, 1 static negative | {t['best_dev_ndcg10']:.4f} | | | "
+                f"{t['best_epoch']:g} | {t['stopped']} | |"
             )
         for n, v in s["variants"].items():
-            f = v["fits"][0]
+            f, pair = v["fits"][0], s["paired"][n]
             out = held.get("search-rate" if n == "static" else n)
             lines.append(
                 f"| {n} (lr {f['learning_rate']:g}, {f['num']} negative(s), {v['minutes']:.1f} min) | "
-                f"{v['best_dev_ndcg10']:.4f} | {f['best_epoch']:g} | {f['stopped']} | "
-                + (f"{out:.4f}" if out is not None else "")
-                + " |"
+                f"{v['best_dev_ndcg10']:.4f} | {pair['behind_best']:.4f} ({pair['paired_se']:.4f}; "
+                f"{pair['questions_that_differ']} questions differ) | {pair['texts_per_epoch']} | "
+                f"{f['best_epoch']:g} | "
+                f"{f['stopped']} | " + (f"{out:.4f}" if out is not None else "") + " |"
             )
-        lines += ["", f"Chosen: lr {s['chosen_rate']:g}, {s['chosen_variant']}."]
+        lines += [
+            "",
+            f"Dev-best: {s['dev_best_variant']}. Within one paired standard error of it: "
+            f"{', '.join(n for n, v in s['paired'].items() if v['within_one_se'])}. "
+            "Chosen (the cheapest of those, then the better dev mean): "
+            f"lr {s['chosen_rate']:g}, {s['chosen_variant']}.",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -455,6 +455,10 @@ def finetune(
     search_lr: Annotated[
         str | None, typer.Option("--search-lr", help="learning rates to try on the dev split, e.g. 5e-5,1e-4")
     ] = None,
+    refit: Annotated[
+        bool | None,
+        typer.Option("--refit/--no-refit", help="after the dev split chose, train again on training + dev pairs"),
+    ] = None,
     force: Annotated[bool, typer.Option(help="use the model even if held-out quality fell")] = False,
     update_config: Annotated[
         Path | None, typer.Option("--update-config", help="point this ragstore config at the model, re-embed")
@@ -490,6 +494,7 @@ def finetune(
             ("learning_rate", lr),
             ("max_steps", max_steps),
             ("budget_minutes", budget_minutes),
+            ("refit", refit),
         )
         if v is not None
     }

@@ -32,10 +32,20 @@ def _cut(run: Run, k: int) -> dict[str, dict[str, float]]:
 
 def evaluate(qrels: Mapping[str, Mapping[str, int]], run: Run, measures: list[str] | None = None) -> dict[str, float]:
     """Mean of each measure over all judged queries (``run``: query id -> {passage id: score})."""
+    names = measures or list(MEASURES)
+    per = evaluate_per_query(qrels, run, names)
+    return {name: sum(per[name].values()) / max(len(per[name]), 1) for name in names}
+
+
+def evaluate_per_query(
+    qrels: Mapping[str, Mapping[str, int]], run: Run, measures: list[str] | None = None
+) -> dict[str, dict[str, float]]:
+    """Each measure for each judged query (0 where the run has nothing for it): what a paired comparison of
+    two systems on the same queries needs."""
     pytrec_eval = require("pytrec_eval", "bench", "pytrec-eval-terrier")
     names = measures or list(MEASURES)
     judged = {q: dict(rel) for q, rel in qrels.items()}
-    result: dict[str, float] = {}
+    result: dict[str, dict[str, float]] = {}
     by_cut: dict[int | None, list[str]] = {}
     for name in names:
         by_cut.setdefault(MEASURES[name][2], []).append(name)
@@ -47,5 +57,5 @@ def evaluate(qrels: Mapping[str, Mapping[str, int]], run: Run, measures: list[st
         per_query = evaluator.evaluate({q: s for q, s in run_part.items() if q in judged and s})
         for name in group:
             key = MEASURES[name][1]
-            result[name] = sum(per_query.get(q, {}).get(key, 0.0) for q in judged) / max(len(judged), 1)
+            result[name] = {q: per_query.get(q, {}).get(key, 0.0) for q in judged}
     return {name: result[name] for name in names}

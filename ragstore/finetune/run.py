@@ -10,6 +10,7 @@ scores worse than the base is written but not *marked*: ``--update-config`` refu
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -26,7 +27,7 @@ import numpy as np
 from .._optional import require
 from ..embedders.sentence_transformers import SentenceTransformerEmbedder
 from ..errors import ConfigError, DatasetError
-from ..metrics import evaluate
+from ..metrics import evaluate, evaluate_per_query
 from .adapt import corpus_pairs
 from .config import FinetuneConfig, NegativesSpec, load_finetune_config
 from .data import Pair, TrainingData, load_training_data
@@ -72,12 +73,25 @@ def score_set(
     dims: list[int] | None = None,
     depth: int = 100,
 ) -> dict[str, dict[str, float]]:
-    """Queries go in chunks, so memory holds one chunk x corpus score block, never the full matrix."""
+    """Means of each measure at full size (``"full"``) and at each Matryoshka dim."""
+    runs = _search(embedder, corpus, queries_by_id, dims, depth)
+    return {dim: evaluate(qrels, run, MEASURES) for dim, run in runs.items()}
+
+
+def _search(
+    embedder: SentenceTransformerEmbedder,
+    corpus: dict[str, str],
+    queries_by_id: dict[str, str],
+    dims: list[int] | None = None,
+    depth: int = 100,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Exact search, one run per dim; queries go in chunks, so memory holds one chunk x corpus score block,
+    never the full matrix."""
     ids = list(corpus)
     docs = embedder.embed_documents([corpus[i] for i in ids])
     qids = list(queries_by_id)
     queries = embedder.embed_query([queries_by_id[q] for q in qids])
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, dict[str, float]]] = {}
     for dim in [None, *(dims or [])]:
         d = docs if dim is None else _normalise(docs[:, :dim])
         q = queries if dim is None else _normalise(queries[:, :dim])
@@ -87,12 +101,19 @@ def score_set(
             top = np.argsort(-block, axis=1)[:, :depth]
             for row, qid in enumerate(qids[start : start + 256]):
                 run[qid] = {ids[j]: float(block[row, j]) for j in top[row]}
-        out["full" if dim is None else str(dim)] = evaluate(qrels, run, MEASURES)
+        out["full" if dim is None else str(dim)] = run
     return out
 
 
 def score_dev(embedder: SentenceTransformerEmbedder, data: TrainingData) -> float:
     """nDCG@10 of the dev pairs over the training-side corpus: what picks the epoch, never the held-out set."""
+    per = dev_per_query(embedder, data)
+    return sum(per.values()) / max(len(per), 1)
+
+
+def dev_per_query(embedder: SentenceTransformerEmbedder, data: TrainingData) -> dict[str, float]:
+    """nDCG@10 of each dev question: two settings compared on the same questions give a paired standard error,
+    which says whether the dev split can tell them apart at all."""
     texts = list(dict.fromkeys([*data.train_corpus, *(p.positive for p in data.dev)]))
     ids = {t: f"d{i}" for i, t in enumerate(texts)}
     qid_of: dict[str, str] = {}
@@ -101,7 +122,8 @@ def score_dev(embedder: SentenceTransformerEmbedder, data: TrainingData) -> floa
         qid = qid_of.setdefault(p.query, f"q{len(qid_of)}")
         qrels.setdefault(qid, {})[ids[p.positive]] = 1
     queries = {qid: text for text, qid in qid_of.items()}
-    return score_set(embedder, {i: t for t, i in ids.items()}, queries, qrels)["full"]["nDCG@10"]
+    run = _search(embedder, {i: t for t, i in ids.items()}, queries)["full"]
+    return evaluate_per_query(qrels, run, ["nDCG@10"])["nDCG@10"]
 
 
 def _losses() -> Any:
@@ -166,12 +188,6 @@ def _triplets(
         info["without_negative"] = len(rest)
         for key in rows:
             rows[key] += list(static[key])
-    if rows["anchor"] and rest:  # pairs no negative passed the margin for still train, on in-batch negatives
-        info["pairs_without_negative"] = "trained as pairs (in-batch negatives)"
-        pairs = {"anchor": [p.query for p in rest], "positive": [p.positive for p in rest]}
-        return datasets.DatasetDict(
-            {"with_negatives": datasets.Dataset.from_dict(rows), "pairs": datasets.Dataset.from_dict(pairs)}
-        ), info
     if not rows["anchor"]:  # nothing passed the margin: in-batch negatives only, and say so
         warnings.warn(
             "hard-negative mining found no negative that passes the margin; training on pairs with in-batch "
@@ -181,7 +197,32 @@ def _triplets(
         info["fallback"] = "in-batch negatives only"
         pairs = {"anchor": [p.query for p in bare], "positive": [p.positive for p in bare]}
         return datasets.Dataset.from_dict(pairs), info
-    return datasets.Dataset.from_dict(rows), info
+    parts = _tuples(rows) if neg.layout == "tuple" and neg.num > 1 else {"with_negatives": rows}
+    if rest:  # pairs no negative passed the margin for still train, on in-batch negatives
+        info["pairs_without_negative"] = "trained as pairs (in-batch negatives)"
+        parts["pairs"] = {"anchor": [p.query for p in rest], "positive": [p.positive for p in rest]}
+    if len(parts) == 1:
+        return datasets.Dataset.from_dict(next(iter(parts.values()))), info
+    return datasets.DatasetDict({k: datasets.Dataset.from_dict(v) for k, v in parts.items()}), info
+
+
+def _tuples(rows: dict[str, list[str]]) -> dict[str, dict[str, list[str]]]:
+    """Triplet rows folded into one row per (anchor, positive) with all its negatives as columns; anchors with
+    fewer negatives than the rest go in a dataset of their own width (a batch comes from one dataset)."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for a, p, n in zip(rows["anchor"], rows["positive"], rows["negative"], strict=True):
+        grouped.setdefault((a, p), []).append(n)
+    parts: dict[str, dict[str, list[str]]] = {}
+    for (a, p), negs in grouped.items():
+        part = parts.setdefault(
+            f"negatives_{len(negs)}",
+            {"anchor": [], "positive": [], **{f"negative_{i + 1}": [] for i in range(len(negs))}},
+        )
+        part["anchor"].append(a)
+        part["positive"].append(p)
+        for i, n in enumerate(negs):
+            part[f"negative_{i + 1}"].append(n)
+    return parts
 
 
 def _rows(train_set: Any) -> int:
@@ -256,6 +297,7 @@ class _Fit:
     stopped: str
     mining: list[dict[str, Any]]
     state: dict[str, Any] | None = None
+    best_dev_per_query: list[float] | None = None  # in dev-question order, for paired comparisons
 
 
 class _Trainer:
@@ -270,7 +312,9 @@ class _Trainer:
         self.log: list[dict[str, Any]] = []
         self.scratch = cfg.resolve_path(cfg.output).parent / f".{Path(cfg.output).name}.checkpoints"
         passage = embedder.passage_prefix
-        prompts = {"anchor": embedder.query_prefix, "positive": passage, "negative": passage}
+        widest = max([cfg.hard_negatives.num, *((cfg.search.num_negatives or []) if cfg.search else [])])
+        negatives = {f"negative_{i}": passage for i in range(1, widest + 1)}  # the tuple layout's columns
+        prompts = {"anchor": embedder.query_prefix, "positive": passage, "negative": passage, **negatives}
         self.prompts = {k: v for k, v in prompts.items() if v} or None
 
     def loss(self, guide: Any | None, cached: bool, mini_batch: int, dims: list[int] | None) -> Any:
@@ -343,15 +387,19 @@ class _Trainer:
         neg: NegativesSpec,
         guide: Any | None,
         keep_state: bool = False,
+        until: float | None = None,
     ) -> _Fit:
+        """``until``: stop after this many epochs of the planned schedule (the refit replays the chosen run's
+        learning rates up to its best epoch)."""
         cfg = self.cfg
-        total = cfg.train.epochs
-        cuts = sorted({*(float(e) for e in range(1, math.ceil(total))), total})
+        total = cfg.train.decay_epochs or cfg.train.epochs  # the learning rate's decay runs over this many
+        stop = until if until is not None else cfg.train.epochs
+        cuts = sorted({*(float(e) for e in range(1, math.ceil(stop))), stop})
         refresh_at = None
         if cfg.train.max_steps:  # a step cap is one pass: no mid-run refresh or per-epoch dev scoring
-            cuts = [total]
+            cuts = [stop]
         elif neg.enabled and neg.mine == "index" and neg.refresh:
-            refresh_at = float(math.floor(total / 2)) if total >= 2 else total / 2
+            refresh_at = float(math.floor(stop / 2)) if stop >= 2 else stop / 2
             cuts = sorted({*cuts, refresh_at})
         loss = self.loss(guide, cfg.loss.type == "cached_mnrl", cfg.loss.mini_batch_size, cfg.loss.matryoshka_dims)
         fit = _Fit([], None, 0.0, "epochs done", [])
@@ -372,10 +420,12 @@ class _Trainer:
             )
             entry: dict[str, Any] = {"epoch": cut, "train_s": round(time.perf_counter() - t, 1)}
             if data.dev:
-                dev = score_dev(self.embedder, data)
+                per_query = dev_per_query(self.embedder, data)
+                dev = sum(per_query.values()) / len(per_query)
                 entry["dev_ndcg10"] = dev
                 if fit.best_dev is None or dev > fit.best_dev:
                     fit.best_dev, fit.best_epoch, bad = dev, cut, 0
+                    fit.best_dev_per_query = [round(v, 6) for v in per_query.values()]
                     if keep_state or cut != cuts[-1]:
                         fit.state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                 else:
@@ -400,6 +450,52 @@ class _Trainer:
         if fit.state is not None and fit.best_epoch != fit.history[-1]["epoch"]:
             self.model.load_state_dict(fit.state)  # back to the best dev epoch
         return fit
+
+
+def _refit(
+    trainer: _Trainer,
+    data: TrainingData,
+    budget: _Budget,
+    fits: list[dict[str, Any]],
+    start_state: dict[str, Any],
+    guide: Any | None,
+    say: Any,
+) -> dict[str, Any]:
+    """The dev split chose the settings and the epoch; its pairs are then worth more as training data. The
+    chosen run is replayed from the start on training + dev pairs up to its best epoch. If the budget cannot
+    take it (judged by the chosen run's own pace), or cuts it short, the dev-chosen model stays."""
+    chosen = max(fits, key=lambda f: f["best_dev_ndcg10"] if f["best_dev_ndcg10"] is not None else -math.inf)
+    if chosen["best_dev_ndcg10"] is None:
+        return {"done": False, "why": "no dev figure to choose by"}
+    if budget.hit:
+        return {"done": False, "why": "budget already reached"}
+    epochs = float(chosen["best_epoch"])
+    grow = (len(data.train) + len(data.dev)) / max(len(data.train), 1)
+    pace = sum(h["train_s"] for h in chosen["history"] if h["epoch"] <= epochs)
+    pace += sum(m["seconds"] for m in chosen["mining"] if m["at_epoch"] < epochs)
+    estimate = pace * grow
+    record: dict[str, Any] = {"epochs": epochs, "pairs": len(data.train) + len(data.dev), "estimate_s": round(estimate)}
+    if not budget.fits(estimate):
+        say(
+            f"[yellow]budget:[/] no time to refit on the dev pairs too (~{estimate / 60:.1f} min); "
+            "keeping the dev-chosen model"
+        )
+        return {**record, "done": False, "why": "budget"}
+    model = trainer.model
+    chosen_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(start_state)
+    say(f"[dim]refit: {record['pairs']} pairs (training + dev) for {epochs:g} epoch(s), the dev-chosen settings[/]")
+    t = time.perf_counter()
+    merged = dataclasses.replace(data, train=[*data.train, *data.dev], dev=[])
+    neg = trainer.cfg.hard_negatives.model_copy(update={"num": chosen["num"]})
+    fit = trainer.fit(merged, budget, chosen["learning_rate"], chosen["batch_size"], neg, guide, until=epochs)
+    record["seconds"] = round(time.perf_counter() - t, 1)
+    record["mining"] = fit.mining
+    if budget.hit:
+        model.load_state_dict(chosen_state)
+        say("[yellow]budget:[/] the refit was cut short; keeping the dev-chosen model")
+        return {**record, "done": False, "why": "budget reached during the refit"}
+    return {**record, "done": True}
 
 
 def _corpus_language_questions(cfg: FinetuneConfig) -> TrainingData | None:
@@ -450,6 +546,12 @@ def finetune(
     data = load_training_data(cfg)
     if cfg.search is not None and cfg.supervised and not data.dev:
         raise ConfigError(f"search needs a dev split, and there is none: {data.groups.get('dev')}")
+    same_lang = _corpus_language_questions(cfg)
+    mixed = 0
+    if same_lang is not None and cfg.data.mix_corpus_language and cfg.supervised:
+        # the corpus-language questions of the same training (and dev) groups train alongside: without them
+        # the model drifts towards the other language and the corpus' own questions fall
+        data.train, data.dev, mixed = data.train + same_lang.train, data.dev + same_lang.dev, len(same_lang.train)
     say(f"[dim]data: {data.describe()}[/]")
     if cfg.supervised and len(data.train) < SMALL_SET:
         note = (
@@ -466,7 +568,6 @@ def finetune(
 
     t = time.perf_counter()
     before_all = score(embedder, data, dims)
-    same_lang = _corpus_language_questions(cfg)
     same_before = score(embedder, same_lang)["full"] if same_lang is not None else None
     times["eval_before"] = time.perf_counter() - t
     say(f"base model on {len(data.test_queries)} held-out queries: {before_all['full']}")
@@ -482,6 +583,8 @@ def finetune(
         _add_lora(model, cfg.loss.lora)
     trainer = _Trainer(cfg, embedder, progress, say)
     data_info: dict[str, Any] = {**data.describe()}
+    if mixed:
+        data_info["mixed_corpus_language_pairs"] = mixed
     if data.dev:  # the base on the dev split: what the epochs' dev figures are measured against
         data_info["dev_base_ndcg10"] = score_dev(embedder, data)
         say(f"[dim]base model on {len(data.dev)} dev pairs: nDCG@10 {data_info['dev_base_ndcg10']:.4f}[/]")
@@ -498,7 +601,9 @@ def finetune(
     if cfg.supervised and not budget.hit:
         t = time.perf_counter()
         trials = _trial_grid(cfg)
-        start_state = {k: v.detach().clone() for k, v in model.state_dict().items()} if len(trials) > 1 else None
+        refit = cfg.train.refit and bool(data.dev)
+        keep = len(trials) > 1 or refit
+        start_state = {k: v.detach().clone() for k, v in model.state_dict().items()} if keep else None
         best: tuple[float, dict[str, Any] | None] = (-math.inf, None)
         for n, trial in enumerate(trials):
             if n and start_state is not None:
@@ -513,6 +618,7 @@ def finetune(
                 {
                     **trial,
                     "best_dev_ndcg10": fit.best_dev,
+                    "best_dev_per_query": fit.best_dev_per_query,
                     "best_epoch": fit.best_epoch,
                     "stopped": fit.stopped,
                     "history": fit.history,
@@ -529,6 +635,8 @@ def finetune(
         if len(trials) > 1 and best[1] is not None:
             model.load_state_dict(best[1])
             data_info["search"] = {"chosen": max(fits, key=lambda f: f["best_dev_ndcg10"] or -1)}
+        if refit and fits and start_state is not None:
+            data_info["refit"] = _refit(trainer, data, budget, fits, start_state, guide, say)
         data_info["training_rows"] = fits[-1]["mining"][0]["rows"] if fits and fits[-1]["mining"] else 0
         data_info["mining"] = fits[-1]["mining"][0] if fits and fits[-1]["mining"] else {}
         times["train"] = time.perf_counter() - t
@@ -629,6 +737,14 @@ def recipe_lines(cfg: FinetuneConfig, result: FinetuneResult) -> list[str]:
                 f"Dev split: lr {fit['learning_rate']:g}, batch {fit['batch_size']}, {fit['num']} negative(s): best "
                 f"nDCG@10 {fit['best_dev_ndcg10']:.4f} at epoch {fit['best_epoch']:g} ({fit['stopped']})."
             )
+    refit = result.data.get("refit")
+    if refit and refit.get("done"):
+        lines.append(
+            f"Refit: the chosen settings trained again from the start on {refit['pairs']} training + dev pairs "
+            f"for {refit['epochs']:g} epoch(s) ({refit['seconds']:.0f} s)."
+        )
+    elif refit:
+        lines.append(f"No refit on the dev pairs ({refit.get('why')}): the dev-chosen model is the one saved.")
     if result.data.get("budget"):
         lines.append(str(result.data["budget"]) + ".")
     return [*lines, ""] if lines else []
