@@ -446,7 +446,7 @@ def finetune(
     ] = None,
     guide: Annotated[bool, typer.Option("--guide", help="GISTEmbed: the base model drops false negatives")] = False,
     adapt: Annotated[
-        str | None, typer.Option("--adapt", help="corpus-only pairs first: title,ict,neighbours (comma list)")
+        str | None, typer.Option("--adapt", help="corpus-only pairs first: crop,ict,neighbours,title (comma list)")
     ] = None,
     adapt_by: Annotated[str | None, typer.Option("--adapt-by", help="corpus field naming the document")] = None,
     corpus_only: Annotated[
