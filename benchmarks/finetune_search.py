@@ -105,27 +105,14 @@ def _resolved(cfg: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(dump))
 
 
-def _public(cfg: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(
-        json.dumps({k: v for k, v in cfg.items() if k != "data"} | {"data": {**cfg["data"], "beir": "xquad-r"}})
-    )
-
-
 def _measure(name: str, cfg: dict[str, Any], console: Console) -> dict[str, Any]:
+    sys.path.append(str(ROOT))  # append, not insert: benchmarks/datasets must not shadow HF datasets
+    from finetune_xquad import run_record
+
     console.rule(name)
     start = time.perf_counter()
     r = finetune({**cfg, "output": f"/tmp/ragstore-finetune/{name}"}, progress=False, console=console)
-    record = {
-        "variant": name,
-        "before": r.before,
-        "after": r.after,
-        "gain_ndcg10": r.gain,
-        "improved": r.improved,
-        "data": {**r.data, "source": "beir:xquad-r"},  # no machine paths in results
-        "seconds": r.seconds,
-        "wall_s": time.perf_counter() - start,
-        "config": _public(cfg),
-    }
+    record = run_record(name, r, time.perf_counter() - start, cfg)
     fits = r.data.get("fits") or []
     record["best_dev_ndcg10"] = max((f["best_dev_ndcg10"] or 0 for f in fits), default=None)
     console.print(
@@ -297,6 +284,9 @@ def write_readme() -> None:
 
 def summary() -> str:
     """Markdown for results/finetune/README.md and the README's fine-tuning table."""
+    sys.path.append(str(ROOT))  # append, not insert: benchmarks/datasets must not shadow HF datasets
+    from finetune_xquad import gain_cells
+
     names = {
         "default": "default recipe (dev-chosen: lr 1e-4, 1 mined negative, early stopping on dev)",
         "quick": "`--quick` (wave-1 recipe: 1 epoch, static negatives)",
@@ -319,13 +309,9 @@ def summary() -> str:
         runs = json.loads(seeds.read_text(encoding="utf-8"))["runs"]
         rows += [(f"default recipe, article split seed {k} (a spread check, not blind)", r) for k, r in runs.items()]
     for label, r in rows:
-        b, a = r["before"], r["after"]
         fits = r["data"].get("fits") or []
         epoch = ", ".join(f"{f['best_epoch']:g}" for f in fits if f.get("best_dev_ndcg10") is not None) or "-"
-        lines.append(
-            f"| {label} | {b['nDCG@10']:.4f} | {a['nDCG@10']:.4f} | {r['gain_ndcg10']:+.4f} | "
-            f"{b['Recall@10']:.4f} -> {a['Recall@10']:.4f} | {epoch} | {r['wall_s'] / 60:.1f} min |"
-        )
+        lines.append(f"| {label} | {gain_cells(r)} | {epoch} | {r['wall_s'] / 60:.1f} min |")
         if r.get("english_held_out"):
             e = r["english_held_out"]
             lines.append(

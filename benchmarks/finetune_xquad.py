@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -50,18 +51,7 @@ def main(names: list[str]) -> None:
         console.rule(name)
         start = time.perf_counter()
         r = finetune(cfg, progress=False, console=console)
-        record = {
-            "variant": name,
-            "before": r.before,
-            "after": r.after,
-            "gain_ndcg10": r.gain,
-            "improved": r.improved,
-            "matryoshka": r.matryoshka,
-            "data": r.data,
-            "seconds": r.seconds,
-            "wall_s": time.perf_counter() - start,
-            "config": cfg,
-        }
+        record = run_record(name, r, time.perf_counter() - start, cfg)
         if name == "bilingual-zh":
             record["translate_path"] = translate_path(cfg)
         (OUT / f"{name}.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
@@ -84,6 +74,32 @@ def translate_path(cfg: dict) -> dict:
     return score(SentenceTransformerEmbedder(cfg["base_model"]), data)["full"]
 
 
+def run_record(name: str, r: Any, wall_s: float, cfg: dict[str, Any]) -> dict[str, Any]:
+    """A fine-tuning run's results file, the same fields for every benchmark here, without machine paths."""
+    public = {k: v for k, v in cfg.items() if k != "output"} | {"data": {**cfg["data"], "beir": "xquad-r"}}
+    return {
+        "variant": name,
+        "before": r.before,
+        "after": r.after,
+        "gain_ndcg10": r.gain,
+        "improved": r.improved,
+        "matryoshka": r.matryoshka,
+        "data": {**r.data, "source": "beir:xquad-r"},
+        "seconds": r.seconds,
+        "wall_s": wall_s,
+        "config": json.loads(json.dumps(public)),
+    }
+
+
+def gain_cells(r: dict[str, Any]) -> str:
+    """nDCG@10 base | fine-tuned | change | R@10 base -> fine-tuned: the cells every fine-tuning table shares."""
+    b, a = r["before"], r["after"]
+    return (
+        f"{b['nDCG@10']:.4f} | {a['nDCG@10']:.4f} | {r['gain_ndcg10']:+.4f} | "
+        f"{b['Recall@10']:.4f} -> {a['Recall@10']:.4f}"
+    )
+
+
 def summary() -> str:
     """The Markdown table of every variant recorded so far (README and results/finetune/README.md)."""
     names = {
@@ -102,11 +118,7 @@ def summary() -> str:
         if not file.exists():
             continue
         r = json.loads(file.read_text(encoding="utf-8"))
-        b, a = r["before"], r["after"]
-        lines.append(
-            f"| {names[name]} | {r['data']['test_queries']} | {b['nDCG@10']:.4f} | {a['nDCG@10']:.4f} | "
-            f"{r['gain_ndcg10']:+.4f} | {b['Recall@10']:.4f} -> {a['Recall@10']:.4f} | {r['wall_s'] / 60:.1f} min |"
-        )
+        lines.append(f"| {names[name]} | {r['data']['test_queries']} | {gain_cells(r)} | {r['wall_s'] / 60:.1f} min |")
         if r.get("translate_path"):
             t = r["translate_path"]
             lines.append(

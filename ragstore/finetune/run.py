@@ -72,10 +72,25 @@ def score_set(
     qrels: dict[str, dict[str, int]],
     dims: list[int] | None = None,
     depth: int = 100,
+    docs: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Means of each measure at full size (``"full"``) and at each Matryoshka dim."""
-    runs = _search(embedder, corpus, queries_by_id, dims, depth)
+    """Means of each measure at full size (``"full"``) and at each Matryoshka dim; ``docs``: the corpus'
+    vectors when another query set has just embedded it."""
+    runs = _search(embedder, corpus, queries_by_id, dims, depth, docs)
     return {dim: evaluate(qrels, run, MEASURES) for dim, run in runs.items()}
+
+
+def _score_held_out(
+    embedder: SentenceTransformerEmbedder, data: TrainingData, same_lang: TrainingData | None, dims: list[int] | None
+) -> tuple[dict[str, dict[str, float]], dict[str, float] | None]:
+    """The held-out queries and, for the bilingual option, the corpus-language guard's: one corpus, embedded once."""
+    docs = embedder.embed_documents(list(data.corpus.values()))
+    held = score_set(embedder, data.corpus, data.test_queries, data.test_qrels, dims, docs=docs)
+    if same_lang is None:
+        return held, None
+    shared = docs if same_lang.corpus == data.corpus else None
+    guard = score_set(embedder, same_lang.corpus, same_lang.test_queries, same_lang.test_qrels, docs=shared)
+    return held, guard["full"]
 
 
 def _search(
@@ -84,11 +99,13 @@ def _search(
     queries_by_id: dict[str, str],
     dims: list[int] | None = None,
     depth: int = 100,
+    docs: np.ndarray | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Exact search, one run per dim; queries go in chunks, so memory holds one chunk x corpus score block,
     never the full matrix."""
     ids = list(corpus)
-    docs = embedder.embed_documents([corpus[i] for i in ids])
+    if docs is None:
+        docs = embedder.embed_documents([corpus[i] for i in ids])
     qids = list(queries_by_id)
     queries = embedder.embed_query([queries_by_id[q] for q in qids])
     out: dict[str, dict[str, dict[str, float]]] = {}
@@ -452,11 +469,15 @@ class _Trainer:
         return fit
 
 
+def _dev_best(fits: list[dict[str, Any]]) -> dict[str, Any]:
+    return max(fits, key=lambda f: f["best_dev_ndcg10"] if f["best_dev_ndcg10"] is not None else -math.inf)
+
+
 def _refit(
     trainer: _Trainer,
     data: TrainingData,
     budget: _Budget,
-    fits: list[dict[str, Any]],
+    chosen: dict[str, Any],
     start_state: dict[str, Any],
     guide: Any | None,
     say: Any,
@@ -464,7 +485,6 @@ def _refit(
     """The dev split chose the settings and the epoch; its pairs are then worth more as training data. The
     chosen run is replayed from the start on training + dev pairs up to its best epoch. If the budget cannot
     take it (judged by the chosen run's own pace), or cuts it short, the dev-chosen model stays."""
-    chosen = max(fits, key=lambda f: f["best_dev_ndcg10"] if f["best_dev_ndcg10"] is not None else -math.inf)
     if chosen["best_dev_ndcg10"] is None:
         return {"done": False, "why": "no dev figure to choose by"}
     if budget.hit:
@@ -567,8 +587,7 @@ def finetune(
     times["load"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    before_all = score(embedder, data, dims)
-    same_before = score(embedder, same_lang)["full"] if same_lang is not None else None
+    before_all, same_before = _score_held_out(embedder, data, same_lang, dims)
     times["eval_before"] = time.perf_counter() - t
     say(f"base model on {len(data.test_queries)} held-out queries: {before_all['full']}")
     # the final scoring and save must fit too: keep what the first scoring took, and a margin, in reserve
@@ -634,9 +653,9 @@ def finetune(
                 break
         if len(trials) > 1 and best[1] is not None:
             model.load_state_dict(best[1])
-            data_info["search"] = {"chosen": max(fits, key=lambda f: f["best_dev_ndcg10"] or -1)}
+            data_info["search"] = {"chosen": _dev_best(fits)}
         if refit and fits and start_state is not None:
-            data_info["refit"] = _refit(trainer, data, budget, fits, start_state, guide, say)
+            data_info["refit"] = _refit(trainer, data, budget, _dev_best(fits), start_state, guide, say)
         data_info["training_rows"] = fits[-1]["mining"][0]["rows"] if fits and fits[-1]["mining"] else 0
         data_info["mining"] = fits[-1]["mining"][0] if fits and fits[-1]["mining"] else {}
         times["train"] = time.perf_counter() - t
@@ -648,13 +667,12 @@ def finetune(
         _merge_lora(model)
 
     t = time.perf_counter()
-    after_all = score(embedder, data, dims)
+    after_all, same_after = _score_held_out(embedder, data, same_lang, dims)
     times["eval_after"] = time.perf_counter() - t
     before, after = before_all.pop("full"), after_all.pop("full")
     gain = after["nDCG@10"] - before["nDCG@10"]
     improved = gain > cfg.min_gain
-    if same_lang is not None and same_before is not None:
-        same_after = score(embedder, same_lang)["full"]
+    if same_lang is not None and same_before is not None and same_after is not None:
         fell = same_after["nDCG@10"] < same_before["nDCG@10"]
         data_info["corpus_language_guard"] = {"language": cfg.data.corpus, "before": same_before, "after": same_after}
         if fell:  # better for the trained language but worse for the corpus' own: not marked
