@@ -5,6 +5,12 @@ folders) changes the machine; here, as root, ``initdb``/``pg_ctl`` run inside a 
 (``unshare --user``) that maps root to an ordinary uid: PostgreSQL sees a non-root owner of its data folder,
 while file access stays root's, so nothing outside the data folder changes. As a normal user the binaries
 run directly. The server listens on a Unix socket only, never on TCP.
+
+No path reaches a shell: ``pg_ctl start`` builds a ``/bin/sh`` command line from the data folder, the log
+file and ``-o`` options (a folder named ``x$(cmd)`` ran ``cmd``), so the server is started here with
+``postgres`` itself, its arguments as a list, in its own session, and readiness is read from
+``postmaster.pid`` as ``pg_ctl -w`` does. ``pg_ctl`` is still used for ``status`` and ``stop``, which run no
+shell. Paths with control characters are refused by name (PostgreSQL's line-based files cannot hold them).
 """
 
 from __future__ import annotations
@@ -14,21 +20,48 @@ import contextlib
 import fcntl
 import importlib.util
 import os
+import re
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ragstore.errors import BackendNotInstalledError, BackendUnavailableError
+from ragstore.errors import BackendNotInstalledError, BackendUnavailableError, ConfigError
 
 _lock = threading.Lock()
 _refs: dict[Path, int] = {}  # open stores per pgdata in this process
 _SOCKET_MAX = 90  # Unix socket paths are limited to ~107 bytes including ".s.PGSQL.5432"
 _SOCKET_NOTE = "ragstore_socket_dir"  # in the data folder: where its server's socket is
 _USERS = "ragstore_users"  # in the data folder: one empty file per process using the server, named by pid
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# what the socket folder may be named when it is the data folder itself: a libpq host and a
+# unix_socket_directories entry (a comma-separated list) both take these verbatim
+_PLAIN_SOCKET = re.compile(r"^[A-Za-z0-9_./+@%=:-]+$")
+# started by a short-lived Python parent that exits at once, so the server is nobody's child (no zombie when
+# another process stops it) and runs in its own session; its output goes to the log, stdin from /dev/null
+_LAUNCH = (
+    "import subprocess, sys\n"
+    "log = open(sys.argv[1], 'ab')\n"
+    "subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, "
+    "start_new_session=True, close_fds=True)\n"
+)
+
+
+def check_path(pgdata: Path) -> Path:
+    """The data folder as an absolute path, or a ``ConfigError`` naming what PostgreSQL cannot hold."""
+    text = str(pgdata)
+    bad = _CONTROL.search(text)
+    if bad is not None:
+        raise ConfigError(
+            f"pgvector path {text!r} contains a control character ({bad.group()!r}) at position {bad.start()}; "
+            "PostgreSQL's data folder cannot be named so"
+        )
+    return pgdata
 
 
 def _bin_dir() -> Path:
@@ -73,7 +106,7 @@ def socket_dir_for(pgdata: Path) -> Path:
     makes it 0700), else a private folder with a random name (``mkdtemp``: 0700, ours) recorded in the data
     folder for the other processes of that folder. A recorded folder is used only while it is still private:
     a predictable shared name let another local user pre-create it and connect as the superuser."""
-    if len(str(pgdata)) <= _SOCKET_MAX:
+    if len(str(pgdata)) <= _SOCKET_MAX and _PLAIN_SOCKET.match(str(pgdata)):
         return pgdata
     note = pgdata / _SOCKET_NOTE
     with contextlib.suppress(OSError, UnicodeDecodeError):
@@ -137,7 +170,7 @@ def _live_users(pgdata: Path) -> list[int]:
 def acquire(pgdata: Path) -> str:
     """Start, or adopt, the server for ``pgdata`` and register this process as a user; returns a libpq
     conninfo string. A server left running by a process that was killed is adopted like any other."""
-    pgdata = pgdata.expanduser().resolve()
+    pgdata = check_path(pgdata.expanduser().resolve())
     with _lock:
         if _refs.get(pgdata):
             _refs[pgdata] += 1
@@ -176,19 +209,47 @@ def _ensure(pgdata: Path) -> str:
         _run(initdb, "initdb")
     sockets = socket_dir_for(pgdata)  # after initdb, which needs an empty folder
     if not _running(pgdata, bindir):
-        options = f"-h '' -k {sockets} -c max_connections=50"
-        log = str(pgdata / "log")
-        _run([str(bindir / "pg_ctl"), "-w", "-t", "60", "-D", str(pgdata), "-o", options, "-l", log, "start"], "start")
+        _start(pgdata, bindir, sockets)
     return _conninfo(sockets)
 
 
+def _start(pgdata: Path, bindir: Path, sockets: Path) -> None:
+    """Start ``postgres`` (no shell) and wait until it accepts connections, like ``pg_ctl -w start``."""
+    log = pgdata / "log"
+    pidfile = pgdata / "postmaster.pid"
+    args = [*_prefix(), str(bindir / "postgres"), "-D", str(pgdata), "-h", "", "-k", str(sockets)]
+    args += ["-c", "max_connections=50"]
+    subprocess.run([sys.executable, "-c", _LAUNCH, str(log), *args], check=True, timeout=60)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            lines = pidfile.read_text(encoding="utf-8").splitlines()
+            if len(lines) >= 8 and lines[7].strip() == "ready":
+                return
+        time.sleep(0.05)
+    tail = ""
+    with contextlib.suppress(OSError):
+        tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
+    raise BackendUnavailableError(f"embedded PostgreSQL: start failed (not ready after 60 s): {tail}")
+
+
 def _conninfo(sockets: Path) -> str:
-    return f"host={sockets} dbname=postgres user=postgres"
+    """A libpq conninfo string; the socket folder's path quoted as libpq wants (``'`` and ``\\`` escaped)."""
+    host = str(sockets).replace("\\", "\\\\").replace("'", "\\'")
+    return f"host='{host}' dbname=postgres user=postgres"
 
 
 def _stop(pgdata: Path) -> None:
+    """Stop the server, then remove its private socket folder (``mkdtemp``'d when the data folder's path was
+    too long or not plain) and the note that names it: nothing is left behind in the temp folder."""
     with contextlib.suppress(BackendUnavailableError):  # already stopped
         _run([str(_bin_dir() / "pg_ctl"), "-w", "-D", str(pgdata), "-m", "fast", "stop"], "stop")
+    note = pgdata / _SOCKET_NOTE
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        recorded = Path(note.read_text(encoding="utf-8").strip())
+        if recorded != pgdata and recorded.name.startswith("ragstore-pg-") and _private(recorded):
+            shutil.rmtree(recorded, ignore_errors=True)
+        note.unlink(missing_ok=True)
 
 
 def stop(pgdata: Path) -> None:

@@ -26,7 +26,7 @@ from pydantic import Field
 from ragstore._optional import require
 from ragstore.errors import BackendUnavailableError
 from ragstore.filters import RANGE_FLIP, Cmp, FilterCompiler, Node, kind, push_not
-from ragstore.store import Capabilities, CollectionName, StoreOptions, VectorStore
+from ragstore.store import SQLITE_MAX_FILTER_ATOMS, Capabilities, CollectionName, StoreOptions, VectorStore
 from ragstore.types import Document, Hit, Metadata
 
 NUM_MARK = "rs#num#"
@@ -99,6 +99,8 @@ def to_where(node: Node) -> dict[str, Any]:
 
 
 class ChromaOptions(StoreOptions):
+    # Chroma's query planner: 998 atoms failed, 10,000 crashed the process
+    engine_max_filter_atoms = SQLITE_MAX_FILTER_ATOMS
     remote_keys = ("host",)
     name_key = "collection"
 
@@ -234,6 +236,8 @@ class ChromaStore(VectorStore):
         return list(self.col.get(where=where, include=[])["ids"])
 
     def _delete_ids(self, ids: list[str]) -> int:
+        if not ids:  # a filter that matched nothing: Chroma refuses an empty id list
+            return 0
         found = list(self.col.get(ids=ids, include=[])["ids"])  # Chroma's delete count includes unknown ids
         for s in range(0, len(found), self.max_batch):
             self.col.delete(ids=found[s : s + self.max_batch])

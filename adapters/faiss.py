@@ -32,7 +32,7 @@ from pydantic import Field
 from ragstore._optional import require
 from ragstore.errors import BackendUnavailableError, UnsupportedFeatureError
 from ragstore.filters import Node
-from ragstore.store import Capabilities, StoreOptions, VectorStore
+from ragstore.store import SQLITE_MAX_FILTER_ATOMS, Capabilities, StoreOptions, VectorStore
 from ragstore.types import Document, Hit, Metadata
 
 from ._sqlite import SqliteDocs
@@ -43,6 +43,7 @@ DB_FILE = "docs.sqlite"
 
 
 class FaissOptions(StoreOptions):
+    engine_max_filter_atoms = SQLITE_MAX_FILTER_ATOMS  # SQLite's expression depth (FAISS's sidecar)
     path: str | None = Field(default=None, description="folder for the index and SQLite sidecar; None = RAM")
     index: Literal["flat", "hnsw", "ivf_pq", "ivf_sq8"] = "flat"
     hnsw_m: int = Field(default=32, gt=1)
@@ -204,7 +205,10 @@ class FaissStore(VectorStore):
                 if live <= in_index:
                     self._index = index
                     self._dead = in_index - live
-                    self._trained_at = index.ntotal if self._ivf(index) is not None else 0
+                    # how many vectors the lists were trained on (recorded with the file), not how many it
+                    # holds now: the latter postponed the next eightfold retraining after every reopen
+                    trained = self.db.get_info("index_trained_at")
+                    self._trained_at = (int(trained or index.ntotal) or index.ntotal) if self._ivf(index) else 0
                     return
         self._rebuild()
 
@@ -332,6 +336,10 @@ class FaissStore(VectorStore):
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed)) if allowed is not None else None
         distances, labels = self._index.search(q, k, params=params)
         pairs = [(lab, d) for lab, d in zip(labels[0].tolist(), distances[0].tolist(), strict=True) if lab >= 0]
+        live = allowed.size if allowed is not None else self._index.ntotal - len(self._dead)
+        if len(pairs) < min(k, live):  # a graph walk that ran out before k: exact over the matching rows
+            rows = allowed if allowed is not None else np.asarray(self.db.where_iids(None), dtype=np.int64)
+            return self._rescore(q[0], rows, k)
         return self._hits(pairs)
 
     def _search_ivf(self, q: np.ndarray, k: int, allowed: np.ndarray | None) -> list[Hit]:
@@ -348,9 +356,17 @@ class FaissStore(VectorStore):
             # a filter keeping 1 in s vectors leaves ~1/s of each list: probe s times as many lists
             nprobe = int(np.ceil(nprobe * self._index.ntotal / allowed.size))
             sel = faiss.IDSelectorBatch(allowed)
-        params = faiss.SearchParametersIVF(sel=sel, nprobe=min(nprobe, nlist))
-        _, labels = self._index.search(q, k * rescore, params=params)
-        cands = labels[0][labels[0] >= 0]
+        # k results whenever k documents match: lists hold unequal shares, so a short answer widens nprobe
+        # (fourfold each time) until enough candidates come back or every list has been read
+        want = min(k, allowed.size if allowed is not None else self._index.ntotal - len(self._dead))
+        nprobe = min(nprobe, nlist)
+        while True:
+            params = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
+            _, labels = self._index.search(q, k * rescore, params=params)
+            cands = labels[0][labels[0] >= 0]
+            if cands.size >= want or nprobe >= nlist:
+                break
+            nprobe = min(nlist, nprobe * 4)
         return self._rescore(q[0], cands, k) if cands.size else []
 
     def _rescore(self, q: np.ndarray, iids: np.ndarray, k: int) -> list[Hit]:
@@ -405,6 +421,7 @@ class FaissStore(VectorStore):
             self.db.set_info("index_generation", gen)
             self.db.set_info("index_type", self.index_type)
             self.db.set_info("index_sha256", digest)
+            self.db.set_info("index_trained_at", self._trained_at)
 
     def _close(self) -> None:
         try:

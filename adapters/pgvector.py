@@ -33,6 +33,7 @@ from ragstore.types import Document, Hit, Metadata
 
 from . import _pgserver
 
+_CREATE_LOCK = 0x7261_6773_746F_7265  # "ragstore": the advisory lock key held while creating anything
 _MAX_EF_SEARCH = 1000  # hnsw.ef_search's upper bound in pgvector
 _OPS = {"cosine": ("vector_cosine_ops", "<=>"), "dot": ("vector_ip_ops", "<#>"), "l2": ("vector_l2_ops", "<->")}
 _HALF_OPS = {"cosine": "halfvec_cosine_ops", "dot": "halfvec_ip_ops", "l2": "halfvec_l2_ops"}
@@ -146,15 +147,20 @@ class PgVectorStore(VectorStore):
         self._pool_lock = threading.Lock()
         try:
             self.conn = self.psycopg.connect(conninfo, autocommit=True)
-            self.conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            # IF NOT EXISTS is not safe under races (two first opens: "duplicate key ... pg_extension_name_index"
+            # or "... typname"): one transaction-scoped advisory lock serialises every creation ragstore does
+            with self.conn.transaction():
+                self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_LOCK,))
+                self.conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                self.conn.execute(
+                    "CREATE TABLE IF NOT EXISTS ragstore_meta "
+                    "(tbl text PRIMARY KEY, dim int NOT NULL, metric text NOT NULL)"
+                )
             self.pgv.register_vector(self.conn)
-            self.conn.execute(
-                "CREATE TABLE IF NOT EXISTS ragstore_meta "
-                "(tbl text PRIMARY KEY, dim int NOT NULL, metric text NOT NULL)"
-            )
         except Exception as exc:
+            where = f"embedded server in {self.pgdata}" if self.pgdata is not None else "dsn"
             self._release()
-            raise BackendUnavailableError(f"cannot open PostgreSQL/pgvector ({self.pgdata or 'dsn'}): {exc}") from exc
+            raise BackendUnavailableError(f"cannot open PostgreSQL/pgvector ({where}): {exc}") from exc
 
     def _stored(self) -> tuple[int, str | None] | None:
         row = self.conn.execute("SELECT dim, metric FROM ragstore_meta WHERE tbl = %s", (self.table,)).fetchone()
@@ -199,6 +205,7 @@ class PgVectorStore(VectorStore):
         sql, opts = self.sql, self.options
         opclass, _ = _OPS[self.metric]
         with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_LOCK,))
             self.conn.execute(
                 self._q(
                     "CREATE TABLE IF NOT EXISTS {} (id text PRIMARY KEY, text text NOT NULL, "

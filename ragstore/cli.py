@@ -244,7 +244,12 @@ def serve(
 
     app_ = create_app(cfg, host=bind, pipeline=Ragstore(cfg))  # a store another process holds: a clear error
     err_console.print(f"ragstore serve on http://{bind}:{port or cfg.serve.port} (docs at /docs)")
-    uvicorn.run(app_, host=bind, port=port or cfg.serve.port, log_level="info", timeout_graceful_shutdown=30)
+    from .serve.connections import uvicorn_config
+
+    settings = uvicorn_config(
+        app_, cfg.serve, bind, port or cfg.serve.port, log_level="info", timeout_graceful_shutdown=30
+    )
+    uvicorn.Server(settings).run()
 
 
 bench_app = typer.Typer(

@@ -53,6 +53,7 @@ class IngestConfig(BaseModel):
     chunk_size: int = Field(default=1000, gt=0, description="characters per chunk")
     chunk_overlap: int = Field(default=150, ge=0)
     batch_size: int = Field(default=256, gt=0, description="chunks embedded and written per step")
+    max_file_mb: float = Field(default=100, gt=0, description="larger files are refused by name before reading")
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> IngestConfig:
@@ -95,6 +96,13 @@ class ServeConfig(BaseModel):
     max_input_chars: int = Field(default=65_536, gt=0, description="characters per input text")
     max_body_bytes: int = Field(default=16 * 2**20, gt=0, description="request body limit (413 beyond)")
     cors_origins: list[str] = Field(default_factory=list, description="CORS is off unless origins are listed")
+    max_connections: int = Field(
+        default=1000, gt=0, description="open connections; past it the longest-idle one is closed for a new one"
+    )
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, le=3600, description="a connection must send complete request headers within this"
+    )
+    keepalive_timeout_s: float = Field(default=5.0, gt=0, le=3600, description="idle keep-alive connections close")
 
 
 class RagstoreConfig(BaseModel):

@@ -16,6 +16,13 @@ Semantics, identical on all backends (the in-memory store is the reference):
 - ``$ne`` and ``$nin`` are the negations of ``$eq`` and ``$in``, and ``$not`` negates its whole filter, so a
   document *without* the field matches ``{"f": {"$ne": x}}`` (as in MongoDB).
 - An empty filter (``None`` or ``{}``) matches everything.
+
+Size, the same rule on every backend (``FilterLimits``; store options ``max_filter_atoms``,
+``max_filter_depth``, ``max_filter_values``): at most 512 comparisons, 32 levels and 10,000 values in one
+``$in``/``$nin`` list by default. Past it the filter is refused with a ``FilterError`` before any engine sees
+it (a 10,000-atom ``$or`` crashed Chroma's process and exceeded SQLite's expression depth). A ``$or`` of
+equalities on one field is first rewritten as one ``$in`` (same meaning), so such lists count as one
+comparison and run on every engine.
 """
 
 from __future__ import annotations
@@ -35,7 +42,21 @@ RANGE_OPS = ("$gt", "$gte", "$lt", "$lte")
 LIST_OPS = ("$in", "$nin")
 LOGICAL_OPS = ("$and", "$or", "$not")
 MAX_DEPTH = 32
+MAX_ATOMS = 512
+MAX_VALUES = 10_000
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class FilterLimits:
+    """How large a filter may be: comparisons, nesting depth, values in one ``$in``/``$nin`` list."""
+
+    atoms: int = MAX_ATOMS
+    depth: int = MAX_DEPTH
+    values: int = MAX_VALUES
+
+
+DEFAULT_LIMITS = FilterLimits()
 
 
 @dataclass(frozen=True)
@@ -116,9 +137,9 @@ def _parse_ops(field: str, spec: Mapping[str, Any]) -> Node:
     return nodes[0] if len(nodes) == 1 else And(tuple(nodes))
 
 
-def _parse(spec: object, depth: int) -> Node:
-    if depth > MAX_DEPTH:
-        raise FilterError(f"filter nested deeper than {MAX_DEPTH} levels")
+def _parse(spec: object, depth: int, limits: FilterLimits = DEFAULT_LIMITS) -> Node:
+    if depth > limits.depth:
+        raise FilterError(f"filter nested deeper than {limits.depth} levels (store option max_filter_depth)")
     if not isinstance(spec, Mapping) or not spec:
         raise FilterError(f"a filter must be a non-empty object, got {spec!r}")
     nodes: list[Node] = []
@@ -126,10 +147,10 @@ def _parse(spec: object, depth: int) -> Node:
         if key in ("$and", "$or"):
             if not isinstance(value, list | tuple) or not value:
                 raise FilterError(f"{key} needs a non-empty list of filters")
-            children = tuple(_parse(v, depth + 1) for v in value)
-            nodes.append(And(children) if key == "$and" else Or(children))
+            children = tuple(_parse(v, depth + 1, limits) for v in value)
+            nodes.append(And(children) if key == "$and" else _any_of(children))
         elif key == "$not":
-            nodes.append(Not(_parse(value, depth + 1)))
+            nodes.append(Not(_parse(value, depth + 1, limits)))
         elif isinstance(key, str) and key.startswith("$"):
             raise FilterError(f"unknown filter operator {key!r}")
         else:
@@ -144,13 +165,58 @@ def _parse(spec: object, depth: int) -> Node:
     return nodes[0] if len(nodes) == 1 else And(tuple(nodes))
 
 
-def parse_filter(spec: Filter | Node | None) -> Node | None:
-    """Validate a filter and return its tree; ``None`` means "match everything"."""
+def _any_of(children: tuple[Node, ...]) -> Node:
+    """``Or`` with its equalities and ``$in`` lists on one field (values of one kind) merged into one ``$in``:
+    the same documents match, and engines take one long list where they fail on thousands of ``OR`` terms."""
+    groups: dict[tuple[str, str | None], list[MetadataValue]] = {}
+    rest: list[Node] = []
+    for child in children:
+        if isinstance(child, Cmp) and child.op in ("$eq", "$in"):
+            values = child.value if isinstance(child.value, tuple) else (child.value,)
+            groups.setdefault((child.field, kind(values[0])), []).extend(values)
+        else:
+            rest.append(child)
+    merged: list[Node] = []
+    for (field, _k), listed in groups.items():
+        unique = tuple(dict.fromkeys(listed))
+        merged.append(Cmp(field, "$eq", unique[0]) if len(unique) == 1 else Cmp(field, "$in", unique))
+    out = (*merged, *rest)
+    return out[0] if len(out) == 1 else Or(out)
+
+
+def _size(node: Node, limits: FilterLimits) -> int:
+    """Comparisons in the tree; a list over ``limits.values`` is refused on the way."""
+    if isinstance(node, And | Or):
+        return sum(_size(c, limits) for c in node.children)
+    if isinstance(node, Not):
+        return _size(node.child, limits)
+    if isinstance(node.value, tuple) and len(node.value) > limits.values:
+        raise FilterError(
+            f"{node.op} on {node.field!r} lists {len(node.value)} values; at most {limits.values} "
+            "(store option max_filter_values)"
+        )
+    return 1
+
+
+def check_size(node: Node | None, limits: FilterLimits = DEFAULT_LIMITS) -> Node | None:
+    """Refuse a tree over the size limits (see the module docstring), naming the limit and how to raise it."""
+    if node is not None:
+        atoms = _size(node, limits)
+        if atoms > limits.atoms:
+            raise FilterError(
+                f"filter has {atoms} comparisons; at most {limits.atoms} (store option max_filter_atoms). "
+                "A list of one field's values is one comparison: {field: {'$in': [...]}}"
+            )
+    return node
+
+
+def parse_filter(spec: Filter | Node | None, limits: FilterLimits = DEFAULT_LIMITS) -> Node | None:
+    """Validate a filter (grammar and size) and return its tree; ``None`` means "match everything"."""
     if spec is None or isinstance(spec, Cmp | And | Or | Not):
-        return spec
+        return check_size(spec, limits)
     if isinstance(spec, Mapping) and not spec:
         return None
-    return _parse(spec, 0)
+    return check_size(_parse(spec, 0, limits), limits)
 
 
 def _same_kind_equal(have: object, want: object) -> bool:
@@ -285,9 +351,11 @@ __all__ = [
     "Cmp",
     "Filter",
     "FilterCompiler",
+    "FilterLimits",
     "Node",
     "Not",
     "Or",
+    "check_size",
     "kind",
     "matches",
     "parse_filter",

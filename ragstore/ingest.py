@@ -9,6 +9,7 @@ re-ingesting unchanged files is idempotent.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import os
@@ -35,20 +36,55 @@ class Source:
     metadata: dict[str, MetadataValue] | None = None
 
 
-def iter_files(path: str | os.PathLike[str]) -> list[Path]:
-    """Supported files under ``path`` (a file or a folder), sorted, hidden files skipped."""
+def iter_files(path: str | os.PathLike[str], max_file_mb: float | None = None) -> list[Path]:
+    """Supported files under ``path`` (a file or a folder), sorted, hidden files skipped. A path that is
+    neither (a FIFO, a device, a socket) and a file over ``max_file_mb`` are refused by name before any is
+    read: a 1 GB file was read and chunked whole before its content was checked."""
     root = Path(path)
     if not root.exists():
         raise DatasetError(f"{root} does not exist")
     if root.is_file():
         if root.suffix.lower() not in SUPPORTED:
             raise DatasetError(f"{root}: unsupported file type {root.suffix!r}; supported: {', '.join(SUPPORTED)}")
-        return [root]
-    return sorted(
-        p
-        for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in SUPPORTED and not any(part.startswith(".") for part in p.parts)
-    )
+        files = [root]
+    elif root.is_dir():
+        files = sorted(
+            p
+            for p in root.rglob("*")
+            if p.is_file() and p.suffix.lower() in SUPPORTED and not any(part.startswith(".") for part in p.parts)
+        )
+    else:
+        raise DatasetError(f"{root} is not a regular file or a folder (a FIFO, device or socket cannot be ingested)")
+    if max_file_mb is not None:
+        limit = int(max_file_mb * 2**20)
+        for file in files:
+            size = file.stat().st_size
+            if size > limit:
+                raise DatasetError(
+                    f"{file} is {size / 2**20:.1f} MB, over ingest.max_file_mb ({max_file_mb:g}); "
+                    "split it or raise the limit"
+                )
+    return files
+
+
+def read_text(file: Path, block: int = 1 << 20) -> str:
+    """A UTF-8 file's text, checked while it streams in: a NUL (a binary file, or a file of zeros) is refused
+    at the first block that holds one, before the rest is read."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    parts: list[str] = []
+    seen = 0
+    with file.open("rb") as fh:
+        while chunk := fh.read(block):
+            text = decoder.decode(chunk)
+            nul = text.find("\x00")
+            if nul >= 0:
+                raise DatasetError(
+                    f"{file} contains NUL at character {seen + nul}: not a text file; nothing was written"
+                )
+            parts.append(text)
+            seen += len(text)
+    parts.append(decoder.decode(b"", final=True))
+    return "".join(parts)
 
 
 def _scalar_metadata(row: dict[str, Any], skip: tuple[str, ...]) -> dict[str, MetadataValue]:
@@ -94,10 +130,10 @@ def read_file(file: Path, base: Path | None = None) -> Iterator[Source]:
     name = source_name(file, base)
     try:
         if suffix in (".txt", ".md", ".markdown"):
-            yield Source(file.read_text(encoding="utf-8"), name)
+            yield Source(read_text(file), name)
         elif suffix in (".html", ".htm"):
             bs4 = require("bs4", "ingest", "beautifulsoup4")
-            soup = bs4.BeautifulSoup(file.read_text(encoding="utf-8"), "html.parser")
+            soup = bs4.BeautifulSoup(read_text(file), "html.parser")
             for tag in soup(["script", "style", "noscript"]):
                 tag.decompose()
             title = soup.title.get_text(strip=True) if soup.title else ""

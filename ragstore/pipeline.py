@@ -27,6 +27,7 @@ from .ingest import chunk_sources, iter_files, read_file
 from .lexical.config import SearchMode
 from .registry import build_embedder
 from .retrieval import Retriever, SearchResult
+from .secrets import redact
 from .store import VectorStore, check_document
 from .types import Document, Hit, Metadata
 
@@ -208,8 +209,8 @@ class Ragstore:
 
     def ingest(self, path: str | os.PathLike[str], *, progress: bool = True) -> IngestReport:
         """Chunk files under ``path``, embed only new or changed chunks, drop chunks of a file that are gone."""
-        files = iter_files(path)
         cfg = self.config.ingest
+        files = iter_files(path, cfg.max_file_mb)
         report = IngestReport(files=len(files))
         base = self.config.base_dir
         sources = (
@@ -306,24 +307,27 @@ class Ragstore:
         return self.store.count(filter)
 
     def info(self) -> dict[str, Any]:
-        """What this instance runs on: config source, embedder, store, counts."""
-        return {
-            "config": self.config.source or "(defaults)",
-            "data_dir": str(self.config.data_path),
-            "embedder": self.embedder.describe(),
-            "store": {
-                "type": self.store.name,
-                "metric": self.store.metric,
-                "dim": self.store.dim,
-                "count": self.store.count(),
-                "lexical": self.store.lexical,
-                **self.store.describe(),
-            },
-            "routes": {
-                name: {"embedder": emb.describe(), "count": st.count(), "dim": st.dim, **st.describe()}
-                for name, (emb, st) in self.routes.items()
-            },
-        }
+        """What this instance runs on: config source, embedder, store, counts (passwords masked: this reaches
+        ``ragstore info`` and ``/v1/info``)."""
+        return redact(
+            {
+                "config": self.config.source or "(defaults)",
+                "data_dir": str(self.config.data_path),
+                "embedder": self.embedder.describe(),
+                "store": {
+                    "type": self.store.name,
+                    "metric": self.store.metric,
+                    "dim": self.store.dim,
+                    "count": self.store.count(),
+                    "lexical": self.store.lexical,
+                    **self.store.describe(),
+                },
+                "routes": {
+                    name: {"embedder": emb.describe(), "count": st.count(), "dim": st.dim, **st.describe()}
+                    for name, (emb, st) in self.routes.items()
+                },
+            }
+        )
 
     def close(self) -> None:
         self.store.close()

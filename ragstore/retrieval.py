@@ -405,7 +405,7 @@ class Retriever:
     ) -> list[SearchResult]:
         """Every query answered over ``store`` (and the route indexes ``second`` for routed ones), with how
         it was served."""
-        node = parse_filter(filter)  # checked before any translation or embedding
+        node = parse_filter(filter, store.options.filter_limits)  # checked before any translation or embedding
         if self.check_search_mode(search) != "dense" and not store.lexical:
             store.require_lexical()
         prepared = self.prepare(queries, mode, vectors=vectors, members=members, search=search, hybrid=hybrid)

@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from ._locks import RWLock
@@ -36,13 +36,16 @@ from .errors import (
     ValidationError,
     describe_problems,
 )
-from .filters import Filter, Node, parse_filter
+from .filters import MAX_ATOMS, MAX_DEPTH, MAX_VALUES, Filter, FilterLimits, Node, parse_filter
 from .lexical import LexicalIndex
 from .types import Document, Hit, Metadata, Metric, check_text_chars, validate_id, validate_metadata
 
 DEFAULT_BATCH_SIZE = 512
 #: the largest k a search takes, on every backend (Milvus' own limit); read everything with ``get()``
 MAX_K = 16_384
+#: SQLite (FAISS's sidecar, the lexical index) refuses expression trees deeper than 1,000; ragstore's
+#: compiled atoms stay under it up to here (measured: 700 atoms passed, 1,000 failed)
+SQLITE_MAX_FILTER_ATOMS = 900
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,26 @@ class StoreOptions(BaseModel):
         description="folder for the lexical index (default: '<path>.lexical' beside an embedded store; "
         "required on a server)",
     )
+    #: comparisons the engine's filter language is known to take in one filter (None: no limit found up to
+    #: 10,000); ``max_filter_atoms`` may not be set above it
+    engine_max_filter_atoms: ClassVar[int | None] = None
+    max_filter_atoms: int = Field(default=MAX_ATOMS, gt=0, description="comparisons in one filter (see filters)")
+    max_filter_depth: int = Field(default=MAX_DEPTH, gt=0, le=256, description="nesting levels in one filter")
+    max_filter_values: int = Field(default=MAX_VALUES, gt=0, le=100_000, description="values in one $in/$nin")
+
+    @model_validator(mode="after")
+    def _engine_takes_the_filter_size(self) -> Self:
+        limits = [type(self).engine_max_filter_atoms, SQLITE_MAX_FILTER_ATOMS if self.lexical else None]
+        ceiling = min((c for c in limits if c is not None), default=None)
+        if ceiling is not None and self.max_filter_atoms > ceiling:
+            raise ValueError(
+                f"max_filter_atoms {self.max_filter_atoms} is more than this engine takes in one filter ({ceiling})"
+            )
+        return self
+
+    @property
+    def filter_limits(self) -> FilterLimits:
+        return FilterLimits(self.max_filter_atoms, self.max_filter_depth, self.max_filter_values)
 
     @property
     def remote(self) -> bool:
@@ -317,7 +340,7 @@ class VectorStore(ABC):
         self._check_open()
         _check_k(k)
         terms = self.lexical_terms(query)
-        node = parse_filter(filter)
+        node = parse_filter(filter, self.options.filter_limits)
         assert self._lex is not None
         with self._lock.read(), self._engine("search the lexical index"):
             self._check_open()
@@ -377,7 +400,7 @@ class VectorStore(ABC):
         self._catch_up()
         _check_k(k)
         q = as_query_vector(vector)
-        node = parse_filter(filter)
+        node = parse_filter(filter, self.options.filter_limits)
         if self._dim is None:
             return []
         if q.shape[0] != self._dim:
@@ -398,7 +421,7 @@ class VectorStore(ABC):
         self._catch_up()
         _check_k(k)
         rows = [as_query_vector(v) for v in vectors]
-        node = parse_filter(filter)
+        node = parse_filter(filter, self.options.filter_limits)
         if self._dim is None or not rows:
             return [[] for _ in rows]
         for q in rows:
@@ -439,7 +462,7 @@ class VectorStore(ABC):
                 self._check_open()
                 found = {d.id: d for d in self._get(wanted)}
             return [found[i] for i in wanted if i in found]
-        node = parse_filter(filter)
+        node = parse_filter(filter, self.options.filter_limits)
         if node is not None and not self.capabilities.get_by_filter:
             raise UnsupportedFeatureError(f"{self.name} cannot get documents by filter")
         if limit is not None and (isinstance(limit, bool) or limit <= 0):
@@ -467,7 +490,7 @@ class VectorStore(ABC):
                 if self._lex is not None:
                     self._lex.delete(wanted)
                 return removed
-        node = parse_filter(filter)
+        node = parse_filter(filter, self.options.filter_limits)
         if node is None:
             raise ValidationError("delete() needs ids or a non-empty filter; use clear() to remove everything")
         if not self.capabilities.delete_by_filter:
@@ -486,7 +509,7 @@ class VectorStore(ABC):
         """Number of documents, optionally only those matching ``filter``."""
         self._check_open()
         self._catch_up()
-        node = parse_filter(filter)
+        node = parse_filter(filter, self.options.filter_limits)
         if self._dim is None:
             return 0
         with self._lock.read(), self._engine("count"):

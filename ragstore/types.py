@@ -61,10 +61,13 @@ def check_text_chars(value: str, what: str) -> str:
 
 
 def content_id(text: str, *namespace: str) -> str:
-    """Derive a stable id from content so re-ingesting the same text is idempotent."""
+    """Derive a stable id from content so re-ingesting the same text is idempotent. Text the character rule
+    refuses (NUL, a lone surrogate) is refused here, by name, before it could raise a raw encoding error;
+    namespace parts (file paths, which may carry undecodable bytes) hash as they are."""
+    check_text_chars(text, "text")
     h = hashlib.sha256()
     for part in namespace:
-        h.update(part.encode("utf-8"))
+        h.update(part.encode("utf-8", "surrogatepass"))
         h.update(b"\x00")
     h.update(text.encode("utf-8"))
     return h.hexdigest()[:32]

@@ -137,7 +137,7 @@ def test_two_processes_exporting_at_once_share_one_export(tiny_model: Path, tmp_
         p.join(60)
         assert p.exitcode == 0
     np.testing.assert_allclose(results[0], results[1], atol=1e-7)
-    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["onnx-none"]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["gate.key", "onnx-none"]
 
 
 def test_retrained_weights_are_exported_again(tiny_model: Path, tmp_path: Path) -> None:
@@ -186,3 +186,31 @@ def test_bench_names_exported_variants_and_skips_a_refused_one(tiny_model: Path,
     assert by_embedder[plain] == pytest.approx(by_embedder[exported], abs=1e-4)
     (refused,) = result["skipped"]
     assert "[onnx int8]" in refused["what"] and "failed its quality gate" in refused["why"]
+
+
+def test_an_edited_gate_report_is_never_trusted(tiny_model: Path, tmp_path: Path) -> None:
+    """Issue 28: digests patched to match a swapped model, or ``passed`` flipped, make the export be remade."""
+    first = SentenceTransformerEmbedder(str(tiny_model), backend="onnx", export_dir=str(tmp_path))
+    expected = first.embed_documents(TEXTS)
+    folder = tmp_path / "onnx-none"
+    report_file = folder / "gate.json"
+    # a swapped model (another export of other weights would do; random bytes stand in) with matching digests
+    model = folder / "model.onnx"
+    good = model.read_bytes()
+    model.write_bytes(good[: len(good) // 2] + bytes(len(good) - len(good) // 2))
+    report = json.loads(report_file.read_text(encoding="utf-8"))
+    import hashlib
+
+    report["files"] = {"model.onnx": hashlib.sha256(model.read_bytes()).hexdigest()}
+    report_file.write_text(json.dumps(report), encoding="utf-8")
+    again = SentenceTransformerEmbedder(str(tiny_model), backend="onnx", export_dir=str(tmp_path))
+    np.testing.assert_allclose(again.embed_documents(TEXTS), expected, atol=1e-6)
+    assert model.read_bytes() != good[: len(good) // 2] + bytes(len(good) - len(good) // 2)
+    # a good export marked failed by hand is checked again, and used
+    report = json.loads(report_file.read_text(encoding="utf-8"))
+    report["passed"] = False
+    report_file.write_text(json.dumps(report), encoding="utf-8")
+    third = SentenceTransformerEmbedder(str(tiny_model), backend="onnx", export_dir=str(tmp_path))
+    assert third.gate_report is not None and third.gate_report["passed"]
+    assert json.loads(report_file.read_text(encoding="utf-8"))["passed"] is True
+    assert oct((tmp_path / "gate.key").stat().st_mode & 0o777) == "0o600"

@@ -255,9 +255,30 @@ def test_ivf_trains_at_its_size_retrains_as_it_grows_and_scores_exactly(tmp_path
         got = {h.id for h in store.search(q, 10, filter={"b": 7})}
         assert len(got & want) >= (9 if limit == 0 else 10)
     before = [h.id for h in store.search(queries[1], 10)]
+    trained = store._trained_at
     store.close()
     again = FaissStore(**cfg)
-    assert again._trained_at == 3000 and [h.id for h in again.search(queries[1], 10)] == before
+    assert again._trained_at == trained and [h.id for h in again.search(queries[1], 10)] == before
     again.delete(before[:3])
     assert not {h.id for h in again.search(queries[1], 10)} & set(before[:3])
+    again.close()
+
+
+def test_a_reopened_ivf_index_remembers_what_it_was_trained_on(tmp_path: Path) -> None:
+    """Issue 28: a reopen recorded ``ntotal`` as the training size, postponing the next eightfold retraining."""
+    from ragstore.types import Document
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(900, 16)).astype(np.float32)
+    docs = [Document(id=f"v{i}", text=f"t{i}", vector=x[i]) for i in range(900)]
+    cfg = {"path": tmp_path / "ivf", "index": "ivf_sq8", "ivf_train_at": 100}
+    store = FaissStore(**cfg)
+    store.upsert(docs[:100])
+    store.upsert(docs[100:150])
+    assert store._trained_at == 100
+    store.close()
+    again = FaissStore(**cfg)
+    assert again._trained_at == 100
+    again.upsert(docs[150:800])  # 800 = 8 x 100: trained again now, not at 8 x 150
+    assert again._trained_at == 800
     again.close()

@@ -320,3 +320,43 @@ def test_pairs_without_a_mined_negative_still_train(tmp_path: Path, tiny_model: 
     assert mining["given_negatives"] == result.data["with_negatives"] > 0
     assert result.data["training_rows"] == result.data["train_pairs"]  # every pair trained on
     assert mining["without_negative"] > 0 and mining["pairs_without_negative"]
+
+
+def test_update_config_never_writes_an_expanded_secret(
+    tmp_path: Path, tiny_model: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 28: the rewritten config keeps ``${VAR}`` as written, keeps the file's mode, and neither it, its
+    backup nor the command's output holds the expanded password."""
+    import os
+    import stat
+
+    import yaml
+
+    import ragstore
+    from ragstore.cli import app
+
+    secret = "s3cr3t-Pa55word"
+    monkeypatch.setenv("RS_DB_PASSWORD", secret)
+    cfg_file = tmp_path / "ragstore.yaml"
+    cfg_file.write_text(
+        f"embedder: {{type: sentence-transformers, model: {tiny_model}}}\n"
+        f'store:\n  type: pgvector\n  dsn: "{pg_dsn} password=${{RS_DB_PASSWORD}}"\n  table: t_secret\n',
+        encoding="utf-8",
+    )
+    os.chmod(cfg_file, 0o600)
+    with ragstore.open(cfg_file) as rs:
+        rs.add(["super guarantee rate", "SMSF trustee", "clearing house"])
+    args = _cli("--model", str(tiny_model), "--max-steps", "1", "--batch-size", "8", "--out", str(tmp_path / "ft"))
+    res = CliRunner().invoke(app, [*args, "--force", "--update-config", str(cfg_file)])
+    assert res.exit_code == 0, res.output
+    text = cfg_file.read_text()
+    assert (
+        secret not in text and secret not in res.output and secret not in (tmp_path / "ragstore.yaml.bak").read_text()
+    )
+    assert "${RS_DB_PASSWORD}" in text
+    raw = yaml.safe_load(text)
+    assert raw["store"]["table"].startswith("t_secret") and raw["store"]["table"] != "t_secret"
+    for f in (cfg_file, tmp_path / "ragstore.yaml.bak"):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+    with ragstore.open(cfg_file) as rs:
+        assert rs.count() == 3

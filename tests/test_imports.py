@@ -49,6 +49,7 @@ LAYERS = {
     "ragstore._locks": 0,
     "ragstore._plock": 0,
     "ragstore.fusion": 0,
+    "ragstore.secrets": 0,
     "ragstore.lexical": 1,
     "ragstore.store": 1,
     "ragstore.embedders": 1,

@@ -25,6 +25,7 @@ uvicorn = pytest.importorskip("uvicorn")
 from ragstore.config import load_config  # noqa: E402
 from ragstore.errors import ConfigError  # noqa: E402
 from ragstore.serve import create_app  # noqa: E402
+from ragstore.serve.connections import uvicorn_config  # noqa: E402
 
 HASHING = {"type": "hashing", "dim": 64}
 KEY = "s3cret-key"
@@ -43,7 +44,7 @@ class Server:
         cfg = load_config({"data_dir": str(tmp / "data"), **config})
         self.port = free_port()
         self.server = uvicorn.Server(
-            uvicorn.Config(create_app(cfg), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+            uvicorn_config(create_app(cfg), cfg.serve, "127.0.0.1", self.port, log_level="warning", lifespan="on")
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.url = f"http://127.0.0.1:{self.port}"

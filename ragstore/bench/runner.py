@@ -47,6 +47,7 @@ from ..registry import (
     validate_options,
 )
 from ..retrieval import Prepared, Retriever, parse_path
+from ..secrets import redact
 from ..store import VectorStore
 from ..types import Document, Hit
 from .config import BenchConfig
@@ -436,7 +437,7 @@ class BenchRunner:
                     },
                     "queries": {lang: len(ds.queries) for lang, ds in self.plan.datasets.items()},
                 },
-                "config": self.config.model_dump(),
+                "config": redact(self.config.model_dump()),  # never an expanded password in results
             },
             "embedders": emb_info,
             "multilingual": ml_info,

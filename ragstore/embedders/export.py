@@ -12,7 +12,9 @@ The gate: an export is used only if, on held-out xquad-r questions (split by a h
 uses the other half) and the English corpus, its vectors have mean cosine >= ``min_cosine`` to the torch fp32
 vectors of the same texts and en->en nDCG@10 drops by at most ``max_ndcg_drop``. The figures are written to
 ``gate.json`` beside the export, so the check runs once per export; an export that failed is refused with its
-figures (``ExportGateError``) every time it is asked for, until its settings change.
+figures (``ExportGateError``) every time it is asked for, until its settings change. The report is signed
+(HMAC-SHA256 with ``gate.key``, a secret made once in the export root) and the files' digests are recomputed
+at every load: an edited report or a changed file makes the export be made and checked again, never used.
 
 Layout: ``<export root>/<backend>-<quantize>/{model.onnx | model.xml + model.bin, gate.json}``; the root is
 ``<model folder>/ragstore-exports`` for a model folder the user owns, else
@@ -21,8 +23,10 @@ Layout: ``<export root>/<backend>-<quantize>/{model.onnx | model.xml + model.bin
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -240,10 +244,11 @@ def prepare(
         raise ExportError("quantize: bf16 is an OpenVINO setting; use backend: openvino")
     folder = root / f"{backend}-{quantize}"
     with _exclusive(folder):
-        report = _read_report(folder)
+        key = _signing_key(root)
+        report = _read_report(folder, key)
         if report is None or report.get("gate") != gate.as_dict() or report.get("source") != source:
             check_exportable(st_model, prefixes)
-            report = _build(st_model, backend, quantize, folder, reference, exported, gate, progress, source)
+            report = _build(st_model, backend, quantize, folder, reference, exported, gate, progress, source, key)
     if not report["passed"]:
         raise ExportGateError(failure_message(report), report)
     return folder / model_file(backend), report
@@ -278,11 +283,47 @@ def failure_message(report: dict[str, Any]) -> str:
     )
 
 
-def _read_report(folder: Path) -> dict[str, Any] | None:
-    """The saved report, or None when it or the files it vouches for are missing or changed (export again)."""
+_KEY_FILE = "gate.key"
+
+
+def _signing_key(root: Path) -> bytes:
+    """The export root's secret (32 random bytes, mode 0600, made once): ``gate.json`` is signed with it, so
+    a report edited by hand (digests patched to match a swapped model, ``passed`` flipped) is not trusted.
+    Made whole in a temporary file and linked into place, so a second process never reads half a key."""
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / _KEY_FILE
+    for _ in range(3):
+        with contextlib.suppress(FileNotFoundError):
+            key = path.read_bytes()
+            if len(key) == 32:
+                return key
+            path.unlink(missing_ok=True)  # damaged: a new key (reports signed with the old one are remade)
+        fd, tmp = tempfile.mkstemp(dir=root, prefix=".gate-key-")  # mode 0600
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(os.urandom(32))
+            with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
+                os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
+    raise ExportError(f"cannot keep the export signing key {path}")
+
+
+def _sign(report: dict[str, Any], key: bytes) -> str:
+    body = json.dumps({k: v for k, v in report.items() if k != "signature"}, sort_keys=True).encode()
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def _read_report(folder: Path, key: bytes) -> dict[str, Any] | None:
+    """The saved report, or None when it is unsigned or its signature does not match (edited), or the files it
+    vouches for are missing or changed (export again: a changed file is never used)."""
     try:
         report = json.loads((folder / "gate.json").read_text(encoding="utf-8"))
-        if not isinstance(report, dict) or report.get("files") != _digests(folder, report.get("backend")):
+        if not isinstance(report, dict) or not hmac.compare_digest(
+            str(report.get("signature", "")), _sign(report, key)
+        ):
+            return None
+        if report.get("files") != _digests(folder, report.get("backend")):
             return None
     except (OSError, ValueError, TypeError):
         return None
@@ -355,6 +396,7 @@ def _build(
     gate: GateSettings,
     progress: Callable[[str], None],
     source: str,
+    key: bytes,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     calibration, held, corpus, qrels = gate_data()
@@ -408,6 +450,7 @@ def _build(
         }
         report["files"] = _digests(work, backend)
         report["passed"] = bool(mean_cosine >= gate.min_cosine and drop <= gate.max_ndcg_drop)
+        report["signature"] = _sign(report, key)
         (work / "gate.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
         if folder.exists():
             shutil.rmtree(folder)

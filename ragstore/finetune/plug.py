@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,8 +21,11 @@ from tqdm.auto import tqdm
 from ..config import load_config
 from ..errors import ConfigError
 from ..registry import create_embedder, store_block
+from ..secrets import redact
 from ..types import Document
 from .run import RESULT_FILE
+
+_PREFIX_KEYS = ("query_prefix", "passage_prefix", "prompt_style")
 
 
 @dataclass
@@ -60,7 +64,7 @@ def update_config(
     new_opts = old_opts.sibling("ft" + datetime.now().strftime("%Y%m%d%H%M%S"))  # its own folder or collection
     kind = str(cfg.store["type"])
     old_block, new_block = store_block(kind, old_opts), store_block(kind, new_opts)
-    emb_block = {k: v for k, v in cfg.embedder.items() if k not in ("query_prefix", "passage_prefix", "prompt_style")}
+    emb_block = {k: v for k, v in cfg.embedder.items() if k not in _PREFIX_KEYS}
     emb_block.update(type="sentence-transformers", model=str(folder))
     embedder = create_embedder(emb_block)
     old = cls(old_opts)
@@ -84,15 +88,40 @@ def update_config(
     finally:
         old.close()
         new.close()
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    raw["embedder"] = emb_block
-    stored = dict(new_block)
-    if "path" in stored and "path" not in cfg.store:  # keep a default location relative, as it was
+    _rewrite(path, cfg, old_block, new_block, str(folder))
+    backup = path.with_suffix(path.suffix + ".bak")
+    return SwitchReport(path, folder, len(docs), redact(old_block), redact(new_block), backup)
+
+
+def _rewrite(path: Path, cfg: Any, old_block: dict[str, Any], new_block: dict[str, Any], model: str) -> None:
+    """Rewrite the config from its own, unexpanded text: ``${VAR}`` references stay as written (an expanded
+    password must never land in a file), only the model and what the new store changed (its folder,
+    collection or table) are replaced, and the file keeps its mode (and the backup gets the same)."""
+    text = path.read_text(encoding="utf-8")
+    mode = stat.S_IMODE(path.stat().st_mode)
+    raw = yaml.safe_load(text) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} does not hold a mapping; config unchanged")
+    emb = {k: v for k, v in (raw.get("embedder") or {}).items() if k not in _PREFIX_KEYS}
+    emb.update(type="sentence-transformers", model=model)
+    raw["embedder"] = emb
+    stored = dict(raw.get("store") or {"type": new_block["type"]})
+    for key, value in new_block.items():
+        if old_block.get(key) != value:  # only what the sibling store changed; secrets are never among them
+            stored[key] = value
+    if "path" in stored and "path" not in (raw.get("store") or {}):  # keep a default location relative
         stored["path"] = os.path.relpath(stored["path"], cfg.base_dir)
     raw["store"] = stored
     backup = path.with_suffix(path.suffix + ".bak")
-    backup.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    tmp.replace(path)  # readers see the old config or the new one, never half of each
-    return SwitchReport(path, folder, len(docs), old_block, new_block, backup)
+    _write(backup, text, mode)
+    _write(path.with_suffix(path.suffix + ".tmp"), yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), mode)
+    path.with_suffix(path.suffix + ".tmp").replace(path)  # readers see the old config or the new one
+
+
+def _write(path: Path, text: str, mode: int) -> None:
+    """Create with the final mode from the start (never a moment readable by others), then write."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    os.fchmod(fd, mode)  # the umask must not loosen or tighten what the original had
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)

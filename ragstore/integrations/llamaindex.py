@@ -229,7 +229,7 @@ class RagstoreVectorStore(BasePydanticVectorStore):
         if self._store.dim is None:
             return
         if node_ids is not None and where is not None:
-            node = parse_filter(where)
+            node = parse_filter(where, self._store.options.filter_limits)
             node_ids = [d.id for d in self._store.get(node_ids) if matches(node, d.metadata)]
         if node_ids is not None:
             if node_ids:
@@ -258,7 +258,7 @@ class RagstoreVectorStore(BasePydanticVectorStore):
         if self._store.dim is None:
             return []
         if node_ids is not None:
-            node = parse_filter(where)
+            node = parse_filter(where, self._store.options.filter_limits)
             docs = [d for d in self._store.get(node_ids) if matches(node, d.metadata)]
         else:
             docs = self._store.get(filter=where)
@@ -358,7 +358,7 @@ class RagstoreVectorStore(BasePydanticVectorStore):
         """Search restricted to ``node_ids``: exact scores over those nodes only."""
         if query.query_embedding is None:
             raise ValidationError("the query has no embedding (give the index an embed_model)")
-        node = parse_filter(where)
+        node = parse_filter(where, self._store.options.filter_limits)
         docs = [d for d in self._store.get(list(query.node_ids or [])) if matches(node, d.metadata)]
         if not docs:
             return []

@@ -35,7 +35,7 @@ from ..errors import (
     ValidationError,
 )
 from ..pipeline import Ragstore
-from ..types import Document, Hit
+from ..types import Document, Hit, check_text_chars
 from .batching import Batcher, QueueFullError
 from .metrics import Metrics
 
@@ -44,7 +44,8 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 # ------------------------------------------------------------------------------------------- bodies
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: ``"k": "5"`` or ``"k": true`` is refused (422 naming the field), not read as 5 or 1
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class EmbeddingsRequest(_Body):
@@ -267,6 +268,10 @@ def create_app(config: RagstoreConfig, *, host: str = "127.0.0.1", pipeline: Rag
                 raise ApiError(400, f"input {pos} is empty")
             if len(text) > settings.max_input_chars:
                 raise ApiError(400, f"input {pos} has {len(text)} characters; at most {settings.max_input_chars}")
+            try:  # before it joins a batch: one bad text must not fail the other requests sharing the model call
+                check_text_chars(text, f"input {pos}")
+            except ValidationError as exc:
+                raise ApiError(400, str(exc), param="input") from None
         current()
         batcher: Batcher = state["batcher"]
         metrics.queue_depth.set(batcher.waiting)

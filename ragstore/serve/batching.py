@@ -139,15 +139,34 @@ class Batcher:
                 try:
                     vectors = await loop.run_in_executor(self._pool, fn, texts)
                 except Exception as exc:
+                    if len(group) == 1:
+                        if not group[0].future.done():
+                            group[0].future.set_exception(exc)
+                        continue
+                    # a failure fails only the request that caused it: the others are retried one by one
                     for j in group:
-                        if not j.future.done():
-                            j.future.set_exception(exc)
+                        await self._alone(j, fn)
                     continue
                 start = 0
                 for j in group:
                     if not j.future.done():
                         j.future.set_result(np.asarray(vectors[start : start + len(j.texts)], dtype=np.float32))
                     start += len(j.texts)
+
+    async def _alone(self, job: _Job, fn: Callable[[list[str]], np.ndarray]) -> None:
+        """One request's texts in a model call of their own, after its shared batch failed."""
+        if job.future.done():
+            return
+        if self.on_batch is not None:
+            self.on_batch(len(job.texts))
+        try:
+            vectors = await asyncio.get_running_loop().run_in_executor(self._pool, fn, job.texts)
+        except Exception as exc:
+            if not job.future.done():
+                job.future.set_exception(exc)
+            return
+        if not job.future.done():
+            job.future.set_result(np.asarray(vectors, dtype=np.float32))
 
 
 __all__ = ["Batcher", "Kind", "QueueFullError", "estimate_tokens"]

@@ -39,6 +39,7 @@ from ..errors import (
     UnsupportedFeatureError,
     ValidationError,
 )
+from ..filters import MAX_ATOMS, matches, parse_filter
 from ..registry import create_store, resolve_store
 from ..store import VectorStore
 from ..types import Document
@@ -383,7 +384,6 @@ class FilterTests(_Base):
     def test_random_filters_match_oracle(self, filled: VectorStore, docs: list[Document]) -> None:
         from hypothesis import HealthCheck, given, settings
 
-        from ..filters import matches, parse_filter
         from .strategies import filters
 
         @settings(max_examples=self.hypothesis_examples, deadline=None, suppress_health_check=list(HealthCheck))
@@ -1115,6 +1115,75 @@ class LexicalTests(_Base):
         self.assert_reference(lexical, ldocs + lexical.get([f"extra-{i}" for i in range(5)]), QUERIES[0])
 
 
+def _sized_filter(atoms: int) -> dict[str, Any]:
+    """``atoms`` comparisons that cannot be merged (ranges, negations, several fields) under nested $and/$or."""
+    parts: list[dict[str, Any]] = []
+    for i in range(atoms):
+        if i % 3 == 0:
+            parts.append({"$not": {"i": {"$gt": 1000 + i}}})
+        elif i % 3 == 1:
+            parts.append({"tag": {"$ne": f"none-{i}"}})
+        else:
+            parts.append({"x": {"$lte": 1000 + i}})
+    half = atoms // 2
+    return {"$and": [{"$or": parts[:half]}, {"$and": parts[half:]}]}
+
+
+class LimitTests(_Base):
+    """Sizes: k results when k documents match, on every index setting; one filter-size rule everywhere."""
+
+    def test_k_matches_when_k_documents_exist(self, store: VectorStore) -> None:
+        many = make_docs(1500, seed=11)
+        store.upsert(many)
+        query = many[0].vector
+        for k in (1500, 750, 2000):
+            hits = store.search(query, k)
+            assert len(hits) == min(k, len(many)), f"k={k}: {len(hits)} results of {len(many)} documents"
+        assert {h.id for h in store.search(query, 1500)} == {d.id for d in many}
+        odd = [d for d in many if d.metadata.get("opt") == "odd"]
+        hits = store.search(query, len(odd), filter={"opt": "odd"})
+        assert {h.id for h in hits} == {d.id for d in odd}
+        assert [len(r) for r in store.search_batch([query, many[1].vector], 1500)] == [1500, 1500]
+
+    def test_delete_by_a_filter_matching_nothing_returns_zero(self, filled: VectorStore, docs: list[Document]) -> None:
+        if not filled.capabilities.delete_by_filter:
+            pytest.skip(f"{filled.name} cannot delete by filter")
+        assert filled.delete(filter={"tag": "no such tag"}) == 0
+        assert filled.delete(filter={"i": {"$gt": 10_000}}) == 0
+        assert filled.count() == len(docs)
+
+    def test_filter_size_limit_is_one_rule_everywhere(self, filled: VectorStore, docs: list[Document]) -> None:
+        at_limit = _sized_filter(MAX_ATOMS)
+        node = parse_filter(at_limit)
+        expected = {d.id for d in docs if matches(node, d.metadata)}
+        assert filled.count(at_limit) == len(expected)
+        assert {h.id for h in filled.search(docs[0].vector, len(docs), filter=at_limit)} == expected
+        over = _sized_filter(MAX_ATOMS + 1)
+        calls = [
+            lambda f: filled.search(docs[0].vector, 5, filter=f),
+            lambda f: filled.count(f),
+            lambda f: filled.delete(filter=f),
+        ]
+        if filled.capabilities.get_by_filter:
+            calls.append(lambda f: filled.get(filter=f))
+        for call in calls:
+            with pytest.raises(FilterError, match="max_filter_atoms"):
+                call(over)
+        # a long $or of one field's values is one $in: 10,000 of them run on every engine
+        wide = {"$or": [{"i": i} for i in range(10_000)]}
+        assert filled.count(wide) == len(docs)
+        top = filled.search(docs[3].vector, 5, filter=wide)
+        assert [h.id for h in top] == oracle_top(docs, docs[3].vector, 5, lambda m: m.get("i") in range(10_000))
+        with pytest.raises(FilterError, match="max_filter_values"):
+            filled.count({"i": {"$in": list(range(10_001))}})
+        deep: dict[str, Any] = {"i": 1}
+        for _ in range(40):
+            deep = {"$not": deep}
+        with pytest.raises(FilterError, match="deeper"):
+            filled.count(deep)
+        assert filled.count() == len(docs)  # nothing was deleted by a refused filter
+
+
 class VectorStoreConformance(
     UpsertTests,
     GetDeleteTests,
@@ -1128,5 +1197,6 @@ class VectorStoreConformance(
     EngineFailureTests,
     ConcurrencyTests,
     LexicalTests,
+    LimitTests,
 ):
     """All conformance tests; subclass and override ``store_config``."""
