@@ -53,7 +53,7 @@ _LAUNCH = (
 
 
 def check_path(pgdata: Path) -> Path:
-    """The data folder as an absolute path, or a ``ConfigError`` naming what PostgreSQL cannot hold."""
+    """The data folder unchanged, or a ``ConfigError`` naming a character PostgreSQL cannot hold in it."""
     text = str(pgdata)
     bad = _CONTROL.search(text)
     if bad is not None:

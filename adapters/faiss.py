@@ -207,8 +207,8 @@ class FaissStore(VectorStore):
                     self._dead = in_index - live
                     # how many vectors the lists were trained on (recorded with the file), not how many it
                     # holds now: the latter postponed the next eightfold retraining after every reopen
-                    trained = self.db.get_info("index_trained_at")
-                    self._trained_at = (int(trained or index.ntotal) or index.ntotal) if self._ivf(index) else 0
+                    trained = self.db.get_info("index_trained_at") or index.ntotal
+                    self._trained_at = int(trained) if self._ivf(index) is not None else 0
                     return
         self._rebuild()
 
@@ -336,11 +336,16 @@ class FaissStore(VectorStore):
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed)) if allowed is not None else None
         distances, labels = self._index.search(q, k, params=params)
         pairs = [(lab, d) for lab, d in zip(labels[0].tolist(), distances[0].tolist(), strict=True) if lab >= 0]
-        live = allowed.size if allowed is not None else self._index.ntotal - len(self._dead)
-        if len(pairs) < min(k, live):  # a graph walk that ran out before k: exact over the matching rows
+        if len(pairs) < min(
+            k, self._matching(allowed)
+        ):  # a graph walk that ran out before k: exact over the matching rows
             rows = allowed if allowed is not None else np.asarray(self.db.where_iids(None), dtype=np.int64)
             return self._rescore(q[0], rows, k)
         return self._hits(pairs)
+
+    def _matching(self, allowed: np.ndarray | None) -> int:
+        """How many live documents a search may return: the filter's rows, or every row but the tombstones."""
+        return int(allowed.size) if allowed is not None else self._index.ntotal - len(self._dead)
 
     def _search_ivf(self, q: np.ndarray, k: int, allowed: np.ndarray | None) -> list[Hit]:
         """Candidates from the compressed codes, then exact scores from the float vectors in SQLite."""
@@ -358,7 +363,7 @@ class FaissStore(VectorStore):
             sel = faiss.IDSelectorBatch(allowed)
         # k results whenever k documents match: lists hold unequal shares, so a short answer widens nprobe
         # (fourfold each time) until enough candidates come back or every list has been read
-        want = min(k, allowed.size if allowed is not None else self._index.ntotal - len(self._dead))
+        want = min(k, self._matching(allowed))
         nprobe = min(nprobe, nlist)
         while True:
             params = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)

@@ -340,7 +340,7 @@ class VectorStore(ABC):
         self._check_open()
         _check_k(k)
         terms = self.lexical_terms(query)
-        node = parse_filter(filter, self.options.filter_limits)
+        node = self._parse_filter(filter)
         assert self._lex is not None
         with self._lock.read(), self._engine("search the lexical index"):
             self._check_open()
@@ -400,7 +400,7 @@ class VectorStore(ABC):
         self._catch_up()
         _check_k(k)
         q = as_query_vector(vector)
-        node = parse_filter(filter, self.options.filter_limits)
+        node = self._parse_filter(filter)
         if self._dim is None:
             return []
         if q.shape[0] != self._dim:
@@ -421,7 +421,7 @@ class VectorStore(ABC):
         self._catch_up()
         _check_k(k)
         rows = [as_query_vector(v) for v in vectors]
-        node = parse_filter(filter, self.options.filter_limits)
+        node = self._parse_filter(filter)
         if self._dim is None or not rows:
             return [[] for _ in rows]
         for q in rows:
@@ -462,7 +462,7 @@ class VectorStore(ABC):
                 self._check_open()
                 found = {d.id: d for d in self._get(wanted)}
             return [found[i] for i in wanted if i in found]
-        node = parse_filter(filter, self.options.filter_limits)
+        node = self._parse_filter(filter)
         if node is not None and not self.capabilities.get_by_filter:
             raise UnsupportedFeatureError(f"{self.name} cannot get documents by filter")
         if limit is not None and (isinstance(limit, bool) or limit <= 0):
@@ -490,7 +490,7 @@ class VectorStore(ABC):
                 if self._lex is not None:
                     self._lex.delete(wanted)
                 return removed
-        node = parse_filter(filter, self.options.filter_limits)
+        node = self._parse_filter(filter)
         if node is None:
             raise ValidationError("delete() needs ids or a non-empty filter; use clear() to remove everything")
         if not self.capabilities.delete_by_filter:
@@ -509,7 +509,7 @@ class VectorStore(ABC):
         """Number of documents, optionally only those matching ``filter``."""
         self._check_open()
         self._catch_up()
-        node = parse_filter(filter, self.options.filter_limits)
+        node = self._parse_filter(filter)
         if self._dim is None:
             return 0
         with self._lock.read(), self._engine("count"):
@@ -637,6 +637,10 @@ class VectorStore(ABC):
 
     def _describe(self) -> dict[str, Any]:
         return {}
+
+    def _parse_filter(self, filter: Filter | Node | None) -> Node | None:
+        """The filter's tree, checked against this store's size limits (``max_filter_*`` options)."""
+        return parse_filter(filter, self.options.filter_limits)
 
     def _changed_elsewhere(self) -> bool:
         """Whether another process changed the collection since this store last looked (cheap; called

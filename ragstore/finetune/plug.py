@@ -88,15 +88,15 @@ def update_config(
     finally:
         old.close()
         new.close()
-    _rewrite(path, cfg, old_block, new_block, str(folder))
-    backup = path.with_suffix(path.suffix + ".bak")
+    backup = _rewrite(path, cfg, old_block, new_block, str(folder))
     return SwitchReport(path, folder, len(docs), redact(old_block), redact(new_block), backup)
 
 
-def _rewrite(path: Path, cfg: Any, old_block: dict[str, Any], new_block: dict[str, Any], model: str) -> None:
+def _rewrite(path: Path, cfg: Any, old_block: dict[str, Any], new_block: dict[str, Any], model: str) -> Path:
     """Rewrite the config from its own, unexpanded text: ``${VAR}`` references stay as written (an expanded
     password must never land in a file), only the model and what the new store changed (its folder,
-    collection or table) are replaced, and the file keeps its mode (and the backup gets the same)."""
+    collection or table) are replaced, and the file keeps its mode (and the backup gets the same). Returns the
+    backup's path."""
     text = path.read_text(encoding="utf-8")
     mode = stat.S_IMODE(path.stat().st_mode)
     raw = yaml.safe_load(text) or {}
@@ -112,10 +112,11 @@ def _rewrite(path: Path, cfg: Any, old_block: dict[str, Any], new_block: dict[st
     if "path" in stored and "path" not in (raw.get("store") or {}):  # keep a default location relative
         stored["path"] = os.path.relpath(stored["path"], cfg.base_dir)
     raw["store"] = stored
-    backup = path.with_suffix(path.suffix + ".bak")
+    backup, tmp = path.with_suffix(path.suffix + ".bak"), path.with_suffix(path.suffix + ".tmp")
     _write(backup, text, mode)
-    _write(path.with_suffix(path.suffix + ".tmp"), yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), mode)
-    path.with_suffix(path.suffix + ".tmp").replace(path)  # readers see the old config or the new one
+    _write(tmp, yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), mode)
+    tmp.replace(path)  # readers see the old config or the new one, never half of each
+    return backup
 
 
 def _write(path: Path, text: str, mode: int) -> None:

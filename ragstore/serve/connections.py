@@ -17,6 +17,7 @@ hard one first), so the server never reaches ``EMFILE``, where asyncio stops acc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import resource
 from typing import Any
@@ -32,11 +33,9 @@ def fd_limit() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or hard > soft:
         target = 65_536 if hard == resource.RLIM_INFINITY else hard
-        try:
+        with contextlib.suppress(ValueError, OSError):  # not allowed here: keep the soft limit
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
             soft = target
-        except (ValueError, OSError):
-            pass
     return soft
 
 
@@ -76,27 +75,27 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[Any]:
         def _rs_idle(self) -> bool:
             return self.cycle is None or self.cycle.response_complete
 
-        def _rs_arm(self) -> None:
+        def _rs_cancel(self) -> None:
             if self._rs_timer is not None:
                 self._rs_timer.cancel()
+                self._rs_timer = None
+
+        def _rs_arm(self) -> None:
+            self._rs_cancel()
             self._rs_timer = self.loop.call_later(header_timeout, self._rs_expire)
 
         def _rs_expire(self) -> None:
+            # a request under way (headers complete) is never cut: the deadline only closes a connection
+            # still waiting for headers, so it works the same on uvicorn's httptools and h11 protocols
             self._rs_timer = None
             if self._rs_idle() and not self.transport.is_closing():
-                self.transport.close()  # no complete request headers in time
+                self.transport.close()
 
         def _rs_evict(self) -> None:
             idle = [c for c in self.connections if c is not self and getattr(c, "_rs_idle", lambda: False)()]
             if idle:
                 oldest = min(idle, key=lambda c: c._rs_idle_since)
                 oldest.transport.close()
-
-        def on_headers_complete(self) -> None:
-            if self._rs_timer is not None:
-                self._rs_timer.cancel()
-                self._rs_timer = None
-            super().on_headers_complete()
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
@@ -105,9 +104,7 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[Any]:
                 self._rs_arm()  # the next request's headers have the same deadline
 
         def connection_lost(self, exc: Exception | None) -> None:
-            if self._rs_timer is not None:
-                self._rs_timer.cancel()
-                self._rs_timer = None
+            self._rs_cancel()
             super().connection_lost(exc)
 
     return GuardedProtocol
