@@ -249,6 +249,14 @@ class ChromaStore(VectorStore):
     def _count(self, node: Node | None) -> int:
         return int(self.col.count()) if node is None else len(self._ids_where(node))
 
+    def _read_manifest(self) -> str | None:
+        value = (self.col.metadata or {}).get("rs_manifest") if self.col is not None else None
+        return str(value) if value else None
+
+    def _write_manifest(self, text: str) -> None:
+        assert self.col is not None
+        self.col.modify(metadata={**(self.col.metadata or {}), "rs_manifest": text})
+
     def _drop(self) -> None:
         self.client.delete_collection(self.options.collection)
         self.col = None

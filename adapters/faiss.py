@@ -445,6 +445,12 @@ class FaissStore(VectorStore):
                 raise UnsupportedFeatureError("nothing to rebuild: the store is empty")
             self._rebuild()
 
+    def _read_manifest(self) -> str | None:
+        return self.db.get_info("manifest")
+
+    def _write_manifest(self, text: str) -> None:
+        self.db.set_info("manifest", text)
+
     def _describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"path": str(self.path) if self.path else None, "index": self.index_type}
         if self._trained_at and self._index is not None:

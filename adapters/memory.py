@@ -19,6 +19,8 @@ from ragstore.filters import Node, matches
 from ragstore.store import Capabilities, StoreOptions, VectorStore
 from ragstore.types import Document, Hit, Metadata
 
+MANIFEST_FILE = "manifest.json"  # saved with the folder, like the records
+
 
 class MemoryOptions(StoreOptions):
     path: str | None = Field(default=None, description="folder to save to on close; None keeps nothing")
@@ -57,6 +59,8 @@ class MemoryStore(VectorStore):
             for row, line in zip(matrix, fh, strict=True):
                 rec = json.loads(line)
                 self._records[rec["id"]] = (row.astype(np.float32), rec["text"], rec["metadata"])
+        manifest = self.path / MANIFEST_FILE
+        self._manifest_text = manifest.read_text(encoding="utf-8") if manifest.exists() else None
 
     def _save(self) -> None:
         assert self.path is not None
@@ -73,6 +77,8 @@ class MemoryStore(VectorStore):
                 _, text, meta = self._records[i]
                 fh.write(json.dumps({"id": i, "text": text, "metadata": meta}, ensure_ascii=False) + "\n")
         (tmp / "info.json").write_text(json.dumps({"metric": self.metric, "dim": self._dim}), encoding="utf-8")
+        if self._manifest_text is not None:
+            (tmp / MANIFEST_FILE).write_text(self._manifest_text, encoding="utf-8")
         old = self.path.with_name(self.path.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
         if self.path.exists():

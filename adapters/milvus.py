@@ -322,6 +322,13 @@ class MilvusStore(VectorStore):
         )
         return int(res[0]["count(*)"])
 
+    def _read_manifest(self) -> str | None:
+        value = (self.client.describe_collection(self.collection).get("properties") or {}).get("rs_manifest")
+        return str(value) if value else None
+
+    def _write_manifest(self, text: str) -> None:
+        self.client.alter_collection_properties(self.collection, properties={"rs_manifest": text})
+
     def _drop(self) -> None:
         self.client.drop_collection(self.collection)
 

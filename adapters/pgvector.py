@@ -156,6 +156,9 @@ class PgVectorStore(VectorStore):
                     "CREATE TABLE IF NOT EXISTS ragstore_meta "
                     "(tbl text PRIMARY KEY, dim int NOT NULL, metric text NOT NULL)"
                 )
+                self.conn.execute(
+                    "CREATE TABLE IF NOT EXISTS ragstore_manifest (tbl text PRIMARY KEY, body text NOT NULL)"
+                )
             self.pgv.register_vector(self.conn)
         except Exception as exc:
             where = f"embedded server in {self.pgdata}" if self.pgdata is not None else "dsn"
@@ -350,10 +353,21 @@ class PgVectorStore(VectorStore):
     def _clear(self) -> None:
         self.conn.execute(self._q("TRUNCATE {}", self.ident))
 
+    def _read_manifest(self) -> str | None:
+        row = self.conn.execute("SELECT body FROM ragstore_manifest WHERE tbl = %s", (self.table,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _write_manifest(self, text: str) -> None:
+        self.conn.execute(
+            "INSERT INTO ragstore_manifest (tbl, body) VALUES (%s, %s) ON CONFLICT (tbl) DO UPDATE SET body = %s",
+            (self.table, text, text),
+        )
+
     def _drop(self) -> None:
         with self.conn.transaction():
             self.conn.execute(self._q("DROP TABLE IF EXISTS {}", self.ident))
             self.conn.execute("DELETE FROM ragstore_meta WHERE tbl = %s", (self.table,))
+            self.conn.execute("DELETE FROM ragstore_manifest WHERE tbl = %s", (self.table,))
 
     def _release(self) -> None:
         if self.pgdata is not None:

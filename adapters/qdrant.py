@@ -257,6 +257,13 @@ class QdrantStore(VectorStore):
     def _count(self, node: Node | None) -> int:
         return int(self.client.count(self.collection, count_filter=self._filter(node), exact=True).count)
 
+    def _read_manifest(self) -> str | None:
+        value = (self.client.get_collection(self.collection).config.metadata or {}).get("rs_manifest")
+        return str(value) if value else None
+
+    def _write_manifest(self, text: str) -> None:
+        self.client.update_collection(self.collection, metadata={"rs_manifest": text})
+
     def _drop(self) -> None:
         self.client.delete_collection(self.collection)
 
@@ -270,6 +277,7 @@ class QdrantStore(VectorStore):
 # ---------------------------------------------------------------------------------------------------- edge
 
 _EDGE_INFO = "ragstore.json"
+_EDGE_MANIFEST = "manifest.json"
 
 
 class QdrantEdgeOptions(StoreOptions):
@@ -413,11 +421,21 @@ class QdrantEdgeStore(VectorStore):
     def _clear(self) -> None:
         self.shard.update(self.q.UpdateOperation.delete_points_by_filter(self.q.Filter(must=[])))
 
+    def _read_manifest(self) -> str | None:
+        file = self.path / _EDGE_MANIFEST
+        return file.read_text(encoding="utf-8") if file.exists() else None
+
+    def _write_manifest(self, text: str) -> None:
+        tmp = self.path / (_EDGE_MANIFEST + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, self.path / _EDGE_MANIFEST)
+
     def _drop(self) -> None:
         self.shard.close()
         self.shard = None
         shutil.rmtree(self.path / "shard", ignore_errors=True)
         (self.path / _EDGE_INFO).unlink(missing_ok=True)
+        (self.path / _EDGE_MANIFEST).unlink(missing_ok=True)
 
     def _flush(self) -> None:
         if self.shard is not None:

@@ -25,6 +25,7 @@ from rich.progress import track
 from ragstore.beir import bundled_dataset, load_beir
 from ragstore.bilingual.config import BilingualConfig
 from ragstore.bilingual.fusion import rrf
+from ragstore.collection import Collection, DenseDerived
 from ragstore.embedders.cache import CachedEmbedder
 from ragstore.metrics import evaluate
 from ragstore.registry import create_embedder, create_store
@@ -70,7 +71,7 @@ def rankings(cache: Path) -> tuple[dict[str, dict[str, dict[str, list[Hit]]]], d
                 d.vector = v
         stores[name] = create_store({"type": "memory"})
         stores[name].upsert(docs)
-    routed = {n: stores[n] for n in routes}
+    routed = Collection(stores["translate"], derived=[DenseDerived(n, routes[n], stores[n]) for n in routes])
     for lang in ("zh", "en"):
         ds = load_beir(folder, query_lang=lang, corpus_langs="en")
         qids, texts = list(ds.queries), list(ds.queries.values())
@@ -82,7 +83,7 @@ def rankings(cache: Path) -> tuple[dict[str, dict[str, dict[str, list[Hit]]]], d
             else:
                 mode = "translate" if member == "translate" else "route"
                 prepared = retriever.prepare(texts, mode, members=[member])
-                hits = prepared.run_all(stores["translate"], DEPTH, routed)
+                hits = prepared.run_all(routed, DEPTH)
             out[lang][member] = dict(zip(qids, hits, strict=True))
     for emb in (main, *routes.values()):
         emb.close()

@@ -27,14 +27,14 @@ from rich.progress import track
 
 from ragstore.beir import bundled_dataset, load_beir
 from ragstore.bilingual.config import BilingualConfig
+from ragstore.collection import Collection, DenseDerived, open_collection
 from ragstore.embedders.cache import CachedEmbedder
 from ragstore.fusion import alpha_fusion, rrf
 from ragstore.lexical import HybridConfig
 from ragstore.metrics import evaluate
 from ragstore.pipeline import sample_dataset
-from ragstore.registry import create_embedder, create_store
+from ragstore.registry import create_embedder
 from ragstore.retrieval import Retriever
-from ragstore.store import VectorStore
 from ragstore.types import Document, Hit
 
 HERE = Path(__file__).resolve().parent
@@ -59,13 +59,13 @@ def ndcg(qrels: dict[str, dict[str, int]], run: dict[str, list[Hit]], qids: list
     return evaluate({q: qrels[q] for q in qids}, ranked, ["nDCG@10"])["nDCG@10"]
 
 
-def index(corpus: list[Document], emb: CachedEmbedder, name: str, lexical: bool) -> VectorStore:
+def index(corpus: list[Document], emb: CachedEmbedder, name: str, lexical: bool) -> Collection:
     docs = [Document(id=d.id, text=d.text, metadata=dict(d.metadata)) for d in corpus]
     for s in track(range(0, len(docs), 64), description=f"embed corpus · {name}", console=console):
         part = docs[s : s + 64]
         for d, v in zip(part, emb.embed_documents([d.text for d in part]), strict=True):
             d.vector = v
-    store = create_store({"type": "memory", "lexical": lexical})
+    store = open_collection({"type": "memory", "lexical": lexical})
     store.upsert(docs)
     return store
 
@@ -83,6 +83,8 @@ def rankings(folder: Path, cache: Path, routes_wanted: bool) -> tuple[dict[str, 
     corpus = load_beir(folder, query_lang="en", corpus_langs="en").corpus
     store = index(corpus, main, "MiniLM", lexical=True)
     routed = {n: index(corpus, e, n, lexical=False) for n, e in routes.items()}
+    both = Collection.view(store)
+    both.derived.update({f"route:{n}": DenseDerived(n, routes[n], c.primary) for n, c in routed.items()})
     out: dict[str, Runs] = {}
     qrels: dict[str, dict] = {}
     for lang in ("en", "zh"):
@@ -98,7 +100,7 @@ def rankings(folder: Path, cache: Path, routes_wanted: bool) -> tuple[dict[str, 
         if lang == "zh":
             for name in routes:
                 prepared = retriever.prepare(texts, "route", members=[name])
-                runs[name] = dict(zip(qids, prepared.run_all(store, DEPTH, routed), strict=True))
+                runs[name] = dict(zip(qids, prepared.run_all(both, DEPTH), strict=True))
             plain = retriever.prepare(texts, "off", search="dense")
             runs["plain"] = dict(zip(qids, plain.run_all(store, DEPTH), strict=True))
             plain_hybrid = retriever.prepare(texts, "off", search="lexical")

@@ -27,8 +27,9 @@ from typing import Any
 from rich.console import Console
 
 from ragstore.beir import bundled_dataset, load_beir
+from ragstore.collection import open_collection
 from ragstore.embedders.cache import CachedEmbedder
-from ragstore.registry import create_embedder, create_store
+from ragstore.registry import create_embedder
 from ragstore.retrieval import Retriever
 from ragstore.types import Document
 
@@ -49,7 +50,7 @@ console = Console(stderr=True)
 def ingest_seconds(block: dict[str, Any], docs: list[Document], folder: Path) -> float:
     shutil.rmtree(folder, ignore_errors=True)
     shutil.rmtree(str(folder) + ".lexical", ignore_errors=True)
-    store = create_store({**block, "path": str(folder)} if block["type"] != "memory" else block)
+    store = open_collection({**block, "path": str(folder)} if block["type"] != "memory" else block)
     try:
         store.drop()
         start = time.perf_counter()
@@ -100,7 +101,7 @@ def main() -> None:
                 plain_s.append(ingest_seconds({**block, "lexical": False}, docs, tmp / f"{name}-a"))
                 lex_s.append(ingest_seconds({**block, "lexical": True}, docs, tmp / f"{name}-b"))
             path = tmp / f"{name}-q"
-            store = create_store(
+            store = open_collection(
                 {**block, "path": str(path), "lexical": True} if name != "memory" else {**block, "lexical": True}
             )
             store.drop()

@@ -26,6 +26,7 @@ import numpy as np
 from ragstore.beir import bundled_dataset, load_beir
 from ragstore.bilingual.config import BilingualConfig
 from ragstore.bilingual.translate import DictionaryTranslator
+from ragstore.collection import Collection, DenseDerived
 from ragstore.embedders.cache import CachedEmbedder
 from ragstore.registry import create_embedder, create_store
 from ragstore.retrieval import Retriever
@@ -91,7 +92,7 @@ def latency(questions: list[str], cache: Path) -> dict[str, Any]:
     translator = DictionaryTranslator()
     translator.translate(questions[:2])
     retriever = Retriever(raw["main"], bilingual, multilingual={n: raw[n] for n in ROUTES}, translator=translator)
-    routes = {n: stores[n] for n in ROUTES}
+    routes = Collection(stores["main"], derived=[DenseDerived(n, raw[n], stores[n]) for n in ROUTES])
     paths: dict[str, tuple[str, list[str] | None]] = {
         "plain": ("off", None),
         "translate": ("translate", None),
@@ -105,7 +106,7 @@ def latency(questions: list[str], cache: Path) -> dict[str, Any]:
         for q in questions:  # one question at a time, as an application asks
             start = time.perf_counter()
             pq = retriever.prepare([q], mode, members=members)
-            pq.run(stores["main"], 0, 10, routes)
+            pq.run(routes, 0, 10)
             times.append((time.perf_counter() - start) * 1000)
         times.sort()
         out[label] = {"p50_ms": statistics.median(times), "p95_ms": times[int(0.95 * (len(times) - 1))]}

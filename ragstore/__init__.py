@@ -14,6 +14,7 @@ from .errors import (
     ConfigError,
     DatasetError,
     DimensionMismatchError,
+    EmbedderMismatchError,
     EngineError,
     FilterError,
     RagstoreError,
@@ -33,9 +34,12 @@ _LAZY = {
     "Embedder": ("ragstore.embedders.base", "Embedder"),
     "create_store": ("ragstore.registry", "create_store"),
     "create_embedder": ("ragstore.registry", "create_embedder"),
+    "Collection": ("ragstore.collection", "Collection"),
+    "open_collection": ("ragstore.collection", "open_collection"),
 }
 
 if TYPE_CHECKING:
+    from .collection import Collection, open_collection
     from .config import RagstoreConfig, load_config
     from .embedders.base import Embedder
     from .pipeline import Ragstore, open
@@ -57,11 +61,13 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BackendNotInstalledError",
     "BackendUnavailableError",
+    "Collection",
     "ConfigError",
     "DatasetError",
     "DimensionMismatchError",
     "Document",
     "Embedder",
+    "EmbedderMismatchError",
     "EngineError",
     "FilterError",
     "Hit",
@@ -75,4 +81,5 @@ __all__ = [
     "create_store",
     "load_config",
     "open",
+    "open_collection",
 ]

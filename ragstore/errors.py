@@ -5,6 +5,7 @@ bug. Each class names the problem so a message alone tells the user what to chan
 
     RagstoreError
     ├── ConfigError                  a config file/key/value is wrong (names the key)
+    │   └── EmbedderMismatchError    a collection opened with another embedder than the one that wrote it
     ├── BackendNotInstalledError     an optional dependency is missing (names the pip command)
     ├── BackendUnavailableError      the engine is installed but cannot be reached / opened
     │   └── EngineError              the engine failed during an operation (its exception is chained)
@@ -31,6 +32,25 @@ class RagstoreError(Exception):
 
 class ConfigError(RagstoreError):
     """A configuration value is missing, unknown or invalid."""
+
+
+class EmbedderMismatchError(ConfigError):
+    """A collection is opened with an embedder other than the one its manifest records (same dimension or
+    not): its vectors would be compared with vectors from another model. ``recorded`` and ``given`` are the
+    two identities."""
+
+    def __init__(self, index: str, recorded: dict[str, Any], given: dict[str, Any], where: str) -> None:
+        self.index, self.recorded, self.given = index, recorded, given
+        super().__init__(
+            f"{where}: index {index!r} was written by embedder {_who(recorded)}, this config gives "
+            f"{_who(given)}; open it with the recorded model, or move the documents to a new collection with "
+            "the new model (`ragstore copy --reembed`)"
+        )
+
+
+def _who(identity: dict[str, Any]) -> str:
+    model = identity.get("model") or identity.get("type", "?")
+    return f"{model} (dim {identity.get('dim')}, weights {identity.get('weights', '?')})"
 
 
 class BackendNotInstalledError(RagstoreError):
@@ -109,6 +129,7 @@ __all__ = [
     "ConfigError",
     "DatasetError",
     "DimensionMismatchError",
+    "EmbedderMismatchError",
     "EngineError",
     "ExportError",
     "ExportGateError",

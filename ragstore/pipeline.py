@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -18,6 +19,7 @@ from tqdm.auto import tqdm
 
 from .beir import bundled_dataset
 from .bilingual.config import Mode
+from .collection import Collection, open_collection
 from .config import RagstoreConfig, load_config
 from .embedders.base import Embedder
 from .embedders.cache import CachedEmbedder
@@ -55,36 +57,47 @@ class Ragstore:
     ) -> None:
         self.config = config or load_config({})
         self.embedder = embedder or self._build_embedder()
-        if store is None:
-            cls, opts = self.config.store_spec()
-            store = cls(opts)
-        self.store = store
-        if self.store.dim is not None and self.store.dim != self.embedder.dim:
-            stored = self.store.dim
-            self.store.close()
-            raise DimensionMismatchError(
-                stored,
-                self.embedder.dim,
-                f"embedder {self.embedder.fingerprint}",
-                "the store was filled by another model: give this model its own store path, or call "
-                "store.drop() and re-ingest",
-            )
-        # the multilingual routes: route name -> (embedder, its own index of the same documents)
-        self.routes: dict[str, tuple[Embedder, VectorStore]] = {}
+        route_embedders: list[Embedder] = []
+        opened: list[VectorStore] = []
         try:
+            if store is None:
+                cls, opts = self.config.store_spec()
+                store = cls(opts)
+                opened.append(store)
+            if store.dim is not None and store.dim != self.embedder.dim:
+                raise DimensionMismatchError(
+                    store.dim,
+                    self.embedder.dim,
+                    f"embedder {self.embedder.fingerprint}",
+                    "the store was filled by another model: give this model its own store path, or call "
+                    "store.drop() and re-ingest",
+                )
+            # the multilingual routes: each a dense index of the same documents, in a store of its own
+            routes: dict[str, tuple[Embedder, VectorStore]] = {}
             for name in self.config.bilingual.routes:
                 ml_embedder = self._wrap(build_embedder(*self.config.embedder_spec(route=name)), "embeddings-ml.sqlite")
+                route_embedders.append(ml_embedder)
                 spec = self.config.multilingual_store_spec(name)
                 assert spec is not None  # a multilingual block always yields a store per route
                 ml_cls, ml_opts = spec
-                self.routes[name] = (ml_embedder, ml_cls(ml_opts))
+                routes[name] = (ml_embedder, ml_cls(ml_opts))
+                opened.append(routes[name][1])
+            ingest = self.config.ingest
+            self.collection: Collection = open_collection(
+                store,
+                embedder=self.embedder,
+                routes=routes,
+                folder=self.config.data_path / "collections",
+                chunking={"chunk_size": ingest.chunk_size, "chunk_overlap": ingest.chunk_overlap},
+            )
         except BaseException:
-            self.close()
+            for one in opened:
+                with suppress(Exception):
+                    one.close()
+            for emb in (*route_embedders, self.embedder):
+                if isinstance(emb, CachedEmbedder):
+                    emb.close()
             raise
-        for _name, (_emb, ml_store) in self.routes.items():
-            if ml_store.count() != self.store.count():  # cheap check at open; sync_multilingual() is full
-                self.sync_multilingual()
-                break
         self.retriever = Retriever(
             self.embedder,
             self.config.bilingual,
@@ -93,6 +106,16 @@ class Ragstore:
             search=self.config.search.mode,
             hybrid=self.config.search.hybrid,
         )
+
+    @property
+    def store(self) -> Collection:
+        """The collection: the primary store and its derived indexes, read and written as one."""
+        return self.collection
+
+    @property
+    def routes(self) -> dict[str, tuple[Embedder, VectorStore]]:
+        """Route name -> (its embedder, its dense index)."""
+        return {name: (d.embedder, d.store) for name, d in self.collection.routes.items()}
 
     @property
     def ml_store(self) -> VectorStore | None:
@@ -106,36 +129,12 @@ class Ragstore:
 
     @property
     def route_stores(self) -> dict[str, VectorStore]:
-        return {name: st for name, (_, st) in self.routes.items()}
+        return self.collection.route_stores
 
     def sync_multilingual(self, *, progress: bool = False) -> int:
-        """Bring every multilingual index in step with the main store (after a route was added to a filled
-        store, or a write to one of them failed half-way): add what it lacks, drop what the main store no
-        longer has. Returns how many documents changed, over all routes."""
-        if not self.routes:
-            return 0
-        main = {d.id: d for d in self.store.get(filter=None)} if self.store.count() else {}
-        changed = 0
-        for name, (ml_embedder, ml_store) in self.routes.items():
-            have = {d.id: d for d in ml_store.get(filter=None)} if ml_store.count() else {}
-            stale = [i for i in have if i not in main]
-            todo = [
-                Document(text=d.text, id=d.id, metadata=dict(d.metadata))
-                for i, d in main.items()
-                if i not in have or have[i].text != d.text or have[i].metadata != d.metadata
-            ]
-            if stale:
-                ml_store.delete(stale)
-            step = self.config.ingest.batch_size
-            with tqdm(total=len(todo), desc=f"sync {name}", unit="doc", disable=not progress or not todo) as bar:
-                for start in range(0, len(todo), step):
-                    batch = todo[start : start + step]
-                    for doc, vec in zip(batch, ml_embedder.embed_documents([d.text for d in batch]), strict=True):
-                        doc.vector = vec
-                    ml_store.upsert(batch)
-                    bar.update(len(batch))
-            changed += len(stale) + len(todo)
-        return changed
+        """Bring every multilingual index in step with the primary store now (the collection also does this
+        on its own whenever a write did not reach one). Returns how many documents changed, over all routes."""
+        return self.collection.rebuild([d.name for d in self.collection.routes.values()])
 
     @classmethod
     def open(cls, config: str | os.PathLike[str] | Mapping[str, Any] | RagstoreConfig | None = None) -> Ragstore:
@@ -197,13 +196,7 @@ class Ragstore:
                 if todo:
                     for doc, vec in zip(todo, self.embedder.embed_documents([d.text for d in todo]), strict=True):
                         doc.vector = vec
-                out += self.store.upsert(batch)
-                for ml_embedder, ml_store in self.routes.values():  # every multilingual index follows
-                    twins = [Document(text=d.text, id=d.id, metadata=dict(d.metadata)) for d in batch]
-                    vecs = ml_embedder.embed_documents([d.text for d in twins])
-                    for twin, vec in zip(twins, vecs, strict=True):
-                        twin.vector = vec
-                    ml_store.upsert(twins)
+                out += self.collection.upsert(batch)  # the lexical index and every route follow
                 bar.update(len(batch))
         return out
 
@@ -240,10 +233,7 @@ class Ragstore:
         return report
 
     def delete(self, ids: Sequence[str] | None = None, *, filter: Filter | None = None) -> int:
-        removed = self.store.delete(ids, filter=filter)
-        for _, ml_store in self.routes.values():
-            ml_store.delete(ids, filter=filter)
-        return removed
+        return self.collection.delete(ids, filter=filter)
 
     # ----------------------------------------------------------------- reads
     def search(
@@ -296,9 +286,7 @@ class Ragstore:
         if isinstance(queries, str):
             raise ValidationError("query_many() takes a list of queries; wrap a single query in a list")
         top = self.config.search.k if k is None else k
-        return self.retriever.search(
-            self.store, queries, top, filter, mode=bilingual, second=self.route_stores, search=mode
-        )
+        return self.retriever.search(self.collection, queries, top, filter, mode=bilingual, search=mode)
 
     def get(self, ids: Sequence[str]) -> list[Document]:
         return self.store.get(ids)
@@ -326,13 +314,18 @@ class Ragstore:
                     name: {"embedder": emb.describe(), "count": st.count(), "dim": st.dim, **st.describe()}
                     for name, (emb, st) in self.routes.items()
                 },
+                "manifest": self.collection.manifest() if self.store.dim is not None else None,
+                "notes": list(self.collection.notes),
             }
         )
 
     def close(self) -> None:
-        self.store.close()
-        for emb, ml_store in getattr(self, "routes", {}).values():
-            ml_store.close()
+        collection = getattr(self, "collection", None)
+        if collection is None:
+            return
+        embedders = [d.embedder for d in collection.routes.values()]
+        collection.close()
+        for emb in embedders:
             if isinstance(emb, CachedEmbedder):
                 emb.close()
         if isinstance(self.embedder, CachedEmbedder):

@@ -6,9 +6,10 @@ as users run it.
 
 The work is split in two so the bench can time only the search: ``prepare`` does everything that depends
 on the query texts alone (language detection, translation, every embedding) and returns ``Prepared``
-queries; ``Prepared.run`` / ``run_all`` search any store with them (and the multilingual indexes, the
-"routes", for routed queries), fusing the rankings a query's plan names with weighted reciprocal rank
-fusion.
+queries; ``Prepared.run`` / ``run_all`` search any collection with them (its primary store, its
+multilingual indexes -- the "routes" -- for routed queries, its BM25 index for lexical legs), fusing the
+rankings a query's plan names with weighted reciprocal rank fusion. A bare store is read as a collection
+without derived indexes.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from .bilingual.config import MODES, TRANSLATE, BilingualConfig, Mode
 from .bilingual.query import QueryPlan, plan_queries
 from .bilingual.translate import Translator, create_translator
+from .collection import Collection
 from .embedders.base import Embedder
 from .errors import ConfigError, ValidationError
 from .filters import Filter, Node, parse_filter
@@ -35,7 +37,8 @@ from .types import Hit
 #: bench query-path names -> bilingual modes; ``route:<name>`` and ``both:<a>+<b>`` pick members; a
 #: ``/lexical`` or ``/hybrid`` suffix picks the search mode
 PATH_MODES: dict[str, Mode] = {"plain": "off", "translate": "translate", "route": "route", "both": "both"}
-Indexes = VectorStore | Mapping[str, VectorStore] | None
+#: what the query path searches: a collection, or a bare store (a collection without derived indexes)
+Searchable = Collection | VectorStore
 
 
 def split_search(name: str) -> tuple[str, SearchMode]:
@@ -90,9 +93,9 @@ def _canonical(hits: list[Hit]) -> list[Hit]:
 class Prepared:
     """Queries made ready for one embedder (and the multilingual ones): only the searches are left.
 
-    ``run(store, i, k, routes)`` answers query ``i``; ``run_all`` answers every query through the engines'
-    batch calls. ``routes`` maps route names to their indexes (a single store stands for the only route);
-    they are needed when any query was routed (``needs_second``).
+    ``run(collection, i, k)`` answers query ``i``; ``run_all`` answers every query through the engines'
+    batch calls. Routed queries read the collection's route indexes (``needs_second``: some query was
+    routed).
     """
 
     def __init__(
@@ -116,15 +119,6 @@ class Prepared:
     def texts(self) -> list[str]:
         """What the main embedder embedded, per query (the translation where one was made)."""
         return [p.text for p in self.plans]
-
-    def _index(self, routes: Indexes, name: str) -> VectorStore:
-        if isinstance(routes, VectorStore):
-            if len(self.routed) > 1:
-                raise ConfigError(f"queries use {len(self.routed)} multilingual indexes: pass them by route name")
-            return routes
-        if routes is None or name not in routes:
-            raise ConfigError(f"routed queries need the multilingual index {name!r} (bilingual.multilingual)")
-        return routes[name]
 
     def _legs(self, i: int) -> list[str]:
         """The rankings query ``i`` fuses: its dense members (the main index alone for a plain query) and
@@ -164,13 +158,12 @@ class Prepared:
         weights = [self.hybrid.weight if m == LEXICAL else self.weights.get(m, 1.0) for m in names]
         return rrf([legs[m] for m in names], k, constant, weights)
 
-    def _lexical(self, store: VectorStore, i: int, depth: int, filter: Filter | Node | None) -> list[Hit]:
+    def _lexical(self, store: Collection, i: int, depth: int, filter: Filter | Node | None) -> list[Hit]:
         text = self.plans[i].lexical_text
         return store.search_lexical(text, depth, filter) if text else []
 
-    def run(
-        self, store: VectorStore, i: int, k: int, second: Indexes = None, filter: Filter | Node | None = None
-    ) -> list[Hit]:
+    def run(self, collection: Searchable, i: int, k: int, filter: Filter | Node | None = None) -> list[Hit]:
+        store = Collection.view(collection)
         plan = self.plans[i]
         names = self._legs(i)
         if names == [TRANSLATE] and not plan.members:
@@ -181,18 +174,17 @@ class Prepared:
             if m == TRANSLATE
             else self._lexical(store, i, depth, filter)
             if m == LEXICAL
-            else self._index(second, m).search(self.routed[m][i], depth, filter)
+            else store.route(m).search(self.routed[m][i], depth, filter)
             for m in names
         }
         return self._fuse(i, legs, k)
 
-    def run_all(
-        self, store: VectorStore, k: int, second: Indexes = None, filter: Filter | Node | None = None
-    ) -> list[list[Hit]]:
+    def run_all(self, collection: Searchable, k: int, filter: Filter | Node | None = None) -> list[list[Hit]]:
         """Every query, through each engine's batch call (one call per index and search depth)."""
+        store = Collection.view(collection)
         legs: dict[int, dict[str, list[Hit]]] = {i: {} for i in range(self.n)}
 
-        def batch(index: VectorStore, name: str, vecs: Mapping[int, np.ndarray]) -> None:
+        def batch(index: VectorStore | Collection, name: str, vecs: Mapping[int, np.ndarray]) -> None:
             groups: dict[int, list[int]] = {}
             for i in vecs:
                 groups.setdefault(self._depth(i, k), []).append(i)
@@ -207,7 +199,7 @@ class Prepared:
         for name, vecs in self.routed.items():
             wanted = {i: v for i, v in vecs.items() if name in self._legs(i)}
             if wanted:
-                batch(self._index(second, name), name, wanted)
+                batch(store.route(name), name, wanted)
         for i in range(self.n):
             if LEXICAL in self._legs(i):
                 legs[i][LEXICAL] = self._lexical(store, i, self._depth(i, k), filter)
@@ -218,7 +210,7 @@ class Prepared:
 
 
 def search_with_vector(
-    store: VectorStore,
+    collection: Searchable,
     vector: Any,
     text: str | None,
     k: int,
@@ -229,6 +221,7 @@ def search_with_vector(
 ) -> list[Hit]:
     """One query whose embedding a framework already made (LlamaIndex, LangChain without a ragstore config):
     the dense leg from ``vector``, the lexical leg from ``text``, fused like ``Prepared`` fuses them."""
+    store = Collection.view(collection)
     if search == "dense":
         return store.search(vector, k, filter)
     store.require_lexical()
@@ -244,7 +237,7 @@ def search_with_vector(
     else:  # only stop words or symbols: the dense leg alone
         plan.search = "dense"
     prepared = Prepared([plan], np.asarray(vector, dtype=np.float32)[None, :], {}, RRF_K, hybrid=hybrid)
-    return prepared.run(store, 0, k, None, filter)
+    return prepared.run(store, 0, k, filter)
 
 
 def _search_mode(search: str | None, default: SearchMode) -> SearchMode:
@@ -391,25 +384,25 @@ class Retriever:
 
     def search(
         self,
-        store: VectorStore,
+        collection: Searchable,
         queries: Sequence[str],
         k: int,
         filter: Filter | Node | None = None,
         *,
         mode: str | None = None,
-        second: Indexes = None,
         vectors: Any | None = None,
         members: Sequence[str] | None = None,
         search: str | None = None,
         hybrid: HybridConfig | None = None,
     ) -> list[SearchResult]:
-        """Every query answered over ``store`` (and the route indexes ``second`` for routed ones), with how
-        it was served."""
+        """Every query answered over ``collection`` (its route indexes for routed ones), with how it was
+        served."""
+        store = Collection.view(collection)
         node = parse_filter(filter, store.options.filter_limits)  # checked before any translation or embedding
         if self.check_search_mode(search) != "dense" and not store.lexical:
             store.require_lexical()
         prepared = self.prepare(queries, mode, vectors=vectors, members=members, search=search, hybrid=hybrid)
-        return prepared.results(prepared.run_all(store, k, second, node))
+        return prepared.results(prepared.run_all(store, k, node))
 
     def close(self) -> None:
         close = getattr(self._translator, "close", None)

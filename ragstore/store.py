@@ -7,14 +7,15 @@ same error, before anything is written.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import re
-import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Annotated, Any, ClassVar, Literal, Self
@@ -37,7 +38,6 @@ from .errors import (
     describe_problems,
 )
 from .filters import MAX_ATOMS, MAX_DEPTH, MAX_VALUES, Filter, FilterLimits, Node, parse_filter
-from .lexical import LexicalIndex
 from .types import Document, Hit, Metadata, Metric, check_text_chars, validate_id, validate_metadata
 
 DEFAULT_BATCH_SIZE = 512
@@ -46,6 +46,8 @@ MAX_K = 16_384
 #: SQLite (FAISS's sidecar, the lexical index) refuses expression trees deeper than 1,000; ragstore's
 #: compiled atoms stay under it up to here (measured: 700 atoms passed, 1,000 failed)
 SQLITE_MAX_FILTER_ATOMS = 900
+#: the collection's BM25 settings live in the store block and may change on an open store (scored at query time)
+LEXICAL_TUNABLE = ("bm25_k1", "bm25_b")
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class Capabilities:
     exact: bool = True  # False for approximate indexes (HNSW, IVF): results may differ from exact search
     #: an acknowledged write is on disk when ``upsert``/``delete`` return (False: only after ``flush``/``close``)
     durable_writes: bool = True
-    #: a BM25 index of the texts is kept beside the vectors (``lexical: true``): lexical and hybrid search
+    #: a BM25 index of the texts is kept beside the vectors (a collection with ``lexical: true``)
     lexical: bool = False
     hybrid: bool = False
 
@@ -95,14 +97,15 @@ class StoreOptions(BaseModel):
     dim: int | None = Field(default=None, gt=0, description="fixed at the first upsert when not given")
     batch_size: int = Field(default=DEFAULT_BATCH_SIZE, gt=0)
     lexical: bool = Field(
-        default=False, description="keep a BM25 index of the texts beside the vectors (lexical and hybrid search)"
+        default=False,
+        description="the collection keeps a BM25 index of the texts beside the vectors (lexical and hybrid search)",
     )
     bm25_k1: float = Field(default=1.2, gt=0, le=10, description="BM25 term-frequency saturation")
     bm25_b: float = Field(default=0.75, ge=0, le=1, description="BM25 document-length normalisation")
     lexical_path: str | None = Field(
         default=None,
-        description="folder for the lexical index (default: '<path>.lexical' beside an embedded store; "
-        "required on a server)",
+        description="folder for the collection's local files: lexical index, write journal (default: "
+        "'<path>.lexical' beside an embedded store; required on a server for a lexical index)",
     )
     #: comparisons the engine's filter language is known to take in one filter (None: no limit found up to
     #: 10,000); ``max_filter_atoms`` may not be set above it
@@ -191,8 +194,6 @@ class VectorStore(ABC):
     one_process_per_path: ClassVar[bool] = False
     #: Options that may change on an open store without rebuilding it (search-time knobs such as ``ef_search``).
     tunable: ClassVar[tuple[str, ...]] = ()
-    #: tunable on every store: BM25 is scored at query time
-    LEXICAL_TUNABLE: ClassVar[tuple[str, ...]] = ("bm25_k1", "bm25_b")
 
     #: the validated options this store was opened with (adapters narrow the type)
     options: StoreOptions
@@ -214,7 +215,7 @@ class VectorStore(ABC):
         #: searches share it, writes and close take it alone (see ``ragstore._locks``)
         self._lock = RWLock()
         self._path_lock: str | None = None
-        self._lex: LexicalIndex | None = None
+        self._manifest_text: str | None = None
         path = getattr(opts, "path", None)
         if self.one_process_per_path and path and not opts.remote:
             self._path_lock = lock_folder(path, f"{self.name} store")
@@ -226,14 +227,9 @@ class VectorStore(ABC):
         try:
             with self._engine("open the collection"):
                 self._adopt_or_create()
-            if opts.lexical:
-                self._lex = self._open_lexical()
         except BaseException:
             with suppress(Exception):
                 self._abandon()
-            if self._lex is not None:
-                with suppress(Exception):
-                    self._lex.close()
             self._unlock_path()
             self._closed = True
             raise
@@ -280,85 +276,62 @@ class VectorStore(ABC):
         except Exception as exc:
             raise EngineError(f"{self.name} failed to {doing}: {type(exc).__name__}: {exc}") from exc
 
-    # ----------------------------------------------------------------- lexical index
-    def lexical_file(self) -> Path | None:
-        """Where the lexical index lives: ``lexical_path`` or ``<path>.lexical``, one file per collection;
-        None keeps it in RAM (RAM stores)."""
+    # ----------------------------------------------------------------- identity and manifest
+    def location(self) -> str:
+        """Where this collection lives, as one string that differs between any two collections (engine,
+        server or folder, collection name); secrets in server addresses are hashed, never shown."""
         opts = self.options
-        name = getattr(opts, opts.name_key, None) if opts.name_key else None
-        file = re.sub(r"[^A-Za-z0-9_.-]", "_", str(name or "index")) + ".sqlite"
-        if opts.lexical_path:
-            return Path(os.path.expanduser(opts.lexical_path)) / file
-        if opts.remote:
-            raise ConfigError(
-                f"{self.name} on a server keeps its lexical index in a local file: set store.lexical_path "
-                "(a folder every process that writes this collection can reach)"
-            )
+        parts = [self.name]
+        for key in opts.remote_keys:
+            value = getattr(opts, key, None)
+            if value:
+                parts.append(f"{key}#" + hashlib.sha256(str(value).encode()).hexdigest()[:16])
         path = getattr(opts, "path", None)
-        return Path(f"{path}.lexical") / file if path else None
+        if path and not opts.remote:
+            parts.append(os.path.realpath(os.path.expanduser(str(path))))
+        if opts.name_key is not None:
+            parts.append(str(getattr(opts, opts.name_key)))
+        if len(parts) == 1:
+            parts.append(f"ram@{os.getpid()}:{id(self)}")
+        return "|".join(parts)
 
-    def _open_lexical(self) -> LexicalIndex:
-        """Open the index; rebuild it from the store's own texts when it is missing (an older store, a new
-        ``lexical: true``), left mid-write by a crash, or out of step."""
-        opts = self.options
-        try:
-            lex = LexicalIndex(self.lexical_file(), k1=opts.bm25_k1, b=opts.bm25_b)
-        except (OSError, sqlite3.Error) as exc:
-            raise BackendUnavailableError(f"cannot open the lexical index of {self.name}: {exc}") from exc
-        try:
-            with self._lock.write(), self._engine("check the lexical index"):
-                stored = 0 if self._dim is None else self._count(None)
-                why = lex.stale(stored)
-                if why is not None:
-                    docs = self._get_where(None, None) if stored else []
-                    lex.rebuild(((d.id, d.text, d.metadata) for d in docs), total=stored)
-        except BaseException:
-            lex.close()
-            raise
-        return lex
-
-    def _lexical_begin(self) -> None:
-        if self._lex is not None:
-            self._lex.begin_write()
-
-    @property
-    def lexical(self) -> bool:
-        """Whether lexical and hybrid search work on this store (``lexical: true``)."""
-        return self._lex is not None
-
-    def lexical_terms(self, query: str) -> list[str]:
-        """The terms a lexical search for ``query`` looks up (empty: only stop words, punctuation or emoji)."""
-        self.require_lexical()
-        assert self._lex is not None
-        if not isinstance(query, str):
-            raise ValidationError(f"query must be a string, got {type(query).__name__}")
-        return self._lex.terms(query)
-
-    def search_lexical(self, query: str, k: int = 10, filter: Filter | Node | None = None) -> list[Hit]:
-        """The ``k`` best documents by BM25 that match ``filter`` (scores are BM25, higher is better); empty
-        when the query has no terms. Same terms and scores on every backend."""
+    def read_manifest(self) -> dict[str, Any] | None:
+        """The manifest kept with this collection in the engine (None: none yet, or no collection)."""
         self._check_open()
-        _check_k(k)
-        terms = self.lexical_terms(query)
-        node = self._parse_filter(filter)
-        assert self._lex is not None
-        with self._lock.read(), self._engine("search the lexical index"):
+        if self._dim is None:
+            return None
+        with self._lock.read(), self._engine("read the collection manifest"):
+            text = self._read_manifest()
+        if not text:
+            return None
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    def write_manifest(self, manifest: Mapping[str, Any]) -> None:
+        """Keep ``manifest`` with the collection (a table row, a collection property, a file in its folder);
+        only once the collection exists."""
+        self._check_open()
+        if self._dim is None:
+            raise ValidationError("the collection does not exist yet: write a document first")
+        text = json.dumps(manifest, ensure_ascii=False, sort_keys=True)
+        with self._lock.write(), self._engine("write the collection manifest"):
             self._check_open()
-            return self._lex.search(terms, int(k), node)
+            self._write_manifest(text)
 
-    def require_lexical(self) -> None:
-        """Raise ``UnsupportedFeatureError`` saying how to add the index when this store has none."""
-        self._check_open()
-        if self._lex is None:
-            raise UnsupportedFeatureError(
-                f"{self.name} store has no lexical index: set `lexical: true` in its store block (it is built "
-                "from the stored texts when the store next opens)"
-            )
+    def _read_manifest(self) -> str | None:
+        return self._manifest_text
+
+    def _write_manifest(self, text: str) -> None:
+        """Default: kept in RAM with the store (engines override to keep it in the collection)."""
+        self._manifest_text = text
 
     # ----------------------------------------------------------------- properties
     @property
     def capabilities(self) -> Capabilities:
-        return replace(self._capabilities(), lexical=self._lex is not None, hybrid=self._lex is not None)
+        return self._capabilities()
 
     def _capabilities(self) -> Capabilities:
         return Capabilities()
@@ -382,16 +355,9 @@ class VectorStore(ABC):
         with self._lock.write(), self._engine("write"):
             self._check_open()
             self._ensure_dim(vectors.shape[1])
-            self._lexical_begin()
-            done = 0
-            try:
-                for start in range(0, len(ids), step):
-                    end = start + step
-                    self._upsert(ids[start:end], vectors[start:end], texts[start:end], metas[start:end])
-                    done = min(end, len(ids))
-            finally:
-                if self._lex is not None:  # what reached the store; a failed batch leaves `pending` raised
-                    self._lex.upsert(ids[:done], texts[:done], metas[:done], finish=done == len(ids))
+            for start in range(0, len(ids), step):
+                end = start + step
+                self._upsert(ids[start:end], vectors[start:end], texts[start:end], metas[start:end])
         return ids
 
     def search(self, vector: Any, k: int = 10, filter: Filter | Node | None = None) -> list[Hit]:
@@ -485,11 +451,7 @@ class VectorStore(ABC):
                 return 0
             with self._lock.write(), self._engine("delete"):
                 self._check_open()
-                self._lexical_begin()
-                removed = self._delete_ids(wanted)
-                if self._lex is not None:
-                    self._lex.delete(wanted)
-                return removed
+                return self._delete_ids(wanted)
         node = self._parse_filter(filter)
         if node is None:
             raise ValidationError("delete() needs ids or a non-empty filter; use clear() to remove everything")
@@ -499,11 +461,7 @@ class VectorStore(ABC):
             return 0
         with self._lock.write(), self._engine("delete"):
             self._check_open()
-            self._lexical_begin()
-            removed = self._delete_where(node)
-            if self._lex is not None:
-                self._lex.delete_where(node)
-            return removed
+            return self._delete_where(node)
 
     def count(self, filter: Filter | Node | None = None) -> int:
         """Number of documents, optionally only those matching ``filter``."""
@@ -521,10 +479,7 @@ class VectorStore(ABC):
         with self._lock.write(), self._engine("clear"):
             self._check_open()
             if self._dim is not None:
-                self._lexical_begin()
                 self._clear()
-            if self._lex is not None:
-                self._lex.clear()
 
     def drop(self) -> None:
         """Delete the collection itself (table, index, files); the store stays open, empty and dimensionless,
@@ -532,24 +487,21 @@ class VectorStore(ABC):
         with self._lock.write(), self._engine("drop the collection"):
             self._check_open()
             if self._dim is not None:
-                self._lexical_begin()
                 self._drop()
             self._dim = None
-            if self._lex is not None:
-                self._lex.clear()
+            self._manifest_text = None
 
     def storage_bytes(self) -> int | None:
         """Bytes this store occupies on disk (None for RAM-only or remote stores), for size comparisons."""
         path = getattr(self, "path", None)
-        lexical = self._lex.storage_bytes() if self._lex is not None else 0
         if path is None:
             return None
         root = Path(path)
         if root.is_file():
-            return root.stat().st_size + lexical
+            return root.stat().st_size
         if not root.is_dir():
             return None
-        return sum(f.stat().st_size for f in root.rglob("*") if f.is_file() and not f.is_symlink()) + lexical
+        return sum(f.stat().st_size for f in root.rglob("*") if f.is_file() and not f.is_symlink())
 
     def tune(self, **settings: Any) -> None:
         """Change search-time options on an open store (e.g. an ``ef_search`` sweep over one built index).
@@ -559,7 +511,7 @@ class VectorStore(ABC):
         """
         self._check_open()
         trial = self.options.model_copy()
-        tunable = (*self.tunable, *self.LEXICAL_TUNABLE)
+        tunable = (*self.tunable, *LEXICAL_TUNABLE)
         for name, value in settings.items():
             if name not in tunable:
                 can = ", ".join(tunable)
@@ -578,8 +530,6 @@ class VectorStore(ABC):
     def _tune(self, name: str, value: Any) -> None:
         """Apply one validated search-time option; backends that must tell the engine override this."""
         setattr(self.options, name, value)
-        if self._lex is not None and name in self.LEXICAL_TUNABLE:
-            self._lex.k1, self._lex.b = self.options.bm25_k1, self.options.bm25_b
 
     def describe(self) -> dict[str, Any]:
         """Where and how this store keeps its data (for ``info`` and logs); never secrets."""
@@ -604,9 +554,6 @@ class VectorStore(ABC):
                     with self._engine("close"):
                         self._close()
                 finally:
-                    if self._lex is not None:
-                        with suppress(Exception):
-                            self._lex.close()
                     self._unlock_path()
 
     def _unlock_path(self) -> None:

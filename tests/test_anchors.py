@@ -75,3 +75,26 @@ def test_exact_backends_reproduce_the_anchors(kind: str, embedded: dict[str, Any
     assert en == pytest.approx(0.8301, abs=1e-4), "English -> English anchor (0.830 +- 0.002, here 0.8301)"
     assert abs(en - 0.830) <= 0.002
     assert zh == pytest.approx(0.0489, abs=1e-4), "Chinese -> English baseline (about 0.049, here 0.0489)"
+
+
+def test_the_default_backend_keeps_the_anchor_within_its_gate(embedded: dict[str, Any]) -> None:
+    """``backend: auto`` (the default) may run an int8/bf16 export: its English anchor stays within the export
+    gate's 0.005 of torch's, and its vectors keep torch's manifest identity (the same model)."""
+    from ragstore.embedders.sentence_transformers import SentenceTransformerEmbedder
+
+    auto = SentenceTransformerEmbedder("all-MiniLM-L6-v2")
+    torch = SentenceTransformerEmbedder("all-MiniLM-L6-v2", backend="torch")
+    assert auto.identity()["key"] == torch.identity()["key"]
+    ids, _vecs, qrels = embedded["queries"]["en"]
+    en = load_beir(XQUAD, query_lang="en", corpus_langs="en")
+    store = create_store({"type": "memory"})
+    try:
+        docs = list(embedded["corpus"])
+        vectors = auto.embed_documents([d.text for d in docs])
+        store.upsert(
+            [type(d)(id=d.id, text=d.text, metadata=d.metadata, vector=v) for d, v in zip(docs, vectors, strict=True)]
+        )
+        got = _ndcg(store, ids, auto.embed_query([en.queries[q] for q in ids]), qrels)
+    finally:
+        store.close()
+    assert abs(got - 0.8301) <= 0.005, f"backend {auto.backend}-{auto.quantize}: {got:.4f}"

@@ -343,7 +343,7 @@ def test_bench_reproduces_the_xquad_anchors(tmp_path: Path, minilm: Any) -> None
     cfg = _config(
         tmp_path,
         dataset={"path": str(XQUAD), "queries": ["en", "zh"], "corpus": "en"},
-        embedders=[{"type": "sentence-transformers", "model": "all-MiniLM-L6-v2"}],
+        embedders=[{"type": "sentence-transformers", "model": "all-MiniLM-L6-v2", "backend": "torch"}],
         stores=[{"type": "faiss", "index": "flat"}, {"type": "memory"}],
     )
     result = run_bench(plan(load_bench_config(cfg)), progress=False)

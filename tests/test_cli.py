@@ -45,6 +45,7 @@ def test_ingest_search_info(cfg: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0 and "twelve" in res.output and "SMSF" not in res.output
     res = runner.invoke(app, ["info", "-c", str(cfg)])
     assert res.exit_code == 0 and '"count": 2' in res.output and "ragstore[faiss]" in res.output
+    assert '"manifest"' in res.output and '"weights": "hashing:64:True"' in res.output  # who wrote the store
     # the same folder by another spelling of its path: nothing new, nothing duplicated
     res = runner.invoke(app, ["ingest", str(tmp_path / "docs" / ".." / "docs"), "-c", str(cfg), "--no-progress"])
     assert res.exit_code == 0 and "0 embedded" in res.output, res.output
@@ -116,3 +117,16 @@ def test_demo_on_the_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, min
     assert "2/2 queries have a judged-relevant passage" in res.output
     again = runner.invoke(app, ["demo", "--queries", "2"])
     assert "(0 embedded, 62 unchanged)" in again.output
+
+
+def test_another_model_is_refused_by_the_manifest(cfg: Path, tmp_path: Path) -> None:
+    """The store records its embedder: a config naming another model of the same dimension is refused with
+    the way out, and the data is untouched."""
+    res = runner.invoke(app, ["ingest", str(tmp_path / "docs"), "-c", str(cfg), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    other = tmp_path / "other.yaml"
+    other.write_text("embedder: {type: hashing, dim: 64, seed: other}\nstore: {type: faiss}\n", encoding="utf-8")
+    res = runner.invoke(app, ["search", "rate", "-c", str(other)])
+    assert res.exit_code != 0 and "EmbedderMismatchError" in res.output and "ragstore copy --reembed" in res.output
+    res = runner.invoke(app, ["info", "-c", str(cfg)])
+    assert res.exit_code == 0 and '"count": 2' in res.output

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from ragstore.collection import open_collection
 from ragstore.registry import create_store
 
 _WRITER = """
 import json, sys
-from ragstore.registry import create_store
+from ragstore.collection import open_collection
 from ragstore.testing import make_docs
-store = create_store(json.loads(sys.argv[1]))
+store = open_collection(json.loads(sys.argv[1]))
 docs = make_docs(6000, seed=8)
 for i, doc in enumerate(docs):
     doc.id = f"c-{i:05d}"
@@ -78,7 +79,7 @@ def test_kill_9_mid_upsert_leaves_the_lexical_index_in_step(tmp_path: Path, kind
 
     config = {"type": kind, "path": str(tmp_path / kind), "lexical": True}
     committed = _kill_writer(config, 400)
-    store = create_store(config)
+    store = open_collection(config)
     try:
         n = store.count()
         assert n >= committed

@@ -40,7 +40,7 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
 def test_export_gives_torch_vectors_in_the_callers_order(tiny_model: Path, tmp_path: Path, backend: str) -> None:
     options = {"query_prefix": "query: ", "passage_prefix": "passage: ", "truncate_dim": 16, "batch_size": 2}
-    torch_emb = SentenceTransformerEmbedder(str(tiny_model), **options)  # type: ignore[arg-type]
+    torch_emb = SentenceTransformerEmbedder(str(tiny_model), backend="torch", **options)  # type: ignore[arg-type]
     emb = SentenceTransformerEmbedder(str(tiny_model), backend=backend, export_dir=str(tmp_path), **options)  # type: ignore[arg-type]
     for method in ("embed_documents", "embed_query"):
         ref, out = getattr(torch_emb, method)(TEXTS), getattr(emb, method)(TEXTS)
@@ -97,8 +97,11 @@ def test_a_model_that_cannot_be_exported_says_why(tiny_model: Path, tmp_path: Pa
 
 
 def test_config_errors_and_missing_runtimes(tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    block = {"type": "sentence-transformers", "model": str(tiny_model)}
     with pytest.raises(ConfigError, match="quantize: int8 needs backend"):
-        create_embedder({"type": "sentence-transformers", "model": str(tiny_model), "quantize": "int8"})
+        create_embedder({**block, "quantize": "int8", "backend": "torch"})
+    with pytest.raises(ConfigError, match="chosen by backend: auto"):
+        create_embedder({**block, "quantize": "int8"})
     with pytest.raises(ConfigError, match="backend"):
         create_embedder({"type": "sentence-transformers", "model": str(tiny_model), "backend": "tensorrt"})
     monkeypatch.setitem(sys.modules, "openvino", None)  # as if the accel extra were not installed
@@ -157,7 +160,7 @@ def test_retrained_weights_are_exported_again(tiny_model: Path, tmp_path: Path) 
     st.save(str(folder))  # "re-trained" in place
     second = SentenceTransformerEmbedder(str(folder), backend="onnx")
     assert model.stat().st_mtime_ns != made
-    retrained = SentenceTransformerEmbedder(str(folder)).embed_documents(TEXTS)
+    retrained = SentenceTransformerEmbedder(str(folder), backend="torch").embed_documents(TEXTS)
     assert _cos(second.embed_documents(TEXTS), retrained).min() > 0.9999
     assert _cos(first.embed_documents(TEXTS), retrained).min() < 0.9999
 
@@ -168,7 +171,7 @@ def test_bench_names_exported_variants_and_skips_a_refused_one(tiny_model: Path,
     base = {"type": "sentence-transformers", "model": str(tiny_model), "export_dir": str(tmp_path / "exports")}
     config = {
         "embedders": [
-            {"type": "sentence-transformers", "model": str(tiny_model)},
+            {"type": "sentence-transformers", "model": str(tiny_model), "backend": "torch"},
             {**base, "backend": "onnx"},
             {**base, "backend": "onnx", "quantize": "int8", "gate_min_cosine": 1.0},  # cannot pass
         ],
@@ -214,3 +217,26 @@ def test_an_edited_gate_report_is_never_trusted(tiny_model: Path, tmp_path: Path
     assert third.gate_report is not None and third.gate_report["passed"]
     assert json.loads(report_file.read_text(encoding="utf-8"))["passed"] is True
     assert oct((tmp_path / "gate.key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_backend_auto_takes_the_fastest_gated_export_or_torch(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``backend: auto`` (the default) runs the first variant of ``AUTO_ORDER`` whose export passes its gate;
+    its vectors are the same model's (one manifest identity key), and without the accel extra it is torch."""
+    from ragstore.embedders import export
+
+    block = {"type": "sentence-transformers", "model": str(tiny_model), "export_dir": str(tmp_path / "x")}
+    torch_emb = create_embedder({**block, "backend": "torch"})
+    auto = create_embedder(block)
+    assert auto.describe()["requested"] == "auto"
+    tried = auto.describe()["auto_skipped"]
+    assert (auto.backend, auto.quantize) == export.AUTO_ORDER[len(tried)]  # earlier variants failed their gate
+    assert all(f"{b}-{q}" in t for (b, q), t in zip(export.AUTO_ORDER, tried, strict=False))
+    assert auto.identity()["key"] == torch_emb.identity()["key"] and auto.identity()["variant"] != "torch"
+    a, t = auto.embed_documents(["one text"]), torch_emb.embed_documents(["one text"])
+    assert float(a[0] @ t[0]) > 0.99  # what its gate checked
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    plain = create_embedder(block)
+    assert plain.backend == "torch" and plain.describe()["auto_skipped"] == []

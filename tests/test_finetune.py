@@ -184,10 +184,10 @@ def test_tiny_model_trains_with_lora_matryoshka_and_cached_loss(tmp_path: Path, 
     assert card.startswith("---") and "Fine-tuned from" in card and "| nDCG@10 |" in card
     assert not list(folder.glob("adapter_*"))  # LoRA merged: a plain sentence-transformers folder
     # the saved folder reproduces the "after" figure when loaded the way a config loads it
-    again = SentenceTransformerEmbedder(str(folder))
+    again = SentenceTransformerEmbedder(str(folder), backend="torch")
     data = load_training_data(load_finetune_config(cfg))
     assert score(again, data)["full"]["nDCG@10"] == pytest.approx(result.after["nDCG@10"], abs=1e-4)
-    base = SentenceTransformerEmbedder(str(tiny_model))
+    base = SentenceTransformerEmbedder(str(tiny_model), backend="torch")
     assert score(base, data)["full"]["nDCG@10"] == pytest.approx(result.before["nDCG@10"], abs=1e-6)
     assert not np.allclose(again.embed_documents(["x y"]), base.embed_documents(["x y"]))  # weights changed
 
@@ -199,7 +199,7 @@ def test_score_matches_an_independent_computation(tiny_model: Path) -> None:
     from ragstore.finetune.run import score
 
     data = load_training_data(load_finetune_config(_sample_cfg(Path("."), str(tiny_model))))
-    emb = SentenceTransformerEmbedder(str(tiny_model))
+    emb = SentenceTransformerEmbedder(str(tiny_model), backend="torch")
     ids = list(data.corpus)
     d = emb.embed_documents([data.corpus[i] for i in ids])
     run = {}

@@ -184,12 +184,18 @@ def test_index_mining_drops_likely_false_negatives(minilm_available: bool) -> No
         "Paris is the capital of France.",
     ]
     rows, bare, info = mine_from_index(
-        SentenceTransformerEmbedder("all-MiniLM-L6-v2"), pairs, corpus, NegativesSpec(num=1, relative_margin=0.05)
+        SentenceTransformerEmbedder("all-MiniLM-L6-v2", backend="torch"),
+        pairs,
+        corpus,
+        NegativesSpec(num=1, relative_margin=0.05),
     )
     assert rows["negative"] == ["Berlin is the capital of Germany."] and not bare
     assert info["margin_dropped"] == 1 and info["mined_for"] == 1
     rows, bare, info = mine_from_index(
-        SentenceTransformerEmbedder("all-MiniLM-L6-v2"), pairs, corpus, NegativesSpec(num=1, relative_margin=None)
+        SentenceTransformerEmbedder("all-MiniLM-L6-v2", backend="torch"),
+        pairs,
+        corpus,
+        NegativesSpec(num=1, relative_margin=None),
     )
     assert rows["negative"] == ["The capital of France is Paris."]  # without the margin it would be trained away
 
@@ -203,7 +209,7 @@ def test_mining_store_must_be_empty(tmp_path: Path, tiny_model: Path) -> None:
     block = {"type": "memory", "path": str(tmp_path / "store")}
     with create_store(block) as store:
         store.upsert([Document(text="keep me", id="k", vector=[1.0] * 32)])
-    emb = SentenceTransformerEmbedder(str(tiny_model))
+    emb = SentenceTransformerEmbedder(str(tiny_model), backend="torch")
     with pytest.raises(ConfigError, match="empty store"):
         mine_from_index(emb, [Pair("q", "p")], ["x", "y"], NegativesSpec(store=block))
     with create_store(block) as store:
@@ -233,7 +239,7 @@ def test_dev_split_early_stopping_restores_the_best_epoch(tmp_path: Path, tiny_m
     assert [m["at_epoch"] for m in fit["mining"]] == [0.0, 1.0] and fit["mining"][1]["miner"] == "index"
     data = load_training_data(load_finetune_config(cfg))
     assert data.dev and not {p.group for p in data.dev} & {p.group for p in data.train}
-    saved = score_dev(SentenceTransformerEmbedder(str(result.output)), data)
+    saved = score_dev(SentenceTransformerEmbedder(str(result.output), backend="torch"), data)
     assert saved == pytest.approx(fit["best_dev_ndcg10"], abs=1e-4)
     test_passages = {data.corpus[d] for r in data.test_qrels.values() for d in r}
     assert not test_passages & {p.positive for p in data.dev + data.train}
@@ -277,7 +283,7 @@ def test_search_keeps_the_dev_best_trial(tmp_path: Path, tiny_model: Path) -> No
     best = max(fits, key=lambda f: f["best_dev_ndcg10"])
     assert result.data["search"]["chosen"]["learning_rate"] == best["learning_rate"]
     data = load_training_data(load_finetune_config(cfg))
-    saved = score_dev(SentenceTransformerEmbedder(str(result.output)), data)
+    saved = score_dev(SentenceTransformerEmbedder(str(result.output), backend="torch"), data)
     assert saved == pytest.approx(best["best_dev_ndcg10"], abs=1e-4)
 
 
@@ -290,7 +296,7 @@ def test_tuple_layout_holds_each_anchor_once_with_all_its_negatives(tmp_path: Pa
     base = _cfg(tmp_path, tiny_model, hard_negatives={"num": 3, "relative_margin": None, "mine": "static"})
     cfg = load_finetune_config(base)
     data = load_training_data(cfg)
-    emb = SentenceTransformerEmbedder(str(tiny_model))
+    emb = SentenceTransformerEmbedder(str(tiny_model), backend="torch")
     flat, _ = _triplets(cfg, data, emb)
     tup, _ = _triplets(cfg, data, emb, cfg.hard_negatives.model_copy(update={"layout": "tuple"}))
     parts = dict(tup) if hasattr(tup, "keys") else {"negatives_3": tup}
@@ -338,7 +344,7 @@ def test_refit_replays_the_chosen_run_on_train_and_dev(tmp_path: Path, tiny_mode
     from ragstore.embedders.sentence_transformers import SentenceTransformerEmbedder
     from ragstore.finetune.run import score_dev
 
-    saved = score_dev(SentenceTransformerEmbedder(str(result.output)), data)
+    saved = score_dev(SentenceTransformerEmbedder(str(result.output), backend="torch"), data)
     assert saved != pytest.approx(chosen["best_dev_ndcg10"], abs=1e-6)  # not the dev-chosen weights any more
 
     # a budget that the search uses up: no refit, the dev-chosen model kept and said so

@@ -50,7 +50,8 @@ LAYERS = {
     "ragstore._plock": 0,
     "ragstore.fusion": 0,
     "ragstore.secrets": 0,
-    "ragstore.lexical": 1,
+    "ragstore.lexical": 2,  # the BM25 index: above the store interface, read and written by collections
+    "ragstore.collection": 4,
     "ragstore.store": 1,
     "ragstore.embedders": 1,
     "ragstore.adapters": 2,

@@ -15,6 +15,7 @@ from conftest import ENGINES, fresh_store_block
 from typer.testing import CliRunner
 
 from ragstore.cli import app
+from ragstore.collection import open_collection
 from ragstore.config import load_config
 from ragstore.embedders.hashing import HashingEmbedder
 from ragstore.errors import BackendNotInstalledError, ConfigError, UnsupportedFeatureError, ValidationError
@@ -123,19 +124,19 @@ def test_search_mode_turns_the_lexical_index_on(tmp_path: Path) -> None:
 def test_server_store_needs_a_lexical_path(pg_dsn: str, tmp_path: Path) -> None:
     block = {"type": "pgvector", "dsn": pg_dsn, "table": "lex_needs_path", "lexical": True}
     with pytest.raises(ConfigError, match="lexical_path"):
-        create_store(block)
-    store = create_store({**block, "lexical_path": str(tmp_path / "lex")})
+        open_collection(block)
+    store = open_collection({**block, "lexical_path": str(tmp_path / "lex")})
     try:
         store.upsert(_docs())
         assert store.search_lexical("electronic service address", 2)[0].id == "b"
-        assert (tmp_path / "lex" / "lex_needs_path.sqlite").exists()
+        assert len(list((tmp_path / "lex").glob("lexical-lex_needs_path-*.sqlite"))) == 1
     finally:
         store.drop()
         store.close()
 
 
 def test_bm25_parameters_tune_on_an_open_store() -> None:
-    store = create_store({"type": "memory", "lexical": True})
+    store = open_collection({"type": "memory", "lexical": True})
     docs = lexical_docs()
     store.upsert(docs)
     store.tune(bm25_k1=2.0, bm25_b=0.3)
@@ -201,23 +202,20 @@ def test_bilingual_paths_feed_the_lexical_leg() -> None:
     pytest.importorskip("jieba")
     from ragstore.bilingual.config import BilingualConfig
 
-    store = create_store({"type": "memory", "lexical": True})
-    route = create_store({"type": "memory"})
-    docs = _docs()
-    store.upsert(docs)
     emb = HashingEmbedder(64)
-    route.upsert([Document(text=d.text, id=d.id, metadata=d.metadata, vector=d.vector) for d in docs])
+    store = open_collection({"type": "memory", "lexical": True}, routes={"ml": (emb, {"type": "memory"})})
+    docs = _docs()
+    store.upsert(docs)  # the route's index embeds the same texts with its own embedder
     retriever = Retriever(emb, BilingualConfig(mode="both"), multilingual={"ml": emb})
-    (both,) = retriever.search(store, ["SMSF受托人需要什么"], 3, mode="both", second={"ml": route}, search="hybrid")
+    (both,) = retriever.search(store, ["SMSF受托人需要什么"], 3, mode="both", search="hybrid")
     assert both.plan.lexical_text == both.plan.text != both.plan.original  # the English translation
     assert "smsf" in store.lexical_terms(both.plan.lexical_text or "")
-    (routed,) = retriever.search(store, ["SMSF受托人"], 3, mode="route", second={"ml": route}, search="hybrid")
+    (routed,) = retriever.search(store, ["SMSF受托人"], 3, mode="route", search="hybrid")
     assert routed.plan.lexical_text == "SMSF受托人"
     assert routed.hits[0].id in {"b", "d"}
     (plain,) = retriever.search(store, ["电子服务地址"], 2, mode="off", search="lexical")
     assert plain.hits[0].id == "d"  # Han words matched as they are
     store.close()
-    route.close()
 
 
 # ------------------------------------------------------------------------------------------- CLI
@@ -303,7 +301,7 @@ def test_llamaindex_hybrid_and_sparse_modes(engine: str, tmp_path: Path, request
     from ragstore.integrations.llamaindex import RagstoreVectorStore
 
     block = {**fresh_store_block(engine, tmp_path, request), "lexical": True, "lexical_path": str(tmp_path / "lx")}
-    store = create_store(block)
+    store = open_collection(block)
     vs = RagstoreVectorStore(store)
     try:
         store.upsert(_docs())
@@ -367,7 +365,7 @@ def test_hybrid_without_text_or_index() -> None:
     with pytest.raises(UnsupportedFeatureError, match="lexical: true"):
         search_with_vector(store, np.ones(64), "x", 2, search="hybrid")
     store.close()
-    lexical = create_store({"type": "memory", "lexical": True})
+    lexical = open_collection({"type": "memory", "lexical": True})
     lexical.upsert(_docs())
     with pytest.raises(ValidationError, match="query text"):
         search_with_vector(lexical, np.ones(64), "  ", 2, search="hybrid")

@@ -65,7 +65,8 @@ def test_vector_store_index_matches_ragstore_search(
     )
     assert vs.client.count() == len(docs)  # one node per short passage
     rs_block = fresh_store_block(engine, tmp_path / "own", request)
-    with ragstore.open({"data_dir": str(tmp_path / "rs"), "store": rs_block, "cache": False}) as rs:
+    rs_config = {"data_dir": str(tmp_path / "rs"), "store": rs_block, "cache": False}
+    with ragstore.open({**rs_config, "embedder": {"type": "sentence-transformers", "backend": "torch"}}) as rs:
         rs.add([d.text for d in ds.corpus], metadatas=[d.metadata for d in ds.corpus], ids=[d.id for d in ds.corpus])
         only_smsf = MetadataFilters(filters=[MetadataFilter(key="topic", value="smsf")])
         employer_or_member = MetadataFilters(

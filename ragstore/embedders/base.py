@@ -6,6 +6,7 @@ prefixes for each; mixing them up silently costs retrieval quality.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
@@ -89,3 +90,17 @@ class Embedder(ABC):
 
     def describe(self) -> dict[str, Any]:
         return {"type": self.name, "dim": self.dim, "fingerprint": self.fingerprint}
+
+    def identity(self) -> dict[str, Any]:
+        """What a collection's manifest records about the embedder that wrote it. Two embedders with equal
+        ``key`` give the same vectors up to rounding (same weights, prefixes, truncation, normalisation);
+        ``variant`` names how they are run (an export, a quantisation), which may differ safely."""
+        return {
+            "type": self.name,
+            "model": self.name,
+            "dim": self.dim,
+            "normalize": self.normalize,
+            "weights": self.fingerprint,
+            "variant": None,
+            "key": hashlib.sha256(self.fingerprint.encode()).hexdigest()[:16],
+        }

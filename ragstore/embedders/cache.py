@@ -106,3 +106,6 @@ class CachedEmbedder(Embedder):
 
     def describe(self) -> dict[str, Any]:
         return {**self.inner.describe(), "cache": str(self.path)}
+
+    def identity(self) -> dict[str, Any]:
+        return self.inner.identity()

@@ -45,6 +45,29 @@ from .._optional import require
 from ..errors import ExportError, ExportGateError
 
 Backend = Literal["torch", "onnx", "openvino"]
+#: what ``backend: auto`` tries, fastest first (benchmarks/results/embed-backends.md: openvino int8 3.02x
+#: torch, onnx int8 2.21x, openvino bf16 2.10x, openvino fp32 1.18x, onnx fp32 1.08x on this CPU); the
+#: first whose export passes its gate is used, torch when none does or the ``accel`` extra is missing
+AUTO_ORDER: tuple[tuple[str, str], ...] = (
+    ("openvino", "int8"),
+    ("onnx", "int8"),
+    ("openvino", "bf16"),
+    ("openvino", "none"),
+    ("onnx", "none"),
+)
+
+
+def accel_installed(backend: str) -> bool:
+    """Whether the runtime a backend needs (and the exporter) can be imported, without importing it."""
+    import importlib.util
+
+    needs = {"onnx": ("onnx", "onnxruntime"), "openvino": ("openvino", "nncf")}[backend]
+    try:
+        return all(importlib.util.find_spec(m) is not None for m in needs)
+    except ValueError:  # a module set to None in sys.modules (how tests take an extra away)
+        return False
+
+
 Quantize = Literal["none", "int8", "bf16"]
 GATE_VERSION = 1
 OPSET = 17

@@ -20,6 +20,7 @@ _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 class HashingOptions(EmbedderOptions):
     dim: int = Field(default=256, gt=0)
+    seed: str = Field(default="", description="another seed is another 'model' of the same dimension")
 
 
 def _features(text: str) -> list[str]:
@@ -36,9 +37,10 @@ class HashingEmbedder(Embedder):
     name = "hashing"
     Options = HashingOptions
 
-    def __init__(self, dim: int = 256, *, normalize: bool = True) -> None:
+    def __init__(self, dim: int = 256, *, normalize: bool = True, seed: str = "") -> None:
         super().__init__(normalize=normalize)
         self._dim = dim
+        self.seed = seed
 
     @property
     def dim(self) -> int:
@@ -46,13 +48,13 @@ class HashingEmbedder(Embedder):
 
     @property
     def fingerprint(self) -> str:
-        return f"hashing:{self._dim}:{self.normalize}"
+        return f"hashing:{self._dim}:{self.normalize}" + (f":{self.seed}" if self.seed else "")
 
     def _embed(self, texts: list[str], kind: Kind) -> np.ndarray:
         out = np.zeros((len(texts), self._dim), dtype=np.float32)
         for row, text in enumerate(texts):
             for feat in _features(text):
-                digest = hashlib.blake2b(feat.encode("utf-8"), digest_size=8).digest()
+                digest = hashlib.blake2b((self.seed + feat).encode("utf-8"), digest_size=8).digest()
                 value = int.from_bytes(digest, "little")
                 out[row, value % self._dim] += 1.0 if (value >> 63) & 1 else -1.0
             if not out[row].any():  # text with no word characters: a fixed, non-zero direction

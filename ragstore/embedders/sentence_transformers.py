@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
@@ -73,7 +74,11 @@ class SentenceTransformerOptions(EmbedderOptions):
     device: str = "cpu"
     trust_remote_code: bool = False
     show_progress: bool = False
-    backend: export.Backend = Field(default="torch", description="torch, or an export run on onnx / openvino")
+    backend: Literal["auto", "torch", "onnx", "openvino"] = Field(
+        default="auto",
+        description="auto (the fastest export whose quality gate passes when the accel extra is installed, "
+        "else torch), torch, or an export run on onnx / openvino",
+    )
     quantize: export.Quantize = Field(default="none", description="int8 (onnx/openvino) or bf16 (openvino)")
     threads: int | None = Field(default=None, gt=0, description="inference threads (default: the runtime's)")
     export_dir: str | None = Field(default=None, description="where exports are kept (default: see docs)")
@@ -88,6 +93,22 @@ def _weights_signature(folder: str) -> str:
         st = file.stat()
         parts.append(f"{file.name}:{st.st_size}:{st.st_mtime_ns}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def content_signature(folder: str) -> str:
+    """Names, sizes and 16 evenly spread 64 KiB samples of every weight file: the same for a copy of the
+    weights on any machine (mtimes differ), different for a re-trained model (every weight moves), and fast
+    on multi-GB files."""
+    digest = hashlib.sha256()
+    files = sorted(Path(folder).glob("*.safetensors")) + sorted(Path(folder).glob("*.bin"))
+    for file in files:
+        size = file.stat().st_size
+        digest.update(f"{file.name}:{size}".encode())
+        with file.open("rb") as fh:
+            for n in range(16):
+                fh.seek(max(0, (size - 65536) * n // 15))
+                digest.update(fh.read(65536))
+    return digest.hexdigest()[:16]
 
 
 class SentenceTransformerEmbedder(Embedder):
@@ -108,7 +129,7 @@ class SentenceTransformerEmbedder(Embedder):
         trust_remote_code: bool = False,
         show_progress: bool = False,
         normalize: bool = True,
-        backend: export.Backend = "torch",
+        backend: Literal["auto", "torch", "onnx", "openvino"] = "auto",
         quantize: export.Quantize = "none",
         threads: int | None = None,
         export_dir: str | None = None,
@@ -146,9 +167,17 @@ class SentenceTransformerEmbedder(Embedder):
         )
         self.batch_size = batch_size
         self.show_progress = show_progress
-        self.backend, self.quantize, self.threads = backend, quantize, threads
+        self.requested = backend
         self.gate_report: dict[str, Any] | None = None
         self._runner: export.Runner | None = None
+        self.threads = threads
+        self._export_dir = export_dir
+        self._gate = export.GateSettings(gate_min_cosine, gate_max_ndcg_drop, threads)
+        if backend == "auto":
+            if quantize != "none":
+                raise ConfigError("quantize is chosen by backend: auto; name a backend (onnx, openvino) to set it")
+            backend, quantize = self._auto()
+        self.backend, self.quantize = backend, quantize
         if backend == "torch":
             if quantize != "none":
                 raise ConfigError(f"quantize: {quantize} needs backend: onnx or openvino (torch runs fp32 only)")
@@ -156,22 +185,41 @@ class SentenceTransformerEmbedder(Embedder):
                 import torch
 
                 torch.set_num_threads(threads)
-        else:
-            self._names = export.input_names(self.model)
-            signature = self._signature()
-            path, self.gate_report = export.prepare(
-                self.model,
-                backend,
-                quantize,
-                export.export_root(self.model_path, signature, export_dir),
-                reference=lambda texts, query: self._encode_torch(texts, "query" if query else "passage", False),
-                exported=lambda run, texts, query: self._encode_exported(run, texts, "query" if query else "passage"),
-                gate=export.GateSettings(gate_min_cosine, gate_max_ndcg_drop, threads),
-                prefixes=(self.query_prefix, self.passage_prefix),
-                source=signature,
-                progress=lambda message: print(f"ragstore: {message}", file=sys.stderr, flush=True),
-            )
-            self._runner = export.make_runner(backend, quantize, path, threads)
+        elif self._runner is None:
+            self._export(backend, quantize)
+
+    def _export(self, backend: export.Backend, quantize: export.Quantize) -> None:
+        self._names = export.input_names(self.model)
+        signature = self._signature()
+        path, self.gate_report = export.prepare(
+            self.model,
+            backend,
+            quantize,
+            export.export_root(self.model_path, signature, self._export_dir),
+            reference=lambda texts, query: self._encode_torch(texts, "query" if query else "passage", False),
+            exported=lambda run, texts, query: self._encode_exported(run, texts, "query" if query else "passage"),
+            gate=self._gate,
+            prefixes=(self.query_prefix, self.passage_prefix),
+            source=signature,
+            progress=lambda message: print(f"ragstore: {message}", file=sys.stderr, flush=True),
+        )
+        self._runner = export.make_runner(backend, quantize, path, self.threads)
+
+    def _auto(self) -> tuple[export.Backend, export.Quantize]:
+        """The fastest variant whose export passes its gate (exported and gated once, then read from disk);
+        torch when the accel extra is missing or no variant passes."""
+        self.auto_tried: list[str] = []
+        for backend, quantize in export.AUTO_ORDER:
+            if not export.accel_installed(backend):
+                continue
+            try:
+                self._export(backend, quantize)  # type: ignore[arg-type]
+            except Exception as exc:  # a failed gate, an export the runtime cannot make: the next variant
+                self.auto_tried.append(f"{backend}-{quantize}: {type(exc).__name__}: {exc}")
+                self._runner = None
+                continue
+            return backend, quantize  # type: ignore[return-value]
+        return "torch", "none"
 
     def _signature(self) -> str:
         if os.path.isdir(self.model_path):
@@ -226,6 +274,26 @@ class SentenceTransformerEmbedder(Embedder):
         out[order] = np.concatenate(parts)
         return out[:, : self.truncate_dim] if self.truncate_dim else out
 
+    def identity(self) -> dict[str, Any]:
+        weights = content_signature(self.model_path) if os.path.isdir(self.model_path) else self.model_path
+        settings = {
+            "query_prefix": self.query_prefix,
+            "passage_prefix": self.passage_prefix,
+            "max_seq_length": self.model.max_seq_length,
+            "truncate_dim": self.truncate_dim,
+            "normalize": self.normalize,
+        }
+        key = hashlib.sha256(json.dumps([weights, settings], sort_keys=True).encode()).hexdigest()[:16]
+        return {
+            "type": self.name,
+            "model": self.model_name,
+            "dim": self.dim,
+            "weights": weights,
+            **settings,
+            "variant": f"{self.backend}-{self.quantize}" if self.backend != "torch" else "torch",
+            "key": key,
+        }
+
     def describe(self) -> dict[str, Any]:
         return {
             **super().describe(),
@@ -235,6 +303,7 @@ class SentenceTransformerEmbedder(Embedder):
             "passage_prefix": self.passage_prefix,
             "max_seq_length": self.model.max_seq_length,
             "backend": self.backend,
+            **({"requested": "auto", "auto_skipped": self.auto_tried} if self.requested == "auto" else {}),
             "quantize": self.quantize,
             **(
                 {"gate": {k: self.gate_report[k] for k in ("mean_cosine", "ndcg_torch", "ndcg_export")}}

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from tqdm.auto import tqdm
 
+from ..collection import open_collection
 from ..config import load_config
 from ..errors import ConfigError
 from ..registry import create_embedder, store_block
@@ -68,7 +69,11 @@ def update_config(
     emb_block.update(type="sentence-transformers", model=str(folder))
     embedder = create_embedder(emb_block)
     old = cls(old_opts)
-    new = cls(new_opts)
+    try:  # a collection: the new store's manifest records the fine-tuned model, its BM25 index is built too
+        new = open_collection(cls(new_opts), embedder=embedder)
+    except BaseException:
+        old.close()
+        raise
     try:
         docs = old.get(filter=None) if old.count() else []
         step = cfg.ingest.batch_size

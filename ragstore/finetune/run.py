@@ -580,7 +580,8 @@ def finetune(
         )
         warnings.warn(note, stacklevel=2)
         say(f"[yellow]warning:[/] {note}")
-    embedder = SentenceTransformerEmbedder(cfg.base_model, max_seq_length=cfg.train.max_seq_length)
+    # torch: training updates these very weights (an export would keep scoring the base model)
+    embedder = SentenceTransformerEmbedder(cfg.base_model, max_seq_length=cfg.train.max_seq_length, backend="torch")
     dims = cfg.loss.matryoshka_dims
     if dims and max(dims) > embedder.dim:
         raise ConfigError(f"loss.matryoshka_dims {dims} exceed the model's dimension {embedder.dim}")
@@ -596,7 +597,9 @@ def finetune(
     model = embedder.model
     guide = None
     if cfg.loss.guide:  # a second, frozen copy of the base, found the same way (offline folders included)
-        guide = SentenceTransformerEmbedder(cfg.base_model, max_seq_length=cfg.train.max_seq_length).model
+        guide = SentenceTransformerEmbedder(
+            cfg.base_model, max_seq_length=cfg.train.max_seq_length, backend="torch"
+        ).model
         guide.requires_grad_(False)
     if cfg.loss.lora is not None:
         _add_lora(model, cfg.loss.lora)

@@ -12,19 +12,21 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import ValidationError as PydanticValidationError
 
 from ..bilingual.config import BilingualConfig
+from ..collection import Collection, open_collection
+from ..config import SearchConfig
 from ..embedders.base import Embedder
 from ..errors import ConfigError, UnsupportedFeatureError, ValidationError
-from ..registry import create_embedder, create_store, describe_problems
-from ..retrieval import Retriever
+from ..lexical import HybridConfig, SearchMode
+from ..registry import create_embedder, describe_problems
+from ..retrieval import Retriever, search_with_vector
 from ..store import VectorStore
-from ..types import _KEY_RE, Metadata
+from ..types import _KEY_RE, Hit, Metadata
 
 EXTRA_KEY = "_rs_extra"  # JSON of the metadata values an engine cannot hold as scalar fields
 QueryMode = Literal["off", "translate", "auto"]
@@ -43,15 +45,70 @@ def as_embedder(embedder: Embedder | Mapping[str, Any] | str | os.PathLike[str] 
     raise ConfigError(f"embedder must be an Embedder, a config block or a model name, got {type(embedder).__name__}")
 
 
-def as_store(store: VectorStore | Mapping[str, Any] | None, base_dir: str | Path | None = None) -> VectorStore:
-    """A store from an instance or a config block (``None``: an in-memory store)."""
-    if isinstance(store, VectorStore):
-        return store
-    if store is None:
-        return create_store({"type": "memory"})
-    if isinstance(store, Mapping):
-        return create_store(store, base_dir)
-    raise ConfigError(f"store must be a VectorStore or a config block, got {type(store).__name__}")
+class Session:
+    """What an integration reads and writes through, the same however it was built: a ``collection`` (a
+    pipeline's, with its routes and lexical index, or one around the store given) and the query path for
+    question text (the pipeline's retriever and search settings, or the framework's own query vector).
+    Writes go to the collection, so every derived index follows; no integration code asks which it has."""
+
+    def __init__(
+        self,
+        collection: Collection,
+        *,
+        retriever: Retriever | None = None,
+        search: SearchConfig | None = None,
+        owner: Any = None,
+    ) -> None:
+        self.collection = collection
+        self.retriever = retriever
+        self.search = search or SearchConfig()
+        self._owner = owner or collection
+
+    @classmethod
+    def of(
+        cls, store: Collection | VectorStore | Mapping[str, Any] | None, pipeline: Any = None, base_dir: Any = None
+    ) -> Session:
+        """From a pipeline (``ragstore.open``), else from a collection, store or store block (default: RAM)."""
+        if pipeline is not None:
+            return cls(pipeline.collection, retriever=pipeline.retriever, search=pipeline.config.search, owner=pipeline)
+        if isinstance(store, Collection):
+            return cls(store)
+        if isinstance(store, VectorStore):
+            return cls(open_collection(store))
+        if store is None:
+            return cls(open_collection({"type": "memory"}))
+        if isinstance(store, Mapping):
+            return cls(open_collection(store, base_dir=base_dir))
+        raise ConfigError(f"store must be a VectorStore, a Collection or a config block, got {type(store).__name__}")
+
+    def query(
+        self,
+        text: str | None,
+        k: int,
+        where: Any,
+        *,
+        search: SearchMode,
+        hybrid: HybridConfig,
+        vector: Any = None,
+        embed: Any = None,
+    ) -> list[Hit]:
+        """The ``k`` best hits for one question: through the pipeline's retriever when there is one and the
+        text is known (bilingual routing and fusion included; ``vector``, when given, is used instead of
+        embedding again), else from ``vector`` (or ``embed()``) and ``text`` (lexical and hybrid legs)."""
+        if self.collection.dim is None:
+            return []
+        if self.retriever is not None and text:
+            given = None if vector is None else [vector]
+            (result,) = self.retriever.search(
+                self.collection, [text], k, where, vectors=given, search=search, hybrid=hybrid
+            )
+            return result.hits
+        if vector is None and embed is not None and search != "lexical":
+            vector = embed()
+        return search_with_vector(self.collection, vector, text, k, where, search=search, hybrid=hybrid)
+
+    def close(self) -> None:
+        self._owner.close()
 
 
 def query_retriever(

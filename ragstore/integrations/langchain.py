@@ -22,17 +22,18 @@ from typing import Any
 import numpy as np
 
 from .._optional import require
+from ..config import SearchConfig
 from ..embedders.base import Embedder
 from ..errors import FilterError, ValidationError
 from ..lexical import SEARCH_MODES, HybridConfig, SearchMode
 from ..pipeline import Ragstore
-from ..retrieval import Retriever, search_with_vector
+from ..retrieval import Retriever
 from ..store import VectorStore as RagstoreStore
 from ..types import Document as RsDocument
 from .common import (
     QueryMode,
+    Session,
     as_embedder,
-    as_store,
     mmr,
     pack_metadata,
     query_retriever,
@@ -120,15 +121,14 @@ def _relevance(metric: str) -> Callable[[float], float]:
     return lambda score: min(max(score, 0.0), 1.0)
 
 
-def _search_kwargs(kwargs: dict[str, Any], pipeline: Ragstore | None) -> tuple[SearchMode, HybridConfig]:
+def _search_kwargs(kwargs: dict[str, Any], base: SearchConfig) -> tuple[SearchMode, HybridConfig]:
     """Pop ``mode`` and ``alpha`` (LangChain passes search kwargs through): the search mode and fusion."""
     mode = kwargs.pop("mode", None)
     alpha = kwargs.pop("alpha", None)
-    base = pipeline.config.search if pipeline is not None else None
-    chosen = mode or (base.mode if base is not None else "dense")
+    chosen = mode or base.mode
     if chosen not in SEARCH_MODES:
         raise ValidationError(f"mode must be one of {', '.join(SEARCH_MODES)}, got {chosen!r}")
-    hybrid = base.hybrid if base is not None else HybridConfig()
+    hybrid = base.hybrid
     if alpha is not None:
         if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 <= alpha <= 1:
             raise ValidationError(f"alpha must be a number in [0, 1], got {alpha!r}")
@@ -154,8 +154,9 @@ class RagstoreVectorStore(VectorStore):
     ) -> None:
         if not isinstance(embedding, Embeddings):
             raise ValidationError(f"embedding must be a LangChain Embeddings, got {type(embedding).__name__}")
-        self.pipeline = pipeline  # set by from_config: text queries take its bilingual path, writes its ml index
-        self.store = pipeline.store if pipeline is not None else as_store(store)
+        self.pipeline = pipeline  # set by from_config: text queries take its bilingual path
+        self.session = Session.of(store, pipeline)
+        self.store = self.session.collection  # writes reach its lexical index and routes
         self._embedding = embedding
 
     @property
@@ -184,8 +185,6 @@ class RagstoreVectorStore(VectorStore):
             RsDocument(text=t, id=i, metadata=pack_metadata(m), vector=v)
             for t, i, m, v in zip(items, chosen, metadatas or [{}] * len(items), vectors, strict=True)
         ]
-        if self.pipeline is not None:  # keeps a multilingual second index in step
-            return self.pipeline.add(docs)
         return self.store.upsert(docs)
 
     async def aadd_texts(
@@ -204,11 +203,10 @@ class RagstoreVectorStore(VectorStore):
         where = kwargs.get("filter")
         if ids is None and where is None:
             raise ValidationError("delete() needs ids or filter=...")
-        delete = self.pipeline.delete if self.pipeline is not None else self.store.delete
         if ids is not None:
-            delete(list(ids))
+            self.store.delete(list(ids))
         if where is not None:
-            delete(filter=where)
+            self.store.delete(filter=where)
         return True
 
     # ----------------------------------------------------------------------------------------- reads
@@ -237,26 +235,15 @@ class RagstoreVectorStore(VectorStore):
         ``mode="hybrid"`` (or ``"lexical"``) searches the store's BM25 index too (``lexical: true``), fused
         by RRF, or by ``alpha`` (share of the dense leg) when given; also through
         ``as_retriever(search_kwargs={"mode": "hybrid", "alpha": 0.5})``."""
-        mode, hybrid = _search_kwargs(kwargs, self.pipeline)
-        if self.pipeline is not None:
-            if self.store.dim is None:
-                return []
-            reject_unknown(kwargs, "similarity_search")
-            where = _where(filter)
-            (result,) = self.pipeline.retriever.search(
-                self.store, [query], k, where, second=self.pipeline.route_stores, search=mode, hybrid=hybrid
-            )
-            return [(self._doc(h.id, h.text, h.metadata), h.score) for h in result.hits]
+        mode, hybrid = _search_kwargs(kwargs, self.session.search)
+        reject_unknown(kwargs, "similarity_search")
         where = _where(filter)  # checked before the question is embedded
         if mode != "dense":
-            reject_unknown(kwargs, "similarity_search")
-            if self.store.dim is None:
-                return []
             self.store.require_lexical()
-            vector = self._embedding.embed_query(query) if mode == "hybrid" else None
-            hits = search_with_vector(self.store, vector, query, k, where, search=mode, hybrid=hybrid)
-            return [(self._doc(h.id, h.text, h.metadata), h.score) for h in hits]
-        return self.similarity_search_with_score_by_vector(self._embedding.embed_query(query), k, where, **kwargs)
+        hits = self.session.query(
+            query, k, where, search=mode, hybrid=hybrid, embed=lambda: self._embedding.embed_query(query)
+        )
+        return [(self._doc(h.id, h.text, h.metadata), h.score) for h in hits]
 
     def similarity_search(
         self, query: str, k: int = 4, filter: Mapping[str, Any] | None = None, **kwargs: Any
@@ -323,10 +310,7 @@ class RagstoreVectorStore(VectorStore):
         return vs
 
     def close(self) -> None:
-        if self.pipeline is not None:
-            self.pipeline.close()
-        else:
-            self.store.close()
+        self.session.close()
 
 
 def from_config(config: Any = None) -> tuple[RagstoreVectorStore, RagstoreEmbeddings]:

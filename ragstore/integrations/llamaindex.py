@@ -18,15 +18,16 @@ from typing import Any
 import numpy as np
 
 from .._optional import require
+from ..collection import Collection
 from ..embedders.base import Embedder
 from ..errors import FilterError, UnsupportedFeatureError, ValidationError
 from ..filters import matches, parse_filter
-from ..lexical import HybridConfig, SearchMode
+from ..lexical import SearchMode
 from ..pipeline import Ragstore
-from ..retrieval import Retriever, search_with_vector
+from ..retrieval import Retriever
 from ..store import VectorStore
 from ..types import Document, Hit
-from .common import QueryMode, as_embedder, as_store, mmr, pack_metadata, query_retriever, unpack_metadata
+from .common import QueryMode, Session, as_embedder, mmr, pack_metadata, query_retriever, unpack_metadata
 
 require("llama_index.core", "llamaindex", "llama-index-core")
 
@@ -161,22 +162,24 @@ class RagstoreVectorStore(BasePydanticVectorStore):
     is_embedding_query: bool = True
     flat_metadata: bool = False
 
-    _store: VectorStore = PrivateAttr()
+    _store: Collection = PrivateAttr()
+    _session: Session = PrivateAttr()
     _pipeline: Ragstore | None = PrivateAttr(default=None)
 
     def __init__(
-        self, store: VectorStore | Mapping[str, Any] | None = None, *, pipeline: Ragstore | None = None
+        self, store: VectorStore | Collection | Mapping[str, Any] | None = None, *, pipeline: Ragstore | None = None
     ) -> None:
         super().__init__(stores_text=True)
         self._pipeline = pipeline
-        self._store = pipeline.store if pipeline is not None else as_store(store)
+        self._session = Session.of(store, pipeline)
+        self._store = self._session.collection  # writes reach its lexical index and routes
 
     @classmethod
     def class_name(cls) -> str:
         return "RagstoreVectorStore"
 
     @property
-    def client(self) -> VectorStore:
+    def client(self) -> Collection:
         return self._store
 
     @property
@@ -200,16 +203,12 @@ class RagstoreVectorStore(BasePydanticVectorStore):
             )
         if not docs:
             return []
-        if self._pipeline is not None:
-            return self._pipeline.add(docs)
         return self._store.upsert(docs)
 
     async def async_add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> list[str]:
         return await asyncio.to_thread(self.add, nodes, **kwargs)
 
     def _delete(self, ids: list[str] | None = None, where: dict[str, Any] | None = None) -> int:
-        if self._pipeline is not None:
-            return self._pipeline.delete(ids, filter=where)
         return self._store.delete(ids, filter=where)
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
@@ -238,10 +237,7 @@ class RagstoreVectorStore(BasePydanticVectorStore):
             self._delete(where=where)
 
     def clear(self) -> None:
-        self._store.clear()
-        if self._pipeline is not None:
-            for ml_store in self._pipeline.route_stores.values():
-                ml_store.clear()
+        self._store.clear()  # the collection clears its routes and lexical index with it
 
     # ----------------------------------------------------------------------------------------- reads
     @staticmethod
@@ -280,22 +276,24 @@ class RagstoreVectorStore(BasePydanticVectorStore):
             return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
         if query.node_ids:  # the retriever sends [] for "no restriction"
             hits = self._among(query, where, k)
-        elif self._pipeline is not None and query.query_str and mode == VectorStoreQueryMode.DEFAULT:
-            # the pipeline's one query path (bilingual routing and fusion included), reusing the embedding
-            # LlamaIndex already made with the embed model instead of embedding the question again
-            rs = self._pipeline
-            given = None if query.query_embedding is None else [query.query_embedding]
-            hits = rs.retriever.search(self._store, [query.query_str], k, where, second=rs.route_stores, vectors=given)[
-                0
-            ].hits
-        else:
+        elif mode == VectorStoreQueryMode.MMR:
             if query.query_embedding is None:
                 raise ValidationError("the query has no embedding (give the index an embed_model)")
             vector = np.asarray(query.query_embedding, dtype=np.float32)
-            if mode == VectorStoreQueryMode.MMR:
-                hits = self._mmr(vector, where, k, query.mmr_threshold, int(kwargs.get("mmr_prefetch_factor", 4)))
-            else:
-                hits = self._store.search(vector, k, where)
+            hits = self._mmr(vector, where, k, query.mmr_threshold, int(kwargs.get("mmr_prefetch_factor", 4)))
+        else:
+            # the session's one query path (with a pipeline: bilingual routing and fusion), reusing the
+            # embedding LlamaIndex already made with the embed model instead of embedding the question again
+            if query.query_embedding is None and not (query.query_str and self._session.retriever is not None):
+                raise ValidationError("the query has no embedding (give the index an embed_model)")
+            hits = self._session.query(
+                query.query_str,
+                k,
+                where,
+                search="dense",
+                hybrid=self._session.search.hybrid,
+                vector=query.query_embedding,
+            )
         return VectorStoreQueryResult(
             nodes=[self._node(h.id, h.text, h.metadata) for h in hits],
             similarities=[h.score for h in hits],
@@ -320,31 +318,16 @@ class RagstoreVectorStore(BasePydanticVectorStore):
             k = query.sparse_top_k or query.similarity_top_k
         if not query.query_str:
             raise ValidationError(f"{mode.value} search needs the query text")
-        base = self._pipeline.config.search.hybrid if self._pipeline is not None else HybridConfig()
+        base = self._session.search.hybrid
         depth = max(query.similarity_top_k, query.sparse_top_k or 0, base.candidates)
         hybrid = base.model_copy(update={"candidates": depth})
         if query.alpha is not None:
             hybrid = hybrid.model_copy(update={"fusion": "alpha", "alpha": float(query.alpha)})
         if self._store.dim is None or k <= 0:
             return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
-        given = None if query.query_embedding is None else [query.query_embedding]
-        if self._pipeline is not None:
-            rs = self._pipeline
-            result = rs.retriever.search(
-                self._store,
-                [query.query_str],
-                k,
-                where,
-                second=rs.route_stores,
-                vectors=given,
-                search=search,
-                hybrid=hybrid,
-            )
-            hits = result[0].hits
-        else:
-            hits = search_with_vector(
-                self._store, given[0] if given else None, query.query_str, k, where, search=search, hybrid=hybrid
-            )
+        hits = self._session.query(
+            query.query_str, k, where, search=search, hybrid=hybrid, vector=query.query_embedding
+        )
         return VectorStoreQueryResult(
             nodes=[self._node(h.id, h.text, h.metadata) for h in hits],
             similarities=[h.score for h in hits],
@@ -389,10 +372,7 @@ class RagstoreVectorStore(BasePydanticVectorStore):
         return [hits[i] for i in mmr(vector, matrix, k, lam)]
 
     def close(self) -> None:
-        if self._pipeline is not None:
-            self._pipeline.close()
-        else:
-            self._store.close()
+        self._session.close()
 
 
 @dataclass

@@ -5,10 +5,10 @@ the same filter semantics), transactions, and several processes sharing one file
 Lucene's BM25 (``idf = ln(1 + (N - df + 0.5) / (df + 0.5))``, ``tf / (tf + k1 * (1 - b + b * len / avglen))``)
 computed at query time from postings, so ``k1`` and ``b`` can change on an open store.
 
-Crash safety: a write first raises the ``pending`` counter (committed), then the store writes its vectors,
-then the postings are written and the counter lowered in one transaction. A counter left above zero, an
-index of a different analyzer version, or a document count that differs from the store's makes the store
-rebuild this index from its own texts when it is next opened.
+Crash safety is the collection's (``ragstore.collection``): every write here carries the collection's write
+generation, stored in the same transaction as the postings, so an index that missed a write (a crash between
+the store's write and this one) is told apart by generation, not by count, and rebuilt from the store. The
+file records the collection it belongs to (``owner``); a file of another collection is refused.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class LexicalIndex:
         k1: float = 1.2,
         b: float = 0.75,
         analyzer: Analyzer | None = None,
+        owner: str | None = None,
     ) -> None:
         self.path = Path(path) if path is not None else None
         self.k1, self.b = k1, b
@@ -76,9 +77,15 @@ class LexicalIndex:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
             with self._tx():
-                for key, value in (("docs", "0"), ("length", "0"), ("pending", "0")):
+                for key, value in (("docs", "0"), ("length", "0")):
                     self._db.execute("INSERT OR IGNORE INTO info VALUES (?, ?)", (key, value))
                 self._db.execute("INSERT OR IGNORE INTO info VALUES ('analyzer', ?)", (self.analyzer.version,))
+                if owner is not None:
+                    self._db.execute("INSERT OR IGNORE INTO info VALUES ('owner', ?)", (owner,))
+            found = self._info("owner")
+        if owner is not None and found != owner:
+            self._db.close()
+            raise OwnerMismatch(f"{self.path} belongs to another collection ({found}), not {owner}")
 
     # ----------------------------------------------------------------- state
     def _tx(self) -> _Tx:
@@ -92,28 +99,29 @@ class LexicalIndex:
         with self._mutex:
             return int(self._info("docs"))
 
-    def stale(self, stored: int) -> str | None:
-        """Why this index must be rebuilt from the store holding ``stored`` documents (None: it need not)."""
+    def generation(self) -> int | None:
+        """The collection write generation this index has applied (None: never built, or built by another
+        analyzer version, so it must be rebuilt)."""
         with self._mutex:
-            if int(self._info("pending")) > 0:
-                return "a write did not finish"
             if self._info("analyzer") != self.analyzer.version:
-                return f"built by analyzer version {self._info('analyzer')}"
-            have = int(self._info("docs"))
-        if have != stored:
-            return f"it holds {have} documents, the store {stored}"
-        return None
+                return None
+            row = self._db.execute("SELECT value FROM info WHERE key = 'generation'").fetchone()
+        return None if row is None else int(row[0])
 
-    def begin_write(self) -> None:
-        """Mark a store write in progress (committed before the store writes its vectors)."""
-        with self._mutex, self._tx():
-            self._db.execute("UPDATE info SET value = CAST(value AS INTEGER) + 1 WHERE key = 'pending'")
+    def _applied(self, generation: int | None) -> None:
+        if generation is not None:
+            self._db.execute("INSERT OR REPLACE INTO info VALUES ('generation', ?)", (str(generation),))
 
     # ----------------------------------------------------------------- writes
     def upsert(
-        self, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[Metadata], *, finish: bool = True
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        metadatas: Sequence[Metadata],
+        *,
+        generation: int | None = None,
     ) -> None:
-        """Index (or re-index) documents; ``finish`` lowers the pending counter in the same transaction."""
+        """Index (or re-index) documents; ``generation`` is recorded in the same transaction."""
         rows = [(i, Counter(self.analyzer.terms(t)), t, m) for i, t, m in zip(ids, texts, metadatas, strict=True)]
         with self._mutex, self._tx():
             self._remove(list(ids))
@@ -129,33 +137,35 @@ class LexicalIndex:
             self._db.executemany("INSERT INTO docs (iid, id, len, text, metadata) VALUES (?, ?, ?, ?, ?)", docs)
             self._db.executemany("INSERT INTO postings (term, iid, tf) VALUES (?, ?, ?)", postings)
             self._bump(len(rows), added)
-            if finish:
-                self._finish()
+            self._applied(generation)
 
-    def delete(self, ids: Sequence[str], *, finish: bool = True) -> None:
+    def delete(self, ids: Sequence[str], *, generation: int | None = None) -> None:
         with self._mutex, self._tx():
             self._remove(list(ids))
-            if finish:
-                self._finish()
+            self._applied(generation)
 
-    def delete_where(self, node: Node, *, finish: bool = True) -> None:
+    def delete_where(self, node: Node, *, generation: int | None = None) -> None:
         """Delete the documents ``node`` matches (the same filter semantics as every store)."""
         with self._mutex, self._tx():
             doomed = [
                 i for i, meta in self._db.execute("SELECT id, metadata FROM docs") if matches(node, json.loads(meta))
             ]
             self._remove(doomed)
-            if finish:
-                self._finish()
+            self._applied(generation)
 
-    def clear(self) -> None:
+    def clear(self, *, generation: int | None = None) -> None:
         with self._mutex, self._tx():
             self._db.execute("DELETE FROM postings")
             self._db.execute("DELETE FROM docs")
-            self._db.execute("UPDATE info SET value = '0' WHERE key IN ('docs', 'length', 'pending')")
+            self._db.execute("UPDATE info SET value = '0' WHERE key IN ('docs', 'length')")
+            self._db.execute("DELETE FROM info WHERE key = 'generation'")
+            self._applied(generation)
 
-    def rebuild(self, documents: Iterable[tuple[str, str, Metadata]], total: int | None = None) -> None:
-        """Replace everything with ``documents`` (id, text, metadata), showing progress."""
+    def rebuild(
+        self, documents: Iterable[tuple[str, str, Metadata]], total: int | None = None, *, generation: int | None = None
+    ) -> None:
+        """Replace everything with ``documents`` (id, text, metadata), showing progress; ``generation`` is
+        recorded only when every document is in."""
         from tqdm.auto import tqdm
 
         self.clear()
@@ -164,15 +174,15 @@ class LexicalIndex:
             for item in documents:
                 batch.append(item)
                 if len(batch) >= 1000:
-                    self.upsert(*zip(*batch, strict=True), finish=False)
+                    self.upsert(*zip(*batch, strict=True))
                     bar.update(len(batch))
                     batch = []
             if batch:
-                self.upsert(*zip(*batch, strict=True), finish=False)
+                self.upsert(*zip(*batch, strict=True))
                 bar.update(len(batch))
         with self._mutex, self._tx():
             self._db.execute("UPDATE info SET value = ? WHERE key = 'analyzer'", (self.analyzer.version,))
-            self._db.execute("UPDATE info SET value = '0' WHERE key = 'pending'")
+            self._applied(generation)
 
     def _remove(self, ids: list[str]) -> None:
         gone_docs = gone_len = 0
@@ -196,8 +206,10 @@ class LexicalIndex:
         self._db.execute("UPDATE info SET value = CAST(value AS INTEGER) + ? WHERE key = 'docs'", (docs,))
         self._db.execute("UPDATE info SET value = CAST(value AS INTEGER) + ? WHERE key = 'length'", (length,))
 
-    def _finish(self) -> None:
-        self._db.execute("UPDATE info SET value = MAX(CAST(value AS INTEGER) - 1, 0) WHERE key = 'pending'")
+    def texts(self) -> dict[str, str]:
+        """Every indexed document's text by id (for verification against the store)."""
+        with self._mutex:
+            return {str(i): str(t) for i, t in self._db.execute("SELECT id, text FROM docs")}
 
     # ----------------------------------------------------------------- search
     def terms(self, query: str) -> list[str]:
@@ -274,6 +286,10 @@ class LexicalIndex:
             self._db.close()
 
 
+class OwnerMismatch(Exception):
+    """The index file was made for another collection."""
+
+
 class _Tx:
     """``BEGIN IMMEDIATE`` .. ``COMMIT`` (rolled back on any error), so other processes wait, never interleave."""
 
@@ -290,4 +306,4 @@ class _Tx:
             self.db.execute("ROLLBACK")
 
 
-__all__ = ["LexicalIndex"]
+__all__ = ["LexicalIndex", "OwnerMismatch"]

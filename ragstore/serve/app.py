@@ -335,7 +335,6 @@ def create_app(config: RagstoreConfig, *, host: str = "127.0.0.1", pipeline: Rag
                 body.k,
                 body.filter,
                 mode=body.bilingual,
-                second=rs.route_stores,
                 vectors=vectors,
                 search=body.mode,
                 hybrid=hybrid,

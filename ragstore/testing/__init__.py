@@ -2,6 +2,7 @@
 
 from .conformance import (
     BadInputTests,
+    CollectionTests,
     ConcurrencyTests,
     DropTests,
     EngineFailureTests,
@@ -19,6 +20,7 @@ from .conformance import (
 
 __all__ = [
     "BadInputTests",
+    "CollectionTests",
     "ConcurrencyTests",
     "DropTests",
     "EngineFailureTests",

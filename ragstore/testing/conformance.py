@@ -30,9 +30,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from ..collection import Collection, open_collection
 from ..errors import (
     BackendUnavailableError,
     DimensionMismatchError,
+    EmbedderMismatchError,
     EngineError,
     FilterError,
     RagstoreError,
@@ -40,7 +42,7 @@ from ..errors import (
     ValidationError,
 )
 from ..filters import MAX_ATOMS, matches, parse_filter
-from ..registry import create_store, resolve_store
+from ..registry import create_store, resolve_store, store_block
 from ..store import VectorStore
 from ..types import Document
 from .data import DIM, TAGS, make_docs
@@ -166,6 +168,20 @@ def _opener(config: dict[str, Any]) -> Iterator[Callable[[], VectorStore]]:
     yield factory
     for store in reversed(opened):
         store.close()
+
+
+def _collection_opener(config: dict[str, Any], **kwargs: Any) -> Iterator[Callable[..., Collection]]:
+    """A factory of collections opened from ``config``, every one closed when the test ends."""
+    opened: list[Collection] = []
+
+    def factory(**more: Any) -> Collection:
+        coll = open_collection(config, **{**kwargs, **more})
+        opened.append(coll)
+        return coll
+
+    yield factory
+    for coll in reversed(opened):
+        coll.close()
 
 
 class _Base:
@@ -917,9 +933,9 @@ class ConcurrencyTests(_Base):
 
 _LEX_REOPEN = """
 import json, sys
-from ragstore.registry import create_store
+from ragstore.collection import open_collection
 args = json.loads(sys.stdin.read())
-store = create_store(args["config"])
+store = open_collection(args["config"])
 hits = {q: [[h.id, h.score] for h in store.search_lexical(q, 10)] for q in args["queries"]}
 out = {"count": store.count(), "hits": hits}
 store.close()
@@ -940,22 +956,22 @@ class LexicalTests(_Base):
         return config
 
     @pytest.fixture
-    def make_lexical(self, lexical_config: dict[str, Any]) -> Iterator[Callable[[], VectorStore]]:
-        yield from _opener(lexical_config)
+    def make_lexical(self, lexical_config: dict[str, Any]) -> Iterator[Callable[..., Collection]]:
+        yield from _collection_opener(lexical_config)
 
     @pytest.fixture
     def ldocs(self) -> list[Document]:
         return lexical_docs()
 
     @pytest.fixture
-    def lexical(self, make_lexical: Callable[[], VectorStore], ldocs: list[Document]) -> VectorStore:
+    def lexical(self, make_lexical: Callable[..., Collection], ldocs: list[Document]) -> Collection:
         store = make_lexical()
         store.upsert(ldocs)
         return store
 
     @staticmethod
     def assert_reference(
-        store: VectorStore, docs: list[Document], query: str, k: int = 10, flt: Any = None, pred: Any = None
+        store: Collection, docs: list[Document], query: str, k: int = 10, flt: Any = None, pred: Any = None
     ) -> None:
         got = [(h.id, h.score) for h in store.search_lexical(query, k, flt)]
         want = reference_bm25(docs, query, k, pred)
@@ -963,7 +979,7 @@ class LexicalTests(_Base):
         for (_, s1), (_, s2) in zip(got, want, strict=True):
             assert math.isclose(s1, s2, rel_tol=1e-9), query
 
-    def test_lexical_matches_reference_bm25(self, lexical: VectorStore, ldocs: list[Document]) -> None:
+    def test_lexical_matches_reference_bm25(self, lexical: Collection, ldocs: list[Document]) -> None:
         assert lexical.capabilities.lexical and lexical.capabilities.hybrid
         by_id = {d.id: d for d in ldocs}
         for query in QUERIES:
@@ -971,13 +987,13 @@ class LexicalTests(_Base):
             for hit in lexical.search_lexical(query, 3):
                 assert (hit.text, hit.metadata) == (by_id[hit.id].text, by_id[hit.id].metadata)
 
-    def test_lexical_filters_match_reference(self, lexical: VectorStore, ldocs: list[Document]) -> None:
+    def test_lexical_filters_match_reference(self, lexical: Collection, ldocs: list[Document]) -> None:
         for flt, pred in FILTER_CASES:
             for query in (QUERIES[0], QUERIES[3]):
                 self.assert_reference(lexical, ldocs, query, 5, flt, pred)
 
     @pytest.mark.parametrize("fusion", ["rrf", "alpha"])
-    def test_hybrid_filters_apply_to_both_legs(self, lexical: VectorStore, ldocs: list[Document], fusion: str) -> None:
+    def test_hybrid_filters_apply_to_both_legs(self, lexical: Collection, ldocs: list[Document], fusion: str) -> None:
         from ..embedders.hashing import HashingEmbedder
         from ..lexical import HybridConfig
         from ..retrieval import Retriever
@@ -997,7 +1013,7 @@ class LexicalTests(_Base):
                 assert set(ids) <= dense | lex
                 assert result.plan.search == "hybrid"
 
-    def test_writes_reach_the_lexical_index(self, lexical: VectorStore, ldocs: list[Document]) -> None:
+    def test_writes_reach_the_lexical_index(self, lexical: Collection, ldocs: list[Document]) -> None:
         docs = list(ldocs)
         changed = Document(
             id=docs[3].id, text="zebraquux zebraquux pension", metadata={"tag": "new"}, vector=docs[3].vector
@@ -1021,7 +1037,7 @@ class LexicalTests(_Base):
         assert lexical.search_lexical(QUERIES[0], 5) == []
 
     def test_lexical_reopen_in_fresh_process(
-        self, lexical_config: dict[str, Any], lexical: VectorStore, ldocs: list[Document]
+        self, lexical_config: dict[str, Any], lexical: Collection, ldocs: list[Document]
     ) -> None:
         if not lexical.capabilities.persistent:
             pytest.skip(f"{lexical.name} with this config keeps nothing after close")
@@ -1049,7 +1065,7 @@ class LexicalTests(_Base):
         self,
         store_config: dict[str, Any],
         make_store: Callable[[], VectorStore],
-        make_lexical: Callable[[], VectorStore],
+        make_lexical: Callable[..., Collection],
         ldocs: list[Document],
     ) -> None:
         plain = make_store()
@@ -1057,20 +1073,28 @@ class LexicalTests(_Base):
             pytest.skip(f"{plain.name} with this config keeps nothing after close")
         plain.upsert(ldocs)
         with pytest.raises(UnsupportedFeatureError, match="lexical: true"):
-            plain.search_lexical("pension", 3)
+            Collection.view(plain).search_lexical("pension", 3)
         plain.close()
         built = make_lexical()  # an older store: the index is built from its texts on open
         self.assert_reference(built, ldocs, QUERIES[0])
-        built.upsert(ldocs[:1])
-        assert built._lex is not None
-        built._lex.begin_write()  # as if the process died between the vector write and the index write
-        built._lex._db.execute("DELETE FROM docs WHERE id = ?", (ldocs[5].id,))
-        built.close()
-        again = make_lexical()
-        for query in QUERIES:
-            self.assert_reference(again, ldocs, query)
+        index = built.derived["lexical"]
+        changed = Document(id=ldocs[5].id, text="zebraquux pension", metadata={"tag": "new"}, vector=ldocs[5].vector)
 
-    def test_queries_without_terms(self, lexical: VectorStore, ldocs: list[Document]) -> None:
+        def fail(*args: Any) -> None:
+            raise RuntimeError("the index write failed")
+
+        index.upsert = fail  # type: ignore[method-assign,assignment]
+        with pytest.raises(RuntimeError):  # the primary holds the new text, the index the old one: same count
+            built.upsert([changed])
+        built.close()
+        docs = [changed if d.id == changed.id else d for d in ldocs]
+        again = make_lexical()
+        assert again.get([changed.id])[0].text == changed.text  # a clean close keeps the primary's write
+        for query in [*QUERIES, "zebraquux"]:
+            self.assert_reference(again, docs, query)
+        assert any("repaired lexical" in note for note in again.notes)
+
+    def test_queries_without_terms(self, lexical: Collection, ldocs: list[Document]) -> None:
         from ..embedders.hashing import HashingEmbedder
         from ..retrieval import Retriever
 
@@ -1088,7 +1112,7 @@ class LexicalTests(_Base):
         with pytest.raises(ValidationError):
             lexical.search_lexical("pension", 0)
 
-    def test_lexical_searches_during_writes(self, lexical: VectorStore, ldocs: list[Document]) -> None:
+    def test_lexical_searches_during_writes(self, lexical: Collection, ldocs: list[Document]) -> None:
         import threading
 
         errors: list[BaseException] = []
@@ -1184,6 +1208,302 @@ class LimitTests(_Base):
         assert filled.count() == len(docs)  # nothing was deleted by a refused filter
 
 
+_COLLECTION_WRITER = """
+import json, os, sys
+from ragstore.collection import open_collection
+from ragstore.embedders.hashing import HashingEmbedder
+from ragstore.errors import RagstoreError
+from ragstore.types import Document
+args = json.loads(sys.stdin.read())
+dim, who = args["dim"], args["who"]
+main, route = HashingEmbedder(dim), HashingEmbedder(dim, seed="route")
+try:
+    coll = open_collection(args["config"], embedder=main, routes={"ml": (route, args["route"])})
+except RagstoreError as exc:  # an engine that keeps one process per folder refuses clearly
+    print(json.dumps({"refused": f"{type(exc).__name__}: {exc}"}))
+    sys.exit(0)
+if args.get("hold"):  # stop inside the first derived write (the primary already written) until released
+    import pathlib, time
+    index, write = coll.derived["lexical"], coll.derived["lexical"].upsert
+    def held(*a, **k):
+        pathlib.Path(args["barrier"], "holding-" + who).touch()
+        while not pathlib.Path(args["hold"]).exists():
+            time.sleep(0.01)
+        return write(*a, **k)
+    index.upsert = held
+if args.get("crash"):
+    def crash(*_a, **_k):
+        os._exit(17)  # a crash after the primary's write, before any derived index's
+    coll.derived["lexical"].upsert = crash
+if args.get("opener"):  # open and close again and again while another process writes
+    coll.close()
+    opened, repairs = 0, []
+    while not os.path.exists(args["stop"]) or not opened:
+        again = open_collection(args["config"], embedder=main, routes={"ml": (route, args["route"])})
+        repairs += [n for n in again.notes if "repaired" in n]
+        again.close()
+        opened += 1
+    print(json.dumps({"opened": opened, "repairs": repairs}))
+    sys.exit(0)
+for r in range(args["rounds"]):
+    texts = {f"shared-{j}": f"{who} round {r} text {j} pension" for j in range(args["shared"])}
+    texts.update({f"{who}-{r}-{j}": f"{who} own {r} {j} superannuation" for j in range(args["own"])})
+    vecs = main.embed_documents(list(texts.values()))
+    coll.upsert([Document(id=i, text=t, vector=v, metadata={"who": who}) for (i, t), v in zip(texts.items(), vecs)])
+coll.close()
+print(json.dumps({"wrote": args["rounds"]}))
+"""
+
+
+def _run_script(script: str, payload: dict[str, Any]) -> Any:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(payload))
+    proc.stdin.close()
+    return proc
+
+
+def _wait_for(flag: Any, proc: Any) -> None:
+    """Until the process reached ``flag`` (or ended: an engine that refused a second process)."""
+    import time
+
+    deadline = time.monotonic() + 300
+    while not flag.exists() and proc.poll() is None:
+        assert time.monotonic() < deadline, f"the process never reached {flag.name}"
+        time.sleep(0.02)
+
+
+def _settle(proc: Any, seconds: float = 3.0) -> None:
+    """Give a second process time to open and reach the held write (or, wrongly, to pass it)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _outcome(proc: Any) -> dict[str, Any]:
+    out, err = proc.stdout.read(), proc.stderr.read()
+    proc.wait(600)
+    assert proc.returncode == 0, f"a writer process failed:\n{err[-3000:]}"
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+class CollectionTests(_Base):
+    """A collection's primary and derived indexes (BM25, a dense route) agree on every store: after a crash
+    between their writes (found by generation, not count), with another process opening or writing the same
+    ids at the same time, and with two stores sharing one ``lexical_path``; the manifest refuses another
+    embedder."""
+
+    @pytest.fixture
+    def collection_config(
+        self, store_config: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+    ) -> dict[str, Any]:
+        config = {**store_config, "lexical": True}
+        if resolve_store(config)[1].remote:
+            config["lexical_path"] = str(tmp_path_factory.mktemp("collection"))
+        return config
+
+    @pytest.fixture
+    def route_config(self, collection_config: dict[str, Any]) -> dict[str, Any]:
+        _cls, opts = resolve_store(collection_config)
+        sibling = opts.sibling("route")
+        sibling.lexical = False
+        return store_block(str(collection_config["type"]), sibling)
+
+    @pytest.fixture
+    def make_collection(
+        self, collection_config: dict[str, Any], route_config: dict[str, Any]
+    ) -> Iterator[Callable[..., Collection]]:
+        from ..embedders.hashing import HashingEmbedder
+
+        routes = {"ml": (HashingEmbedder(DIM, seed="route"), route_config)}
+        yield from _collection_opener(collection_config, embedder=HashingEmbedder(DIM), routes=routes)
+
+    @staticmethod
+    def _persistent(coll: Collection) -> None:
+        if not coll.capabilities.persistent:
+            coll.close()
+            pytest.skip(f"{coll.name} with this config keeps nothing after close")
+
+    def test_another_embedder_is_refused_and_an_export_of_the_same_one_allowed(
+        self, make_collection: Callable[..., Collection], ldocs_for_collection: list[Document]
+    ) -> None:
+        from ..embedders.hashing import HashingEmbedder
+
+        first = make_collection()
+        self._persistent(first)
+        first.upsert(ldocs_for_collection)
+        manifest = first.primary.read_manifest()
+        assert manifest is not None and manifest["indexes"]["primary"]["embedder"]["key"]
+        assert manifest["indexes"]["lexical"]["kind"] == "bm25" and manifest["indexes"]["route:ml"]["dim"] == DIM
+        first.close()
+        with pytest.raises(EmbedderMismatchError, match="ragstore copy --reembed"):
+            make_collection(embedder=HashingEmbedder(DIM, seed="another model"))
+
+        class Exported(HashingEmbedder):
+            def identity(self) -> dict[str, Any]:
+                return {**super().identity(), "variant": "onnx-int8"}
+
+        again = make_collection(embedder=Exported(DIM))  # the same weights run another way: compatible
+        assert any("compatible" in note for note in again.notes)
+        assert again.count() == len(ldocs_for_collection)
+        assert again.verify() == []
+
+    def test_a_store_made_before_manifests_gets_one_on_first_open(
+        self,
+        make_store: Callable[[], VectorStore],
+        make_collection: Callable[..., Collection],
+        ldocs_for_collection: list[Document],
+    ) -> None:
+        old = make_store()
+        if not old.capabilities.persistent:
+            pytest.skip(f"{old.name} with this config keeps nothing after close")
+        old.upsert(ldocs_for_collection)
+        assert old.read_manifest() is None
+        old.close()
+        coll = make_collection()
+        assert any("no manifest" in note for note in coll.notes)
+        manifest = coll.primary.read_manifest()
+        assert manifest is not None and manifest["adopted"]["unverified"]
+        assert coll.verify() == []  # the lexical index and the route were built from the primary
+        assert coll.route("ml").count() == len(ldocs_for_collection)
+
+    def test_crash_between_primary_and_derived_writes_is_repaired_by_generation(
+        self,
+        collection_config: dict[str, Any],
+        route_config: dict[str, Any],
+        make_collection: Callable[..., Collection],
+        ldocs_for_collection: list[Document],
+    ) -> None:
+        docs = ldocs_for_collection
+        first = make_collection()
+        self._persistent(first)
+        first.upsert(docs)
+        before = [Document(id=f"shared-{j}", text=f"before {j} pension", vector=docs[j].vector) for j in range(5)]
+        first.upsert(before)
+        first.close()
+        # the crash rewrites existing ids: the counts stay equal, only generations tell
+        proc = _run_script(
+            _COLLECTION_WRITER,
+            {
+                "config": collection_config,
+                "route": route_config,
+                "dim": DIM,
+                "who": "crash",
+                "crash": True,
+                "rounds": 1,
+                "shared": 5,
+                "own": 0,
+            },
+        )
+        proc.wait(600)
+        assert proc.returncode == 17, proc.stderr.read()[-3000:]
+        again = make_collection()
+        assert any("repaired lexical" in n for n in again.notes) and any("repaired route:ml" in n for n in again.notes)
+        assert again.verify() == []
+        assert again.count() == len(docs) + 5
+        if again.capabilities.durable_writes:  # the primary kept the write the crash interrupted
+            assert again.get(["shared-0"])[0].text.startswith("crash round 0")
+            assert [h.id for h in again.search_lexical("crash", 5)][:1] != []
+
+    def test_opening_while_another_process_writes_loses_no_text(
+        self,
+        collection_config: dict[str, Any],
+        route_config: dict[str, Any],
+        make_collection: Callable[..., Collection],
+        tmp_path: Any,
+    ) -> None:
+        """A process opening the collection while another is between its primary and its derived writes
+        waits for that write: it never sees the half-done write as a crash to repair."""
+        first = make_collection()
+        self._persistent(first)
+        first.close()
+        release, stop = tmp_path / "release", tmp_path / "stop"
+        base = {"config": collection_config, "route": route_config, "dim": DIM, "barrier": str(tmp_path)}
+        writer = _run_script(
+            _COLLECTION_WRITER, {**base, "who": "w", "rounds": 20, "shared": 10, "own": 10, "hold": str(release)}
+        )
+        _wait_for(tmp_path / "holding-w", writer)
+        opener = _run_script(_COLLECTION_WRITER, {**base, "who": "o", "opener": True, "stop": str(stop)})
+        _settle(opener)
+        release.touch()
+        wrote = _outcome(writer)
+        stop.touch()
+        seen = _outcome(opener)
+        assert seen.get("repairs", []) == [], seen  # the opener waited; it found nothing half-written
+        coll = make_collection()
+        assert not [n for n in coll.notes if "repaired" in n], coll.notes
+        assert coll.verify() == []
+        if "wrote" in wrote:
+            assert coll.count() == 10 + 20 * 10
+
+    def test_two_processes_writing_the_same_ids_agree_everywhere(
+        self,
+        collection_config: dict[str, Any],
+        route_config: dict[str, Any],
+        make_collection: Callable[..., Collection],
+        tmp_path: Any,
+    ) -> None:
+        """Writer B writes the ids writer A is writing, while A is between its primary and derived writes:
+        B waits, so the last writer's text is the one in the store, the BM25 index and the route."""
+        first = make_collection()
+        self._persistent(first)
+        first.close()
+        release = tmp_path / "release"
+        base = {"config": collection_config, "route": route_config, "dim": DIM, "barrier": str(tmp_path)}
+        a = _run_script(
+            _COLLECTION_WRITER, {**base, "who": "a", "rounds": 1, "shared": 20, "own": 0, "hold": str(release)}
+        )
+        _wait_for(tmp_path / "holding-a", a)
+        b = _run_script(_COLLECTION_WRITER, {**base, "who": "b", "rounds": 1, "shared": 20, "own": 0})
+        _settle(b)
+        release.touch()
+        outcomes = [_outcome(a), _outcome(b)]
+        coll = make_collection()
+        assert not [n for n in coll.notes if "repaired" in n], coll.notes
+        assert coll.verify() == []
+        assert coll.count() == 20
+        winner = coll.get(["shared-0"])[0].text
+        assert coll.derived["lexical"].texts()["shared-0"] == winner
+        assert coll.route("ml").get(["shared-0"])[0].text == winner
+        if all("wrote" in o for o in outcomes):
+            assert winner.startswith("b ")  # B's write waited for A's
+
+    def test_two_stores_sharing_a_lexical_path_stay_apart(
+        self, collection_config: dict[str, Any], ldocs_for_collection: list[Document], tmp_path: Any
+    ) -> None:
+        shared = str(tmp_path / "shared-lexical")
+        a_config = {**collection_config, "lexical_path": shared}
+        _cls, opts = resolve_store(a_config)
+        b_config = store_block(str(a_config["type"]), opts.sibling("other"))
+        b_config["lexical_path"] = shared
+        docs = ldocs_for_collection
+        with open_collection(a_config) as a, open_collection(b_config) as b:
+            a.upsert(docs[:10])
+            b.upsert(docs[10:20])
+            a_ids = {d.id for d in docs[:10]}
+            assert {h.id for h in a.search_lexical(QUERIES[0], 50)} <= a_ids
+            assert {h.id for h in b.search_lexical(QUERIES[0], 50)} <= {d.id for d in docs[10:20]}
+            b.delete([d.id for d in docs[10:20]])
+            assert a.verify() == [] and b.verify() == []
+            assert set(a.derived["lexical"].texts()) == a_ids
+            b.drop()
+            a.drop()
+
+    @pytest.fixture
+    def ldocs_for_collection(self) -> list[Document]:
+        return lexical_docs()[:30]
+
+
 class VectorStoreConformance(
     UpsertTests,
     GetDeleteTests,
@@ -1198,5 +1518,6 @@ class VectorStoreConformance(
     ConcurrencyTests,
     LexicalTests,
     LimitTests,
+    CollectionTests,
 ):
     """All conformance tests; subclass and override ``store_config``."""

@@ -1,0 +1,938 @@
+"""A ``Collection``: one document set, kept in one primary store and the indexes derived from it.
+
+A document may live in several places: the primary store (the configured engine), one dense index per
+bilingual route (another model's vectors of the same texts, in a sibling store) and the BM25 index. The
+collection is the only code that writes them, so they cannot drift apart:
+
+- **One write path.** ``upsert``, ``delete`` (ids or filter), ``clear`` and ``drop`` go to the primary and
+  then to every derived index, inside one lock: a thread lock, and an exclusive ``flock`` on the collection's
+  journal for other processes on this machine. Two processes writing the same id leave the same winner
+  everywhere; a process opening the collection while another writes waits for that write to finish.
+- **Generations, not counts.** The journal (SQLite beside the store, or RAM) numbers writes. A write commits
+  ``pending`` first, then writes the primary, then the derived indexes (the lexical index records the
+  generation in its own transaction), then commits the new generation. A derived index whose generation is
+  not the collection's -- a crash between the writes, a route added later, a lost file -- is rebuilt from the
+  primary under the same lock (so a rebuild cannot overwrite a newer write), with a progress bar.
+- **Identity.** Every derived file carries the primary's location (``VectorStore.location``): two stores
+  given the same ``lexical_path`` get different files, and a file of another collection is refused.
+- **Manifest.** Kept in the primary's engine (``VectorStore.write_manifest``): format, each index's embedder
+  identity (``Embedder.identity``), dim, metric, analyzer version, chunking, times, counts. Opening with an
+  embedder other than the recorded one raises ``EmbedderMismatchError``; an export of the same weights
+  (onnx/openvino, int8/bf16) is compatible and said so in ``notes``.
+
+A bare store is a collection without derived indexes (``as_collection``), so callers never branch on which
+one they hold.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .embedders.base import Embedder
+from .errors import (
+    BackendUnavailableError,
+    ConfigError,
+    EmbedderMismatchError,
+    UnsupportedFeatureError,
+    ValidationError,
+)
+from .filters import Filter, Node
+from .lexical import ANALYZER_VERSION, LexicalIndex
+from .lexical.index import OwnerMismatch
+from .registry import resolve_store
+from .store import LEXICAL_TUNABLE, Capabilities, StoreOptions, VectorStore, _check_k
+from .types import Document, Hit
+
+#: manifest layout version; a reader refuses a newer one
+MANIFEST_FORMAT = 1
+PRIMARY = "primary"
+LEXICAL_INDEX = "lexical"
+
+
+def _short(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Journal:
+    """The collection's write generation, its ``pending`` mark and each dense index's applied generation, in
+    SQLite (``folder``) or RAM; ``locked()`` serialises writers across threads and processes."""
+
+    def __init__(self, folder: Path | None, owner: str) -> None:
+        self.owner = owner
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+        self._lock_file: Any = None
+        self._ram: dict[str, str] = {}
+        self.fresh = True
+        self._db: sqlite3.Connection | None = None
+        self.lock_path: Path | None = None
+        if folder is None:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = f"journal-{_short(owner)}"
+        self.lock_path = folder / f"{stem}.lock"
+        file = folder / f"{stem}.sqlite"
+        self.fresh = not file.exists()
+        self._db = sqlite3.connect(str(file), isolation_level=None, check_same_thread=False, timeout=60)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # as durable as the stores' own SQLite files (FAISS's sidecar, the BM25 index): safe when a process
+        # dies, each commit without an fsync of its own
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self._db.execute("INSERT OR IGNORE INTO info VALUES ('owner', ?)", (owner,))
+        found = self._get("owner")
+        if found != owner:
+            self._db.close()
+            raise BackendUnavailableError(f"the journal {file} belongs to another collection ({found})")
+
+    # ----------------------------------------------------------------- storage
+    def _get(self, key: str) -> str | None:
+        if self._db is None:
+            return self._ram.get(key)
+        row = self._db.execute("SELECT value FROM info WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set(self, values: Mapping[str, str | None]) -> None:
+        if self._db is None:
+            for key, value in values.items():
+                if value is None:
+                    self._ram.pop(key, None)
+                else:
+                    self._ram[key] = value
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for key, value in values.items():
+                if value is None:
+                    self._db.execute("DELETE FROM info WHERE key = ?", (key,))
+                else:
+                    self._db.execute("INSERT OR REPLACE INTO info VALUES (?, ?)", (key, value))
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # ----------------------------------------------------------------- state
+    def generation(self) -> int:
+        return int(self._get("generation") or 0)
+
+    def pending(self) -> bool:
+        return self._get("pending") is not None
+
+    def applied(self, name: str) -> int | None:
+        value = self._get(f"applied:{name}")
+        return None if value is None else int(value)
+
+    def begin(self) -> int:
+        """Mark a write in progress (committed before the primary is touched); returns its generation."""
+        gen = self.generation() + 1
+        self._set({"pending": f"{gen} pid {os.getpid()}"})
+        return gen
+
+    def commit(self, gen: int, applied: Iterable[str] = ()) -> None:
+        self._set({"generation": str(gen), "pending": None, **{f"applied:{n}": str(gen) for n in applied}})
+
+    def abort(self) -> None:
+        """The write was refused before anything was written."""
+        self._set({"pending": None})
+
+    def forget(self, name: str) -> None:
+        self._set({f"applied:{name}": None})
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive across threads (re-entrant) and, with a folder, across processes (``flock``; released by
+        the kernel when a holder dies, so a crash never leaves the collection locked)."""
+        with self._thread_lock:
+            if self._depth == 0 and self.lock_path is not None:
+                fh = open(self.lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held until the write ends
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX)
+                except BaseException:
+                    fh.close()
+                    raise
+                self._lock_file = fh
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and self._lock_file is not None:
+                    self._lock_file.close()  # closing releases the flock
+                    self._lock_file = None
+
+    def close(self) -> None:
+        if self._db is not None:
+            with suppress(Exception):
+                self._db.close()
+            self._db = None
+
+
+class DerivedIndex:
+    """An index built from the primary's documents; the collection writes it right after the primary."""
+
+    name: str
+    #: its generation is recorded by the journal at commit (True), or by the index itself in the same
+    #: transaction as its data (False: the lexical index)
+    journaled: bool = True
+
+    def generation(self, journal: Journal) -> int | None:
+        return journal.applied(self.name)
+
+    def upsert(self, docs: list[Document], gen: int, vectors: np.ndarray | None) -> None:
+        raise NotImplementedError
+
+    def delete(self, ids: list[str], gen: int) -> None:
+        raise NotImplementedError
+
+    def delete_where(self, node: Node, gen: int) -> None:
+        raise NotImplementedError
+
+    def clear(self, gen: int) -> None:
+        raise NotImplementedError
+
+    def drop(self, gen: int) -> None:
+        self.clear(gen)
+
+    def count(self) -> int:
+        raise NotImplementedError
+
+    def texts(self) -> dict[str, str]:
+        """Text by id of every document this index holds (for ``Collection.verify``)."""
+        raise NotImplementedError
+
+    def repair(self, primary: VectorStore, gen: int) -> int:
+        """Make this index hold exactly the primary's documents; returns how many it changed."""
+        raise NotImplementedError
+
+    def entry(self) -> dict[str, Any]:
+        """This index's part of the manifest."""
+        raise NotImplementedError
+
+    def storage_bytes(self) -> int | None:
+        return 0
+
+    def close(self) -> None:
+        """Release what this index holds."""
+
+
+class LexicalDerived(DerivedIndex):
+    """The BM25 index (``ragstore.lexical``), one SQLite file per collection (or RAM)."""
+
+    journaled = False
+
+    def __init__(self, index: LexicalIndex) -> None:
+        self.name = LEXICAL_INDEX
+        self.index = index
+
+    def generation(self, journal: Journal) -> int | None:
+        return self.index.generation()
+
+    def upsert(self, docs: list[Document], gen: int, vectors: np.ndarray | None) -> None:
+        self.index.upsert([d.id for d in docs], [d.text for d in docs], [d.metadata for d in docs], generation=gen)
+
+    def delete(self, ids: list[str], gen: int) -> None:
+        self.index.delete(ids, generation=gen)
+
+    def delete_where(self, node: Node, gen: int) -> None:
+        self.index.delete_where(node, generation=gen)
+
+    def clear(self, gen: int) -> None:
+        self.index.clear(generation=gen)
+
+    def count(self) -> int:
+        return self.index.count()
+
+    def texts(self) -> dict[str, str]:
+        return self.index.texts()
+
+    def repair(self, primary: VectorStore, gen: int) -> int:
+        docs = _all(primary)
+        self.index.rebuild(((d.id, d.text, d.metadata) for d in docs), total=len(docs), generation=gen)
+        return len(docs)
+
+    def entry(self) -> dict[str, Any]:
+        return {"kind": "bm25", "analyzer": ANALYZER_VERSION, "k1": self.index.k1, "b": self.index.b}
+
+    def storage_bytes(self) -> int | None:
+        return self.index.storage_bytes()
+
+    def close(self) -> None:
+        self.index.close()
+
+
+def _all(store: VectorStore) -> list[Document]:
+    return store.get(filter=None) if store.dim is not None else []
+
+
+class DenseDerived(DerivedIndex):
+    """Another model's vectors of the same texts (a bilingual route), in a store of its own."""
+
+    def __init__(self, route: str, embedder: Embedder, store: VectorStore) -> None:
+        self.route = route
+        self.name = f"route:{route}"
+        self.embedder = embedder
+        self.store = store
+
+    def _twins(self, docs: Sequence[Document], vectors: np.ndarray | None) -> list[Document]:
+        twins = [Document(text=d.text, id=d.id, metadata=dict(d.metadata)) for d in docs]
+        vecs = vectors if vectors is not None else self.embedder.embed_documents([d.text for d in twins])
+        for twin, vec in zip(twins, vecs, strict=True):
+            twin.vector = vec
+        return twins
+
+    def upsert(self, docs: list[Document], gen: int, vectors: np.ndarray | None) -> None:
+        self.store.upsert(self._twins(docs, vectors))
+
+    def delete(self, ids: list[str], gen: int) -> None:
+        self.store.delete(ids)
+
+    def delete_where(self, node: Node, gen: int) -> None:
+        self.store.delete(filter=node)
+
+    def clear(self, gen: int) -> None:
+        self.store.clear()
+
+    def drop(self, gen: int) -> None:
+        self.store.drop()
+
+    def count(self) -> int:
+        return self.store.count()
+
+    def texts(self) -> dict[str, str]:
+        return {d.id: d.text for d in _all(self.store)}
+
+    def repair(self, primary: VectorStore, gen: int) -> int:
+        """Add what the route lacks or holds differently, drop what the primary no longer has (texts already
+        in step are not embedded again)."""
+        main = {d.id: d for d in _all(primary)}
+        have = {d.id: d for d in _all(self.store)}
+        stale = [i for i in have if i not in main]
+        todo = [d for i, d in main.items() if i not in have or have[i].text != d.text or have[i].metadata != d.metadata]
+        if stale:
+            self.store.delete(stale)
+        step = 256
+        with tqdm(total=len(todo), desc=f"repair {self.name}", unit="doc", disable=not todo, leave=False) as bar:
+            for start in range(0, len(todo), step):
+                batch = todo[start : start + step]
+                self.store.upsert(self._twins(batch, None))
+                bar.update(len(batch))
+        return len(stale) + len(todo)
+
+    def entry(self) -> dict[str, Any]:
+        return {
+            "kind": "dense",
+            "embedder": self.embedder.identity(),
+            "dim": self.store.dim,
+            "metric": self.store.metric,
+            "store": self.store.name,
+        }
+
+    def storage_bytes(self) -> int | None:
+        return self.store.storage_bytes()
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class Collection:
+    """One document set: a primary store and its derived indexes, written through one path.
+
+    Reads (``search``, ``get``, ``count``) go to the primary; ``search_lexical`` to the BM25 index;
+    ``route(name)`` is a route's dense index. ``notes`` says what opening found (a repair, an adopted older
+    collection, a compatible export of the recorded model).
+    """
+
+    def __init__(
+        self,
+        primary: VectorStore,
+        *,
+        embedder: Embedder | None = None,
+        derived: Sequence[DerivedIndex] = (),
+        folder: str | os.PathLike[str] | None = None,
+        chunking: Mapping[str, Any] | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.primary = primary
+        self.embedder = embedder
+        self.derived: dict[str, DerivedIndex] = {d.name: d for d in derived}
+        self.chunking = dict(chunking) if chunking is not None else None
+        self.notes: list[str] = []
+        self._closed = False
+        self._wrote = False
+        self._lock = threading.RLock()
+        self.timings: dict[str, float] = {PRIMARY: 0.0, **{name: 0.0 for name in self.derived}}
+        self._progress = progress
+        self._borrowed = False
+        where = Path(folder) if folder is not None and primary.capabilities.persistent else None
+        try:
+            self.journal = Journal(where, primary.location())
+            with self._lock, self.journal.locked():
+                self._check_manifest()
+                self._repair(at_open=True)
+                self._save_manifest(force=False)
+        except BaseException:
+            self._release()
+            raise
+
+    @classmethod
+    def view(cls, store: VectorStore | Collection) -> Collection:
+        """A collection around an open store for reading only (no journal file, no manifest check or write,
+        ``close`` leaves the store open): how the query path reads a store it was handed."""
+        if isinstance(store, Collection):
+            return store
+        if not isinstance(store, VectorStore):
+            raise ConfigError(f"expected a ragstore VectorStore or Collection, got {type(store).__name__}")
+        self = cls.__new__(cls)
+        self.primary, self.embedder, self.derived, self.chunking, self.notes = store, None, {}, None, []
+        self._closed, self._wrote, self._lock, self._progress = False, False, threading.RLock(), False
+        self.timings = {PRIMARY: 0.0}
+        self.journal = Journal(None, store.location())
+        self._manifest = None
+        self._borrowed = True
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        """The primary store's own attributes (an engine's ``path``, ``client``...), so code that held the
+        store keeps working when it holds the collection."""
+        primary = self.__dict__.get("primary")
+        if name.startswith("_") or primary is None:
+            raise AttributeError(name)
+        return getattr(primary, name)
+
+    # ----------------------------------------------------------------- store-like reads
+    @property
+    def name(self) -> str:
+        return self.primary.name
+
+    @property
+    def metric(self) -> str:
+        return self.primary.metric
+
+    @property
+    def dim(self) -> int | None:
+        return self.primary.dim
+
+    @property
+    def options(self) -> StoreOptions:
+        return self.primary.options
+
+    @property
+    def batch_size(self) -> int:
+        return self.primary.batch_size
+
+    @property
+    def capabilities(self) -> Capabilities:
+        lexical = LEXICAL_INDEX in self.derived
+        return replace(self.primary.capabilities, lexical=lexical, hybrid=lexical)
+
+    @property
+    def lexical(self) -> bool:
+        """Whether lexical and hybrid search work here (``lexical: true``)."""
+        return LEXICAL_INDEX in self.derived
+
+    @property
+    def routes(self) -> dict[str, DenseDerived]:
+        return {d.route: d for d in self.derived.values() if isinstance(d, DenseDerived)}
+
+    @property
+    def route_stores(self) -> dict[str, VectorStore]:
+        return {name: d.store for name, d in self.routes.items()}
+
+    def route(self, name: str) -> VectorStore:
+        routes = self.routes
+        if name not in routes:
+            raise ConfigError(f"routed queries need the multilingual index {name!r} (bilingual.multilingual)")
+        return routes[name].store
+
+    def search(self, vector: Any, k: int = 10, filter: Filter | Node | None = None) -> list[Hit]:
+        return self.primary.search(vector, k, filter)
+
+    def search_batch(self, vectors: Any, k: int = 10, filter: Filter | Node | None = None) -> list[list[Hit]]:
+        return self.primary.search_batch(vectors, k, filter)
+
+    def get(
+        self, ids: Sequence[str] | None = None, *, filter: Filter | Node | None = None, limit: int | None = None
+    ) -> list[Document]:
+        return self.primary.get(ids, filter=filter, limit=limit)
+
+    def count(self, filter: Filter | Node | None = None) -> int:
+        return self.primary.count(filter)
+
+    def describe(self) -> dict[str, Any]:
+        return self.primary.describe()
+
+    def _parse_filter(self, filter: Filter | Node | None) -> Node | None:
+        return self.primary._parse_filter(filter)
+
+    # ----------------------------------------------------------------- lexical reads
+    def _lexical(self) -> LexicalIndex:
+        self.require_lexical()
+        index = self.derived[LEXICAL_INDEX]
+        assert isinstance(index, LexicalDerived)
+        return index.index
+
+    def require_lexical(self) -> None:
+        """Raise ``UnsupportedFeatureError`` saying how to add the index when this collection has none."""
+        self._check_open()
+        if LEXICAL_INDEX not in self.derived and self.primary.options.lexical:
+            raise UnsupportedFeatureError(
+                f"{self.name} store was opened alone: its lexical index belongs to its collection, open it with "
+                "ragstore.open_collection(block) (or ragstore.open(config))"
+            )
+        if LEXICAL_INDEX not in self.derived:
+            raise UnsupportedFeatureError(
+                f"{self.name} store has no lexical index: set `lexical: true` in its store block (it is built "
+                "from the stored texts when the collection next opens)"
+            )
+
+    def lexical_terms(self, query: str) -> list[str]:
+        """The terms a lexical search for ``query`` looks up (empty: only stop words, punctuation or emoji)."""
+        index = self._lexical()
+        if not isinstance(query, str):
+            raise ValidationError(f"query must be a string, got {type(query).__name__}")
+        return index.terms(query)
+
+    def search_lexical(self, query: str, k: int = 10, filter: Filter | Node | None = None) -> list[Hit]:
+        """The ``k`` best documents by BM25 that match ``filter`` (scores are BM25, higher is better); empty
+        when the query has no terms. Same terms and scores on every backend."""
+        _check_k(k)
+        terms = self.lexical_terms(query)
+        node = self._parse_filter(filter)
+        return self._lexical().search(terms, int(k), node)
+
+    # ----------------------------------------------------------------- the one write path
+    @contextmanager
+    def _writing(self) -> Iterator[int]:
+        """Lock, repair what an earlier write left behind, mark the write pending, and commit the generation
+        when the body (primary, then derived) returns; a failure leaves ``pending`` for the next repair."""
+        self._check_open()
+        with self._lock, self.journal.locked():
+            self._check_open()
+            self._repair(at_open=False)
+            created = self.primary.dim is None
+            gen = self.journal.begin()
+            yield gen
+            self.journal.commit(gen, [d.name for d in self.derived.values() if d.journaled])
+            self._wrote = True
+            if created and self.primary.dim is not None:
+                self._save_manifest(force=True)
+
+    def _primary_write(self, call: Any) -> Any:
+        """The primary's write; its ``ValidationError`` means nothing was written (stores check the whole
+        input first), so the pending mark is taken back."""
+        start = time.perf_counter()
+        try:
+            return call()
+        except ValidationError:
+            self.journal.abort()
+            raise
+        finally:
+            self.timings[PRIMARY] += time.perf_counter() - start
+
+    def _each(self, action: Any) -> None:
+        for name, index in self.derived.items():
+            start = time.perf_counter()
+            action(index)
+            self.timings[name] += time.perf_counter() - start
+
+    def upsert(
+        self,
+        documents: Iterable[Document],
+        batch_size: int | None = None,
+        *,
+        vectors: Mapping[str, np.ndarray] | None = None,
+    ) -> list[str]:
+        """Insert or replace documents in the primary and every derived index. ``vectors`` may give a route's
+        vectors (by route name) already made; otherwise the route's embedder embeds the texts."""
+        docs = list(documents)
+        if not docs:
+            self._check_open()
+            return []
+        given = dict(vectors or {})
+        with self._writing() as gen:
+            ids = self._primary_write(lambda: self.primary.upsert(docs, batch_size))
+            self._each(lambda d: d.upsert(docs, gen, given.get(getattr(d, "route", ""))))
+        return ids
+
+    def delete(self, ids: Sequence[str] | None = None, *, filter: Filter | Node | None = None) -> int:
+        """Delete by ids or by filter everywhere; returns how many documents the primary removed."""
+        with self._writing() as gen:
+            removed = self._primary_write(lambda: self.primary.delete(ids, filter=filter))
+            if ids is not None:
+                wanted = [ids] if isinstance(ids, str) else list(ids)
+                self._each(lambda d: d.delete(wanted, gen))
+            else:
+                node = self._parse_filter(filter)
+                assert node is not None  # the primary refused an empty filter
+                self._each(lambda d: d.delete_where(node, gen))
+        return int(removed)
+
+    def clear(self) -> None:
+        """Remove every document everywhere (dimensions stay)."""
+        with self._writing() as gen:
+            self._primary_write(self.primary.clear)
+            self._each(lambda d: d.clear(gen))
+        if self.primary.dim is not None:  # engines that clear by re-creating lose the collection's properties
+            self._save_manifest(force=True)
+
+    def drop(self) -> None:
+        """Delete the collection and its derived indexes' data; the next upsert may use another dimension."""
+        with self._writing() as gen:
+            self._primary_write(self.primary.drop)
+            self._each(lambda d: d.drop(gen))
+
+    def tune(self, **settings: Any) -> None:
+        """Search-time options on the primary and every route (``bm25_k1``/``bm25_b`` on the lexical index)."""
+        lexical = {k: v for k, v in settings.items() if k in LEXICAL_TUNABLE}
+        dense = {k: v for k, v in settings.items() if k not in LEXICAL_TUNABLE}
+        self.primary.tune(**settings)
+        for route in self.routes.values():
+            if dense:
+                route.store.tune(**dense)
+        if lexical and LEXICAL_INDEX in self.derived:
+            index = self._lexical()
+            index.k1, index.b = self.primary.options.bm25_k1, self.primary.options.bm25_b
+
+    def flush(self) -> None:
+        self.primary.flush()
+        for route in self.routes.values():
+            route.store.flush()
+
+    def storage_bytes(self) -> int | None:
+        """Bytes on disk over the primary and every derived index (None when any is RAM-only or remote)."""
+        total: int | None = self.primary.storage_bytes()
+        for index in self.derived.values():
+            size = index.storage_bytes()
+            total = None if total is None or size is None else total + size
+        return total
+
+    def rebuild(self, names: Iterable[str] | None = None) -> int:
+        """Rebuild derived indexes (default: all) from the primary now, under the write lock; returns how many
+        documents changed."""
+        self._check_open()
+        chosen = list(self.derived) if names is None else list(names)
+        unknown = [n for n in chosen if n not in self.derived]
+        if unknown:
+            raise ValidationError(
+                f"no derived index {', '.join(unknown)}; this collection has {', '.join(self.derived)}"
+            )
+        with self._lock, self.journal.locked():
+            self._repair(at_open=False)
+            gen = self.journal.generation()
+            changed = sum(self.derived[n].repair(self.primary, gen) for n in chosen)
+            self.journal.commit(gen, [n for n in chosen if self.derived[n].journaled])
+        return changed
+
+    def verify(self) -> list[str]:
+        """What differs between the primary and each derived index (ids missing or extra, other texts); empty
+        when every index holds exactly the primary's documents. Reads everything: for checks, not queries."""
+        self._check_open()
+        with self._lock, self.journal.locked():
+            want = {d.id: d.text for d in _all(self.primary)}
+            problems = []
+            for name, index in self.derived.items():
+                have = index.texts()
+                missing = sorted(set(want) - set(have))
+                extra = sorted(set(have) - set(want))
+                other = sorted(i for i in set(want) & set(have) if want[i] != have[i])
+                for what, ids in (("missing", missing), ("not in the primary", extra), ("with another text", other)):
+                    if ids:
+                        problems.append(f"{name}: {len(ids)} documents {what} (first: {ids[0]!r})")
+        return problems
+
+    # ----------------------------------------------------------------- repair
+    def _repair(self, *, at_open: bool) -> None:
+        """Rebuild every derived index whose generation is not the collection's (or, at open, whose count
+        differs from the primary's: a write that bypassed the collection)."""
+        if not self.derived:
+            if self.journal.pending():
+                self.journal.commit(self.journal.generation() + 1)
+            return
+        pending = self.journal.pending()
+        target = self.journal.generation() + (1 if pending else 0)
+        if self.journal.fresh and at_open and self.primary.dim is not None:
+            target = max(target, 1)  # a journal made now for a filled store: nothing derived is known good
+        todo = []
+        primary_count: int | None = None
+        for index in self.derived.values():
+            why = None
+            have = index.generation(self.journal)
+            if have != target:
+                why = f"generation {have}, collection {target}"
+            elif at_open:
+                if primary_count is None:
+                    primary_count = self.primary.count() if self.primary.dim is not None else 0
+                if index.count() != primary_count:
+                    why = f"{index.count()} documents, primary {primary_count}"
+            if why is not None:
+                todo.append((index, why))
+        if not todo and not pending and target == self.journal.generation():
+            return
+        for index, why in todo:
+            changed = index.repair(self.primary, target)
+            if changed or not (at_open and self.journal.fresh):
+                self.notes.append(f"repaired {index.name} from the primary ({why}; {changed} documents)")
+        self.journal.commit(target, [d.name for d in self.derived.values() if d.journaled])
+        self.journal.fresh = False
+
+    # ----------------------------------------------------------------- manifest
+    def _identity(self, index: str) -> dict[str, Any] | None:
+        if index == PRIMARY:
+            return self.embedder.identity() if self.embedder is not None else None
+        entry = self.derived[index].entry()
+        return entry.get("embedder")
+
+    def _check_manifest(self) -> None:
+        """Refuse an embedder other than the recorded one; adopt a collection made before manifests."""
+        self._manifest: dict[str, Any] | None = None
+        if self.primary.dim is None:
+            return
+        found = self.primary.read_manifest()
+        where = f"{self.primary.name} collection {self.primary.location().split('|', 1)[-1]!r}"
+        if found is None:
+            self._manifest = None
+            self.notes.append(
+                "no manifest (made before ragstore recorded one): written now from what can be checked (dim "
+                f"{self.primary.dim}, metric {self.primary.metric}); the embedder that wrote the existing vectors "
+                "cannot be verified"
+            )
+            self._adopted = True
+            return
+        if int(found.get("format", 0)) > MANIFEST_FORMAT:
+            raise ConfigError(f"{where}: manifest format {found.get('format')} is newer than this ragstore reads")
+        self._manifest = found
+        indexes = found.get("indexes") or {}
+        for name in (PRIMARY, *self.derived):
+            recorded = (indexes.get(name) or {}).get("embedder")
+            given = self._identity(name)
+            if not recorded or not given:
+                continue
+            if recorded.get("key") != given.get("key"):
+                raise EmbedderMismatchError(name, recorded, given, where)
+            if recorded.get("variant") != given.get("variant"):
+                self.notes.append(
+                    f"{name}: written with {recorded.get('variant')}, read with {given.get('variant')} of the same "
+                    "weights (a gated export: compatible)"
+                )
+
+    def manifest(self) -> dict[str, Any]:
+        """What this collection is: the stored manifest brought up to date (counts, generation)."""
+        indexes: dict[str, Any] = {
+            PRIMARY: {
+                "kind": "dense",
+                "embedder": self._identity(PRIMARY),
+                "dim": self.primary.dim,
+                "metric": self.primary.metric,
+                "store": self.primary.name,
+            }
+        }
+        old = (getattr(self, "_manifest", None) or {}).get("indexes") or {}
+        if indexes[PRIMARY]["embedder"] is None and old.get(PRIMARY, {}).get("embedder"):
+            indexes[PRIMARY]["embedder"] = old[PRIMARY]["embedder"]  # a bare store keeps what a pipeline recorded
+        counts = {PRIMARY: self.primary.count() if self.primary.dim is not None else 0}
+        for name, index in self.derived.items():
+            indexes[name] = index.entry()
+            counts[name] = index.count()
+        previous = getattr(self, "_manifest", None) or {}
+        out: dict[str, Any] = {
+            "format": MANIFEST_FORMAT,
+            "created": previous.get("created") or _now(),
+            "updated": _now(),
+            "generation": self.journal.generation(),
+            "indexes": indexes,
+            "chunking": self.chunking if self.chunking is not None else previous.get("chunking"),
+            "counts": counts,
+        }
+        if getattr(self, "_adopted", False) or previous.get("adopted"):
+            out["adopted"] = previous.get("adopted") or {
+                "at": _now(),
+                "unverified": "the embedder that wrote the vectors stored before the manifest existed",
+            }
+        return out
+
+    def _save_manifest(self, *, force: bool) -> None:
+        if self.primary.dim is None:
+            return
+        manifest = self.manifest()
+        old = getattr(self, "_manifest", None)
+        if not force and old is not None and _same(old, manifest):
+            return
+        try:
+            self.primary.write_manifest(manifest)
+            self._manifest = manifest
+        except BackendUnavailableError as exc:
+            self.notes.append(f"the engine could not keep the manifest: {exc}")
+
+    # ----------------------------------------------------------------- lifetime
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendUnavailableError(f"{self.name} collection is closed")
+
+    def _release(self) -> None:
+        self._closed = True
+        for index in self.derived.values():
+            with suppress(Exception):
+                index.close()
+        if not getattr(self, "_borrowed", False):
+            with suppress(Exception):
+                self.primary.close()
+        journal = getattr(self, "journal", None)
+        if journal is not None:
+            journal.close()
+
+    def close(self) -> None:
+        """Record the manifest's counts when this process wrote, then close every index."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                if self._wrote:
+                    with suppress(Exception):
+                        self._save_manifest(force=True)
+            finally:
+                self._release()
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _same(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Equal apart from times and counts (not worth an engine write at every open)."""
+    keep = ("format", "indexes", "chunking", "adopted")
+    return json.dumps({k: old.get(k) for k in keep}, sort_keys=True) == json.dumps(
+        {k: new.get(k) for k in keep}, sort_keys=True
+    )
+
+
+def folder_of(options: StoreOptions, fallback: str | os.PathLike[str] | None = None) -> Path | None:
+    """Where a collection keeps its local files (journal, lexical index): ``lexical_path``, else
+    ``<path>.lexical`` beside an embedded store, else ``fallback`` (a pipeline's data folder)."""
+    if options.lexical_path:
+        return Path(os.path.expanduser(options.lexical_path))
+    path = getattr(options, "path", None)
+    if path and not options.remote:
+        return Path(f"{path}.lexical")
+    return Path(fallback) if fallback is not None else None
+
+
+def open_lexical(primary: VectorStore, folder: Path | None) -> LexicalDerived:
+    """The primary's BM25 index: ``lexical-<name>-<owner hash>.sqlite`` in ``folder`` (RAM without one)."""
+    opts = primary.options
+    owner = primary.location()
+    file = None
+    if primary.capabilities.persistent:
+        if folder is None:
+            raise ConfigError(
+                f"{primary.name} on a server keeps its lexical index in a local file: set store.lexical_path "
+                "(a folder every process that writes this collection can reach)"
+            )
+        name = getattr(opts, opts.name_key, None) if opts.name_key else None
+        stem = "".join(c if c.isalnum() or c in "_.-" else "_" for c in str(name or "index"))
+        file = folder / f"lexical-{stem}-{_short(owner)}.sqlite"
+    try:
+        return LexicalDerived(LexicalIndex(file, k1=opts.bm25_k1, b=opts.bm25_b, owner=owner))
+    except OwnerMismatch as exc:
+        raise BackendUnavailableError(f"cannot open the lexical index of {primary.name}: {exc}") from None
+    except (OSError, sqlite3.Error) as exc:
+        raise BackendUnavailableError(f"cannot open the lexical index of {primary.name}: {exc}") from exc
+
+
+def open_collection(
+    block: Mapping[str, Any] | VectorStore,
+    *,
+    embedder: Embedder | None = None,
+    routes: Mapping[str, tuple[Embedder, Mapping[str, Any] | VectorStore]] | None = None,
+    folder: str | os.PathLike[str] | None = None,
+    chunking: Mapping[str, Any] | None = None,
+    base_dir: str | os.PathLike[str] | None = None,
+) -> Collection:
+    """Open a store block (or an open store) as a collection: its lexical index when the block says
+    ``lexical: true``, one dense index per route (``name -> (embedder, store block or store)``). ``folder``
+    is where a server store keeps its journal when the block names no ``lexical_path``.
+
+    Every caller -- the pipeline, the bench's scratch stores, the integrations -- opens collections here."""
+    opened: list[VectorStore] = []
+
+    def store_of(spec: Mapping[str, Any] | VectorStore) -> VectorStore:
+        if isinstance(spec, VectorStore):
+            return spec
+        cls, opts = resolve_store(dict(spec), Path(base_dir) if base_dir is not None else None)
+        store = cls(opts)
+        opened.append(store)
+        return store
+
+    derived: list[DerivedIndex] = []
+    try:
+        primary = store_of(block)
+        where = folder_of(primary.options, folder)
+        if primary.options.lexical:
+            derived.append(open_lexical(primary, folder_of(primary.options)))
+        for name, (route_embedder, spec) in (routes or {}).items():
+            store = store_of(spec)
+            if store.dim is not None and store.dim != route_embedder.dim:
+                raise ConfigError(
+                    f"route {name!r}: its index holds dimension {store.dim}, its embedder gives {route_embedder.dim}"
+                )
+            derived.append(DenseDerived(name, route_embedder, store))
+        if where is None and primary.capabilities.persistent and derived:
+            raise ConfigError(
+                f"{primary.name} on a server keeps its collection journal in a local folder: set "
+                "store.lexical_path (a folder every process that writes this collection can reach)"
+            )
+        return Collection(primary, embedder=embedder, derived=derived, folder=where, chunking=chunking)
+    except BaseException:
+        for index in derived:
+            with suppress(Exception):
+                index.close()
+        for store in opened:
+            with suppress(Exception):
+                store.close()
+        raise
+
+
+def as_collection(store: VectorStore | Collection, embedder: Embedder | None = None) -> Collection:
+    """A collection around ``store`` (itself when it already is one): a bare store has no derived indexes."""
+    if isinstance(store, Collection):
+        return store
+    if not isinstance(store, VectorStore):
+        raise ConfigError(f"expected a ragstore VectorStore or Collection, got {type(store).__name__}")
+    return open_collection(store, embedder=embedder)
+
+
+__all__ = [
+    "MANIFEST_FORMAT",
+    "Collection",
+    "DenseDerived",
+    "DerivedIndex",
+    "Journal",
+    "LexicalDerived",
+    "as_collection",
+    "folder_of",
+    "open_collection",
+]
