@@ -539,12 +539,13 @@ class Collection:
                 self._save_manifest(force=True)
 
     def _primary_write(self, call: Any) -> Any:
-        """The primary's write; its ``ValidationError`` means nothing was written (stores check the whole
-        input first), so the pending mark is taken back."""
+        """The primary's write; its ``ValidationError`` or ``UnsupportedFeatureError`` means nothing was
+        written (stores check the whole input and their capabilities first), so the pending mark is taken
+        back."""
         start = time.perf_counter()
         try:
             return call()
-        except ValidationError:
+        except (ValidationError, UnsupportedFeatureError):
             self.journal.abort()
             raise
         finally:

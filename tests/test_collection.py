@@ -81,3 +81,22 @@ def test_embedder_identity_follows_the_weights_not_the_folder(tiny_model: Path, 
     st.save(str(copy))  # re-trained in place
     retrained = SentenceTransformerEmbedder(str(copy), backend="torch").identity()
     assert retrained["key"] != original["key"]
+
+
+def test_a_refused_write_leaves_nothing_to_repair(tmp_path: Path) -> None:
+    """Input the store refuses (before writing anything) takes the pending mark back: the next write finds no
+    half-done write and rebuilds nothing; the journal's generation moves only for writes that happened."""
+    coll = open_collection({"type": "faiss", "path": str(tmp_path / "f"), "lexical": True})
+    try:
+        coll.upsert(_docs())
+        gen = coll.journal.generation()
+        with pytest.raises(ValidationError):
+            coll.upsert([Document(id="bad", text="  ", vector=[1.0] * 32)])
+        with pytest.raises(ValidationError):
+            coll.delete(["d1"], filter={"x": 1})
+        assert not coll.journal.pending() and coll.journal.generation() == gen
+        coll.upsert(_docs(7)[6:])
+        assert not [n for n in coll.notes if "repaired" in n] and coll.journal.generation() == gen + 1
+        assert coll.verify() == [] and coll.count() == 7
+    finally:
+        coll.close()
