@@ -20,8 +20,8 @@ collection is the only code that writes them, so they cannot drift apart:
   embedder other than the recorded one raises ``EmbedderMismatchError``; an export of the same weights
   (onnx/openvino, int8/bf16) is compatible and said so in ``notes``.
 
-A bare store is a collection without derived indexes (``as_collection``), so callers never branch on which
-one they hold.
+A bare store is a collection without derived indexes (``open_collection(store)``, or ``Collection.view`` for
+reading), so callers never branch on which one they hold.
 """
 
 from __future__ import annotations
@@ -156,9 +156,6 @@ class Journal:
         """The write was refused before anything was written."""
         self._set({"pending": None})
 
-    def forget(self, name: str) -> None:
-        self._set({f"applied:{name}": None})
-
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Exclusive across threads (re-entrant) and, with a folder, across processes (``flock``; released by
@@ -226,7 +223,7 @@ class DerivedIndex:
         raise NotImplementedError
 
     def entry(self) -> dict[str, Any]:
-        """This index's part of the manifest."""
+        """This index's part of the manifest (the collection adds the embedder's identity)."""
         raise NotImplementedError
 
     def storage_bytes(self) -> int | None:
@@ -342,7 +339,6 @@ class DenseDerived(DerivedIndex):
     def entry(self) -> dict[str, Any]:
         return {
             "kind": "dense",
-            "embedder": self.embedder.identity(),
             "dim": self.store.dim,
             "metric": self.store.metric,
             "store": self.store.name,
@@ -371,7 +367,6 @@ class Collection:
         derived: Sequence[DerivedIndex] = (),
         folder: str | os.PathLike[str] | None = None,
         chunking: Mapping[str, Any] | None = None,
-        progress: bool = True,
     ) -> None:
         self.primary = primary
         self.embedder = embedder
@@ -382,8 +377,10 @@ class Collection:
         self._wrote = False
         self._lock = threading.RLock()
         self.timings: dict[str, float] = {PRIMARY: 0.0, **{name: 0.0 for name in self.derived}}
-        self._progress = progress
         self._borrowed = False
+        self._manifest: dict[str, Any] | None = None
+        self._adopted = False
+        self._identities: dict[str, dict[str, Any] | None] = {}
         where = Path(folder) if folder is not None and primary.capabilities.persistent else None
         try:
             self.journal = Journal(where, primary.location())
@@ -405,10 +402,10 @@ class Collection:
             raise ConfigError(f"expected a ragstore VectorStore or Collection, got {type(store).__name__}")
         self = cls.__new__(cls)
         self.primary, self.embedder, self.derived, self.chunking, self.notes = store, None, {}, None, []
-        self._closed, self._wrote, self._lock, self._progress = False, False, threading.RLock(), False
+        self._closed, self._wrote, self._lock = False, False, threading.RLock()
         self.timings = {PRIMARY: 0.0}
-        self.journal = Journal(None, store.location())
-        self._manifest = None
+        self.journal = Journal(None, "view")  # never written: no location to resolve on the query path
+        self._manifest, self._adopted, self._identities = None, False, {}
         self._borrowed = True
         return self
 
@@ -639,11 +636,7 @@ class Collection:
                 f"no derived index {', '.join(unknown)}; this collection has {', '.join(self.derived)}"
             )
         with self._lock, self.journal.locked():
-            self._repair(at_open=False)
-            gen = self.journal.generation()
-            changed = sum(self.derived[n].repair(self.primary, gen) for n in chosen)
-            self.journal.commit(gen, [n for n in chosen if self.derived[n].journaled])
-        return changed
+            return self._repair(at_open=False, force=chosen)
 
     def verify(self) -> list[str]:
         """What differs between the primary and each derived index (ids missing or extra, other texts); empty
@@ -663,13 +656,15 @@ class Collection:
         return problems
 
     # ----------------------------------------------------------------- repair
-    def _repair(self, *, at_open: bool) -> None:
+    def _repair(self, *, at_open: bool, force: Iterable[str] = ()) -> int:
         """Rebuild every derived index whose generation is not the collection's (or, at open, whose count
-        differs from the primary's: a write that bypassed the collection)."""
+        differs from the primary's: a write that bypassed the collection), and those named in ``force``, each
+        once; returns how many documents changed."""
+        forced = set(force)
         if not self.derived:
             if self.journal.pending():
                 self.journal.commit(self.journal.generation() + 1)
-            return
+            return 0
         pending = self.journal.pending()
         target = self.journal.generation() + (1 if pending else 0)
         if self.journal.fresh and at_open and self.primary.dim is not None:
@@ -677,42 +672,49 @@ class Collection:
         todo = []
         primary_count: int | None = None
         for index in self.derived.values():
-            why = None
+            why = "asked" if index.name in forced else None
             have = index.generation(self.journal)
             if have != target:
                 why = f"generation {have}, collection {target}"
-            elif at_open:
+            elif at_open and why is None:
                 if primary_count is None:
                     primary_count = self.primary.count() if self.primary.dim is not None else 0
-                if index.count() != primary_count:
-                    why = f"{index.count()} documents, primary {primary_count}"
+                count = index.count()
+                if count != primary_count:
+                    why = f"{count} documents, primary {primary_count}"
             if why is not None:
                 todo.append((index, why))
         if not todo and not pending and target == self.journal.generation():
-            return
+            return 0
+        total = 0
         for index, why in todo:
             changed = index.repair(self.primary, target)
-            if changed or not (at_open and self.journal.fresh):
+            total += changed
+            if index.name not in forced and (changed or not (at_open and self.journal.fresh)):
                 self.notes.append(f"repaired {index.name} from the primary ({why}; {changed} documents)")
         self.journal.commit(target, [d.name for d in self.derived.values() if d.journaled])
         self.journal.fresh = False
+        return total
 
     # ----------------------------------------------------------------- manifest
     def _identity(self, index: str) -> dict[str, Any] | None:
-        if index == PRIMARY:
-            return self.embedder.identity() if self.embedder is not None else None
-        entry = self.derived[index].entry()
-        return entry.get("embedder")
+        """The embedder identity of one index, computed once (a weights signature reads the weight files)."""
+        if index not in self._identities:
+            if index == PRIMARY:
+                self._identities[index] = self.embedder.identity() if self.embedder is not None else None
+            else:
+                derived = self.derived[index]
+                embedder = getattr(derived, "embedder", None)
+                self._identities[index] = embedder.identity() if embedder is not None else None
+        return self._identities[index]
 
     def _check_manifest(self) -> None:
         """Refuse an embedder other than the recorded one; adopt a collection made before manifests."""
-        self._manifest: dict[str, Any] | None = None
         if self.primary.dim is None:
             return
         found = self.primary.read_manifest()
         where = f"{self.primary.name} collection {self.primary.location().split('|', 1)[-1]!r}"
         if found is None:
-            self._manifest = None
             self.notes.append(
                 "no manifest (made before ragstore recorded one): written now from what can be checked (dim "
                 f"{self.primary.dim}, metric {self.primary.metric}); the embedder that wrote the existing vectors "
@@ -737,8 +739,10 @@ class Collection:
                     "weights (a gated export: compatible)"
                 )
 
-    def manifest(self) -> dict[str, Any]:
-        """What this collection is: the stored manifest brought up to date (counts, generation)."""
+    def manifest(self, *, counts: bool = True) -> dict[str, Any]:
+        """What this collection is: the stored manifest brought up to date (counts, generation); without
+        ``counts`` no engine is asked (enough to tell whether the stored one changed)."""
+        previous = self._manifest or {}
         indexes: dict[str, Any] = {
             PRIMARY: {
                 "kind": "dense",
@@ -748,14 +752,12 @@ class Collection:
                 "store": self.primary.name,
             }
         }
-        old = (getattr(self, "_manifest", None) or {}).get("indexes") or {}
+        old = previous.get("indexes") or {}
         if indexes[PRIMARY]["embedder"] is None and old.get(PRIMARY, {}).get("embedder"):
             indexes[PRIMARY]["embedder"] = old[PRIMARY]["embedder"]  # a bare store keeps what a pipeline recorded
-        counts = {PRIMARY: self.primary.count() if self.primary.dim is not None else 0}
         for name, index in self.derived.items():
-            indexes[name] = index.entry()
-            counts[name] = index.count()
-        previous = getattr(self, "_manifest", None) or {}
+            identity = self._identity(name)  # the collection's copy: read once per open
+            indexes[name] = {**index.entry(), **({"embedder": identity} if identity is not None else {})}
         out: dict[str, Any] = {
             "format": MANIFEST_FORMAT,
             "created": previous.get("created") or _now(),
@@ -763,9 +765,13 @@ class Collection:
             "generation": self.journal.generation(),
             "indexes": indexes,
             "chunking": self.chunking if self.chunking is not None else previous.get("chunking"),
-            "counts": counts,
         }
-        if getattr(self, "_adopted", False) or previous.get("adopted"):
+        if counts:
+            out["counts"] = {
+                PRIMARY: self.primary.count() if self.primary.dim is not None else 0,
+                **{name: index.count() for name, index in self.derived.items()},
+            }
+        if self._adopted or previous.get("adopted"):
             out["adopted"] = previous.get("adopted") or {
                 "at": _now(),
                 "unverified": "the embedder that wrote the vectors stored before the manifest existed",
@@ -775,10 +781,10 @@ class Collection:
     def _save_manifest(self, *, force: bool) -> None:
         if self.primary.dim is None:
             return
-        manifest = self.manifest()
-        old = getattr(self, "_manifest", None)
-        if not force and old is not None and _same(old, manifest):
+        old = self._manifest
+        if not force and old is not None and _same(old, self.manifest(counts=False)):
             return
+        manifest = self.manifest()
         try:
             self.primary.write_manifest(manifest)
             self._manifest = manifest
@@ -858,9 +864,7 @@ def open_lexical(primary: VectorStore, folder: Path | None) -> LexicalDerived:
         file = folder / f"lexical-{stem}-{_short(owner)}.sqlite"
     try:
         return LexicalDerived(LexicalIndex(file, k1=opts.bm25_k1, b=opts.bm25_b, owner=owner))
-    except OwnerMismatch as exc:
-        raise BackendUnavailableError(f"cannot open the lexical index of {primary.name}: {exc}") from None
-    except (OSError, sqlite3.Error) as exc:
+    except (OwnerMismatch, OSError, sqlite3.Error) as exc:
         raise BackendUnavailableError(f"cannot open the lexical index of {primary.name}: {exc}") from exc
 
 
@@ -917,15 +921,6 @@ def open_collection(
         raise
 
 
-def as_collection(store: VectorStore | Collection, embedder: Embedder | None = None) -> Collection:
-    """A collection around ``store`` (itself when it already is one): a bare store has no derived indexes."""
-    if isinstance(store, Collection):
-        return store
-    if not isinstance(store, VectorStore):
-        raise ConfigError(f"expected a ragstore VectorStore or Collection, got {type(store).__name__}")
-    return open_collection(store, embedder=embedder)
-
-
 __all__ = [
     "MANIFEST_FORMAT",
     "Collection",
@@ -933,7 +928,6 @@ __all__ = [
     "DerivedIndex",
     "Journal",
     "LexicalDerived",
-    "as_collection",
     "folder_of",
     "open_collection",
 ]

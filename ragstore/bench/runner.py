@@ -638,7 +638,7 @@ class BenchRunner:
             seconds += time.perf_counter() - start
             bar.advance(task, len(part))
         bar.remove_task(task)
-        routes = {r.route: coll.timings[name] - before[name] for name, r in coll.derived.items() if hasattr(r, "route")}
+        routes = {name: coll.timings[d.name] - before[d.name] for name, d in coll.routes.items()}
         return seconds - sum(routes.values()), routes
 
     @staticmethod

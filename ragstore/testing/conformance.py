@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -154,6 +155,11 @@ BAD_FILTERS: list[Any] = [
     "tag = 'a'",
     [{"tag": "a"}],
 ]
+
+
+def child_env() -> dict[str, str]:
+    """This interpreter's environment and import path, for the suite's second processes."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
 
 
 def _opener(config: dict[str, Any]) -> Iterator[Callable[[], VectorStore]]:
@@ -690,7 +696,7 @@ def reopen_in_subprocess(
 ) -> dict[str, Any]:
     """Open the store from its config in a fresh interpreter and read it back."""
     payload = json.dumps({"config": config, "query": [float(x) for x in query], "filter": flt, "ids": ids})
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    env = child_env()
     proc = subprocess.run(
         [sys.executable, "-c", _REOPEN],
         input=payload,
@@ -738,7 +744,7 @@ class PersistenceTests(_Base):
         survives either way, also after both have closed."""
         # a filtered search first: whatever it remembers must not hide the other process's writes afterwards
         assert persisted.search(docs[0].vector, 3, filter={"origin": "second"}) == []
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        env = child_env()
         payload = json.dumps({"config": store_config, "dim": DIM})
         proc = subprocess.run(
             [sys.executable, "-c", _SECOND_WRITER], input=payload, capture_output=True, text=True, env=env, timeout=300
@@ -1043,7 +1049,7 @@ class LexicalTests(_Base):
             pytest.skip(f"{lexical.name} with this config keeps nothing after close")
         lexical.delete([ldocs[1].id, ldocs[2].id])
         lexical.close()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        env = child_env()
         proc = subprocess.run(
             [sys.executable, "-c", _LEX_REOPEN],
             input=json.dumps({"config": lexical_config, "queries": QUERIES}),
@@ -1256,7 +1262,7 @@ print(json.dumps({"wrote": args["rounds"]}))
 
 
 def _run_script(script: str, payload: dict[str, Any]) -> Any:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    env = child_env()
     proc = subprocess.Popen(
         [sys.executable, "-c", script],
         stdin=subprocess.PIPE,
@@ -1273,8 +1279,6 @@ def _run_script(script: str, payload: dict[str, Any]) -> Any:
 
 def _wait_for(flag: Any, proc: Any) -> None:
     """Until the process reached ``flag`` (or ended: an engine that refused a second process)."""
-    import time
-
     deadline = time.monotonic() + 300
     while not flag.exists() and proc.poll() is None:
         assert time.monotonic() < deadline, f"the process never reached {flag.name}"
@@ -1283,8 +1287,6 @@ def _wait_for(flag: Any, proc: Any) -> None:
 
 def _settle(proc: Any, seconds: float = 3.0) -> None:
     """Give a second process time to open and reach the held write (or, wrongly, to pass it)."""
-    import time
-
     deadline = time.monotonic() + seconds
     while proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
