@@ -235,6 +235,9 @@ class ChromaStore(VectorStore):
         where = to_where(node) if node is not None else None
         return list(self.col.get(where=where, include=[])["ids"])
 
+    def _all_ids(self) -> list[str]:
+        return self._ids_where(None)
+
     def _delete_ids(self, ids: list[str]) -> int:
         if not ids:  # a filter that matched nothing: Chroma refuses an empty id list
             return 0

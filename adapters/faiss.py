@@ -402,6 +402,14 @@ class FaissStore(VectorStore):
     def _get_where(self, node: Node | None, limit: int | None) -> list[Document]:
         return self.db.documents_where(node, limit)
 
+    def _scan(self, cursor: str | None, limit: int) -> Iterator[tuple[list[Document], str]]:
+        while True:
+            docs = self.db.documents_after(cursor, limit)
+            if not docs:
+                return
+            cursor = docs[-1].id
+            yield docs, cursor
+
     def _count(self, node: Node | None) -> int:
         return self.db.count(node)
 
@@ -411,6 +419,12 @@ class FaissStore(VectorStore):
         if self.path is None or self._index is None:
             return
         gen = self.db.get_info("generation") or "0"
+        if (
+            self.db.get_info("index_generation") == gen
+            and self.db.get_info("index_type") == self.index_type
+            and (self.path / INDEX_FILE).exists()
+        ):
+            return  # the file already holds every write: a store only read (a copy's source) writes nothing
         fd, name = tempfile.mkstemp(dir=self.path, prefix=INDEX_FILE + ".", suffix=".tmp")  # unique per writer
         os.close(fd)
         tmp = Path(name)
@@ -444,6 +458,7 @@ class FaissStore(VectorStore):
             if self._dim is None:
                 raise UnsupportedFeatureError("nothing to rebuild: the store is empty")
             self._rebuild()
+            self.db.set_info("index_generation", "")  # the rebuilt index differs from the file: write it on flush
 
     def _read_manifest(self) -> str | None:
         return self.db.get_info("manifest")

@@ -143,6 +143,9 @@ class MemoryStore(VectorStore):
     def _get_where(self, node: Node | None, limit: int | None) -> list[Document]:
         return [self._doc(i) for i in self._where(node)[:limit]]
 
+    def _all_ids(self) -> list[str]:
+        return list(self._records)
+
     def _delete_ids(self, ids: list[str]) -> int:
         removed = sum(1 for i in ids if self._records.pop(i, None) is not None)
         if removed:

@@ -15,6 +15,7 @@ another process can open the same file.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -280,12 +281,22 @@ class MilvusStore(VectorStore):
         return [self._doc(r) for r in self._rows(ids, ["id", "vector", *_OUT])]
 
     def _get_where(self, node: Node | None, limit: int | None) -> list[Document]:
+        out: list[Document] = []
+        for docs, _ in self._pages(node, None, _PAGE, limit):
+            out += docs
+        return out
+
+    def _scan(self, cursor: str | None, limit: int) -> Iterator[tuple[list[Document], str]]:
+        return self._pages(None, cursor, limit, None)
+
+    def _pages(
+        self, node: Node | None, last: str | None, size: int, limit: int | None
+    ) -> Iterator[tuple[list[Document], str]]:
         """Pages by primary key with our own escaped ``id > last`` (pymilvus' ``query_iterator`` pastes the
         last id into its expression unescaped, so an id with a quote or newline broke it)."""
-        out: list[Document] = []
-        expr, last = to_expr(node), None
-        while limit is None or len(out) < limit:
-            page = _PAGE if limit is None else min(_PAGE, limit - len(out))
+        expr, seen = to_expr(node), 0
+        while limit is None or seen < limit:
+            page = size if limit is None else min(size, limit - seen)
             after = None if last is None else f"id > {literal(last)}"
             cond = " and ".join(f"({c})" for c in (expr, after) if c)
             rows = self.client.query(
@@ -297,12 +308,12 @@ class MilvusStore(VectorStore):
                 **self._in_key_order,  # the iterator's flags: the smallest keys, sorted, not insertion order
             )
             if not rows:
-                break
-            out += [self._doc(r) for r in rows]
+                return
             last = rows[-1]["id"]
+            seen += len(rows)
+            yield [self._doc(r) for r in rows], last
             if len(rows) < page:
-                break
-        return out
+                return
 
     def _delete_ids(self, ids: list[str]) -> int:
         found = [r["id"] for r in self._rows(ids, ["id"])]  # Milvus echoes unknown ids too: count first

@@ -335,6 +335,19 @@ class PgVectorStore(VectorStore):
         with self._reading() as conn:
             return [self._doc(r) for r in conn.execute(self._q(template, self.ident, where), params).fetchall()]
 
+    def _scan(self, cursor: str | None, limit: int) -> Iterator[tuple[list[Document], str]]:
+        """Keyset pages on the primary key (the database's own collation, the same in every process)."""
+        first = self._q("SELECT id, text, metadata, embedding FROM {} ORDER BY id LIMIT %s", self.ident)
+        after = self._q("SELECT id, text, metadata, embedding FROM {} WHERE id > %s ORDER BY id LIMIT %s", self.ident)
+        while True:
+            with self._reading() as conn:
+                rows = conn.execute(after, (cursor, limit)) if cursor is not None else conn.execute(first, (limit,))
+                docs = [self._doc(r) for r in rows.fetchall()]
+            if not docs:
+                return
+            cursor = docs[-1].id
+            yield docs, cursor
+
     def _delete_ids(self, ids: list[str]) -> int:
         cur = self.conn.execute(self._q("DELETE FROM {} WHERE id = ANY(%s)", self.ident), (ids,))
         return int(cur.rowcount)

@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,9 +23,9 @@ import numpy as np
 from pydantic import Field
 
 from ragstore._optional import require
-from ragstore.errors import BackendUnavailableError
+from ragstore.errors import BackendUnavailableError, ValidationError
 from ragstore.filters import FilterCompiler, Node, kind
-from ragstore.store import Capabilities, CollectionName, StoreOptions, VectorStore
+from ragstore.store import SCAN_END, Capabilities, CollectionName, StoreOptions, VectorStore
 from ragstore.types import Document, Hit, Metadata
 
 _NAMESPACE = uuid.UUID("6f1c9a52-4b1e-4f55-9d3c-2a7b8e0c1d11")
@@ -241,6 +241,15 @@ class QdrantStore(VectorStore):
                 break
         return out
 
+    def _scan(self, cursor: str | None, limit: int) -> Iterator[tuple[list[Document], str]]:
+        """Qdrant's own scroll order (point ids); the cursor names the next page's first point."""
+        offset = _offset(cursor)
+        while True:
+            records, offset = self.client.scroll(self.collection, limit=limit, offset=offset, with_vectors=True)
+            yield [_record_doc(r) for r in records], _cursor(offset)
+            if offset is None:
+                return
+
     def _delete_ids(self, ids: list[str]) -> int:
         found = [r.id for r in self.client.retrieve(self.collection, [point_id(i) for i in ids], with_payload=False)]
         if found:
@@ -403,6 +412,16 @@ class QdrantEdgeStore(VectorStore):
                 break
         return out
 
+    def _scan(self, cursor: str | None, limit: int) -> Iterator[tuple[list[Document], str]]:
+        offset = _offset(cursor)
+        while True:
+            records, offset = self.shard.scroll(
+                self.q.ScrollRequest(limit=limit, offset=offset, with_payload=True, with_vector=True)
+            )
+            yield [_record_doc(r) for r in records], _cursor(offset)
+            if offset is None:
+                return
+
     def _delete_ids(self, ids: list[str]) -> int:
         found = [r.id for r in self.shard.retrieve([point_id(i) for i in ids], with_payload=False, with_vector=False)]
         if found:
@@ -451,3 +470,20 @@ class QdrantEdgeStore(VectorStore):
     def _describe(self) -> dict[str, Any]:
         opts = self.options
         return {"path": str(self.path), "optimize": opts.optimize, "quantize": opts.quantize}
+
+
+def _cursor(offset: Any) -> str:
+    """A scroll offset (a point id: UUID string or integer) as a cursor string; none left: ``SCAN_END``."""
+    return SCAN_END if offset is None else json.dumps(offset if isinstance(offset, int | str) else str(offset))
+
+
+def _offset(cursor: str | None) -> Any:
+    if cursor is None:
+        return None
+    try:
+        value = json.loads(cursor)
+    except json.JSONDecodeError:
+        raise ValidationError(f"not a cursor of a Qdrant scan: {cursor[:40]!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValidationError(f"not a cursor of a Qdrant scan: {cursor[:40]!r}")
+    return value

@@ -18,6 +18,7 @@ from .errors import (
     EngineError,
     FilterError,
     RagstoreError,
+    TransferError,
     UnsupportedFeatureError,
     ValidationError,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "Ragstore",
     "RagstoreConfig",
     "RagstoreError",
+    "TransferError",
     "UnsupportedFeatureError",
     "ValidationError",
     "VectorStore",

@@ -1,4 +1,4 @@
-"""``ragstore`` command line: ingest, search, info, demo.
+"""``ragstore`` command line: ingest, search, info, demo, copy, export, import.
 
 Every command reads the same config (``--config``, ``$RAGSTORE_CONFIG``, ``./ragstore.yaml``, or defaults:
 FAISS under ``./.ragstore`` with the offline all-MiniLM-L6-v2). A ``RagstoreError`` prints one red line and
@@ -566,6 +566,185 @@ def finetune(
         )
     if not result.marked:
         raise typer.Exit(3)
+
+
+# ----------------------------------------------------------------------------- copy, export, import
+def _config_file(spec: str) -> Path | None:
+    path = Path(spec)
+    return path if path.suffix.lower() in (".yaml", ".yml", ".toml", ".json") and path.is_file() else None
+
+
+def _must_exist(opts: Any, spec: str) -> None:
+    """A source is read, never made: an embedded store whose folder is missing is a typo, not an empty store."""
+    from .errors import TransferError
+
+    path = getattr(opts, "path", None)
+    if path is not None and not opts.remote and not Path(path).exists():
+        raise TransferError(f"source {spec!r}: nothing at {path}")
+    if path is None and not opts.remote:
+        raise TransferError(f"source {spec!r} keeps its documents in RAM only: give it a path")
+
+
+def _source(spec: str) -> Any:
+    """A config file, an export file (``.parquet``), an app's collection (``langchain-chroma:path=...``) or a
+    store spec as the bench takes it (``faiss:path=./db``)."""
+    from .registry import resolve_store
+    from .transfer import ParquetSource, StoreSource
+    from .transfer.apps import open_app_source
+
+    config = _config_file(spec)
+    if config is not None:
+        from .config import load_config
+
+        cls, opts = load_config(config).store_spec()
+    elif spec.lower().endswith(".parquet"):
+        return ParquetSource(spec)
+    else:
+        block = _parse_block(spec, "source")
+        kind = str(block.pop("type"))
+        if kind.startswith(("langchain-", "llamaindex-")):
+            return open_app_source(kind, block)
+        cls, opts = resolve_store({"type": kind, **block}, None)
+    _must_exist(opts, spec)
+    return StoreSource(cls(opts))
+
+
+def _destination(spec: str, source: Any, reembed: bool) -> tuple[Any, Any, Any]:
+    """(collection, embedder for --reembed, what to close): a config opens its pipeline (its embedder is
+    checked against the source's), a store spec a bare collection that takes the source's embedder."""
+    from .collection import open_collection
+    from .errors import TransferError
+
+    config = _config_file(spec)
+    if config is not None:
+        from .config import load_config
+
+        raw = load_config(config).store
+        keep = reembed or "metric" in raw
+        rs = _open(config, None if keep else {"store": {"metric": source.metric}})
+        return rs.collection, (rs.embedder if reembed else None), rs
+    if reembed:
+        raise TransferError("--reembed needs a destination config file that names its embedder")
+    block = _parse_block(spec, "destination")
+    block.setdefault("metric", source.metric)
+    coll = open_collection(block)
+    return coll, None, coll
+
+
+def _copy_report(report: Any) -> None:
+    table = Table(title=f"{escape(report.source)} -> {escape(report.destination)}", title_justify="left")
+    for col in ("copied", "earlier runs", "pages", "seconds", "docs/s", "re-embedded"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        f"{report.copied:,}",
+        f"{report.already:,}",
+        f"{report.pages:,}",
+        f"{report.seconds:.1f}",
+        f"{report.rate:,.0f}",
+        "yes" if report.reembedded else "no",
+    )
+    console.print(table)
+    for note in report.notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}")
+    if report.verify is not None:
+        _verify_report(report.verify)
+
+
+def _verify_report(result: Any) -> None:
+    kind = "exact" if result.exact else f"approximate, overlap {result.mean_overlap:.3f}"
+    console.print(
+        f"verify: {result.destination_count:,} of {result.source_count:,} documents; {result.checked:,} ids "
+        f"checked, {len(result.missing)} missing, {len(result.content_differs)} with other text or metadata; "
+        f"{result.vectors_identical:,} vectors bit-identical, {len(result.vectors_differ)} beyond 1e-5; top-10 "
+        f"the same on {result.same_top}/{result.queries} queries ({kind}), largest score difference "
+        f"{result.max_score_diff:.1e}",
+        highlight=False,
+    )
+    for note in result.notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}")
+    if result.ok:
+        console.print("[green]verified[/]: counts, every id's text, metadata and vector, and the sampled top-10")
+    else:
+        err_console.print("[bold red]verify failed:[/] " + escape("; ".join(result.problems)))
+
+
+SpecArg = Annotated[str, typer.Argument(help="config file, or a store spec: faiss:path=./db, JSON, ...")]
+
+
+@app.command()
+@_friendly
+def copy(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="config file, store spec (faiss:path=./db), export file (.parquet), or an app's collection: "
+            "langchain-chroma:path=./chroma_db, llamaindex-pgvector:dsn=...,table=docs, langchain-qdrant:..."
+        ),
+    ],
+    destination: SpecArg,
+    reembed: Annotated[bool, typer.Option(help="embed the texts with the destination's embedder")] = False,
+    verify: Annotated[bool, typer.Option(help="compare counts, every id, and sampled top-10s afterwards")] = False,
+    append: Annotated[bool, typer.Option(help="add to a destination that already holds other documents")] = False,
+    batch_size: Annotated[int, typer.Option(help="documents per page")] = 1000,
+    queries: Annotated[int, typer.Option(help="sampled queries for --verify")] = 20,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Copy a collection into another store without re-embedding; resumable, idempotent, verifiable."""
+    from .transfer import copy_collection
+    from .transfer.sources import close_quietly
+
+    src = _source(source)
+    dest = closer = None
+    try:
+        dest, embedder, closer = _destination(destination, src, reembed)
+        report = copy_collection(
+            src,
+            dest,
+            reembed=embedder,
+            append=append,
+            batch_size=batch_size,
+            verify=verify,
+            queries=queries,
+            progress=progress,
+        )
+        report.notes[:0] = [*src.notes, *dest.notes]
+        _copy_report(report)
+    finally:
+        close_quietly(closer, src)
+    if report.verify is not None and not report.verify.ok:
+        raise typer.Exit(1)
+
+
+@app.command("export")
+@_friendly
+def export_cmd(
+    source: SpecArg,
+    file: Annotated[Path, typer.Argument(help="the Parquet file to write")],
+    batch_size: Annotated[int, typer.Option(help="rows per row group")] = 10_000,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Write a collection to one Parquet file (ids, texts, metadata, vectors, manifest)."""
+    from .transfer import export_parquet
+
+    with _source(source) as src:
+        report = export_parquet(src, file, batch_size=batch_size, progress=progress)
+    console.print(
+        f"{report.rows:,} documents -> {escape(report.path)} ({report.bytes / 1e6:.1f} MB, {report.seconds:.1f} s)"
+    )
+
+
+@app.command("import")
+@_friendly
+def import_cmd(
+    file: Annotated[Path, typer.Argument(help="a file `ragstore export` wrote")],
+    destination: SpecArg,
+    verify: Annotated[bool, typer.Option(help="compare counts, every id, and sampled top-10s afterwards")] = False,
+    append: Annotated[bool, typer.Option(help="add to a destination that already holds other documents")] = False,
+    batch_size: Annotated[int, typer.Option(help="documents per page")] = 1000,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Load an export file into a store (the same checks and checkpoints as `ragstore copy`)."""
+    copy(str(file), destination, False, verify, append, batch_size, 20, progress)
 
 
 def main() -> None:

@@ -381,6 +381,7 @@ class Collection:
         self._manifest: dict[str, Any] | None = None
         self._adopted = False
         self._identities: dict[str, dict[str, Any] | None] = {}
+        self._records: dict[str, Any] = {}
         where = Path(folder) if folder is not None and primary.capabilities.persistent else None
         try:
             self.journal = Journal(where, primary.location())
@@ -405,7 +406,7 @@ class Collection:
         self._closed, self._wrote, self._lock = False, False, threading.RLock()
         self.timings = {PRIMARY: 0.0}
         self.journal = Journal(None, "view")  # never written: no location to resolve on the query path
-        self._manifest, self._adopted, self._identities = None, False, {}
+        self._manifest, self._adopted, self._identities, self._records = None, False, {}, {}
         self._borrowed = True
         return self
 
@@ -708,6 +709,37 @@ class Collection:
                 self._identities[index] = embedder.identity() if embedder is not None else None
         return self._identities[index]
 
+    def identity(self, index: str = PRIMARY) -> dict[str, Any] | None:
+        """The embedder identity of ``index``: this collection's embedder's, else the one its manifest records."""
+        given = self._identity(index)
+        if given is not None:
+            return given
+        recorded = ((self._manifest or {}).get("indexes") or {}).get(index) or {}
+        found = recorded.get("embedder")
+        return found if isinstance(found, dict) else None
+
+    def adopt_identity(self, identity: Mapping[str, Any], index: str = PRIMARY) -> None:
+        """Record ``identity`` for an index this collection has no embedder for (a copy brings the source's
+        along, so the destination refuses another model from then on)."""
+        if self._identity(index) is None:
+            self._identities[index] = dict(identity)
+
+    def record(self, key: str, value: Any, *, counts: bool = False) -> None:
+        """Keep ``value`` under ``key`` in the manifest and write it now (a copy's checkpoint); without
+        ``counts`` no engine is asked to count and the last recorded counts stay."""
+        if key in _OWN_KEYS:
+            raise ValueError(f"{key!r} is the manifest's own key")
+        self._check_open()
+        with self._lock:
+            self._records[key] = value
+            if self.primary.dim is None:
+                return
+            manifest = self.manifest(counts=counts)
+            if not counts and self._manifest and "counts" in self._manifest:
+                manifest["counts"] = self._manifest["counts"]
+            self.primary.write_manifest(manifest)
+            self._manifest = manifest
+
     def _check_manifest(self) -> None:
         """Refuse an embedder other than the recorded one; adopt a collection made before manifests."""
         if self.primary.dim is None:
@@ -725,6 +757,7 @@ class Collection:
         if int(found.get("format", 0)) > MANIFEST_FORMAT:
             raise ConfigError(f"{where}: manifest format {found.get('format')} is newer than this ragstore reads")
         self._manifest = found
+        self._records = {k: v for k, v in found.items() if k not in _OWN_KEYS}
         indexes = found.get("indexes") or {}
         for name in (PRIMARY, *self.derived):
             recorded = (indexes.get(name) or {}).get("embedder")
@@ -766,6 +799,7 @@ class Collection:
             "indexes": indexes,
             "chunking": self.chunking if self.chunking is not None else previous.get("chunking"),
         }
+        out.update(self._records)
         if counts:
             out["counts"] = {
                 PRIMARY: self.primary.count() if self.primary.dim is not None else 0,
@@ -827,6 +861,10 @@ class Collection:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+#: the manifest's own keys; any other key (a copy's checkpoint) is kept as ``record`` wrote it
+_OWN_KEYS = frozenset({"format", "created", "updated", "generation", "indexes", "chunking", "counts", "adopted"})
 
 
 def _same(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:

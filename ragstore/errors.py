@@ -15,7 +15,8 @@ bug. Each class names the problem so a message alone tells the user what to chan
     ├── UnsupportedFeatureError      the backend cannot do this (declared in its capabilities)
     ├── ExportError                  a model cannot be exported to ONNX Runtime / OpenVINO
     │   └── ExportGateError          an export or quantisation is too far from the original (says how far)
-    └── DatasetError                 a dataset folder or file is missing or inconsistent
+    ├── DatasetError                 a dataset folder or file is missing or inconsistent
+    └── TransferError                a copy, export or import refused before writing (names the flag that allows it)
 
 ``ValidationError`` is raised *before* anything is written, so a rejected batch never leaves a store
 half-updated.
@@ -100,6 +101,12 @@ class DatasetError(RagstoreError):
     """A dataset folder or file is missing, malformed or internally inconsistent."""
 
 
+class TransferError(RagstoreError):
+    """A copy, export or import cannot go ahead as asked: a destination holding other data, vectors whose
+    metric would change their ranking, a source with nothing in it. Raised before the page it concerns is
+    written, so a destination is never left with a half-written page."""
+
+
 class ExportError(RagstoreError):
     """A model cannot be exported to (or loaded on) the requested inference backend."""
 
@@ -135,6 +142,7 @@ __all__ = [
     "ExportGateError",
     "FilterError",
     "RagstoreError",
+    "TransferError",
     "UnsupportedFeatureError",
     "ValidationError",
 ]

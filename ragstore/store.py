@@ -7,6 +7,7 @@ same error, before anything is written.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import math
@@ -46,8 +47,23 @@ MAX_K = 16_384
 #: SQLite (FAISS's sidecar, the lexical index) refuses expression trees deeper than 1,000; ragstore's
 #: compiled atoms stay under it up to here (measured: 700 atoms passed, 1,000 failed)
 SQLITE_MAX_FILTER_ATOMS = 900
+#: a vector whose length is within this of 1 counts as normalised for the cosine metric (float32 rounding of a
+#: normalised row of a few thousand dimensions stays well under it; the cosine it changes moves by < 1e-6)
+UNIT_SLACK = 1e-6
 #: the collection's BM25 settings live in the store block and may change on an open store (scored at query time)
 LEXICAL_TUNABLE = ("bm25_k1", "bm25_b")
+
+
+@dataclass(frozen=True)
+class ScanPage:
+    """One page of a full read (documents with their vectors); ``cursor`` resumes the read after it."""
+
+    documents: list[Document]
+    cursor: str
+
+
+#: the cursor of a read that has nothing left (an engine whose own cursor names the next page, not the last)
+SCAN_END = "\x00end"
 
 
 @dataclass(frozen=True)
@@ -439,6 +455,43 @@ class VectorStore(ABC):
             self._check_open()
             return self._get_where(node, limit)
 
+    def scan(self, batch_size: int = 1000, cursor: str | None = None) -> Iterator[ScanPage]:
+        """Every document with its vector, page by page, in an order every process sees the same way, so a
+        reader stopped after any page (a copy killed mid-way) resumes from that page's ``cursor``. Each page is
+        read under the store's read lock; a document written during a scan is seen when its page is read later."""
+        self._check_open()
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+            raise ValidationError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if cursor is not None and not isinstance(cursor, str):
+            raise ValidationError(f"cursor must be a string from an earlier scan, got {type(cursor).__name__}")
+        self._catch_up()
+        if self._dim is None or cursor == SCAN_END:
+            return
+        pages = self._scan(cursor, batch_size)
+        while True:
+            with self._lock.read(), self._engine("read a page of documents"):
+                self._check_open()
+                item = next(pages, None)
+            if item is None:
+                return
+            docs, after = item
+            yield ScanPage(docs, after)
+            if after == SCAN_END:
+                return
+
+    def _scan(self, cursor: str | None, limit: int) -> Iterator[tuple[list[Document], str]]:
+        """Default: every id, sorted (code-point order), read back ``limit`` at a time; the cursor is the last
+        id read. Engines with a key order of their own override this with a keyset read."""
+        ids = sorted(self._all_ids())
+        start = bisect.bisect_right(ids, cursor) if cursor is not None else 0
+        for s in range(start, len(ids), limit):
+            chunk = ids[s : s + limit]
+            found = {d.id: d for d in self._get(chunk)}
+            yield [found[i] for i in chunk if i in found], chunk[-1]
+
+    def _all_ids(self) -> list[str]:
+        return [d.id for d in self._get_where(None, None)]
+
     def delete(self, ids: Sequence[str] | None = None, *, filter: Filter | Node | None = None) -> int:
         """Delete by ids or by filter; returns how many documents were removed (unknown ids are ignored)."""
         self._check_open()
@@ -703,7 +756,14 @@ class VectorStore(ABC):
             zero = np.flatnonzero(norms == 0.0)
             if zero.size:
                 raise ValidationError(f"vector of document {ids[zero[0]]!r} has zero length (cosine metric)")
-            matrix = matrix / norms[:, None]
+            # rows already unit length (to float32 rounding) are stored as given: normalising is not idempotent
+            # in float32, and a copy or an import must store the very bits it read
+            off = np.abs(norms - 1.0) > UNIT_SLACK
+            if off.all():
+                matrix = matrix / norms[:, None]
+            elif off.any():
+                matrix = matrix.copy()
+                matrix[off] /= norms[off, None]
         return ids, np.ascontiguousarray(matrix, dtype=np.float32), texts, metas
 
     def score_from_distance(self, distance: float) -> float:
@@ -762,8 +822,10 @@ def _as_id_list(ids: Sequence[str] | str) -> list[str]:
 
 __all__ = [
     "MAX_K",
+    "SCAN_END",
     "Capabilities",
     "CollectionName",
+    "ScanPage",
     "StoreOptions",
     "VectorStore",
     "as_query_vector",

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What users get: build the sdist and the wheel, install the wheel (not editable) with the default extras
 # plus both integrations, the server and the exported embedders into a fresh venv, then use it from outside the
-# repo: `ragstore bench` on the bundled sample, `ragstore finetune --help`, both integrations, `ragstore serve`
-# answering, an OpenVINO int8 export of MiniLM passing its gate on the bundled xquad-r.
+# repo: `ragstore bench` on the bundled sample, `ragstore finetune --help`, `ragstore export`/`import`/`copy`,
+# both integrations, `ragstore serve` answering, an OpenVINO int8 export of MiniLM passing its gate on the
+# bundled xquad-r.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev >/dev/null
@@ -31,6 +32,18 @@ print("wheel imports: ok; xquad-r ships:", len(ds.corpus), "passages")
 PY
 "$venv/bin/ragstore" bench --no-plots --out "$work/results" | tail -n 8
 "$venv/bin/ragstore" finetune --help >/dev/null && echo "ragstore finetune --help: ok"
+# `ragstore export` / `import` / `copy` from the wheel: a FAISS store to a Parquet file to a memory store
+"$venv/bin/python" - <<'PY'
+import numpy as np
+from ragstore import Document, create_store
+store = create_store({"type": "faiss", "path": "copy-src"})
+rng = np.random.default_rng(0)
+store.upsert([Document(f"text {i} it's", f"id-{i}", {"i": i}, rng.normal(size=32)) for i in range(500)])
+store.close()
+PY
+"$venv/bin/ragstore" export faiss:path=copy-src copy.parquet --no-progress
+"$venv/bin/ragstore" import copy.parquet memory:path=copy-dst --verify --no-progress | tail -n 1
+"$venv/bin/ragstore" copy faiss:path=copy-src memory:path=copy-dst2 --verify --no-progress | tail -n 1
 # `ragstore serve` from the wheel on the embedded default (FAISS in ./.ragstore, the offline MiniLM)
 RAGSTORE_BIN="$venv/bin/ragstore" "$venv/bin/python" - <<'PY'
 import os, signal, socket, subprocess, time

@@ -62,6 +62,7 @@ LAYERS = {
     "ragstore.bilingual": 3,
     "ragstore.config": 4,
     "ragstore.retrieval": 5,
+    "ragstore.transfer": 5,  # copy, export, import: collections and sources, below the CLI
     "ragstore.pipeline": 6,
     "ragstore.bench": 6,
     "ragstore.finetune": 6,
