@@ -33,6 +33,29 @@ ConfigOpt = Annotated[
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from . import __version__
+
+        try:
+            found = version("ragstore")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            found = __version__
+        console.print(f"ragstore {found}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Swap vector stores and embedders by config."""
+
+
 def _friendly(func: F) -> F:
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -64,7 +87,7 @@ def _hits_table(title: str, hits: list[Hit], relevant: set[str] | None = None) -
     table = Table(title=title, title_justify="left", show_lines=False)
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
-    table.add_column("id")
+    table.add_column("id", overflow="fold")  # wrapped, never cut: an id is something to copy
     if relevant is not None:
         table.add_column("rel", justify="center")
     table.add_column("text", overflow="fold", max_width=80)
@@ -115,7 +138,11 @@ def search(
     ] = None,
     alpha: Annotated[
         float | None,
-        typer.Option("--alpha", help="hybrid: alpha fusion, share of the dense leg in [0, 1] (default: rrf)"),
+        typer.Option(
+            "--alpha",
+            help="hybrid: alpha fusion with this share of the dense leg in [0, 1] (default: the config's "
+            "search.hybrid, which is alpha fusion at 0.5 unless set)",
+        ),
     ] = None,
 ) -> None:
     """Search the store for a query."""
@@ -139,6 +166,7 @@ def search(
             raise FilterError("--filter nests too deeply (a filter may nest at most 32 levels)") from None
     with _open(config, overrides) as rs:
         result = rs.query(query, k, where, bilingual=bilingual)
+        empty = not result.hits and rs.count() == 0
     hits, plan = result.hits, result.plan
     if as_json:
         console.print_json(data=[asdict(h) for h in hits])
@@ -153,6 +181,10 @@ def search(
         title += f"\n[dim]{plan.search} · lexical terms from: {escape(plan.lexical_text or '')}[/]"
     for note in plan.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}")
+    if not hits and empty:
+        err_console.print(
+            "[yellow]note:[/] the store is empty: add documents with `ragstore ingest PATH` (or `ragstore demo`)"
+        )
     console.print(_hits_table(title, hits))
 
 

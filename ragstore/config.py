@@ -105,15 +105,17 @@ class ServeConfig(BaseModel):
     keepalive_timeout_s: float = Field(default=5.0, gt=0, le=3600, description="idle keep-alive connections close")
 
 
+#: the embedder type a config block without ``type`` gets
+DEFAULT_EMBEDDER = "sentence-transformers"
+
+
 class RagstoreConfig(BaseModel):
     """The validated config. ``embedder``/``store`` blocks are checked against the chosen class's options."""
 
     model_config = ConfigDict(extra="forbid")
 
     data_dir: str = ".ragstore"
-    embedder: dict[str, Any] = Field(
-        default_factory=lambda: {"type": "sentence-transformers", "model": "all-MiniLM-L6-v2"}
-    )
+    embedder: dict[str, Any] = Field(default_factory=lambda: {"type": DEFAULT_EMBEDDER, "model": "all-MiniLM-L6-v2"})
     store: dict[str, Any] = Field(default_factory=lambda: {"type": "faiss"})
     cache: bool = Field(default=True, description="cache embeddings on disk under data_dir/cache")
     ingest: IngestConfig = Field(default_factory=IngestConfig)
@@ -171,8 +173,8 @@ class RagstoreConfig(BaseModel):
         name = self._route_name(route, multilingual)
         key = "main" if name is None else f"route:{name}"
         if key not in self._embedder_specs:
-            if name is None:
-                block, where = self._local_model(self.embedder), "embedder"
+            if name is None:  # the main embedder's type defaults as documented: `embedder: {model: X}` is enough
+                block, where = self._local_model({"type": DEFAULT_EMBEDDER, **self.embedder}), "embedder"
             else:
                 block = self._local_model(self.bilingual.route(name).embedder)
                 where = f"bilingual.multilingual[{self.bilingual.routes.index(name)}].embedder"
@@ -266,12 +268,24 @@ def read_file(path: Path, what: str = "config file") -> dict[str, Any]:
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{what} {path} is not valid {path.suffix.lstrip('.').upper() or 'YAML'}: {exc}") from None
+        kind = path.suffix.lstrip(".").upper() if path.suffix == ".toml" else "YAML"
+        raise ConfigError(f"{what} {path} is not valid {kind}: {_parse_problem(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{what} {path} must hold a mapping at the top level")
     return data
+
+
+def _parse_problem(exc: Exception) -> str:
+    """One line a person reads: what the parser found and where (not its multi-line dump)."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        context = getattr(exc, "context", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}"
+        return f"{problem}{f' ({context})' if context else ''} at {where}"
+    return " ".join(str(exc).split())
 
 
 def merge(base: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -350,3 +350,18 @@ def test_bench_reproduces_the_xquad_anchors(tmp_path: Path, minilm: Any) -> None
     for row in result["rows"]:
         expected = 0.8301 if row["queries"] == "en" else 0.0489
         assert row["nDCG@10"] == pytest.approx(expected, abs=1e-4), row
+
+
+def test_default_paths_follow_the_dataset_languages(tmp_path: Path) -> None:
+    """English questions only: the bilingual paths are skipped (with the reason) and no multilingual model
+    is loaded; named in query_paths, they run."""
+    over = _config(tmp_path, dataset={"path": str(_copy_sample(tmp_path)), "queries": ["en"]})
+    del over["query_paths"]
+    english = plan(load_bench_config(over))
+    assert english.config.query_paths == ["plain", "hybrid"] and english.routes == []
+    assert {s["what"] for s in english.skipped} == {f"query path {p}" for p in ("translate", "route", "both")}
+    assert all("no Chinese questions" in s["why"] for s in english.skipped)
+    both = plan(load_bench_config({**over, "dataset": {"path": over["dataset"]["path"], "queries": ["en", "zh"]}}))
+    assert "route" in both.config.query_paths or any("route" in s["what"] for s in both.skipped)
+    named = plan(load_bench_config({**over, "query_paths": ["plain", "translate"]}))
+    assert named.config.query_paths == ["plain", "translate"]

@@ -2,8 +2,8 @@
 hybrid settings).
 
 Routes: ``POST /v1/embeddings`` (OpenAI-compatible, plus ``input_type``), ``POST /v1/search``,
-``POST|DELETE /v1/documents``, ``GET /v1/documents/{id}``, ``GET /v1/info``, ``/healthz``, ``/readyz``,
-``/metrics`` (Prometheus), OpenAPI docs at ``/docs``. Errors are OpenAI-style JSON bodies
+``POST|DELETE /v1/documents``, ``GET /v1/documents/{id}``, ``GET /v1/models``, ``GET /v1/info``,
+``/healthz``, ``/readyz``, ``/metrics`` (Prometheus), OpenAPI docs at ``/docs``. Errors are OpenAI-style JSON bodies
 (``{"error": {"message", "type", "param", "code"}}``) with a 4xx status naming the problem; no traceback
 ever leaves the process.
 """
@@ -24,12 +24,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import RagstoreConfig, ServeConfig
 from ..errors import (
     BackendUnavailableError,
     ConfigError,
+    EngineError,
     RagstoreError,
     UnsupportedFeatureError,
     ValidationError,
@@ -102,6 +104,8 @@ def _status_of(exc: RagstoreError) -> tuple[int, str]:
         return 503, "server_overloaded"
     if isinstance(exc, ValidationError | ConfigError | UnsupportedFeatureError):
         return 400, "invalid_request_error"
+    if isinstance(exc, EngineError):  # the engine failed on this call: not "unavailable", nothing to retry after
+        return 500, "server_error"
     if isinstance(exc, BackendUnavailableError):
         return 503, "service_unavailable"
     return 500, "server_error"
@@ -121,18 +125,37 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await _error(413, f"request body over {self.limit} bytes", "invalid_request_error")(scope, receive, send)
             return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
+        # read the body here, before any route parses it: a chunked body (no declared length) over the limit
+        # gets the same 413 in the same shape, instead of a parser's 400
+        chunks: list[bytes] = []
+        seen, more = 0, True
+        while more:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise ApiError(413, f"request body over {self.limit} bytes")
-            return message
+            if message["type"] != "http.request":  # the client went away: the app sees the same
+                chunks, more = [], False
+                first: Message = message
+                break
+            body = message.get("body", b"")
+            seen += len(body)
+            if seen > self.limit:
+                await _error(413, f"request body over {self.limit} bytes", "invalid_request_error")(
+                    scope, receive, send
+                )
+                return
+            chunks.append(body)
+            more = bool(message.get("more_body", False))
+        else:
+            first = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        replayed = False
 
-        await self.app(scope, limited, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return first
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 class Guard:
@@ -179,8 +202,8 @@ def api_keys(settings: ServeConfig) -> list[str]:
 def check_binding(host: str, keys: list[str]) -> None:
     if host not in LOOPBACK and not keys:
         raise ConfigError(
-            f"serving on {host} needs an API key: set serve.api_keys (e.g. ${{RAGSTORE_KEY}}) or RAGSTORE_API_KEYS; "
-            "without keys ragstore serve binds to 127.0.0.1 only"
+            f"serving on {host} needs an API key: pass --api-key KEY (repeatable), set serve.api_keys (e.g. "
+            "${RAGSTORE_KEY}) or RAGSTORE_API_KEYS; without keys ragstore serve binds to 127.0.0.1 only"
         )
 
 
@@ -241,9 +264,20 @@ def create_app(config: RagstoreConfig, *, host: str = "127.0.0.1", pipeline: Rag
             message = "request body is not valid JSON"
         return _error(400, f"{where}: {message}" if where else message, "invalid_request_error", param=where or None)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Unknown routes, wrong methods and bodies no parser could read: the same error shape as the rest."""
+        messages = {
+            404: f"no route {request.method} {request.url.path}",
+            405: f"{request.method} is not allowed on {request.url.path}",
+        }
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        message = messages.get(exc.status_code) or str(exc.detail)
+        return _error(exc.status_code, message, kind, dict(exc.headers) if exc.headers else None)
+
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.message, exc.kind)
+        return _error(exc.status, exc.message, exc.kind, **exc.extra)
 
     @app.exception_handler(RagstoreError)
     async def ragstore_error(_request: Request, exc: RagstoreError) -> JSONResponse:
@@ -394,6 +428,26 @@ def create_app(config: RagstoreConfig, *, host: str = "127.0.0.1", pipeline: Rag
         removed = await run_in_threadpool(lambda: _delete(rs, body.ids, body.filter))
         return {"deleted": removed}
 
+    def _model_card(rs: Ragstore) -> dict[str, Any]:
+        return {"id": model_name(rs), "object": "model", "created": 0, "owned_by": "ragstore"}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        """OpenAI's model list (the ``openai`` client's ``models.list()``): the one model this server embeds with."""
+        return {"object": "list", "data": [_model_card(current())]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str) -> dict[str, Any]:
+        rs = current()
+        if not _known_model(rs, model_id) or not model_id:
+            raise ApiError(
+                404,
+                f"model {model_id!r} is not served here; this server serves {model_name(rs)!r}",
+                "not_found_error",
+                code="model_not_found",
+            )
+        return _model_card(rs)
+
     @app.get("/v1/info")
     async def info() -> dict[str, Any]:
         rs = current()
@@ -411,11 +465,11 @@ def create_app(config: RagstoreConfig, *, host: str = "127.0.0.1", pipeline: Rag
     async def readyz() -> JSONResponse:
         if not state.get("ready"):
             return JSONResponse({"status": "starting"}, status_code=503)
-        try:
-            count = await run_in_threadpool(state["rs"].store.count)
+        try:  # the store answers; how many documents it holds is for /v1/info, behind the keys
+            await run_in_threadpool(state["rs"].store.count)
         except RagstoreError as exc:
             return JSONResponse({"status": "store unreachable", "error": type(exc).__name__}, status_code=503)
-        return JSONResponse({"status": "ready", "documents": count})
+        return JSONResponse({"status": "ready"})
 
     @app.get("/metrics")
     async def prometheus() -> PlainTextResponse:

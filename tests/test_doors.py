@@ -1,0 +1,162 @@
+"""One behaviour from every door (issue 31, part 2): each friction a new user met, as a test that failed on
+the code before it was fixed -- the server's errors in one shape, `/v1/models`, the binding hint, a quiet
+`/readyz`, engine failures as 500s; the CLI's `--version`, help that tells the truth, whole ids, a one-line
+YAML error, an embedder block without `type`, a hint on an empty store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from ragstore.cli import app as cli
+from ragstore.config import load_config
+from ragstore.errors import ConfigError
+
+runner = CliRunner()
+pytest.importorskip("fastapi", reason="needs: pip install 'ragstore[serve]'")
+httpx = pytest.importorskip("httpx")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from ragstore.serve import create_app  # noqa: E402
+from ragstore.serve.app import check_binding  # noqa: E402
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Any:
+    """(TestClient, the Ragstore it serves)."""
+    from ragstore.pipeline import Ragstore
+
+    cfg = load_config(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "embedder": {"type": "hashing", "dim": 32},
+            "store": {"type": "faiss", "path": str(tmp_path / "faiss")},
+            "serve": {"max_body_bytes": 2_000},
+        }
+    )
+    rs = Ragstore(cfg)
+    with TestClient(create_app(cfg, pipeline=rs)) as c:
+        yield c, rs
+
+
+@pytest.fixture
+def client(served: Any) -> Any:
+    return served[0]
+
+
+def _openai_error(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and {"message", "type", "param", "code"} <= set(body["error"]), body
+    return dict(body["error"])
+
+
+def test_models_are_listed_as_openai_lists_them(client: Any) -> None:
+    listed = client.get("/v1/models").json()
+    assert listed["object"] == "list" and [m["id"] for m in listed["data"]] == ["hashing"]
+    assert listed["data"][0]["object"] == "model" and listed["data"][0]["owned_by"] == "ragstore"
+    assert client.get("/v1/models/hashing").json()["id"] == "hashing"
+    assert _openai_error(client.get("/v1/models/gpt-4"), 404)["code"] == "model_not_found"
+
+
+def test_every_error_has_the_openai_shape(client: Any) -> None:
+    assert "no route GET /no/such/path" in _openai_error(client.get("/no/such/path"), 404)["message"]
+    assert "not allowed" in _openai_error(client.put("/v1/embeddings", json={"input": "x"}), 405)["message"]
+    json_type = {"content-type": "application/json"}
+    bad_utf8 = client.post("/v1/embeddings", content=b'{"input": "\xff\xfe"}', headers=json_type)
+    _openai_error(bad_utf8, 400)
+
+    def chunks() -> Any:  # no Content-Length: the limit is found while reading
+        for _ in range(10):
+            yield b" " * 500
+
+    big = client.post("/v1/embeddings", content=chunks(), headers=json_type)
+    assert "over 2000 bytes" in _openai_error(big, 413)["message"]
+    small = client.post("/v1/embeddings", json={"input": "still fine"})
+    assert small.status_code == 200
+
+
+def test_readyz_does_not_tell_strangers_the_document_count(client: Any) -> None:
+    client.post("/v1/documents", json={"documents": [{"text": "one"}]})
+    assert client.get("/readyz").json() == {"status": "ready"}
+    assert client.get("/v1/info").json()["store"]["count"] == 1
+
+
+def test_an_engine_failure_is_a_500_not_unavailable(served: Any) -> None:
+    from ragstore.errors import EngineError
+
+    client, rs = served
+    client.post("/v1/documents", json={"documents": [{"text": "one"}]})
+    primary = rs.collection.primary
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("disk I/O error")
+
+    primary._search = broken
+    try:
+        error = _openai_error(client.post("/v1/search", json={"vector": [0.1] * 32, "k": 1}), 500)
+        assert error["type"] == "server_error" and EngineError.__name__ in error["message"]
+    finally:
+        del primary._search
+
+
+def test_binding_refusal_names_the_flag() -> None:
+    with pytest.raises(ConfigError, match="--api-key"):
+        check_binding("0.0.0.0", [])
+
+
+# ----------------------------------------------------------------------------- the command line
+@pytest.fixture
+def cfg(tmp_path: Path) -> Path:
+    path = tmp_path / "ragstore.yaml"
+    path.write_text("embedder: {type: hashing, dim: 64}\nstore: {type: faiss}\n", encoding="utf-8")
+    return path
+
+
+def test_version() -> None:
+    from ragstore import __version__
+
+    res = runner.invoke(cli, ["--version"])
+    assert res.exit_code == 0 and res.output.startswith("ragstore ") and res.output.split()[1][0].isdigit()
+    assert __version__
+
+
+def test_alpha_help_says_what_the_default_is() -> None:
+    res = runner.invoke(cli, ["search", "--help"], env={"COLUMNS": "200"})
+    assert "(default: rrf)" not in res.output and "alpha fusion at 0.5" in " ".join(res.output.split())
+
+
+def test_long_ids_are_shown_whole(cfg: Path, tmp_path: Path) -> None:
+    long_id = "report-2024/section-7/" + "x" * 60 + "/end"
+    from ragstore import open as rs_open
+
+    with rs_open(cfg) as rs:
+        rs.add(["a passage about quarterly figures"], ids=[long_id])
+    res = runner.invoke(cli, ["search", "quarterly figures", "-c", str(cfg)], env={"COLUMNS": "100"})
+    assert res.exit_code == 0, res.output
+    cells = [line.split("│")[3].strip() for line in res.output.splitlines() if line.count("│") >= 4]
+    assert "".join(cells) == long_id  # folded over lines, never cut with an ellipsis
+
+
+def test_empty_store_says_how_to_fill_it(cfg: Path) -> None:
+    res = runner.invoke(cli, ["search", "anything", "-c", str(cfg)])
+    assert res.exit_code == 0 and "ragstore ingest" in res.output
+
+
+def test_broken_yaml_is_one_line_with_where(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("store:\n  type: faiss\n   path: x\nembedder: [\n", encoding="utf-8")
+    res = runner.invoke(cli, ["info", "-c", str(bad)])
+    assert res.exit_code == 2 and "line 3" in res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(" ".join(lines)) < 300 and "^" not in res.output  # no parser dump with a caret under the line
+
+
+def test_embedder_block_without_type_is_sentence_transformers(tmp_path: Path) -> None:
+    config = load_config({"embedder": {"model": "all-MiniLM-L6-v2", "batch_size": 8}})
+    cls, options = config.embedder_spec()
+    assert cls.name == "sentence-transformers" and options["model"] == "all-MiniLM-L6-v2"
