@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__ as __version__
 from .errors import (
     BackendNotInstalledError,
     BackendUnavailableError,
@@ -23,8 +24,6 @@ from .errors import (
     ValidationError,
 )
 from .types import Document, Hit
-
-__version__ = "0.1.0"
 
 _LAZY = {
     "open": ("ragstore.pipeline", "open"),

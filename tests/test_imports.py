@@ -46,6 +46,7 @@ LAYERS = {
     "ragstore.types": 0,
     "ragstore.filters": 0,
     "ragstore._optional": 0,
+    "ragstore._version": 0,
     "ragstore._locks": 0,
     "ragstore._plock": 0,
     "ragstore.fusion": 0,
