@@ -347,11 +347,13 @@ def verify_copy(
     if out.exact and out.same_top != out.queries:
         out.problems.append(f"top-{k} differs on {out.queries - out.same_top} of {out.queries} queries")
     if not out.exact:
+        # An approximate index's top-k measures the index's recall on this data, not the copy: near-duplicate
+        # clusters took pgvector's HNSW (ef_search 40) to 0.86 on a copy whose every vector was bit-identical.
+        # The copy is judged by counts, hashes and vectors above; the overlap is reported, never a failure.
         out.notes.append(
-            f"an approximate index on one side: top-{k} overlap {out.mean_overlap:.3f} (not required to be 1)"
+            f"an approximate index on one side: top-{k} overlap {out.mean_overlap:.3f} (the index's recall on "
+            "this data; the copy itself is judged by counts, hashes and vectors)"
         )
-        if out.mean_overlap < 0.9:
-            out.problems.append(f"top-{k} overlap {out.mean_overlap:.3f} < 0.9 on approximate indexes")
     return out
 
 
