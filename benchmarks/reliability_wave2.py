@@ -297,7 +297,7 @@ def serve_cases(tmp: Path) -> list[Row]:
 
         def call(i: int) -> int:
             texts = ["fine", "bad \ud800"] if i == 7 else [f"text {i}"]
-            body = json.dumps({"input": texts}).encode()
+            body = json.dumps({"model": "hashing", "input": texts}).encode()
             return status("POST", "/v1/embeddings", content=body, headers={"content-type": "application/json"})
 
         with ThreadPoolExecutor(30) as pool:
@@ -312,7 +312,7 @@ def serve_cases(tmp: Path) -> list[Row]:
                 with contextlib.suppress(OSError):
                     idle.append(socket.create_connection(("127.0.0.1", port), timeout=10))
             flood.append((status("GET", "/healthz") == 200, False))
-            flood.append((status("POST", "/v1/embeddings", json={"input": ["x"]}) == 200, False))
+            flood.append((status("POST", "/v1/embeddings", json={"model": "hashing", "input": ["x"]}) == 200, False))
             slow = socket.create_connection(("127.0.0.1", port), timeout=10)
             slow.sendall(b"GET /healthz HTTP/1.1\r\n")
             cut = False

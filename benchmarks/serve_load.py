@@ -197,7 +197,7 @@ def main() -> None:
             if store == "faiss":
                 for clients in CLIENTS:
                     before = batch_histogram(url)
-                    reqs = [("/v1/embeddings", {"input": x}) for x in texts]
+                    reqs = [("/v1/embeddings", {"model": "all-MiniLM-L6-v2", "input": x}) for x in texts]
                     lat, secs, errors = uvloop.run(drive(url, clients, reqs))
                     after = batch_histogram(url)
                     hist = {le: after[le] - before.get(le, 0.0) for le in after}

@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .errors import ConfigError, RagstoreError
-from .types import Hit
+from .types import SCALES, Hit
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Swap vector stores and embedders by config.")
 console = Console()
@@ -83,10 +83,32 @@ def _open(config: Path | None, overrides: dict[str, Any] | None = None) -> Any:
     return Ragstore(load_config(config, overrides))
 
 
+def _plan_json(plan: Any) -> dict[str, Any]:
+    """What ran for a query, as ``--json`` shows it beside the hits: the bilingual path and its members, the
+    detected language and script, the text embedded (the translation where one was made), the search mode
+    and the lexical leg's text, and notes."""
+    return {
+        "path": plan.path,
+        "members": list(plan.members),
+        "language": plan.language,
+        "script": plan.script,
+        "embedded": plan.text,
+        "translated": plan.translated,
+        "route_text": plan.route_text,
+        "search": plan.search,
+        "lexical_text": plan.lexical_text,
+        "notes": list(plan.notes),
+    }
+
+
 def _hits_table(title: str, hits: list[Hit], relevant: set[str] | None = None) -> Table:
     table = Table(title=title, title_justify="left", show_lines=False)
     table.add_column("#", justify="right")
-    table.add_column("score", justify="right")
+    scales = sorted({hit.scale for hit in hits})
+    table.add_column(f"score ({'/'.join(scales)})" if scales else "score", justify="right")
+    unusual = [s for s in scales if s not in ("cosine", "dot", "l2")]
+    if unusual:
+        table.caption = "; ".join(f"{s}: {SCALES.get(s, s)}" for s in unusual)
     table.add_column("id", overflow="fold")  # wrapped, never cut: an id is something to copy
     if relevant is not None:
         table.add_column("rel", justify="center")
@@ -169,7 +191,7 @@ def search(
         empty = not result.hits and rs.count() == 0
     hits, plan = result.hits, result.plan
     if as_json:
-        console.print_json(data=[asdict(h) for h in hits])
+        console.print_json(data={"query": query, "plan": _plan_json(plan), "hits": [asdict(h) for h in hits]})
         return
     title = escape(query)
     if plan.path != "plain":

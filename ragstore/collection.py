@@ -387,6 +387,9 @@ class Collection:
             self.journal = Journal(where, primary.location())
             with self._lock, self.journal.locked():
                 self._check_manifest()
+                recorded: dict[str, Any] = (self._manifest.get("indexes") if self._manifest else None) or {}
+                if LEXICAL_INDEX in recorded and LEXICAL_INDEX not in self.derived:
+                    self._add_lexical(at_open=True)  # built by an earlier query: every writer keeps it in step
                 self._repair(at_open=True)
                 self._save_manifest(force=False)
         except BaseException:
@@ -491,18 +494,50 @@ class Collection:
         return index.index
 
     def require_lexical(self) -> None:
-        """Raise ``UnsupportedFeatureError`` saying how to add the index when this collection has none."""
+        """Make lexical and hybrid search work here: one rule for every door (Python, CLI, serve, LlamaIndex,
+        LangChain). A collection without a BM25 index builds one from its stored texts on the first lexical
+        or hybrid query and records it in its manifest, so every writer that opens the collection afterwards
+        keeps it in step; ``lexical: false`` written in the store block refuses instead."""
         self._check_open()
-        if LEXICAL_INDEX not in self.derived and self.primary.options.lexical:
+        if LEXICAL_INDEX in self.derived:
+            return
+        if self._borrowed and self.primary.options.lexical:
             raise UnsupportedFeatureError(
                 f"{self.name} store was opened alone: its lexical index belongs to its collection, open it with "
                 "ragstore.open_collection(block) (or ragstore.open(config))"
             )
-        if LEXICAL_INDEX not in self.derived:
+        if self._borrowed:
             raise UnsupportedFeatureError(
-                f"{self.name} store has no lexical index: set `lexical: true` in its store block (it is built "
-                "from the stored texts when the collection next opens)"
+                f"{self.name} store was opened alone, without a collection to own a lexical index: open it with "
+                "ragstore.open_collection(block) (or ragstore.open(config)) and lexical and hybrid search build "
+                "the index from the stored texts"
             )
+        if "lexical" in self.primary.options.model_fields_set and not self.primary.options.lexical:
+            raise UnsupportedFeatureError(
+                f"{self.name} store block says `lexical: false`: lexical and hybrid search need its BM25 index "
+                "(remove the line, or set `lexical: true`)"
+            )
+        with self._lock, self.journal.locked():
+            self._check_open()
+            if LEXICAL_INDEX in self.derived:
+                return
+            self._add_lexical(at_open=False)
+            self._save_manifest(force=True)
+
+    def _add_lexical(self, *, at_open: bool) -> None:
+        """Open the BM25 index beside the primary and fill it from the primary's texts (under the locks)."""
+        index = open_lexical(self.primary, folder_of(self.primary.options))  # where `lexical: true` puts it
+        self.derived[LEXICAL_INDEX] = index
+        self.timings[LEXICAL_INDEX] = 0.0
+        if not at_open:
+            try:
+                changed = self._repair(at_open=False, force=[LEXICAL_INDEX])
+            except BaseException:
+                self.derived.pop(LEXICAL_INDEX, None)
+                with suppress(Exception):
+                    index.close()
+                raise
+            self.notes.append(f"built the lexical index from the stored texts ({changed} documents)")
 
     def lexical_terms(self, query: str) -> list[str]:
         """The terms a lexical search for ``query`` looks up (empty: only stop words, punctuation or emoji)."""

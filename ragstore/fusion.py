@@ -30,7 +30,7 @@ def rrf(rankings: list[list[Hit]], k: int, constant: int = RRF_K, weights: Seque
             scores[hit.id] = scores.get(hit.id, 0.0) + w / (constant + rank)
             first.setdefault(hit.id, hit)
     order = sorted(scores, key=lambda i: (-scores[i], i))[:k]
-    return [Hit(i, scores[i], first[i].text, first[i].metadata) for i in order]
+    return [Hit(i, scores[i], first[i].text, first[i].metadata, "rrf") for i in order]
 
 
 def min_max(hits: list[Hit]) -> dict[str, float]:
@@ -52,7 +52,7 @@ def alpha_fusion(dense: list[Hit], lexical: list[Hit], k: int, alpha: float) -> 
     first = {h.id: h for h in (*lexical, *dense)}
     scores = {i: alpha * d.get(i, 0.0) + (1.0 - alpha) * lx.get(i, 0.0) for i in first}
     order = sorted(scores, key=lambda i: (-scores[i], i))[:k]
-    return [Hit(i, scores[i], first[i].text, first[i].metadata) for i in order]
+    return [Hit(i, scores[i], first[i].text, first[i].metadata, "alpha") for i in order]
 
 
 __all__ = ["RRF_K", "alpha_fusion", "min_max", "rrf"]

@@ -395,7 +395,7 @@ class VectorStore(ABC):
         with self._lock.read(), self._engine("search"):
             self._check_open()
             hits = self._search(q, int(k), node)
-        return sorted(hits, key=_rank)[: int(k)]
+        return _scaled(sorted(hits, key=_rank)[: int(k)], self.metric)
 
     def search_batch(self, vectors: Any, k: int = 10, filter: Filter | Node | None = None) -> list[list[Hit]]:
         """``search`` for many query vectors; engines with a batch call answer them in one round trip."""
@@ -418,7 +418,7 @@ class VectorStore(ABC):
         with self._lock.read(), self._engine("search"):
             self._check_open()
             out = self._search_batch(np.ascontiguousarray(matrix, dtype=np.float32), int(k), node)
-        return [sorted(hits, key=_rank)[: int(k)] for hits in out]
+        return [_scaled(sorted(hits, key=_rank)[: int(k)], self.metric) for hits in out]
 
     def _search_batch(self, matrix: np.ndarray, k: int, node: Node | None) -> list[list[Hit]]:
         """One query at a time unless the backend overrides this with its engine's batch call."""
@@ -791,6 +791,12 @@ def _check_k(k: Any) -> None:
         raise ValidationError(f"k must be a positive integer, got {k!r}")
     if k > MAX_K:  # refused before any engine allocates k results
         raise ValidationError(f"k must be at most {MAX_K}, got {k}; use get(filter=...) to read every document")
+
+
+def _scaled(hits: list[Hit], scale: str) -> list[Hit]:
+    for hit in hits:
+        hit.scale = scale
+    return hits
 
 
 def _rank(hit: Hit) -> tuple[float, str]:

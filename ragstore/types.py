@@ -90,14 +90,28 @@ class Document:
             self.id = content_id(self.text)
 
 
+#: what a ``Hit.score`` is, by ``Hit.scale``: every one is higher-is-better, but only the first three are
+#: similarities, and a fused score is a rank-fusion number (a top hit of 0.75 is simply the maximum)
+SCALES: dict[str, str] = {
+    "cosine": "cosine similarity in [-1, 1]",
+    "dot": "inner product",
+    "l2": "minus the Euclidean distance",
+    "bm25": "BM25 (unbounded, per query)",
+    "rrf": "weighted reciprocal-rank fusion: sum of weight / (rrf_k + rank); orders hits, not a similarity",
+    "alpha": "alpha fusion of min-max normalised leg scores, in [0, 1] (1 = best on both legs)",
+}
+
+
 @dataclass(slots=True)
 class Hit:
-    """One search result. ``score`` is higher-is-better on every backend (cosine similarity by default)."""
+    """One search result. ``score`` is higher-is-better on every backend; ``scale`` says what it is (a key of
+    ``SCALES``: the store's metric for a dense search, ``bm25``, or the fusion that made it)."""
 
     id: str
     score: float
     text: str
     metadata: Metadata = field(default_factory=dict)
+    scale: str = field(default="cosine", compare=False)
 
 
 _VALID_KEYS: set[str] = set()  # keys already checked; metadata keys repeat across documents
@@ -174,6 +188,7 @@ def validate_id(doc_id: object) -> str:
 
 __all__ = [
     "METRICS",
+    "SCALES",
     "Document",
     "Hit",
     "Metadata",

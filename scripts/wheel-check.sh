@@ -61,7 +61,8 @@ try:
             pass
         assert server.poll() is None, "ragstore serve exited"
         time.sleep(0.5)
-    r = httpx.post(f"http://127.0.0.1:{port}/v1/embeddings", json={"input": "hello"}, timeout=60)
+    model = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10).json()["data"][0]["id"]
+    r = httpx.post(f"http://127.0.0.1:{port}/v1/embeddings", json={"model": model, "input": "hello"}, timeout=60)
     assert r.status_code == 200 and len(r.json()["data"][0]["embedding"]) == 384, r.text
     print("ragstore serve from the wheel: ok")
 finally:

@@ -29,8 +29,11 @@ def test_ingest_search_info(cfg: Path, tmp_path: Path) -> None:
     assert "2 files, 2 chunks: 2 embedded" in res.output
     res = runner.invoke(app, ["search", "electronic service address", "-c", str(cfg), "-k", "1", "--json"])
     assert res.exit_code == 0, res.output
-    hits = json.loads(res.stdout)
-    assert len(hits) == 1 and "SMSF" in hits[0]["text"] and hits[0]["score"] > 0
+    answer = json.loads(res.stdout)
+    hits = answer["hits"]
+    assert len(hits) == 1 and "SMSF" in hits[0]["text"] and hits[0]["score"] > 0 and hits[0]["scale"] == "cosine"
+    assert answer["query"] == "electronic service address" and answer["plan"]["path"] == "plain"
+    assert answer["plan"]["search"] == "dense" and answer["plan"]["embedded"] == "electronic service address"
     res = runner.invoke(
         app,
         [

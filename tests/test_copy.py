@@ -585,7 +585,9 @@ def test_swap_the_backend_with_the_data(tmp_path: Path) -> None:
     out = _cli("copy", str(tmp_path / "old.yaml"), str(tmp_path / "new.yaml"), "--verify", "--no-progress")
     assert out.returncode == 0 and "verified" in out.stdout, out.stdout + out.stderr
     answers = [
-        json.loads(_cli("search", "quarterly report topic 3", "--json", "-c", str(tmp_path / f"{c}.yaml")).stdout)
+        json.loads(_cli("search", "quarterly report topic 3", "--json", "-c", str(tmp_path / f"{c}.yaml")).stdout)[
+            "hits"
+        ]
         for c in ("old", "new")
     ]
     old, new = answers

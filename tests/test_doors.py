@@ -65,9 +65,12 @@ def test_models_are_listed_as_openai_lists_them(client: Any) -> None:
 
 def test_every_error_has_the_openai_shape(client: Any) -> None:
     assert "no route GET /no/such/path" in _openai_error(client.get("/no/such/path"), 404)["message"]
-    assert "not allowed" in _openai_error(client.put("/v1/embeddings", json={"input": "x"}), 405)["message"]
+    assert (
+        "not allowed"
+        in _openai_error(client.put("/v1/embeddings", json={"model": "hashing", "input": "x"}), 405)["message"]
+    )
     json_type = {"content-type": "application/json"}
-    bad_utf8 = client.post("/v1/embeddings", content=b'{"input": "\xff\xfe"}', headers=json_type)
+    bad_utf8 = client.post("/v1/embeddings", content=b'{"model": "hashing", "input": "\xff\xfe"}', headers=json_type)
     _openai_error(bad_utf8, 400)
 
     def chunks() -> Any:  # no Content-Length: the limit is found while reading
@@ -76,7 +79,7 @@ def test_every_error_has_the_openai_shape(client: Any) -> None:
 
     big = client.post("/v1/embeddings", content=chunks(), headers=json_type)
     assert "over 2000 bytes" in _openai_error(big, 413)["message"]
-    small = client.post("/v1/embeddings", json={"input": "still fine"})
+    small = client.post("/v1/embeddings", json={"model": "hashing", "input": "still fine"})
     assert small.status_code == 200
 
 
@@ -160,3 +163,70 @@ def test_embedder_block_without_type_is_sentence_transformers(tmp_path: Path) ->
     config = load_config({"embedder": {"model": "all-MiniLM-L6-v2", "batch_size": 8}})
     cls, options = config.embedder_spec()
     assert cls.name == "sentence-transformers" and options["model"] == "all-MiniLM-L6-v2"
+
+
+def test_embeddings_without_a_model_are_refused_naming_the_served_one(client: Any) -> None:
+    error = _openai_error(client.post("/v1/embeddings", json={"input": "x"}), 400)
+    assert error["param"] == "model" and "'hashing'" in error["message"] and "/v1/models" in error["message"]
+    assert _openai_error(client.post("/v1/embeddings", json={"model": "", "input": "x"}), 400)["param"] == "model"
+    assert client.post("/v1/embeddings", json={"model": "hashing", "input": "x"}).status_code == 200
+
+
+def test_hybrid_from_the_server_builds_the_index_like_every_other_door(served: Any) -> None:
+    """Default config (no `lexical: true`): POST /v1/search with mode hybrid answers, as the CLI did."""
+    client, rs = served
+    docs = [{"id": "esa", "text": "an electronic service address (ESA) receives SuperStream messages"}]
+    docs += [{"id": f"n{i}", "text": f"unrelated note number {i} about gardening"} for i in range(5)]
+    assert client.post("/v1/documents", json={"documents": docs}).status_code == 200
+    assert not rs.collection.lexical
+    found = client.post("/v1/search", json={"query": "ESA", "k": 3, "mode": "hybrid"})
+    assert found.status_code == 200, found.text
+    assert found.json()["hits"][0]["id"] == "esa"
+    lexical = client.post("/v1/search", json={"query": "gardening", "k": 2, "mode": "lexical"}).json()
+    assert {h["id"] for h in lexical["hits"]} <= {f"n{i}" for i in range(5)}
+    assert rs.collection.lexical
+
+
+def test_every_score_says_its_scale(cfg: Path) -> None:
+    """Fused scores are rank-fusion numbers: Hit.scale, the CLI's column header and --json say so."""
+    import json
+
+    from ragstore.types import SCALES
+
+    assert runner.invoke(cli, ["demo", "-c", str(cfg)]).exit_code == 0
+    dense = runner.invoke(cli, ["search", "electronic service address", "-c", str(cfg), "-k", "2", "--json"])
+    answer = json.loads(dense.stdout)
+    assert {h["scale"] for h in answer["hits"]} == {"cosine"} and answer["plan"]["search"] == "dense"
+    hybrid = runner.invoke(cli, ["search", "electronic service address", "-c", str(cfg), "--mode", "hybrid"])
+    assert hybrid.exit_code == 0, hybrid.output
+    assert "score (alpha)" in hybrid.output and SCALES["alpha"][:30] in " ".join(hybrid.output.split())
+    lexical = runner.invoke(cli, ["search", "electronic", "-c", str(cfg), "--mode", "lexical", "--json"])
+    assert {h["scale"] for h in json.loads(lexical.stdout)["hits"]} == {"bm25"}
+
+
+def test_json_carries_the_plan_of_a_translated_question(tmp_path: Path) -> None:
+    import json
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"data_dir: {tmp_path / 'd'}\nembedder: {{type: hashing, dim: 32}}\nbilingual: {{mode: translate}}\n",
+        encoding="utf-8",
+    )
+    assert runner.invoke(cli, ["demo", "-c", str(cfg)]).exit_code == 0
+    out = runner.invoke(cli, ["search", "养老金", "-c", str(cfg), "--json"])
+    assert out.exit_code == 0, out.output
+    plan = json.loads(out.stdout)["plan"]
+    assert plan["path"] == "translate" and plan["language"] in ("zh", "mixed") and plan["translated"]
+    assert plan["translated"] == plan["embedded"] and "养老金" not in plan["embedded"]
+
+
+def test_python_hits_carry_their_scale(served: Any) -> None:
+    _, rs = served
+    rs.add(["the ESA receives SuperStream messages", "gardening notes", "pension age rules"])
+    assert {h.scale for h in rs.search("ESA", 2)} == {"cosine"}
+    assert {h.scale for h in rs.search("ESA", 2, mode="lexical")} == {"bm25"}
+    assert {h.scale for h in rs.search("ESA", 2, mode="hybrid")} == {"alpha"}
+    from ragstore.lexical import HybridConfig
+
+    (fused,) = rs.retriever.search(rs.collection, ["ESA"], 2, search="hybrid", hybrid=HybridConfig(fusion="rrf"))
+    assert {h.scale for h in fused.hits} == {"rrf"}

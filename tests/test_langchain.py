@@ -280,3 +280,31 @@ def test_model_name_keyword_like_the_ecosystem(tiny_model: Path) -> None:
     assert len(emb.embed_query("hello")) == emb.dim == 32
     with pytest.raises(ValidationError, match="not both"):
         RagstoreEmbeddings(HASHING, model_name=str(tiny_model))
+
+
+def test_relevance_scores_follow_each_hits_scale(tmp_path: Path) -> None:
+    """Hybrid from LangChain builds the BM25 index like every other door; relevance scores are in [0, 1]
+    for similarities and alpha fusion, and refused (naming the scale) for RRF, which has none."""
+    from ragstore.errors import UnsupportedFeatureError
+
+    vs = RagstoreVectorStore({"type": "faiss", "path": str(tmp_path / "f")}, RagstoreEmbeddings(HASHING))
+    try:
+        vs.add_texts(TEXTS, METAS, ids=["a", "b", "c", "d"])
+        dense = vs.similarity_search_with_relevance_scores("super guarantee", k=3)
+        assert dense and all(0.0 <= r <= 1.0 for _, r in dense)
+        alpha = vs.similarity_search_with_relevance_scores("super guarantee", k=3, mode="hybrid", alpha=0.5)
+        scored = vs.similarity_search_with_score("super guarantee", k=3, mode="hybrid", alpha=0.5)
+        assert [r for _, r in alpha] == [s for _, s in scored] and alpha[0][1] <= 1.0
+    finally:
+        vs.close()
+    from ragstore.integrations.langchain import from_config
+
+    cfg = {"data_dir": str(tmp_path / "r"), "embedder": HASHING, "search": {"hybrid": {"fusion": "rrf"}}}
+    rrf, _ = from_config(cfg)
+    try:
+        rrf.add_texts(TEXTS, METAS, ids=["a", "b", "c", "d"])
+        assert rrf.similarity_search_with_score("super guarantee", k=3, mode="hybrid")
+        with pytest.raises(UnsupportedFeatureError, match="rrf scores"):
+            rrf.similarity_search_with_relevance_scores("super guarantee", k=3, mode="hybrid")
+    finally:
+        rrf.close()

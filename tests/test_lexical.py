@@ -150,12 +150,12 @@ def test_bm25_parameters_tune_on_an_open_store() -> None:
 
 
 # ------------------------------------------------------------------------------------------- pipeline
-def _pipeline(tmp_path: Path, **search: Any) -> Ragstore:
+def _pipeline(tmp_path: Path, store: dict[str, Any] | None = None, **search: Any) -> Ragstore:
     cfg = load_config(
         {
             "data_dir": str(tmp_path / "data"),
             "embedder": HASHING,
-            "store": {"type": "faiss", "path": str(tmp_path / "faiss")},
+            "store": {"type": "faiss", "path": str(tmp_path / "faiss"), **(store or {})},
             "search": search,
         }
     )
@@ -182,8 +182,24 @@ def test_pipeline_modes(tmp_path: Path) -> None:
             rs.search("x", 2, mode="sparse")  # type: ignore[arg-type]
 
 
-def test_hybrid_on_a_store_without_the_index_says_how(tmp_path: Path) -> None:
-    with _pipeline(tmp_path) as rs, pytest.raises(UnsupportedFeatureError, match="lexical: true"):
+def test_hybrid_on_a_store_without_the_index_builds_it_once(tmp_path: Path) -> None:
+    """One rule from every door: the first lexical or hybrid query builds the BM25 index from the stored
+    texts and records it; a later writer that opens the collection (config unchanged) keeps it in step."""
+    with _pipeline(tmp_path) as rs:
+        assert not rs.collection.lexical
+        hits = rs.search("electronic", 2, mode="hybrid")
+        assert hits and "electronic" in hits[0].text.lower()
+        assert rs.collection.lexical and any("built the lexical index" in n for n in rs.collection.notes)
+        assert "lexical" in rs.collection.manifest()["indexes"]
+    with _pipeline(tmp_path) as rs:
+        assert rs.collection.lexical  # reopened from the manifest, without `lexical: true`
+        rs.add(["a zebra grazes beside the electronic fence"], ids=["zebra"])
+        assert rs.search("zebra", 1, mode="lexical")[0].id == "zebra"
+        assert rs.collection.verify() == []
+
+
+def test_lexical_false_refuses_with_the_fix(tmp_path: Path) -> None:
+    with _pipeline(tmp_path, {"lexical": False}) as rs, pytest.raises(UnsupportedFeatureError, match="lexical: false"):
         rs.search("electronic", 2, mode="hybrid")
 
 
@@ -230,7 +246,9 @@ def test_cli_mode_builds_the_index_of_an_older_store(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["search", "Form 5 rollover", "-c", str(cfg), "--mode", "lexical", "-k", "1", "--json"])
     assert res.exit_code == 0, res.output
-    assert "Form 5" in json.loads(res.stdout)[0]["text"]
+    answer = json.loads(res.stdout)
+    assert "Form 5" in answer["hits"][0]["text"] and answer["hits"][0]["scale"] == "bm25"
+    assert answer["plan"]["search"] == "lexical" and answer["plan"]["lexical_text"] == "Form 5 rollover"
     res = runner.invoke(app, ["search", "Form 5 rollover", "-c", str(cfg), "--mode", "hybrid", "--alpha", "0.3"])
     assert res.exit_code == 0 and "hybrid" in res.output and "Form 5" in res.output, res.output
     res = runner.invoke(app, ["search", "x", "-c", str(cfg), "--mode", "sparse"])
@@ -362,7 +380,7 @@ def test_langchain_hybrid_search_kwargs(engine: str, tmp_path: Path, request: py
 def test_hybrid_without_text_or_index() -> None:
     store = create_store({"type": "memory"})
     store.upsert(_docs())
-    with pytest.raises(UnsupportedFeatureError, match="lexical: true"):
+    with pytest.raises(UnsupportedFeatureError, match="open_collection"):
         search_with_vector(store, np.ones(64), "x", 2, search="hybrid")
     store.close()
     lexical = open_collection({"type": "memory", "lexical": True})
@@ -379,8 +397,7 @@ def test_readme_hybrid_config_loads(tmp_path: Path) -> None:
 
     import yaml
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text("utf-8")
-    section = readme.split("## Hybrid search", 1)[1]
+    section = (Path(__file__).resolve().parents[1] / "docs" / "hybrid.md").read_text("utf-8")
     block = re.search(r"```yaml\n(.*?)```", section, re.S)
     assert block is not None
     data = yaml.safe_load(block.group(1))

@@ -277,3 +277,27 @@ def test_from_config_embeds_each_question_once(tmp_path: Path) -> None:
         assert nodes and nodes[0].node.metadata is not None
     finally:
         parts.close()
+
+
+def test_hybrid_mode_builds_the_lexical_index_like_every_other_door(tmp_path: Path) -> None:
+    """A config without `lexical: true`: LlamaIndex's hybrid mode answers (it raised before), as the CLI did."""
+    from ragstore.integrations.llamaindex import from_config
+
+    cfg = {
+        "data_dir": str(tmp_path),
+        "embedder": dict(HASHING),
+        "store": {"type": "faiss", "path": str(tmp_path / "f")},
+    }
+    parts = from_config(cfg)
+    try:
+        texts = ["the ESA receives SuperStream messages", "gardening notes", "pension age rules"]
+        index = VectorStoreIndex.from_documents(
+            [LIDocument(text=t, id_=str(i)) for i, t in enumerate(texts)],
+            storage_context=parts.storage_context,
+            embed_model=parts.embed_model,
+        )
+        nodes = index.as_retriever(vector_store_query_mode="hybrid", similarity_top_k=2, alpha=0.3).retrieve("ESA")
+        assert nodes and "ESA" in nodes[0].node.get_content()
+        assert parts.vector_store.pipeline is not None and parts.vector_store.pipeline.collection.lexical
+    finally:
+        parts.close()

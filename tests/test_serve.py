@@ -93,7 +93,9 @@ def test_embeddings_with_the_openai_client(server: Server) -> None:
     short = client.embeddings.create(model="hashing", input=long, dimensions=16)
     assert len(short.data[0].embedding) == 16
     assert np.linalg.norm(short.data[0].embedding) == pytest.approx(1.0)
-    query = httpx.post(server.url + "/v1/embeddings", json={"input": ["q"], "input_type": "query"}).json()
+    query = httpx.post(
+        server.url + "/v1/embeddings", json={"model": "hashing", "input": ["q"], "input_type": "query"}
+    ).json()
     assert len(query["data"][0]["embedding"]) == 64
     with pytest.raises(openai.NotFoundError):
         client.embeddings.create(model="text-embedding-3-large", input="x")
@@ -118,9 +120,9 @@ def test_documents_search_info_health_metrics(server: Server) -> None:
     assert hybrid["hits"][0]["id"] == "c" and hybrid["plan"]["search"] == "hybrid"
     filtered = c.post("/v1/search", json={"query": "rate", "k": 5, "filter": {"src": "apra"}}).json()
     assert [h["id"] for h in filtered["hits"]] == ["c"]
-    vec = c.post("/v1/embeddings", json={"input": "Form 5 lists the rollover of benefits."}).json()["data"][0][
-        "embedding"
-    ]
+    vec = c.post("/v1/embeddings", json={"model": "hashing", "input": "Form 5 lists the rollover of benefits."}).json()[
+        "data"
+    ][0]["embedding"]
     by_vector = c.post("/v1/search", json={"vector": vec, "k": 1}).json()
     assert by_vector["hits"][0]["id"] == "c"
     info = c.get("/v1/info").json()
@@ -147,14 +149,14 @@ def test_documents_search_info_health_metrics(server: Server) -> None:
     ("method", "path", "body", "status", "words"),
     [
         ("POST", "/v1/embeddings", b"{not json", 400, "not valid JSON"),
-        ("POST", "/v1/embeddings", {"input": 5}, 400, "input"),
-        ("POST", "/v1/embeddings", {"input": []}, 400, "empty"),
-        ("POST", "/v1/embeddings", {"input": ["x"] * 101}, 400, "at most 100"),
-        ("POST", "/v1/embeddings", {"input": ["x"] * 10_000}, 400, "at most 100"),
-        ("POST", "/v1/embeddings", {"input": "x" * 5001}, 400, "characters"),
-        ("POST", "/v1/embeddings", {"input": "x" * 1_000_000}, 413, "body"),
-        ("POST", "/v1/embeddings", {"input": "x", "dimensions": 65}, 400, "dimensions"),
-        ("POST", "/v1/embeddings", {"input": "x", "wat": 1}, 400, "wat"),
+        ("POST", "/v1/embeddings", {"model": "hashing", "input": 5}, 400, "input"),
+        ("POST", "/v1/embeddings", {"model": "hashing", "input": []}, 400, "empty"),
+        ("POST", "/v1/embeddings", {"model": "hashing", "input": ["x"] * 101}, 400, "at most 100"),
+        ("POST", "/v1/embeddings", {"model": "hashing", "input": ["x"] * 10_000}, 400, "at most 100"),
+        ("POST", "/v1/embeddings", {"model": "hashing", "input": "x" * 5001}, 400, "characters"),
+        ("POST", "/v1/embeddings", {"model": "hashing", "input": "x" * 1_000_000}, 413, "body"),
+        ("POST", "/v1/embeddings", {"model": "hashing", "input": "x", "dimensions": 65}, 400, "dimensions"),
+        ("POST", "/v1/embeddings", {"model": "hashing", "input": "x", "wat": 1}, 400, "wat"),
         ("POST", "/v1/search", {"query": "x", "filter": {"a": {"$regex": "x"}}}, 400, "FilterError"),
         ("POST", "/v1/search", {"vector": [0.1, 0.2], "k": 1}, 400, "Dimension"),
         ("POST", "/v1/search", {"k": 1}, 400, "exactly one"),
@@ -185,10 +187,16 @@ def test_bad_input_is_a_4xx_naming_it_and_writes_nothing(
 def test_api_keys(tmp_path: Path) -> None:
     config = {"embedder": HASHING, "store": {"type": "memory"}, "serve": {"api_keys": [KEY]}}
     with Server(config, tmp_path) as s:
-        assert httpx.post(s.url + "/v1/embeddings", json={"input": "x"}).status_code == 401
-        wrong = httpx.post(s.url + "/v1/embeddings", json={"input": "x"}, headers={"Authorization": "Bearer nope"})
+        assert httpx.post(s.url + "/v1/embeddings", json={"model": "hashing", "input": "x"}).status_code == 401
+        wrong = httpx.post(
+            s.url + "/v1/embeddings", json={"model": "hashing", "input": "x"}, headers={"Authorization": "Bearer nope"}
+        )
         assert wrong.status_code == 401 and wrong.json()["error"]["type"] == "authentication_error"
-        ok = httpx.post(s.url + "/v1/embeddings", json={"input": "x"}, headers={"Authorization": f"Bearer {KEY}"})
+        ok = httpx.post(
+            s.url + "/v1/embeddings",
+            json={"model": "hashing", "input": "x"},
+            headers={"Authorization": f"Bearer {KEY}"},
+        )
         assert ok.status_code == 200
         assert httpx.get(s.url + "/healthz").status_code == 200  # probes need no key
         assert httpx.get(s.url + "/metrics").status_code == 401
@@ -202,7 +210,7 @@ def test_concurrent_requests_are_batched(tmp_path: Path) -> None:
     with Server(config, tmp_path) as s:
 
         def one(i: int) -> list[float]:
-            r = httpx.post(s.url + "/v1/embeddings", json={"input": f"text number {i}"}, timeout=30)
+            r = httpx.post(s.url + "/v1/embeddings", json={"model": "hashing", "input": f"text number {i}"}, timeout=30)
             assert r.status_code == 200
             return list(r.json()["data"][0]["embedding"])
 
@@ -225,9 +233,9 @@ def test_concurrent_requests_are_batched(tmp_path: Path) -> None:
 def test_full_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
     config = {"embedder": HASHING, "store": {"type": "memory"}, "serve": {"max_queue": 3, "max_inputs": 10}}
     with Server(config, tmp_path) as s:
-        r = httpx.post(s.url + "/v1/embeddings", json={"input": ["a", "b", "c", "d"]})
+        r = httpx.post(s.url + "/v1/embeddings", json={"model": "hashing", "input": ["a", "b", "c", "d"]})
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
-        assert httpx.post(s.url + "/v1/embeddings", json={"input": ["a"]}).status_code == 200
+        assert httpx.post(s.url + "/v1/embeddings", json={"model": "hashing", "input": ["a"]}).status_code == 200
 
 
 _SERVE = """

@@ -52,7 +52,7 @@ def test_one_bad_request_in_a_batch_fails_only_itself(tmp_path: Path) -> None:
             texts = ["fine", SURROGATE] if i == 7 else [f"text {i}"]
             return httpx.post(
                 f"{server.url}/v1/embeddings",
-                content=_body({"input": texts}),
+                content=_body({"model": "hashing", "input": texts}),
                 headers={"content-type": "application/json"},
                 timeout=30,
             )
@@ -132,7 +132,7 @@ def test_a_flood_of_idle_and_slow_connections_leaves_the_server_answering(tmp_pa
             idle.append(s)
         started = time.time()
         health = httpx.get(f"{url}/healthz", timeout=10)
-        embed = httpx.post(f"{url}/v1/embeddings", json={"input": ["still served"]}, timeout=10)
+        embed = httpx.post(f"{url}/v1/embeddings", json={"model": "hashing", "input": ["still served"]}, timeout=10)
         assert health.status_code == 200 and embed.status_code == 200, (health.text, embed.text)
         assert time.time() - started < 10
         # a slow client (one header byte at a time) is cut at the header deadline, not kept forever

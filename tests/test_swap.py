@@ -41,7 +41,7 @@ def test_same_demo_and_results_on_every_store(tmp_path: Path, minilm_available: 
         for q in QUERIES:
             out = runner.invoke(app, ["search", q, "-c", str(cfg), "-k", "5", "--json"])
             assert out.exit_code == 0, f"{store}: {out.output}"
-            results[store].append([(h["id"], h["score"]) for h in json.loads(out.stdout)])
+            results[store].append([(h["id"], h["score"]) for h in json.loads(out.stdout)["hits"]])
     reference = results["faiss"]
     for store, per_query in results.items():
         for got, want in zip(per_query, reference, strict=True):

@@ -24,11 +24,12 @@ import numpy as np
 from .._optional import require
 from ..config import SearchConfig
 from ..embedders.base import Embedder
-from ..errors import FilterError, ValidationError
+from ..errors import FilterError, UnsupportedFeatureError, ValidationError
 from ..lexical import SEARCH_MODES, HybridConfig, SearchMode
 from ..pipeline import Ragstore
 from ..retrieval import Retriever
 from ..store import VectorStore as RagstoreStore
+from ..types import SCALES, Hit
 from ..types import Document as RsDocument
 from .common import (
     QueryMode,
@@ -235,15 +236,41 @@ class RagstoreVectorStore(VectorStore):
         ``mode="hybrid"`` (or ``"lexical"``) searches the store's BM25 index too (``lexical: true``), fused
         by RRF, or by ``alpha`` (share of the dense leg) when given; also through
         ``as_retriever(search_kwargs={"mode": "hybrid", "alpha": 0.5})``."""
+        return [(self._doc(h.id, h.text, h.metadata), h.score) for h in self._hits(query, k, filter, kwargs)]
+
+    def _hits(self, query: str, k: int, filter: Mapping[str, Any] | None, kwargs: dict[str, Any]) -> list[Hit]:
         mode, hybrid = _search_kwargs(kwargs, self.session.search)
         reject_unknown(kwargs, "similarity_search")
         where = _where(filter)  # checked before the question is embedded
         if mode != "dense":
             self.store.require_lexical()
-        hits = self.session.query(
+        return self.session.query(
             query, k, where, search=mode, hybrid=hybrid, embed=lambda: self._embedding.embed_query(query)
         )
-        return [(self._doc(h.id, h.text, h.metadata), h.score) for h in hits]
+
+    def _similarity_search_with_relevance_scores(
+        self, query: str, k: int = 4, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """Relevance in [0, 1] by each hit's scale: similarities as LangChain's own stores map them, alpha
+        fusion as it is (already in [0, 1]); RRF and BM25 scores have no fixed scale, so a ``score_threshold``
+        on them would mean nothing: refused, naming the scale and the way out."""
+        filter = kwargs.pop("filter", None)
+        hits = self._hits(query, k, filter, kwargs)
+        dense = _relevance(self.store.metric)
+        out = []
+        for h in hits:
+            if h.scale in ("cosine", "dot", "l2"):
+                relevance = dense(h.score)
+            elif h.scale == "alpha":
+                relevance = h.score
+            else:
+                raise UnsupportedFeatureError(
+                    f"relevance scores need a score on a fixed scale; these are {h.scale} scores ({SCALES[h.scale]}): "
+                    "use similarity_search_with_score, or hybrid alpha fusion (mode='hybrid', alpha=...) whose "
+                    "scores lie in [0, 1]"
+                )
+            out.append((self._doc(h.id, h.text, h.metadata), relevance))
+        return out
 
     def similarity_search(
         self, query: str, k: int = 4, filter: Mapping[str, Any] | None = None, **kwargs: Any

@@ -304,10 +304,7 @@ class RagstoreVectorStore(BasePydanticVectorStore):
         """``hybrid`` (``alpha`` given: alpha fusion, else the config's fusion) and ``sparse``/``text_search``
         (BM25 alone) over the store's lexical index; the pipeline's bilingual path applies to the text."""
         search: SearchMode = "hybrid" if mode == VectorStoreQueryMode.HYBRID else "lexical"
-        if not self._store.lexical:
-            raise UnsupportedFeatureError(
-                f"query mode {mode.value!r} needs the store's lexical index: set `lexical: true` in its store block"
-            )
+        self._store.require_lexical()  # built from the stored texts on first use, as from every other door
         where = to_filter(query.filters)
         if query.doc_ids:
             ref = {"ref_doc_id": {"$in": list(query.doc_ids)}}
@@ -357,7 +354,7 @@ class RagstoreVectorStore(BasePydanticVectorStore):
                 s = -float(np.linalg.norm(q - v))
             scores.append(s)
         order = sorted(range(len(docs)), key=lambda i: (-scores[i], docs[i].id))[:k]
-        return [Hit(docs[i].id, scores[i], docs[i].text, docs[i].metadata) for i in order]
+        return [Hit(docs[i].id, scores[i], docs[i].text, docs[i].metadata, self._store.metric) for i in order]
 
     def _mmr(
         self, vector: np.ndarray, where: dict[str, Any] | None, k: int, threshold: float | None, prefetch: int

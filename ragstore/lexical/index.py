@@ -264,7 +264,7 @@ class LexicalIndex:
                     if int(iids[j]) in metas and matches(node, json.loads(metas[int(iids[j])]))
                 ]
         rows = {r[0]: r[1:] for r in self._rows("iid, id, text, metadata", [i for i, _ in picked])}
-        found = [Hit(rows[i][0], sc, rows[i][1], json.loads(rows[i][2])) for i, sc in picked if i in rows]
+        found = [Hit(rows[i][0], sc, rows[i][1], json.loads(rows[i][2]), "bm25") for i, sc in picked if i in rows]
         found.sort(key=lambda h: (-h.score, h.id))
         return found[:k]
 

@@ -52,7 +52,7 @@ class _Body(BaseModel):
 
 class EmbeddingsRequest(_Body):
     input: str | list[str]
-    model: str | None = None
+    model: str | None = Field(default=None, description="required: the served model (GET /v1/models)")
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, gt=0)
     input_type: Literal["query", "passage"] = Field(
@@ -319,6 +319,13 @@ def create_app(config: RagstoreConfig, *, host: str = "127.0.0.1", pipeline: Rag
         if not texts:
             raise ApiError(400, "input is an empty list", param="input")
         name = model_name(rs)
+        if not body.model:
+            raise ApiError(
+                400,
+                f"model is required, as in OpenAI's API: this server serves {name!r} (GET /v1/models)",
+                param="model",
+                code="missing_model",
+            )
         if not _known_model(rs, body.model):
             raise ApiError(
                 404, f"model {body.model!r} is not served here; this server serves {name!r}", code="model_not_found"
@@ -497,9 +504,9 @@ def model_name(rs: Ragstore) -> str:
 
 
 def _known_model(rs: Ragstore, asked: str | None) -> bool:
-    """OpenAI clients always send a model name: the served one by any of its spellings, or none."""
+    """The served model by any of its spellings: its config name, its fingerprint, a folder's base name."""
     name = model_name(rs)
-    return asked in (None, "", name, rs.embedder.fingerprint, os.path.basename(name.rstrip("/")))
+    return bool(asked) and asked in (name, rs.embedder.fingerprint, os.path.basename(name.rstrip("/")))
 
 
 def _encode(vector: np.ndarray, fmt: str) -> list[float] | str:

@@ -139,7 +139,7 @@ class ChromaAppSource(_Foreign):
             include=["documents", "metadatas", "distances"],
         )
         return [
-            Hit(str(i), _score(self.metric, d), t or "", plain_metadata(m or {}, str(i), set()))
+            Hit(str(i), _score(self.metric, d), t or "", plain_metadata(m or {}, str(i), set()), self.metric)
             for i, d, t, m in zip(
                 res["ids"][0], res["distances"][0], res["documents"][0], res["metadatas"][0], strict=True
             )
@@ -283,7 +283,7 @@ class PgAppSource(_Foreign):
         for doc_id, text, meta, dist in rows:
             meta = json.loads(meta) if isinstance(meta, str) else meta
             score = {"dot": -float(dist), "l2": -float(dist)}.get(self.metric, 1.0 - float(dist))
-            out.append(Hit(str(doc_id), score, text or "", plain_metadata(meta or {}, str(doc_id), set())))
+            out.append(Hit(str(doc_id), score, text or "", plain_metadata(meta or {}, str(doc_id), set()), self.metric))
         return out
 
     def _release(self) -> None:
@@ -394,7 +394,7 @@ class QdrantAppSource(_Foreign):
         for p in res:
             text, meta = self._raw(p)
             score = -float(p.score) if self.metric == "l2" else float(p.score)
-            out.append(Hit(str(p.id), score, text, plain_metadata(meta, str(p.id), set())))
+            out.append(Hit(str(p.id), score, text, plain_metadata(meta, str(p.id), set()), self.metric))
         return out
 
     def close(self) -> None:

@@ -150,7 +150,7 @@ def exact_search(docs: list[Document], metric: str, vector: np.ndarray, k: int) 
         q = q / (qn or 1.0)
     scores = -np.sqrt(np.maximum(((matrix - q) ** 2).sum(axis=1), 0.0)) if metric == "l2" else matrix @ q
     order = sorted(range(len(docs)), key=lambda i: (-scores[i], docs[i].id))[:k]
-    return [Hit(docs[i].id, float(scores[i]), docs[i].text, dict(docs[i].metadata)) for i in order]
+    return [Hit(docs[i].id, float(scores[i]), docs[i].text, dict(docs[i].metadata), metric) for i in order]
 
 
 def close_quietly(*things: Any) -> None:
