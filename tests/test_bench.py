@@ -365,3 +365,35 @@ def test_default_paths_follow_the_dataset_languages(tmp_path: Path) -> None:
     assert "route" in both.config.query_paths or any("route" in s["what"] for s in both.skipped)
     named = plan(load_bench_config({**over, "query_paths": ["plain", "translate"]}))
     assert named.config.query_paths == ["plain", "translate"]
+
+
+def test_quality_vs_latency_is_one_readable_figure(tmp_path: Path) -> None:
+    """Ten configurations used to make a 6,600 px strip of 1-point panels: now one panel per query language,
+    whatever the number of stores, models and paths, every point labelled."""
+    from PIL import Image
+
+    from ragstore.bench.report import plots
+
+    rows = [
+        {
+            "embedder": emb,
+            "store": store,
+            "setting": None,
+            "queries": lang,
+            "path": path,
+            "nDCG@10": 0.5 + 0.01 * i,
+            "p50_ms": 0.1 * (i + 1),
+            "p95_ms": 0.2 * (i + 1),
+            "ann_recall@10": 1.0,
+        }
+        for i, (emb, store, lang, path) in enumerate(
+            (e, s, lg, p)
+            for e in ("minilm", "tuned")
+            for s in ("faiss", "qdrant", "pgvector")
+            for lg in ("en", "zh")
+            for p in ("plain", "hybrid", "translate", "route", "both")
+        )
+    ]
+    (png,) = plots({"rows": rows, "meta": {"dataset": {"name": "t"}}}, tmp_path)
+    width, height = Image.open(png).size
+    assert width <= 1600 and height <= 800, (width, height)

@@ -222,6 +222,89 @@ def _point_label(row: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+#: markers cycled over stores (colours are query paths)
+_MARKERS = "osD^vP*Xph<>"
+
+
+def quality_vs_latency(result: dict[str, Any], rows: list[dict[str, Any]], target: Path, plt: Any) -> Path:
+    """One figure read at a glance: nDCG@10 against p50 latency, one panel per query language, colour = query
+    path, marker = store, every point labelled (store, setting, and the model when several ran); a swept
+    setting's points joined by a line. Its size depends on the number of languages, never on the number of
+    stores, models or paths, so ten configurations stay one readable figure."""
+    langs = sorted({r["queries"] for r in rows})
+    paths = sorted({r["path"] for r in rows}, key=lambda p: (p != "plain", p))
+    stores = sorted({r["store"] for r in rows})
+    embedders = sorted({r["embedder"] for r in rows})
+    colours = plt.get_cmap("tab10")
+    colour = {p: colours(i % 10) for i, p in enumerate(paths)}
+    marker = {s: _MARKERS[i % len(_MARKERS)] for i, s in enumerate(stores)}
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter
+
+    fig, axes = plt.subplots(1, len(langs), figsize=(6.5 * len(langs), 5.2), squeeze=False, sharey=True)
+    for ax, lang in zip(axes[0], langs, strict=True):
+        part = [r for r in rows if r["queries"] == lang]
+        placed: list[tuple[dict[str, Any], tuple[str, str, str]]] = []
+        for key in sorted({(r["embedder"], r["store"], r["path"]) for r in part}):
+            pts = sorted((r for r in part if (r["embedder"], r["store"], r["path"]) == key), key=lambda r: r["p50_ms"])
+            xs, ys = [r["p50_ms"] for r in pts], [r["nDCG@10"] for r in pts]
+            if len(pts) > 1:
+                ax.plot(xs, ys, color=colour[key[2]], alpha=0.5, linewidth=1)
+            ax.scatter(
+                xs, ys, color=colour[key[2]], marker=marker[key[1]], s=46, zorder=3, edgecolors="black", linewidths=0.4
+            )
+            placed.extend((r, key) for r in pts)
+        _label_points(ax, placed, several_stores=len(stores) > 1, several_models=len(embedders) > 1)
+        ax.set_xscale("log")
+        plain = FuncFormatter(lambda v, _pos: f"{v:g}")
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(plain)
+        ax.tick_params(axis="x", which="minor", labelsize=7)
+        ax.set_xlabel("p50 search latency at k=10 (ms, log scale)")
+        ax.set_title(f"{lang} questions", fontsize=11)
+        ax.grid(True, alpha=0.3, which="both")
+    axes[0][0].set_ylabel("nDCG@10")
+    handles = [Line2D([], [], color=colour[p], marker="o", linestyle="", label=p) for p in paths]
+    handles += [Line2D([], [], color="grey", marker=marker[s], linestyle="", label=s) for s in stores]
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        ncol=min(len(handles), 6),
+        fontsize=8,
+        frameon=False,
+        title="colour: query path · marker: store",
+        title_fontsize=8,
+    )
+    name = result["meta"]["dataset"].get("name")
+    fig.suptitle(f"quality vs latency · {name} · higher and further left is better", fontsize=12)
+    rows_of_legend = -(-len(handles) // 6)
+    fig.tight_layout(rect=(0, 0.05 + 0.035 * rows_of_legend, 1, 1))
+    fig.savefig(target, dpi=110)
+    plt.close(fig)
+    return target
+
+
+def _label_points(
+    ax: Any, placed: list[tuple[dict[str, Any], tuple[str, str, str]]], *, several_stores: bool, several_models: bool
+) -> None:
+    """A label per point (path, then store and setting when several ran, then the model when several ran);
+    points that land on the same spot share one label, so none is written over another."""
+    spots: dict[tuple[float, float], list[str]] = {}
+    for row, (embedder, _store, path) in placed:
+        parts = [path]
+        if several_stores or row.get("setting"):
+            parts.append(_point_label(row))
+        if several_models:
+            parts.append(embedder)
+        x, y = float(row["p50_ms"]), float(row["nDCG@10"])
+        spot = next(
+            (s for s in spots if abs(s[1] - y) < 0.012 and max(s[0], x) / max(min(s[0], x), 1e-9) < 1.25), (x, y)
+        )
+        spots.setdefault(spot, []).append(" ".join(parts))
+    for (x, y), labels in spots.items():
+        ax.annotate(", ".join(labels), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=7, color="#222222")
+
+
 def plots(result: dict[str, Any], folder: Path) -> list[Path]:
     """quality_vs_latency.png always (when latency was measured); sweep.png when a sweep ran."""
     rows = [r for r in result["rows"] if r.get("p95_ms") is not None]
@@ -231,27 +314,7 @@ def plots(result: dict[str, Any], folder: Path) -> list[Path]:
     mpl.use("Agg")
     import matplotlib.pyplot as plt
 
-    written = []
-    groups = sorted({(r["embedder"], r["queries"], r["path"]) for r in rows})
-    fig, axes = plt.subplots(2, len(groups), figsize=(6 * len(groups), 8), squeeze=False)
-    for col, (emb, lang, path) in enumerate(groups):
-        part = [r for r in rows if (r["embedder"], r["queries"], r["path"]) == (emb, lang, path)]
-        for ax, key, ylabel in ((axes[0][col], "nDCG@10", "nDCG@10"), (axes[1][col], "ann_recall@10", "ANN recall@10")):
-            for store in sorted({r["store"] for r in part}):
-                pts = sorted((r for r in part if r["store"] == store), key=lambda r: r["p95_ms"])
-                ax.plot([r["p95_ms"] for r in pts], [r[key] for r in pts], marker="o", label=store)
-            ax.set_xscale("log")
-            ax.set_xlabel("p95 search latency at k=10 (ms, log)")
-            ax.set_ylabel(ylabel)
-            ax.set_title(f"{emb} · queries {lang} · {path}", fontsize=9)
-            ax.grid(True, alpha=0.3)
-            ax.legend(fontsize=7)
-    fig.suptitle(f"quality vs latency: {result['meta']['dataset'].get('name')} (sweeps joined by lines)")
-    fig.tight_layout()
-    target = folder / "quality_vs_latency.png"
-    fig.savefig(target, dpi=110)
-    plt.close(fig)
-    written.append(target)
+    written = [quality_vs_latency(result, rows, folder / "quality_vs_latency.png", plt)]
 
     swept = [r for r in rows if r.get("setting")]
     if swept:
