@@ -30,6 +30,17 @@ err_console = Console(stderr=True)
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="config file (YAML/TOML); default ./ragstore.yaml")
 ]
+ServerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        envvar="RAGSTORE_SERVER",
+        help="URL of a running `ragstore serve`: ask it instead of loading the models here (seconds saved per call)",
+    ),
+]
+ApiKeyOpt = Annotated[
+    str | None, typer.Option("--api-key", envvar="RAGSTORE_API_KEY", help="the server's key (with --server)")
+]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -83,22 +94,63 @@ def _open(config: Path | None, overrides: dict[str, Any] | None = None) -> Any:
     return Ragstore(load_config(config, overrides))
 
 
-def _plan_json(plan: Any) -> dict[str, Any]:
-    """What ran for a query, as ``--json`` shows it beside the hits: the bilingual path and its members, the
-    detected language and script, the text embedded (the translation where one was made), the search mode
-    and the lexical leg's text, and notes."""
-    return {
-        "path": plan.path,
-        "members": list(plan.members),
-        "language": plan.language,
-        "script": plan.script,
-        "embedded": plan.text,
-        "translated": plan.translated,
-        "route_text": plan.route_text,
-        "search": plan.search,
-        "lexical_text": plan.lexical_text,
-        "notes": list(plan.notes),
-    }
+def _ingest_remote(path: Path, config: Path | None, server: str, api_key: str | None, progress: bool) -> None:
+    """Chunk with the config's ``ingest`` settings, send the chunks to the server in batches; ids come from
+    each chunk's text and source, so sending a folder again rewrites and adds nothing."""
+    from rich.progress import Progress
+
+    from .config import load_config
+    from .ingest import chunk_sources, iter_files, read_file
+
+    cfg = load_config(config)
+    files = iter_files(path, cfg.ingest.max_file_mb)
+    base = cfg.base_dir
+    docs = chunk_sources(
+        (s for f in files for s in read_file(f, base)), cfg.ingest.chunk_size, cfg.ingest.chunk_overlap
+    )
+    sent = 0
+    with Progress(console=err_console, disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"sending to {server}", total=len(docs))
+        for start in range(0, len(docs), 64):
+            batch = [{"id": d.id, "text": d.text, "metadata": d.metadata} for d in docs[start : start + 64]]
+            sent += int(_remote(server, "/v1/documents", {"documents": batch}, api_key)["count"])
+            bar.update(task, advance=len(batch))
+    console.print(
+        f"[bold]{len(files)}[/] files, [bold]{sent}[/] chunks sent to {escape(server)}, which embedded and stored "
+        "them (files removed here are not deleted there: `DELETE /v1/documents` with a source filter)"
+    )
+
+
+def _remote(server: str, route: str, body: dict[str, Any], api_key: str | None) -> dict[str, Any]:
+    """One call to a running ``ragstore serve``; its errors (one OpenAI-shaped body for all) come back as the
+    same ragstore errors the command raises locally, with the server's message."""
+    import httpx
+
+    from .errors import BackendUnavailableError, ConfigError, EngineError, ValidationError
+
+    url = server.rstrip("/") + route
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        response = httpx.post(url, json=body, headers=headers, timeout=300)
+    except httpx.HTTPError as exc:
+        raise BackendUnavailableError(f"ragstore serve at {server} did not answer: {exc}") from None
+    if response.status_code == 200:
+        return dict(response.json())
+    try:
+        message = response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = response.text[:300]
+    status = response.status_code
+    kind: type[Exception] = (
+        ConfigError
+        if status in (401, 403, 404)
+        else ValidationError
+        if status < 500
+        else BackendUnavailableError
+        if status == 503
+        else EngineError
+    )
+    raise kind(f"{server}: {status}: {message}")
 
 
 def _hits_table(title: str, hits: list[Hit], relevant: set[str] | None = None) -> Table:
@@ -129,8 +181,14 @@ def ingest(
     path: Annotated[Path, typer.Argument(help="file or folder (.txt .md .html .jsonl .csv)")],
     config: ConfigOpt = None,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
-    """Chunk, embed and store documents; unchanged chunks are skipped, removed ones deleted."""
+    """Chunk, embed and store documents; unchanged chunks are skipped, removed ones deleted. With --server,
+    chunk here and let a running `ragstore serve` embed and store them (no model loaded here)."""
+    if server:
+        _ingest_remote(path, config, server, api_key, progress)
+        return
     with _open(config) as rs:
         report = rs.ingest(path, progress=progress)
         console.print(
@@ -166,8 +224,10 @@ def search(
             "search.hybrid, which is alpha fusion at 0.5 unless set)",
         ),
     ] = None,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
-    """Search the store for a query."""
+    """Search the store for a query (or ask a running `ragstore serve` with --server, no model loaded here)."""
     from .errors import FilterError, ValidationError
 
     if mode is not None and mode not in ("dense", "lexical", "hybrid"):
@@ -186,22 +246,32 @@ def search(
             raise FilterError(f"--filter is not valid JSON: {exc}") from None
         except RecursionError:
             raise FilterError("--filter nests too deeply (a filter may nest at most 32 levels)") from None
-    with _open(config, overrides) as rs:
-        result = rs.query(query, k, where, bilingual=bilingual)
-        empty = not result.hits and rs.count() == 0
-    hits, plan = result.hits, result.plan
+    if server:
+        body = {"query": query, "k": k, "filter": where, "mode": mode, "bilingual": bilingual, "alpha": alpha}
+        answer = _remote(server, "/v1/search", {key: v for key, v in body.items() if v is not None}, api_key)
+        hits = [
+            Hit(h["id"], h["score"], h["text"], h.get("metadata") or {}, h.get("scale", "cosine"))
+            for h in answer["hits"]
+        ]
+        plan: dict[str, Any] = answer.get("plan") or {}
+        empty = False
+    else:
+        with _open(config, overrides) as rs:
+            result = rs.query(query, k, where, bilingual=bilingual)
+            empty = not result.hits and rs.count() == 0
+        hits, plan = result.hits, result.plan.as_dict()
     if as_json:
-        console.print_json(data={"query": query, "plan": _plan_json(plan), "hits": [asdict(h) for h in hits]})
+        console.print_json(data={"query": query, "plan": plan, "hits": [asdict(h) for h in hits]})
         return
     title = escape(query)
-    if plan.path != "plain":
-        title += f"\n[dim]detected {plan.language} ({escape(plan.script)}) · path {plan.path}"
-        if len(plan.members) > 1:
-            title += f" · fused: {escape(' + '.join(plan.members))}"
-        title += f" · translated: {escape(plan.text)}[/]" if plan.translated else "[/]"
-    if plan.search != "dense":
-        title += f"\n[dim]{plan.search} · lexical terms from: {escape(plan.lexical_text or '')}[/]"
-    for note in plan.notes:
+    if plan.get("path", "plain") != "plain":
+        title += f"\n[dim]detected {plan['language']} ({escape(plan['script'])}) · path {plan['path']}"
+        if len(plan["members"]) > 1:
+            title += f" · fused: {escape(' + '.join(plan['members']))}"
+        title += f" · translated: {escape(plan['translated'])}[/]" if plan.get("translated") else "[/]"
+    if plan.get("search", "dense") != "dense":
+        title += f"\n[dim]{plan['search']} · lexical terms from: {escape(plan.get('lexical_text') or '')}[/]"
+    for note in plan.get("notes") or []:
         err_console.print(f"[yellow]note:[/] {escape(note)}")
     if not hits and empty:
         err_console.print(

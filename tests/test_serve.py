@@ -363,3 +363,33 @@ def _wait_ready(port: int, proc: subprocess.Popen[Any]) -> None:
             pass
         time.sleep(0.1)
     raise AssertionError("server did not become ready")
+
+
+def test_cli_search_and_ingest_through_a_running_server(tmp_path: Path) -> None:
+    """`ragstore ingest/search --server URL` load no model: chunks go to the server, which embeds them, and
+    answers come back with the same ids, scores, scales and plan as a local search of the same store."""
+    from typer.testing import CliRunner
+
+    from ragstore.cli import app as cli
+
+    runner = CliRunner()
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("SuperStream sends data and money together to super funds.")
+    (tmp_path / "docs" / "b.md").write_text("A self-managed super fund can have up to six members.")
+    with Server({"embedder": HASHING, "store": {"type": "faiss", "path": str(tmp_path / "f")}}, tmp_path) as s:
+        sent = runner.invoke(cli, ["ingest", str(tmp_path / "docs"), "--server", s.url, "--no-progress"])
+        assert sent.exit_code == 0, sent.output
+        assert "2 chunks sent" in sent.output
+        again = runner.invoke(cli, ["ingest", str(tmp_path / "docs"), "--server", s.url, "--no-progress"])
+        assert again.exit_code == 0 and httpx.post(s.url + "/v1/search", json={"query": "x"}).json()["hits"]
+        out = runner.invoke(cli, ["search", "six members", "--server", s.url, "--json", "-k", "2"])
+        assert out.exit_code == 0, out.output
+        answer = json.loads(out.stdout)
+        assert [h["scale"] for h in answer["hits"]] == ["cosine", "cosine"] and answer["plan"]["path"] == "plain"
+        assert "six members" in answer["hits"][0]["text"]
+        hybrid = runner.invoke(cli, ["search", "SuperStream", "--server", s.url, "--mode", "hybrid"])
+        assert hybrid.exit_code == 0 and "score (alpha)" in hybrid.output and "SuperStream" in hybrid.output
+        bad = runner.invoke(cli, ["search", "x", "--server", s.url, "--filter", '{"$nope": 1}'])
+        assert bad.exit_code == 2 and s.url in bad.output
+    down = runner.invoke(cli, ["search", "x", "--server", s.url])
+    assert down.exit_code == 2 and "did not answer" in " ".join(down.output.split())

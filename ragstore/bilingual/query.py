@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from ..errors import ValidationError
 from .config import TRANSLATE, BilingualConfig, Mode
@@ -57,6 +57,23 @@ class QueryPlan:
     @property
     def searches_main(self) -> bool:
         return not self.members or TRANSLATE in self.members
+
+    def as_dict(self) -> dict[str, Any]:
+        """What ran for this query, as every door shows it (``--json``, ``POST /v1/search``): the path and
+        its members, the detected language and script, the text embedded (the translation where one was
+        made), the search mode and the lexical leg's text, and notes."""
+        return {
+            "path": self.path,
+            "members": list(self.members),
+            "language": self.language,
+            "script": self.script,
+            "embedded": self.text,
+            "translated": self.translated,
+            "route_text": self.route_text,
+            "search": self.search,
+            "lexical_text": self.lexical_text,
+            "notes": list(self.notes),
+        }
 
 
 def check_query(text: object, max_chars: int) -> tuple[str, list[str]]:

@@ -64,7 +64,7 @@ class EmbeddingsRequest(_Body):
 class SearchRequest(_Body):
     query: str | None = Field(default=None, description="text; or give vector")
     vector: list[float] | None = None
-    k: int = Field(default=10, gt=0, le=1000)
+    k: int | None = Field(default=None, gt=0, le=1000, description="default: the config's search.k")
     filter: dict[str, Any] | None = None
     mode: Literal["dense", "lexical", "hybrid"] | None = Field(default=None, description="default: the config's")
     bilingual: Literal["off", "translate", "route", "both", "auto"] | None = None
@@ -358,13 +358,14 @@ def create_app(config: RagstoreConfig, *, host: str = "127.0.0.1", pipeline: Rag
         rs = current()
         if (body.query is None) == (body.vector is None):
             raise ApiError(400, "give exactly one of query (text) or vector")
+        k = body.k if body.k is not None else rs.config.search.k
         hybrid = rs.config.search.hybrid
         if body.alpha is not None:
             hybrid = hybrid.model_copy(update={"fusion": "alpha", "alpha": body.alpha})
         if body.vector is not None:
             if body.mode not in (None, "dense"):
                 raise ApiError(400, f"mode {body.mode!r} needs the query text, not a vector")
-            hits = await run_in_threadpool(rs.store.search, body.vector, body.k, body.filter)
+            hits = await run_in_threadpool(rs.store.search, body.vector, k, body.filter)
             return {"hits": [_hit(h) for h in hits], "plan": None}
         query = body.query or ""
         plans = await run_in_threadpool(rs.retriever.plan, [query], body.bilingual)
@@ -373,7 +374,7 @@ def create_app(config: RagstoreConfig, *, host: str = "127.0.0.1", pipeline: Rag
             lambda: rs.retriever.search(
                 rs.store,
                 [query],
-                body.k,
+                k,
                 body.filter,
                 mode=body.bilingual,
                 vectors=vectors,
@@ -381,19 +382,7 @@ def create_app(config: RagstoreConfig, *, host: str = "127.0.0.1", pipeline: Rag
                 hybrid=hybrid,
             )
         )
-        plan = results[0].plan
-        return {
-            "hits": [_hit(h) for h in results[0].hits],
-            "plan": {
-                "language": plan.language,
-                "script": plan.script,
-                "path": plan.path,
-                "search": plan.search,
-                "members": plan.members,
-                "translated": plan.translated,
-                "notes": plan.notes,
-            },
-        }
+        return {"hits": [_hit(h) for h in results[0].hits], "plan": results[0].plan.as_dict()}
 
     @app.post("/v1/documents")
     async def upsert(body: DocumentsRequest) -> dict[str, Any]:
@@ -520,7 +509,7 @@ def _tokens(text: str) -> int:
 
 
 def _hit(hit: Hit) -> dict[str, Any]:
-    return {"id": hit.id, "score": hit.score, "text": hit.text, "metadata": hit.metadata}
+    return {"id": hit.id, "score": hit.score, "scale": hit.scale, "text": hit.text, "metadata": hit.metadata}
 
 
 def _write(rs: Ragstore, docs: list[Document]) -> list[str]:
