@@ -49,6 +49,7 @@ from .errors import (
     BackendUnavailableError,
     ConfigError,
     EmbedderMismatchError,
+    EngineError,
     UnsupportedFeatureError,
     ValidationError,
 )
@@ -857,7 +858,7 @@ class Collection:
         try:
             self.primary.write_manifest(manifest)
             self._manifest = manifest
-        except BackendUnavailableError as exc:
+        except (BackendUnavailableError, EngineError) as exc:
             self.notes.append(f"the engine could not keep the manifest: {exc}")
 
     # ----------------------------------------------------------------- lifetime

@@ -7,8 +7,8 @@ bug. Each class names the problem so a message alone tells the user what to chan
     ├── ConfigError                  a config file/key/value is wrong (names the key)
     │   └── EmbedderMismatchError    a collection opened with another embedder than the one that wrote it
     ├── BackendNotInstalledError     an optional dependency is missing (names the pip command)
-    ├── BackendUnavailableError      the engine is installed but cannot be reached / opened
-    │   └── EngineError              the engine failed during an operation (its exception is chained)
+    ├── BackendUnavailableError      the engine is installed but cannot be reached / opened (retry later)
+    ├── EngineError                  an engine or model failed during an operation (its exception chained)
     ├── ValidationError              bad input to a store or embedder call
     │   ├── DimensionMismatchError   a vector's length differs from the store's dimension
     │   └── FilterError              a metadata filter is malformed (unknown operator, bad value type)
@@ -70,9 +70,11 @@ class BackendUnavailableError(RagstoreError):
     """The backend is installed but its engine could not be opened or reached."""
 
 
-class EngineError(BackendUnavailableError):
-    """The engine raised during an operation (search, upsert, delete...); the engine's own exception is
-    chained as ``__cause__``. Raised by the store base class, so every backend maps failures the same way."""
+class EngineError(RagstoreError):
+    """The engine raised during an operation (search, upsert, delete, an embedding); the engine's own
+    exception is chained as ``__cause__``. Raised by the store and embedder base classes, so every backend
+    and model maps failures the same way. Not "unavailable": the engine answered, with a failure (serve
+    answers it with 500, an unreachable engine with 503)."""
 
 
 class ValidationError(RagstoreError):

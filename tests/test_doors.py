@@ -230,3 +230,27 @@ def test_python_hits_carry_their_scale(served: Any) -> None:
 
     (fused,) = rs.retriever.search(rs.collection, ["ESA"], 2, search="hybrid", hybrid=HybridConfig(fusion="rrf"))
     assert {h.scale for h in fused.hits} == {"rrf"}
+
+
+def test_an_embedding_failure_is_an_engine_error_on_every_call(served: Any) -> None:
+    """errors.py promises that anything escaping unmapped is a bug: a model's own failure becomes an
+    EngineError (chained), and serve answers it with 500, not 503."""
+    from ragstore.embedders.hashing import HashingEmbedder
+    from ragstore.errors import BackendUnavailableError, EngineError
+
+    class Broken(HashingEmbedder):
+        def _embed(self, texts: list[str], kind: Any) -> Any:
+            raise RuntimeError("CUDA out of memory (pretend)")
+
+    broken = Broken(dim=32)
+    for call in (broken.embed_query, broken.embed_documents):
+        with pytest.raises(EngineError, match="CUDA out of memory") as info:
+            call(["x"])
+        assert isinstance(info.value.__cause__, RuntimeError)
+        assert not isinstance(info.value, BackendUnavailableError)
+    client, _ = served
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(HashingEmbedder, "_embed", Broken._embed)
+        answer = client.post("/v1/embeddings", json={"model": "hashing", "input": "a text never embedded before"})
+    error = _openai_error(answer, 500)
+    assert error["type"] == "server_error" and "CUDA out of memory" in error["message"]

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from ..errors import ValidationError
+from ..errors import EngineError, RagstoreError, ValidationError
 
 Kind = Literal["query", "passage"]
 
@@ -76,7 +76,14 @@ class Embedder(ABC):
     def _run(self, texts: list[str], kind: Kind) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        out = np.asarray(self._embed(texts, kind), dtype=np.float32)
+        try:
+            out = np.asarray(self._embed(texts, kind), dtype=np.float32)
+        except RagstoreError:
+            raise
+        except Exception as exc:  # the model's own failure, mapped on every call as the stores map theirs
+            raise EngineError(
+                f"{self.name} failed embedding {len(texts)} {kind} text(s): {type(exc).__name__}: {exc}"
+            ) from exc
         if out.shape != (len(texts), self.dim):
             raise ValidationError(f"{self.name} returned shape {out.shape}, expected {(len(texts), self.dim)}")
         return self.finish(out)
