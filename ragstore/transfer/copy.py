@@ -267,7 +267,7 @@ def _plan(
     return None
 
 
-def _page_ids(source: Source, batch: int) -> Iterator[list[Document]]:
+def _documents_by_page(source: Source, batch: int) -> Iterator[list[Document]]:
     for page in source.scan(batch):
         if page.documents:
             yield page.documents
@@ -296,7 +296,7 @@ def verify_copy(
     sample: list[np.ndarray] = []
     seen = 0
     same_metric = source.metric == store.metric
-    for docs in _page_ids(source, batch_size):
+    for docs in _documents_by_page(source, batch_size):
         there = {d.id: d for d in store.get([d.id for d in docs])}
         for doc in docs:
             seen += 1

@@ -13,7 +13,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,6 @@ class ExportReport:
     rows: int = 0
     seconds: float = 0.0
     bytes: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 def _pa() -> Any:
