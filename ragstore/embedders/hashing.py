@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Any
 
 import numpy as np
 from pydantic import Field
@@ -37,10 +38,12 @@ class HashingEmbedder(Embedder):
     name = "hashing"
     Options = HashingOptions
 
-    def __init__(self, dim: int = 256, *, normalize: bool = True, seed: str = "") -> None:
-        super().__init__(normalize=normalize)
-        self._dim = dim
-        self.seed = seed
+    def __init__(self, dim: int | HashingOptions | None = None, **options: Any) -> None:
+        opts: HashingOptions = self.configure(
+            dim if isinstance(dim, HashingOptions) else {**({"dim": dim} if dim is not None else {}), **options}
+        )
+        self._dim = opts.dim
+        self.seed = opts.seed
 
     @property
     def dim(self) -> int:

@@ -60,12 +60,11 @@ class PackagedEmbedder(Embedder):
     extra: ClassVar[str] = "multilingual"
     platforms: ClassVar[str] = ""  # where the wheel exists, when not everywhere
 
-    def __init__(
-        self, *, threads: int | None = None, batch_size: int = 32, verify: bool = True, normalize: bool = True
-    ) -> None:
-        super().__init__(normalize=normalize)
-        self.threads = threads
-        self.batch_size = batch_size
+    def __init__(self, options: PackagedOptions | None = None, **given: Any) -> None:
+        opts: PackagedOptions = self.configure(options if options is not None else given)
+        self.threads: int | None = getattr(opts, "threads", None)
+        self.batch_size = opts.batch_size
+        verify = opts.verify
         pip = f"{self.package}=={self.pinned}"
         mod = require(self.module, self.extra, pip + self.platforms)
         try:

@@ -115,42 +115,30 @@ class SentenceTransformerEmbedder(Embedder):
     name = "sentence-transformers"
     Options = SentenceTransformerOptions
 
-    def __init__(
-        self,
-        model: str = DEFAULT_MODEL,
-        *,
-        query_prefix: str | None = None,
-        passage_prefix: str | None = None,
-        prompt_style: PromptStyle = "auto",
-        max_seq_length: int | None = None,
-        batch_size: int = 32,
-        truncate_dim: int | None = None,
-        device: str = "cpu",
-        trust_remote_code: bool = False,
-        show_progress: bool = False,
-        normalize: bool = True,
-        backend: Literal["auto", "torch", "onnx", "openvino"] = "auto",
-        quantize: export.Quantize = "none",
-        threads: int | None = None,
-        export_dir: str | None = None,
-        gate_min_cosine: float = 0.99,
-        gate_max_ndcg_drop: float = 0.005,
-    ) -> None:
-        super().__init__(normalize=normalize)
+    def __init__(self, model: str | SentenceTransformerOptions | None = None, **options: Any) -> None:
+        """``SentenceTransformerEmbedder("all-MiniLM-L6-v2", batch_size=64)``, or the options object; every
+        setting is declared once, in ``SentenceTransformerOptions``."""
+        if isinstance(model, SentenceTransformerOptions):
+            opts: SentenceTransformerOptions = self.configure(model)
+        else:
+            opts = self.configure({**({"model": model} if model is not None else {}), **options})
+        model, device, truncate_dim = opts.model, opts.device, opts.truncate_dim
+        query_prefix, passage_prefix, prompt_style = opts.query_prefix, opts.passage_prefix, opts.prompt_style
+        backend, quantize, threads = opts.backend, opts.quantize, opts.threads
         st = require("sentence_transformers", "embed", "sentence-transformers")
         self.model_name = model
         self.model_path = resolve_model(model)
         try:
             self.model = st.SentenceTransformer(
-                self.model_path, device=device, trust_remote_code=trust_remote_code, truncate_dim=truncate_dim
+                self.model_path, device=device, trust_remote_code=opts.trust_remote_code, truncate_dim=truncate_dim
             )
         except OSError as exc:
             raise BackendUnavailableError(
                 f"cannot load sentence-transformers model {model!r}: {exc}. Give a local folder, or a hub "
                 "name on a machine that can download it (HF_HUB_OFFLINE=1 forbids downloads)."
             ) from exc
-        if max_seq_length is not None:
-            self.model.max_seq_length = max_seq_length
+        if opts.max_seq_length is not None:
+            self.model.max_seq_length = opts.max_seq_length
         full_dim = _model_dim(self.model)
         if truncate_dim is not None and truncate_dim > full_dim:
             raise ConfigError(f"truncate_dim={truncate_dim} exceeds the model's dimension {full_dim}")
@@ -165,14 +153,14 @@ class SentenceTransformerEmbedder(Embedder):
         self.passage_prefix = _first(
             passage_prefix, saved.get("passage"), saved.get("document"), saved.get("text"), preset_p
         )
-        self.batch_size = batch_size
-        self.show_progress = show_progress
+        self.batch_size = opts.batch_size
+        self.show_progress = opts.show_progress
         self.requested = backend
         self.gate_report: dict[str, Any] | None = None
         self._runner: export.Runner | None = None
         self.threads = threads
-        self._export_dir = export_dir
-        self._gate = export.GateSettings(gate_min_cosine, gate_max_ndcg_drop, threads)
+        self._export_dir = opts.export_dir
+        self._gate = export.GateSettings(opts.gate_min_cosine, opts.gate_max_ndcg_drop, threads)
         if backend == "auto":
             if quantize != "none":
                 raise ConfigError("quantize is chosen by backend: auto; name a backend (onnx, openvino) to set it")
