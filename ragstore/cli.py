@@ -232,11 +232,6 @@ def search(
 
     if mode is not None and mode not in ("dense", "lexical", "hybrid"):
         raise ValidationError(f"--mode must be dense, lexical or hybrid, got {mode!r}")
-    overrides: dict[str, Any] = {}
-    if mode is not None:
-        overrides["search"] = {"mode": mode}
-    if alpha is not None:
-        overrides.setdefault("search", {})["hybrid"] = {"fusion": "alpha", "alpha": alpha}
 
     where = None
     if filter:
@@ -256,8 +251,8 @@ def search(
         plan: dict[str, Any] = answer.get("plan") or {}
         empty = False
     else:
-        with _open(config, overrides) as rs:
-            result = rs.query(query, k, where, bilingual=bilingual)
+        with _open(config) as rs:
+            result = rs.query(query, k, where, bilingual=bilingual, mode=mode, alpha=alpha)
             empty = not result.hits and rs.count() == 0
         hits, plan = result.hits, result.plan.as_dict()
     if as_json:

@@ -244,10 +244,12 @@ class Ragstore:
         *,
         bilingual: Mode | None = None,
         mode: SearchMode | None = None,
+        alpha: float | None = None,
     ) -> list[Hit]:
-        """The ``k`` best hits for one query (score: cosine similarity by default, higher is better; BM25 in
-        lexical mode; the fused score in hybrid mode)."""
-        return self.query(query, k, filter, bilingual=bilingual, mode=mode).hits
+        """The ``k`` best hits for one query (higher is better; ``Hit.scale`` says what the score is: cosine
+        similarity by default, BM25 in lexical mode, the fusion's score in hybrid mode). ``alpha``: hybrid
+        with alpha fusion at that share of the dense leg."""
+        return self.query(query, k, filter, bilingual=bilingual, mode=mode, alpha=alpha).hits
 
     def search_many(
         self,
@@ -257,9 +259,10 @@ class Ragstore:
         *,
         bilingual: Mode | None = None,
         mode: SearchMode | None = None,
+        alpha: float | None = None,
     ) -> list[list[Hit]]:
         """Embed all queries in one batch, then search each."""
-        return [r.hits for r in self.query_many(queries, k, filter, bilingual=bilingual, mode=mode)]
+        return [r.hits for r in self.query_many(queries, k, filter, bilingual=bilingual, mode=mode, alpha=alpha)]
 
     def query(
         self,
@@ -269,9 +272,10 @@ class Ragstore:
         *,
         bilingual: Mode | None = None,
         mode: SearchMode | None = None,
+        alpha: float | None = None,
     ) -> SearchResult:
         """Like ``search``, and also says which path served the query and what text was embedded."""
-        return self.query_many([query], k, filter, bilingual=bilingual, mode=mode)[0]
+        return self.query_many([query], k, filter, bilingual=bilingual, mode=mode, alpha=alpha)[0]
 
     def query_many(
         self,
@@ -281,12 +285,20 @@ class Ragstore:
         *,
         bilingual: Mode | None = None,
         mode: SearchMode | None = None,
+        alpha: float | None = None,
     ) -> list[SearchResult]:
         """``mode``: dense, lexical or hybrid (default: the config's ``search.mode``)."""
         if isinstance(queries, str):
             raise ValidationError("query_many() takes a list of queries; wrap a single query in a list")
-        top = self.config.search.k if k is None else k
-        return self.retriever.search(self.collection, queries, top, filter, mode=bilingual, search=mode)
+        spec = self.retriever.resolve(
+            self.config.search.k if k is None else k,
+            filter,
+            bilingual=bilingual,
+            search=mode,
+            alpha=alpha,
+            limits=self.store.options.filter_limits,
+        )
+        return self.retriever.answer(self.collection, queries, spec)
 
     def get(self, ids: Sequence[str]) -> list[Document]:
         return self.store.get(ids)

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -84,6 +84,51 @@ class SearchResult:
         return self.plan.translated
 
 
+@dataclass(frozen=True)
+class Fusion:
+    """How a query's rankings become one, in one description for every door (resolved once per call by
+    ``Retriever.resolve``): ``method``/``alpha``/``rrf_k``/``lexical_weight``/``candidates`` fuse a dense
+    ranking with the lexical leg (hybrid); ``bilingual_rrf_k``/``weights``/``bilingual_candidates`` fuse
+    several dense rankings (``both``, ``route`` over several models), which the lexical leg then joins."""
+
+    method: Literal["alpha", "rrf"] = "alpha"
+    alpha: float = 0.5
+    rrf_k: int = RRF_K
+    lexical_weight: float = 1.0
+    candidates: int = 50
+    bilingual_rrf_k: int = RRF_K
+    weights: Mapping[str, float] = field(default_factory=dict)
+    bilingual_candidates: int = 50
+
+    @classmethod
+    def of(cls, bilingual: BilingualConfig, hybrid: HybridConfig) -> Fusion:
+        """From the two config blocks that describe fusion (``bilingual`` and ``search.hybrid``)."""
+        return cls(
+            method=hybrid.fusion,
+            alpha=hybrid.alpha,
+            rrf_k=hybrid.rrf_k,
+            lexical_weight=hybrid.weight,
+            candidates=hybrid.candidates,
+            bilingual_rrf_k=bilingual.rrf_k,
+            weights={m: float(w) for m, w in bilingual.fusion.weights.items()},
+            bilingual_candidates=bilingual.fusion.candidates,
+        )
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """Everything one search call decides, resolved once from the config's defaults and the call's overrides
+    (``Retriever.resolve``); the pipeline, ``ragstore serve``, the CLI and both integrations only translate
+    their own vocabulary (``alpha=``, ``vector_store_query_mode``, ``--mode``...) into it."""
+
+    k: int
+    filter: Node | None = None
+    bilingual: Mode = "off"
+    search: SearchMode = "dense"
+    fusion: Fusion = field(default_factory=Fusion)
+    members: tuple[str, ...] | None = None
+
+
 def _canonical(hits: list[Hit]) -> list[Hit]:
     """Ties ordered by id at 6 decimals: engines computing the same cosine in float32 differ in the last
     bits, and a fusion of ranks would turn that noise into different results on different stores."""
@@ -103,15 +148,11 @@ class Prepared:
         plans: list[QueryPlan],
         main: np.ndarray,
         routed: Mapping[str, Mapping[int, np.ndarray]],
-        rrf_k: int,
-        weights: Mapping[str, float] | None = None,
-        candidates: int = 50,
-        hybrid: HybridConfig | None = None,
+        fusion: Fusion | None = None,
     ) -> None:
-        self.plans, self.main, self.rrf_k, self.candidates = plans, main, rrf_k, candidates
+        self.plans, self.main = plans, main
         self.routed = {name: dict(vecs) for name, vecs in routed.items() if vecs}
-        self.weights = dict(weights or {})
-        self.hybrid = hybrid or HybridConfig()
+        self.fusion = fusion or Fusion()
         self.n = len(plans)
         self.needs_second = bool(self.routed)
 
@@ -135,8 +176,9 @@ class Prepared:
         if len(self._legs(i)) == 1:
             return k
         plan = self.plans[i]
+        f = self.fusion
         return max(
-            k, self.candidates if len(plan.members) > 1 else 0, self.hybrid.candidates if plan.search == "hybrid" else 0
+            k, f.bilingual_candidates if len(plan.members) > 1 else 0, f.candidates if plan.search == "hybrid" else 0
         )
 
     def _fuse(self, i: int, legs: dict[str, list[Hit]], k: int) -> list[Hit]:
@@ -145,8 +187,8 @@ class Prepared:
             return legs[names[0]][:k]  # one ranking: its own scores (cosine, BM25) stay
         legs = {m: _canonical(legs[m]) for m in names}
         dense = [m for m in names if m != LEXICAL]
-        if LEXICAL in names and self.hybrid.fusion == "alpha" and len(dense) == 1:
-            return alpha_fusion(legs[dense[0]], legs[LEXICAL], k, self.hybrid.alpha)
+        if LEXICAL in names and self.fusion.method == "alpha" and len(dense) == 1:
+            return alpha_fusion(legs[dense[0]], legs[LEXICAL], k, self.fusion.alpha)
         # several dense rankings (a bilingual fusion): the lexical leg joins their weighted RRF, whose
         # scores are ranks, not similarities an alpha could mix (benchmarks/results/hybrid-fusion.md)
         return self._rrf(names, legs, k)
@@ -154,8 +196,9 @@ class Prepared:
     def _rrf(self, names: list[str], legs: dict[str, list[Hit]], k: int) -> list[Hit]:
         """Flat weighted RRF; the bilingual constant when several dense members take part, else hybrid's."""
         dense = [m for m in names if m != LEXICAL]
-        constant = self.rrf_k if len(dense) > 1 else self.hybrid.rrf_k
-        weights = [self.hybrid.weight if m == LEXICAL else self.weights.get(m, 1.0) for m in names]
+        f = self.fusion
+        constant = f.bilingual_rrf_k if len(dense) > 1 else f.rrf_k
+        weights = [f.lexical_weight if m == LEXICAL else f.weights.get(m, 1.0) for m in names]
         return rrf([legs[m] for m in names], k, constant, weights)
 
     def _lexical(self, store: Collection, i: int, depth: int, filter: Filter | Node | None) -> list[Hit]:
@@ -236,8 +279,36 @@ def search_with_vector(
         plan.lexical_text = text
     else:  # only stop words or symbols: the dense leg alone
         plan.search = "dense"
-    prepared = Prepared([plan], np.asarray(vector, dtype=np.float32)[None, :], {}, RRF_K, hybrid=hybrid)
+    fusion = Fusion.of(BilingualConfig(), hybrid or HybridConfig())
+    prepared = Prepared([plan], np.asarray(vector, dtype=np.float32)[None, :], {}, fusion)
     return prepared.run(store, 0, k, filter)
+
+
+def override_hybrid(
+    base: HybridConfig,
+    *,
+    alpha: float | None = None,
+    fusion: str | None = None,
+    rrf_k: int | None = None,
+    candidates: int | None = None,
+) -> HybridConfig:
+    """A call's fusion overrides over the config's ``search.hybrid``, each checked (a bad value names itself):
+    ``alpha`` means alpha fusion with that share of the dense leg. Every door's per-call override is this."""
+    update: dict[str, Any] = {}
+    if alpha is not None:
+        if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 <= alpha <= 1:
+            raise ValidationError(f"alpha must be a number in [0, 1], got {alpha!r}")
+        update.update(fusion="alpha", alpha=float(alpha))
+    if fusion is not None:
+        if fusion not in ("alpha", "rrf"):
+            raise ValidationError(f"fusion must be alpha or rrf, got {fusion!r}")
+        update["fusion"] = fusion
+    for name, value in (("rrf_k", rrf_k), ("candidates", candidates)):
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValidationError(f"{name} must be a positive integer, got {value!r}")
+            update[name] = value
+    return base.model_copy(update=update) if update else base
 
 
 def _search_mode(search: str | None, default: SearchMode) -> SearchMode:
@@ -339,6 +410,7 @@ class Retriever:
         members: Sequence[str] | None = None,
         search: str | None = None,
         hybrid: HybridConfig | None = None,
+        fusion: Fusion | None = None,
     ) -> Prepared:
         """Plan, translate and embed; ``vectors`` (the main embeddings, e.g. computed by a framework with
         this retriever's embedder) are used instead of embedding again; ``members`` overrides what ``both``
@@ -377,10 +449,7 @@ class Retriever:
             if idx:
                 vecs = embedder.embed_query([plans[i].route_text or plans[i].text for i in idx])
                 routed[name] = dict(zip(idx, vecs, strict=True))
-        weights = {m: self.bilingual.weight(m) for m in {m for p in plans for m in p.members}}
-        return Prepared(
-            plans, main, routed, self.bilingual.rrf_k, weights, self.bilingual.fusion.candidates, hybrid or self.hybrid
-        )
+        return Prepared(plans, main, routed, fusion or Fusion.of(self.bilingual, hybrid or self.hybrid))
 
     def search(
         self,
@@ -396,13 +465,56 @@ class Retriever:
         hybrid: HybridConfig | None = None,
     ) -> list[SearchResult]:
         """Every query answered over ``collection`` (its route indexes for routed ones), with how it was
-        served."""
+        served: ``resolve`` then ``answer``."""
         store = Collection.view(collection)
-        node = parse_filter(filter, store.options.filter_limits)  # checked before any translation or embedding
-        if self.check_search_mode(search) != "dense" and not store.lexical:
+        spec = self.resolve(
+            k, filter, bilingual=mode, search=search, members=members, hybrid=hybrid, limits=store.options.filter_limits
+        )
+        return self.answer(store, queries, spec, vectors=vectors)
+
+    def resolve(
+        self,
+        k: int,
+        filter: Filter | Node | None = None,
+        *,
+        bilingual: str | None = None,
+        search: str | None = None,
+        alpha: float | None = None,
+        fusion: str | None = None,
+        rrf_k: int | None = None,
+        candidates: int | None = None,
+        members: Sequence[str] | None = None,
+        hybrid: HybridConfig | None = None,
+        limits: Any = None,
+    ) -> SearchSpec:
+        """The one place a call's overrides meet the config's defaults: ``alpha`` (alpha fusion with that share
+        of the dense leg), ``fusion`` (``alpha`` or ``rrf``), ``rrf_k`` and ``candidates`` of the hybrid
+        fusion, over ``hybrid`` (default: the config's ``search.hybrid``). Everything is checked here, before
+        any translation or embedding, and a bad value names itself."""
+        if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+            raise ValidationError(f"k must be a positive integer, got {k!r}")
+        chosen = override_hybrid(hybrid or self.hybrid, alpha=alpha, fusion=fusion, rrf_k=rrf_k, candidates=candidates)
+        node = parse_filter(filter, limits) if limits is not None else parse_filter(filter)
+        return SearchSpec(
+            k=k,
+            filter=node,
+            bilingual=self.mode(bilingual),
+            search=self.check_search_mode(search),
+            fusion=Fusion.of(self.bilingual, chosen),
+            members=tuple(members) if members is not None else None,
+        )
+
+    def answer(
+        self, collection: Searchable, queries: Sequence[str], spec: SearchSpec, *, vectors: Any | None = None
+    ) -> list[SearchResult]:
+        """Every query answered over ``collection`` as ``spec`` says (its route indexes for routed ones)."""
+        store = Collection.view(collection)
+        if spec.search != "dense" and not store.lexical:
             store.require_lexical()
-        prepared = self.prepare(queries, mode, vectors=vectors, members=members, search=search, hybrid=hybrid)
-        return prepared.results(prepared.run_all(store, k, node))
+        prepared = self.prepare(
+            queries, spec.bilingual, vectors=vectors, members=spec.members, search=spec.search, fusion=spec.fusion
+        )
+        return prepared.results(prepared.run_all(store, spec.k, spec.filter))
 
     def close(self) -> None:
         close = getattr(self._translator, "close", None)

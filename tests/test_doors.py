@@ -254,3 +254,30 @@ def test_an_embedding_failure_is_an_engine_error_on_every_call(served: Any) -> N
         answer = client.post("/v1/embeddings", json={"model": "hashing", "input": "a text never embedded before"})
     error = _openai_error(answer, 500)
     assert error["type"] == "server_error" and "CUDA out of memory" in error["message"]
+
+
+def test_one_search_spec_resolved_once_for_every_door(served: Any) -> None:
+    """Per-call overrides meet the config's defaults in one place (Retriever.resolve -> a frozen SearchSpec):
+    the Python door, the server and the integrations pass their own words in, and get the same checks."""
+    import dataclasses
+
+    from ragstore.errors import ValidationError
+    from ragstore.retrieval import SearchSpec
+
+    client, rs = served
+    rs.add(["the ESA receives SuperStream messages", "gardening notes", "pension age rules"])
+    spec = rs.retriever.resolve(3, {"x": 1}, search="hybrid", alpha=0.25)
+    assert isinstance(spec, SearchSpec) and spec.fusion.method == "alpha" and spec.fusion.alpha == 0.25
+    assert spec.fusion.bilingual_rrf_k == rs.config.bilingual.rrf_k and spec.fusion.rrf_k == 60
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.k = 4  # type: ignore[misc]
+    assert rs.retriever.resolve(3, fusion="rrf").fusion.method == "rrf"
+    with pytest.raises(ValidationError, match=r"alpha must be a number in \[0, 1\]"):
+        rs.search("ESA", 2, mode="hybrid", alpha=2)
+    with pytest.raises(ValidationError, match="k must be a positive integer"):
+        rs.retriever.resolve(0)
+    python = rs.search("ESA", 3, mode="hybrid", alpha=0.25)
+    served_hits = client.post("/v1/search", json={"query": "ESA", "k": 3, "mode": "hybrid", "alpha": 0.25}).json()
+    assert [h.id for h in python] == [h["id"] for h in served_hits["hits"]]
+    assert [round(h.score, 6) for h in python] == [round(h["score"], 6) for h in served_hits["hits"]]
+    assert _openai_error(client.post("/v1/search", json={"query": "ESA", "alpha": 2}), 400)["param"] in ("alpha", None)

@@ -160,8 +160,10 @@ def test_nodes_round_trip_filters_and_deletes(store: RagstoreVectorStore) -> Non
                 ),
             )
         )
-    with pytest.raises(UnsupportedFeatureError, match="sparse"):
+    with pytest.raises(ValidationError, match="sparse search needs the query text"):
         store.query(VectorStoreQuery(query_embedding=qv, mode=VectorStoreQueryMode.SPARSE))
+    sparse = store.query(VectorStoreQuery(query_str="guarantee", mode=VectorStoreQueryMode.SPARSE, similarity_top_k=1))
+    assert sparse.ids and sparse.ids[0] in ("n0", "n3")  # BM25 built on first use, as from every door
     store.delete("doc-apra")
     assert store.client.count() == 3
     store.delete_nodes(["n0", "n3"], filters=MetadataFilters(filters=[MetadataFilter(key="year", value=2025)]))

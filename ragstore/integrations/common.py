@@ -22,9 +22,9 @@ from ..collection import Collection, open_collection
 from ..config import SearchConfig
 from ..embedders.base import Embedder
 from ..errors import ConfigError, UnsupportedFeatureError, ValidationError
-from ..lexical import HybridConfig, SearchMode
+from ..lexical import SearchMode
 from ..registry import create_embedder, describe_problems
-from ..retrieval import Retriever, search_with_vector
+from ..retrieval import Retriever, override_hybrid, search_with_vector
 from ..store import VectorStore
 from ..types import _KEY_RE, Hit, Metadata
 
@@ -88,7 +88,8 @@ class Session:
         where: Any,
         *,
         search: SearchMode,
-        hybrid: HybridConfig,
+        alpha: float | None = None,
+        candidates: int | None = None,
         vector: Any = None,
         embed: Any = None,
     ) -> list[Hit]:
@@ -97,11 +98,13 @@ class Session:
         embedding again), else from ``vector`` (or ``embed()``) and ``text`` (lexical and hybrid legs)."""
         if self.collection.dim is None:
             return []
+        hybrid = override_hybrid(self.search.hybrid, alpha=alpha, candidates=candidates)  # the framework's words
         if self.retriever is not None and text:
             given = None if vector is None else [vector]
-            (result,) = self.retriever.search(
-                self.collection, [text], k, where, vectors=given, search=search, hybrid=hybrid
+            spec = self.retriever.resolve(
+                k, where, search=search, hybrid=hybrid, limits=self.collection.options.filter_limits
             )
+            (result,) = self.retriever.answer(self.collection, [text], spec, vectors=given)
             return result.hits
         if vector is None and embed is not None and search != "lexical":
             vector = embed()

@@ -25,7 +25,7 @@ from .._optional import require
 from ..config import SearchConfig
 from ..embedders.base import Embedder
 from ..errors import FilterError, UnsupportedFeatureError, ValidationError
-from ..lexical import SEARCH_MODES, HybridConfig, SearchMode
+from ..lexical import SEARCH_MODES, SearchMode
 from ..pipeline import Ragstore
 from ..retrieval import Retriever
 from ..store import VectorStore as RagstoreStore
@@ -122,19 +122,15 @@ def _relevance(metric: str) -> Callable[[float], float]:
     return lambda score: min(max(score, 0.0), 1.0)
 
 
-def _search_kwargs(kwargs: dict[str, Any], base: SearchConfig) -> tuple[SearchMode, HybridConfig]:
-    """Pop ``mode`` and ``alpha`` (LangChain passes search kwargs through): the search mode and fusion."""
+def _search_kwargs(kwargs: dict[str, Any], base: SearchConfig) -> tuple[SearchMode, float | None]:
+    """Pop ``mode`` and ``alpha`` (LangChain passes search kwargs through): LangChain's words for the search
+    mode and the fusion, checked where every door's are (``Retriever.resolve`` / ``override_hybrid``)."""
     mode = kwargs.pop("mode", None)
     alpha = kwargs.pop("alpha", None)
     chosen = mode or base.mode
     if chosen not in SEARCH_MODES:
         raise ValidationError(f"mode must be one of {', '.join(SEARCH_MODES)}, got {chosen!r}")
-    hybrid = base.hybrid
-    if alpha is not None:
-        if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 <= alpha <= 1:
-            raise ValidationError(f"alpha must be a number in [0, 1], got {alpha!r}")
-        hybrid = hybrid.model_copy(update={"fusion": "alpha", "alpha": float(alpha)})
-    return chosen, hybrid
+    return chosen, alpha
 
 
 class RagstoreVectorStore(VectorStore):
@@ -239,13 +235,13 @@ class RagstoreVectorStore(VectorStore):
         return [(self._doc(h.id, h.text, h.metadata), h.score) for h in self._hits(query, k, filter, kwargs)]
 
     def _hits(self, query: str, k: int, filter: Mapping[str, Any] | None, kwargs: dict[str, Any]) -> list[Hit]:
-        mode, hybrid = _search_kwargs(kwargs, self.session.search)
+        mode, alpha = _search_kwargs(kwargs, self.session.search)
         reject_unknown(kwargs, "similarity_search")
         where = _where(filter)  # checked before the question is embedded
         if mode != "dense":
             self.store.require_lexical()
         return self.session.query(
-            query, k, where, search=mode, hybrid=hybrid, embed=lambda: self._embedding.embed_query(query)
+            query, k, where, search=mode, alpha=alpha, embed=lambda: self._embedding.embed_query(query)
         )
 
     def _similarity_search_with_relevance_scores(

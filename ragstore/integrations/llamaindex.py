@@ -291,7 +291,6 @@ class RagstoreVectorStore(BasePydanticVectorStore):
                 k,
                 where,
                 search="dense",
-                hybrid=self._session.search.hybrid,
                 vector=query.query_embedding,
             )
         return VectorStoreQueryResult(
@@ -304,7 +303,6 @@ class RagstoreVectorStore(BasePydanticVectorStore):
         """``hybrid`` (``alpha`` given: alpha fusion, else the config's fusion) and ``sparse``/``text_search``
         (BM25 alone) over the store's lexical index; the pipeline's bilingual path applies to the text."""
         search: SearchMode = "hybrid" if mode == VectorStoreQueryMode.HYBRID else "lexical"
-        self._store.require_lexical()  # built from the stored texts on first use, as from every other door
         where = to_filter(query.filters)
         if query.doc_ids:
             ref = {"ref_doc_id": {"$in": list(query.doc_ids)}}
@@ -315,15 +313,18 @@ class RagstoreVectorStore(BasePydanticVectorStore):
             k = query.sparse_top_k or query.similarity_top_k
         if not query.query_str:
             raise ValidationError(f"{mode.value} search needs the query text")
-        base = self._session.search.hybrid
-        depth = max(query.similarity_top_k, query.sparse_top_k or 0, base.candidates)
-        hybrid = base.model_copy(update={"candidates": depth})
-        if query.alpha is not None:
-            hybrid = hybrid.model_copy(update={"fusion": "alpha", "alpha": float(query.alpha)})
+        self._store.require_lexical()  # built from the stored texts on first use, as from every other door
+        depth = max(query.similarity_top_k, query.sparse_top_k or 0, self._session.search.hybrid.candidates)
         if self._store.dim is None or k <= 0:
             return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
         hits = self._session.query(
-            query.query_str, k, where, search=search, hybrid=hybrid, vector=query.query_embedding
+            query.query_str,
+            k,
+            where,
+            search=search,
+            alpha=query.alpha,
+            candidates=depth,
+            vector=query.query_embedding,
         )
         return VectorStoreQueryResult(
             nodes=[self._node(h.id, h.text, h.metadata) for h in hits],

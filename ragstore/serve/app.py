@@ -358,30 +358,25 @@ def create_app(config: RagstoreConfig, *, host: str = "127.0.0.1", pipeline: Rag
         rs = current()
         if (body.query is None) == (body.vector is None):
             raise ApiError(400, "give exactly one of query (text) or vector")
-        k = body.k if body.k is not None else rs.config.search.k
-        hybrid = rs.config.search.hybrid
-        if body.alpha is not None:
-            hybrid = hybrid.model_copy(update={"fusion": "alpha", "alpha": body.alpha})
+        spec = await run_in_threadpool(
+            lambda: rs.retriever.resolve(
+                body.k if body.k is not None else rs.config.search.k,
+                body.filter,
+                bilingual=body.bilingual,
+                search=body.mode,
+                alpha=body.alpha,
+                limits=rs.store.options.filter_limits,
+            )
+        )
         if body.vector is not None:
             if body.mode not in (None, "dense"):
                 raise ApiError(400, f"mode {body.mode!r} needs the query text, not a vector")
-            hits = await run_in_threadpool(rs.store.search, body.vector, k, body.filter)
+            hits = await run_in_threadpool(rs.store.search, body.vector, spec.k, spec.filter)
             return {"hits": [_hit(h) for h in hits], "plan": None}
         query = body.query or ""
-        plans = await run_in_threadpool(rs.retriever.plan, [query], body.bilingual)
+        plans = await run_in_threadpool(rs.retriever.plan, [query], spec.bilingual)
         vectors = await embed([plans[0].text], "query") if plans[0].searches_main else None
-        results = await run_in_threadpool(
-            lambda: rs.retriever.search(
-                rs.store,
-                [query],
-                k,
-                body.filter,
-                mode=body.bilingual,
-                vectors=vectors,
-                search=body.mode,
-                hybrid=hybrid,
-            )
-        )
+        results = await run_in_threadpool(lambda: rs.retriever.answer(rs.store, [query], spec, vectors=vectors))
         return {"hits": [_hit(h) for h in results[0].hits], "plan": results[0].plan.as_dict()}
 
     @app.post("/v1/documents")

@@ -1067,6 +1067,42 @@ class LexicalTests(_Base):
             want = reference_bm25(rest, query, 10)
             assert [h[0] for h in out["hits"][query]] == [w[0] for w in want], query
 
+    def test_first_lexical_query_builds_the_index_and_every_writer_keeps_it(
+        self, lexical_config: dict[str, Any], ldocs: list[Document]
+    ) -> None:
+        """One rule from every door: a collection opened without ``lexical: true`` builds its BM25 index on
+        the first lexical or hybrid query and records it; a later opening with the same block reopens it from
+        the manifest and keeps it in step with every write, even one whose block says ``lexical: false``
+        (which refuses to build an index, never to keep a recorded one)."""
+        config = {k: v for k, v in lexical_config.items() if k != "lexical"}
+        opener = _collection_opener(config)
+        make = next(opener)
+        try:
+            first = make()
+            if not first.capabilities.persistent:
+                pytest.skip(f"{first.name} with this config keeps nothing after close")
+            first.upsert(ldocs)
+            assert not first.lexical
+            self.assert_reference(first, ldocs, QUERIES[0])  # built here, from the stored texts
+            assert first.lexical and "lexical" in first.manifest()["indexes"]
+            first.close()
+            again = make()
+            assert again.lexical  # from the manifest: this writer keeps it in step
+            changed = Document(id=ldocs[3].id, text="zebraquux pension", metadata={}, vector=ldocs[3].vector)
+            again.upsert([changed])
+            docs = [changed if d.id == changed.id else d for d in ldocs]
+            for query in [*QUERIES, "zebraquux"]:
+                self.assert_reference(again, docs, query)
+            assert again.verify() == []
+            again.close()
+            refused = open_collection({**config, "lexical": False})
+            try:
+                assert refused.lexical  # a recorded index is still kept in step: nothing drifts
+            finally:
+                refused.close()
+        finally:
+            opener.close()
+
     def test_index_missing_or_left_mid_write_is_rebuilt_on_open(
         self,
         store_config: dict[str, Any],
@@ -1078,8 +1114,8 @@ class LexicalTests(_Base):
         if not plain.capabilities.persistent:
             pytest.skip(f"{plain.name} with this config keeps nothing after close")
         plain.upsert(ldocs)
-        with pytest.raises(UnsupportedFeatureError, match="lexical: true"):
-            Collection.view(plain).search_lexical("pension", 3)
+        with pytest.raises(UnsupportedFeatureError, match="open_collection"):
+            Collection.view(plain).search_lexical("pension", 3)  # a bare store has nowhere to keep one
         plain.close()
         built = make_lexical()  # an older store: the index is built from its texts on open
         self.assert_reference(built, ldocs, QUERIES[0])
