@@ -1075,8 +1075,12 @@ class LexicalTests(_Base):
         the manifest and keeps it in step with every write, even one whose block says ``lexical: false``
         (which refuses to build an index, never to keep a recorded one)."""
         config = {k: v for k, v in lexical_config.items() if k != "lexical"}
-        opener = _collection_opener(config)
-        make = next(opener)
+        opened: list[Collection] = []
+
+        def make() -> Collection:
+            opened.append(open_collection(config))
+            return opened[-1]
+
         try:
             first = make()
             if not first.capabilities.persistent:
@@ -1101,7 +1105,8 @@ class LexicalTests(_Base):
             finally:
                 refused.close()
         finally:
-            opener.close()
+            for coll in opened:
+                coll.close()
 
     def test_index_missing_or_left_mid_write_is_rebuilt_on_open(
         self,
