@@ -41,7 +41,44 @@ ServerOpt = Annotated[
 ApiKeyOpt = Annotated[
     str | None, typer.Option("--api-key", envvar="RAGSTORE_API_KEY", help="the server's key (with --server)")
 ]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="override one config key for this call: KEY.PATH=VALUE, the value read as YAML "
+        "(--set store.type=qdrant --set search.k=3 --set 'bilingual={mode: auto}'); repeat; null removes a key",
+    ),
+]
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _sets(values: list[str] | None, base: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """``--set a.b=value`` pairs as one nested override over ``base`` (values parsed as YAML: numbers,
+    booleans, null, lists and mappings as a config file writes them). Every key is checked by the config
+    models afterwards, so a misspelt one is named there."""
+    import copy
+
+    import yaml
+
+    from .errors import ConfigError
+
+    out: dict[str, Any] = copy.deepcopy(dict(base or {}))
+    for item in values or []:
+        key, sep, raw = item.partition("=")
+        path = [part.strip() for part in key.split(".")]
+        if not sep or not all(path):
+            raise ConfigError(f"--set {item!r}: write KEY=VALUE, e.g. --set store.type=qdrant")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({str(exc).splitlines()[0]})") from None
+        node = out
+        for part in path[:-1]:  # None stays a value here: the config's merge removes that key
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {part} was given a value, not a mapping, earlier")
+        node[path[-1]] = value
+    return out or None
 
 
 def _version(value: bool) -> None:
@@ -94,7 +131,9 @@ def _open(config: Path | None, overrides: dict[str, Any] | None = None) -> Any:
     return Ragstore(load_config(config, overrides))
 
 
-def _ingest_remote(path: Path, config: Path | None, server: str, api_key: str | None, progress: bool) -> None:
+def _ingest_remote(
+    path: Path, config: Path | None, server: str, api_key: str | None, progress: bool, overrides: Any = None
+) -> None:
     """Chunk with the config's ``ingest`` settings, send the chunks to the server in batches; ids come from
     each chunk's text and source, so sending a folder again rewrites and adds nothing."""
     from rich.progress import Progress
@@ -102,7 +141,7 @@ def _ingest_remote(path: Path, config: Path | None, server: str, api_key: str | 
     from .config import load_config
     from .ingest import chunk_sources, iter_files, read_file
 
-    cfg = load_config(config)
+    cfg = load_config(config, overrides)
     files = iter_files(path, cfg.ingest.max_file_mb)
     base = cfg.base_dir
     docs = chunk_sources(
@@ -183,13 +222,14 @@ def ingest(
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
     server: ServerOpt = None,
     api_key: ApiKeyOpt = None,
+    set_: SetOpt = None,
 ) -> None:
     """Chunk, embed and store documents; unchanged chunks are skipped, removed ones deleted. With --server,
     chunk here and let a running `ragstore serve` embed and store them (no model loaded here)."""
     if server:
-        _ingest_remote(path, config, server, api_key, progress)
+        _ingest_remote(path, config, server, api_key, progress, _sets(set_))
         return
-    with _open(config) as rs:
+    with _open(config, _sets(set_)) as rs:
         report = rs.ingest(path, progress=progress)
         console.print(
             f"[bold]{report.files}[/] files, [bold]{report.chunks}[/] chunks: {report.embedded} embedded, "
@@ -226,6 +266,7 @@ def search(
     ] = None,
     server: ServerOpt = None,
     api_key: ApiKeyOpt = None,
+    set_: SetOpt = None,
 ) -> None:
     """Search the store for a query (or ask a running `ragstore serve` with --server, no model loaded here)."""
     from .errors import FilterError, ValidationError
@@ -251,7 +292,7 @@ def search(
         plan: dict[str, Any] = answer.get("plan") or {}
         empty = False
     else:
-        with _open(config) as rs:
+        with _open(config, _sets(set_)) as rs:
             result = rs.query(query, k, where, bilingual=bilingual, mode=mode, alpha=alpha)
             empty = not result.hits and rs.count() == 0
         hits, plan = result.hits, result.plan.as_dict()
@@ -277,11 +318,11 @@ def search(
 
 @app.command()
 @_friendly
-def info(config: ConfigOpt = None) -> None:
+def info(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Show the config in use, installed backends, the model and counts."""
     from .registry import EMBEDDERS, STORES, installed
 
-    with _open(config) as rs:
+    with _open(config, _sets(set_)) as rs:
         data = rs.info()
     table = Table(title="backends", title_justify="left")
     table.add_column("backend")
@@ -303,6 +344,7 @@ def demo(
     config: ConfigOpt = None,
     queries: Annotated[int, typer.Option(help="how many sample queries to show")] = 3,
     k: Annotated[int, typer.Option("-k", help="results per query")] = 3,
+    set_: SetOpt = None,
 ) -> None:
     """Ingest the bundled superannuation sample and show ranked results for sample queries."""
     from .pipeline import sample_dataset
@@ -314,7 +356,7 @@ def demo(
         if int(score) > 0:
             qrels.setdefault(qid, set()).add(did)
     rows = [json.loads(x) for x in (folder / "queries.en.jsonl").read_text(encoding="utf-8").splitlines() if x]
-    with _open(config) as rs:
+    with _open(config, _sets(set_)) as rs:
         console.print(f"[dim]store: {rs.store.name} · embedder: {rs.embedder.fingerprint}[/]")
         report = rs.ingest(folder / "corpus.en.jsonl", progress=True)
         console.print(
@@ -342,6 +384,7 @@ def serve(
         list[str] | None,
         typer.Option("--api-key", help="a Bearer key clients must send; repeat (or RAGSTORE_API_KEYS)"),
     ] = None,
+    set_: SetOpt = None,
 ) -> None:
     """Serve the config's embedder and store over HTTP: OpenAI-compatible /v1/embeddings, /v1/search,
     /v1/documents, /healthz, /readyz, /metrics (docs at /docs). SIGTERM drains in-flight requests."""
@@ -356,7 +399,7 @@ def serve(
     overrides: dict[str, Any] = {}
     if api_key:
         overrides["serve"] = {"api_keys": list(api_key)}
-    cfg = load_config(config, overrides or None)
+    cfg = load_config(config, _sets(set_, overrides))
     bind = host or cfg.serve.host
     check_binding(bind, api_keys(cfg.serve))  # a non-loopback host without a key: refused before any loading
     from .pipeline import Ragstore

@@ -281,3 +281,27 @@ def test_one_search_spec_resolved_once_for_every_door(served: Any) -> None:
     assert [h.id for h in python] == [h["id"] for h in served_hits["hits"]]
     assert [round(h.score, 6) for h in python] == [round(h["score"], 6) for h in served_hits["hits"]]
     assert _openai_error(client.post("/v1/search", json={"query": "ESA", "alpha": 2}), 400)["param"] in ("alpha", None)
+
+
+def test_set_overrides_any_config_key_for_one_call(cfg: Path, tmp_path: Path) -> None:
+    """`--set a.b=value` instead of one hand-made flag per option: values read as YAML, checked by the
+    config models (a misspelt key is named), a mapping merged, null removing a key."""
+    import json
+
+    from ragstore.cli import _sets
+
+    assert _sets(["store.type=qdrant", "search.k=3", "bilingual={mode: auto}", "store.index=null"]) == {
+        "store": {"type": "qdrant", "index": None},
+        "search": {"k": 3},
+        "bilingual": {"mode": "auto"},
+    }
+    assert runner.invoke(cli, ["demo", "-c", str(cfg)]).exit_code == 0
+    out = runner.invoke(cli, ["search", "electronic service address", "-c", str(cfg), "--json", "--set", "search.k=2"])
+    assert out.exit_code == 0, out.output
+    assert len(json.loads(out.stdout)["hits"]) == 2
+    info = runner.invoke(cli, ["info", "-c", str(cfg), "--set", f"data_dir={tmp_path / 'elsewhere'}"])
+    assert info.exit_code == 0 and "elsewhere" in info.output
+    bad = runner.invoke(cli, ["info", "-c", str(cfg), "--set", "store.indx=hnsw"])
+    assert bad.exit_code == 2 and "indx" in bad.output
+    worse = runner.invoke(cli, ["info", "-c", str(cfg), "--set", "store.type"])
+    assert worse.exit_code == 2 and "KEY=VALUE" in worse.output
