@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ragstore._db import connect
 from ragstore.filters import RANGE_SYMBOL, FilterCompiler, Node, kind
 from ragstore.types import Document, Metadata
 
@@ -104,10 +105,7 @@ class SqliteDocs:
     def __init__(self, path: Path | None) -> None:
         self._matches: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
         self._matches_lock = threading.Lock()
-        self.conn = sqlite3.connect(str(path) if path else ":memory:", isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA busy_timeout=30000")  # other processes may be writing the same folder
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn = connect(path or None)  # other processes may be writing the same folder: ragstore/_db.py
         self.conn.executescript(_SCHEMA)
 
     # info key/values: dim, metric, generation counters

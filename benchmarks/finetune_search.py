@@ -356,5 +356,7 @@ def summary() -> str:
 if __name__ == "__main__":
     if sys.argv[1:] == ["--summary"]:
         print(summary())
+    elif sys.argv[1:] == ["--readme"]:
+        write_readme()
     else:
         main(sys.argv[1:])

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from ._db import connect
 from .embedders.base import Embedder
 from .errors import (
     BackendUnavailableError,
@@ -94,11 +95,7 @@ class Journal:
         self.lock_path = folder / f"{stem}.lock"
         file = folder / f"{stem}.sqlite"
         self.fresh = not file.exists()
-        self._db = sqlite3.connect(str(file), isolation_level=None, check_same_thread=False, timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # as durable as the stores' own SQLite files (FAISS's sidecar, the BM25 index): safe when a process
-        # dies, each commit without an fsync of its own
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = connect(file)  # as durable as the stores' own SQLite files: ragstore/_db.py
         self._db.execute("CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         self._db.execute("INSERT OR IGNORE INTO info VALUES ('owner', ?)", (owner,))
         found = self._get("owner")

@@ -49,6 +49,7 @@ LAYERS = {
     "ragstore._version": 0,
     "ragstore._locks": 0,
     "ragstore._plock": 0,
+    "ragstore._db": 0,
     "ragstore.fusion": 0,
     "ragstore.secrets": 0,
     "ragstore.lexical": 2,  # the BM25 index: above the store interface, read and written by collections
@@ -166,3 +167,24 @@ def test_no_import_cycles() -> None:
         if start not in state:
             visit(start, [start])
     assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_benchmarks_import_each_other_one_way() -> None:
+    """Scripts in benchmarks/ may import a sibling (inside a function, with benchmarks/ appended to the path),
+    but never in a circle: finetune_search.py <-> finetune_xquad.py once did."""
+    scripts = {f.stem: f for f in (REPO / "benchmarks").glob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, file in scripts.items():
+        found = set()
+        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                found.add(node.module.split(".")[0])
+        graph[name] = {m for m in found if m in scripts and m != name}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in graph[start])
+
+    circles = sorted(f"{a} <-> {b}" for a in graph for b in graph[a] if reaches(b, a, {b}))
+    assert not circles, circles

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import sqlite3
 import threading
 import time
 import warnings
@@ -22,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .._db import connect
 from .._optional import require
 from ..errors import ValidationError
 from .detect import is_han
@@ -230,9 +230,7 @@ class CachedTranslator(Translator):
 
     def __init__(self, inner: Translator, path: str | os.PathLike[str]) -> None:
         self.inner = inner
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn = connect(path)
         self.conn.execute("CREATE TABLE IF NOT EXISTS tr (key TEXT PRIMARY KEY, text TEXT NOT NULL)")
         self._lock = threading.Lock()
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._db import connect
 from ..filters import Node, matches
 from ..types import Hit, Metadata
 from .analyzer import Analyzer, default_analyzer
@@ -62,19 +63,9 @@ class LexicalIndex:
         self.path = Path(path) if path is not None else None
         self.k1, self.b = k1, b
         self.analyzer = analyzer or default_analyzer()
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(
-            str(self.path) if self.path is not None else ":memory:",
-            isolation_level=None,
-            check_same_thread=False,
-            timeout=60,
-        )
+        self._db = connect(self.path)
         self._mutex = threading.RLock()
         with self._mutex:
-            if self.path is not None:
-                self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
             with self._tx():
                 for key, value in (("docs", "0"), ("length", "0")):
