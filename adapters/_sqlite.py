@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ragstore._db import connect
-from ragstore.filters import RANGE_SYMBOL, FilterCompiler, Node, kind
+from ragstore.query.filters import RANGE_SYMBOL, FilterCompiler, Node, kind
 from ragstore.types import Document, Metadata
 
 _SCHEMA = """

@@ -25,8 +25,8 @@ from pydantic import Field
 
 from ragstore._optional import require
 from ragstore.errors import BackendUnavailableError
-from ragstore.filters import RANGE_FLIP, Cmp, FilterCompiler, Node, kind, push_not
-from ragstore.store import SQLITE_MAX_FILTER_ATOMS, Capabilities, CollectionName, StoreOptions, VectorStore
+from ragstore.query.filters import RANGE_FLIP, Cmp, FilterCompiler, Node, kind, push_not
+from ragstore.stores.base import SQLITE_MAX_FILTER_ATOMS, Capabilities, CollectionName, StoreOptions, VectorStore
 from ragstore.types import Document, Hit, Metadata
 
 NUM_MARK = "rs#num#"

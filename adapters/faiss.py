@@ -31,8 +31,8 @@ from pydantic import Field
 
 from ragstore._optional import require
 from ragstore.errors import BackendUnavailableError, UnsupportedFeatureError
-from ragstore.filters import Node
-from ragstore.store import SQLITE_MAX_FILTER_ATOMS, Capabilities, StoreOptions, VectorStore
+from ragstore.query.filters import Node
+from ragstore.stores.base import SQLITE_MAX_FILTER_ATOMS, Capabilities, StoreOptions, VectorStore
 from ragstore.types import Document, Hit, Metadata
 
 from ._sqlite import SqliteDocs

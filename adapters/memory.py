@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from ragstore.filters import Node, matches
-from ragstore.store import Capabilities, StoreOptions, VectorStore
+from ragstore.query.filters import Node, matches
+from ragstore.stores.base import Capabilities, StoreOptions, VectorStore
 from ragstore.types import Document, Hit, Metadata
 
 MANIFEST_FILE = "manifest.json"  # saved with the folder, like the records

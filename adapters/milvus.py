@@ -24,8 +24,8 @@ from pydantic import Field
 
 from ragstore._optional import require
 from ragstore.errors import BackendUnavailableError, UnsupportedFeatureError, ValidationError
-from ragstore.filters import RANGE_SYMBOL, FilterCompiler, Node, kind
-from ragstore.store import Capabilities, StoreOptions, VectorStore
+from ragstore.query.filters import RANGE_SYMBOL, FilterCompiler, Node, kind
+from ragstore.stores.base import Capabilities, StoreOptions, VectorStore
 from ragstore.types import Document, Hit, Metadata
 
 IndexType = Literal["FLAT", "HNSW", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "DISKANN", "SCANN", "AUTOINDEX"]

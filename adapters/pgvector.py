@@ -27,8 +27,8 @@ from pydantic import Field
 
 from ragstore._optional import require
 from ragstore.errors import BackendUnavailableError
-from ragstore.filters import RANGE_SYMBOL, FilterCompiler, Node, kind
-from ragstore.store import Capabilities, StoreOptions, VectorStore
+from ragstore.query.filters import RANGE_SYMBOL, FilterCompiler, Node, kind
+from ragstore.stores.base import Capabilities, StoreOptions, VectorStore
 from ragstore.types import Document, Hit, Metadata
 
 from . import _pgserver

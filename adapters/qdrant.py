@@ -24,8 +24,8 @@ from pydantic import Field
 
 from ragstore._optional import require
 from ragstore.errors import BackendUnavailableError, ValidationError
-from ragstore.filters import FilterCompiler, Node, kind
-from ragstore.store import SCAN_END, Capabilities, CollectionName, StoreOptions, VectorStore
+from ragstore.query.filters import FilterCompiler, Node, kind
+from ragstore.stores.base import SCAN_END, Capabilities, CollectionName, StoreOptions, VectorStore
 from ragstore.types import Document, Hit, Metadata
 
 _NAMESPACE = uuid.UUID("6f1c9a52-4b1e-4f55-9d3c-2a7b8e0c1d11")

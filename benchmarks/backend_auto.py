@@ -28,9 +28,9 @@ from typing import Any
 from rich.console import Console
 
 import ragstore
-from ragstore.beir import bundled_dataset, load_beir
 from ragstore.bench.config import DEFAULT_ROUTES, TUNED_FUSION, load_bench_config
 from ragstore.bench.runner import plan, run_bench
+from ragstore.data.beir import bundled_dataset, load_beir
 
 HERE = Path(__file__).resolve().parent
 BACKENDS = ("torch", "auto")

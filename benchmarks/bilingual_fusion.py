@@ -22,14 +22,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import track
 
-from ragstore.beir import bundled_dataset, load_beir
 from ragstore.bilingual.config import BilingualConfig
 from ragstore.bilingual.fusion import rrf
-from ragstore.collection import Collection, DenseDerived
+from ragstore.data.beir import bundled_dataset, load_beir
 from ragstore.embedders.cache import CachedEmbedder
-from ragstore.metrics import evaluate
-from ragstore.registry import create_embedder, create_store
-from ragstore.retrieval import Retriever
+from ragstore.eval.metrics import evaluate
+from ragstore.query.retrieval import Retriever
+from ragstore.stores.collection import Collection, DenseDerived
+from ragstore.stores.registry import create_embedder, create_store
 from ragstore.types import Document, Hit
 
 HERE = Path(__file__).resolve().parent

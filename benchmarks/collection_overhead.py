@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from ragstore.beir import bundled_dataset, load_beir
-from ragstore.collection import open_collection
+from ragstore.data.beir import bundled_dataset, load_beir
 from ragstore.embedders.hashing import HashingEmbedder
 from ragstore.lexical import LexicalIndex
-from ragstore.registry import create_store, resolve_store, store_block
+from ragstore.stores.collection import open_collection
+from ragstore.stores.registry import create_store, resolve_store, store_block
 from ragstore.types import Document
 
 HERE = Path(__file__).resolve().parent

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from ragstore.collection import open_collection
-from ragstore.registry import resolve_store
+from ragstore.stores.collection import open_collection
+from ragstore.stores.registry import resolve_store
 from ragstore.transfer import StoreSource, copy_collection
 from ragstore.types import Document
 

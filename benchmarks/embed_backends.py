@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from ragstore.beir import bundled_dataset, load_beir
+from ragstore.data.beir import bundled_dataset, load_beir
 from ragstore.embedders import export
 from ragstore.embedders.sentence_transformers import SentenceTransformerEmbedder
-from ragstore.metrics import evaluate
-from ragstore.registry import create_store
+from ragstore.eval.metrics import evaluate
+from ragstore.stores.registry import create_store
 from ragstore.types import Document
 
 HERE = Path(__file__).resolve().parent

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from ragstore.beir import bundled_dataset, load_beir  # noqa: E402
+from ragstore.data.beir import bundled_dataset, load_beir  # noqa: E402
 from ragstore.embedders.cache import CachedEmbedder  # noqa: E402
 from ragstore.embedders.sentence_transformers import SentenceTransformerEmbedder  # noqa: E402
 from ragstore.pipeline import sample_dataset  # noqa: E402

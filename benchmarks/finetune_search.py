@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from ragstore.beir import bundled_dataset
+from ragstore.data.beir import bundled_dataset
 from ragstore.finetune import finetune
 
 ROOT = Path(__file__).resolve().parent

@@ -16,7 +16,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ragstore.beir import bundled_dataset
+from ragstore.data.beir import bundled_dataset
 from ragstore.finetune import finetune
 
 ROOT = Path(__file__).resolve().parent

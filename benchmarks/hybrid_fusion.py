@@ -25,16 +25,16 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import track
 
-from ragstore.beir import bundled_dataset, load_beir
 from ragstore.bilingual.config import BilingualConfig
-from ragstore.collection import Collection, DenseDerived, open_collection
+from ragstore.data.beir import bundled_dataset, load_beir
 from ragstore.embedders.cache import CachedEmbedder
-from ragstore.fusion import alpha_fusion, rrf
+from ragstore.eval.metrics import evaluate
 from ragstore.lexical import HybridConfig
-from ragstore.metrics import evaluate
 from ragstore.pipeline import sample_dataset
-from ragstore.registry import create_embedder
-from ragstore.retrieval import Retriever
+from ragstore.query.fusion import alpha_fusion, rrf
+from ragstore.query.retrieval import Retriever
+from ragstore.stores.collection import Collection, DenseDerived, open_collection
+from ragstore.stores.registry import create_embedder
 from ragstore.types import Document, Hit
 
 HERE = Path(__file__).resolve().parent

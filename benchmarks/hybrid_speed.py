@@ -26,11 +26,11 @@ from typing import Any
 
 from rich.console import Console
 
-from ragstore.beir import bundled_dataset, load_beir
-from ragstore.collection import open_collection
+from ragstore.data.beir import bundled_dataset, load_beir
 from ragstore.embedders.cache import CachedEmbedder
-from ragstore.registry import create_embedder
-from ragstore.retrieval import Retriever
+from ragstore.query.retrieval import Retriever
+from ragstore.stores.collection import open_collection
+from ragstore.stores.registry import create_embedder
 from ragstore.types import Document
 
 HERE = Path(__file__).resolve().parent

@@ -23,13 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from ragstore.beir import bundled_dataset, load_beir
 from ragstore.bilingual.config import BilingualConfig
 from ragstore.bilingual.translate import DictionaryTranslator
-from ragstore.collection import Collection, DenseDerived
+from ragstore.data.beir import bundled_dataset, load_beir
 from ragstore.embedders.cache import CachedEmbedder
-from ragstore.registry import create_embedder, create_store
-from ragstore.retrieval import Retriever
+from ragstore.query.retrieval import Retriever
+from ragstore.stores.collection import Collection, DenseDerived
+from ragstore.stores.registry import create_embedder, create_store
 from ragstore.types import Document
 
 HERE = Path(__file__).resolve().parent

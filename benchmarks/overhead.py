@@ -36,8 +36,8 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from ragstore.registry import create_store
-from ragstore.store import VectorStore
+from ragstore.stores.base import VectorStore
+from ragstore.stores.registry import create_store
 from ragstore.types import Document
 
 RESULTS = Path(__file__).resolve().parent / "results"

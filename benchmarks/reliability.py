@@ -33,8 +33,8 @@ from rich.table import Table
 
 from ragstore.errors import RagstoreError, ValidationError
 from ragstore.pipeline import Ragstore
-from ragstore.registry import create_store
-from ragstore.store import VectorStore
+from ragstore.stores.base import VectorStore
+from ragstore.stores.registry import create_store
 from ragstore.testing.conformance import _SECOND_WRITER, allowed_value
 from ragstore.testing.data import DIM, make_docs
 from ragstore.testing.strategies import HOSTILE_PIECES

@@ -63,7 +63,7 @@ def _refused(fn: Callable[[], Any], error: type[Exception]) -> Callable[[], bool
 # ------------------------------------------------------------------------------------------ store cases
 def store_cases(config: dict[str, Any]) -> tuple[list[tuple[bool, bool]], int]:
     """Filter size and shape, k on every index, delete by a filter matching nothing: (results, data lost)."""
-    from ragstore.registry import create_store
+    from ragstore.stores.registry import create_store
 
     store = create_store(config)
     seed = make_docs()
@@ -130,7 +130,7 @@ def store_rows(backends: dict[str, Callable[[Path], dict[str, Any]]], tmp: Path)
 # ------------------------------------------------------------------------------------------ once-only cases
 def pg_paths(tmp: Path) -> Row:
     from ragstore.errors import ConfigError
-    from ragstore.registry import create_store
+    from ragstore.stores.registry import create_store
 
     def works(name: str) -> bool:
         store = create_store({"type": "pgvector", "path": str(tmp / "pgp" / name / "pg"), "table": "t"})
@@ -161,7 +161,7 @@ def pg_paths(tmp: Path) -> Row:
 
 _FIRST = """
 import sys, time
-from ragstore.registry import create_store
+from ragstore.stores.registry import create_store
 from ragstore.testing import make_docs
 while time.time() < float(sys.argv[3]):
     time.sleep(0.001)

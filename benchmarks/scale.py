@@ -145,7 +145,7 @@ def _documents(vecs: np.ndarray, start: int, stop: int) -> list[Any]:
 def ingest(cfg: dict[str, Any], vec_file: str, n: int) -> dict[str, Any]:
     from rich.progress import Progress
 
-    from ragstore.registry import create_store
+    from ragstore.stores.registry import create_store
 
     vecs = np.load(vec_file, mmap_mode="r")
     store = create_store(cfg)
@@ -195,7 +195,7 @@ def query(
 ) -> dict[str, Any]:
     from concurrent.futures import ThreadPoolExecutor
 
-    from ragstore.registry import create_store
+    from ragstore.stores.registry import create_store
 
     queries = np.load(q_file, allow_pickle=False)
     gt, fgt = np.load(gt_file, allow_pickle=False), np.load(fgt_file, allow_pickle=False)

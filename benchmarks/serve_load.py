@@ -30,8 +30,8 @@ import psutil
 import uvloop
 from rich.console import Console
 
-from ragstore.beir import bundled_dataset, load_beir
-from ragstore.registry import create_embedder
+from ragstore.data.beir import bundled_dataset, load_beir
+from ragstore.stores.registry import create_embedder
 
 HERE = Path(__file__).resolve().parent
 CLIENTS = [1, 4, 16, 64]

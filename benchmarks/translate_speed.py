@@ -9,8 +9,8 @@ import argparse
 import time
 from pathlib import Path
 
-from ragstore.beir import bundled_dataset, load_beir
 from ragstore.bilingual import DictionaryTranslator
+from ragstore.data.beir import bundled_dataset, load_beir
 
 HERE = Path(__file__).resolve().parent
 

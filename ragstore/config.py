@@ -32,7 +32,8 @@ from .bilingual.config import BilingualConfig
 from .embedders.base import Embedder
 from .errors import ConfigError
 from .lexical.config import HybridConfig, SearchMode
-from .registry import (
+from .stores.base import StoreOptions, VectorStore
+from .stores.registry import (
     describe_problems,
     embedder_class,
     resolve_store,
@@ -40,7 +41,6 @@ from .registry import (
     store_block,
     validate_options,
 )
-from .store import StoreOptions, VectorStore
 
 CONFIG_NAMES = ("ragstore.yaml", "ragstore.yml", "ragstore.toml")
 ENV_VAR = "RAGSTORE_CONFIG"

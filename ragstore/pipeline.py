@@ -17,20 +17,20 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .beir import bundled_dataset
 from .bilingual.config import Mode
-from .collection import Collection, open_collection
 from .config import RagstoreConfig, load_config
+from .data.beir import bundled_dataset
+from .data.ingest import chunk_sources, iter_files, read_file
 from .embedders.base import Embedder
 from .embedders.cache import CachedEmbedder
 from .errors import DimensionMismatchError, ValidationError
-from .filters import Filter
-from .ingest import chunk_sources, iter_files, read_file
 from .lexical.config import SearchMode
-from .registry import build_embedder
-from .retrieval import Retriever, SearchResult
+from .query.filters import Filter
+from .query.retrieval import Retriever, SearchResult
 from .secrets import redact
-from .store import VectorStore, check_document
+from .stores.base import VectorStore, check_document
+from .stores.collection import Collection, open_collection
+from .stores.registry import build_embedder
 from .types import Document, Hit, Metadata
 
 

@@ -22,9 +22,9 @@ python3 -m venv "$venv"
 work="$(mktemp -d)"
 cd "$work"  # away from the checkout: only the installed wheel can be imported
 "$venv/bin/python" - <<'PY'
-import ragstore, ragstore.adapters.faiss, ragstore.bench, ragstore.bilingual, ragstore.finetune, ragstore.retrieval
+import ragstore, ragstore.adapters.faiss, ragstore.bench, ragstore.bilingual, ragstore.finetune, ragstore.query.retrieval
 import ragstore.integrations.langchain, ragstore.integrations.llamaindex
-from ragstore.beir import bundled_dataset, load_beir
+from ragstore.data.beir import bundled_dataset, load_beir
 assert "site-packages" in ragstore.__file__, ragstore.__file__
 ds = load_beir(bundled_dataset("xquad-r"), query_lang="zh", corpus_langs="en")
 assert len(ds.corpus) == 1180 and len(ds.queries) == 1190, (len(ds.corpus), len(ds.queries))
@@ -71,7 +71,7 @@ finally:
 PY
 "$venv/bin/python" - <<'PY'
 import os
-from ragstore.registry import create_embedder
+from ragstore.stores.registry import create_embedder
 emb = create_embedder({"type": "sentence-transformers", "backend": "openvino", "quantize": "int8",
                        "export_dir": os.path.join(os.getcwd(), "exports")})
 report = emb.gate_report

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ragstore.errors import BackendNotInstalledError, UnsupportedFeatureError
-from ragstore.registry import create_store
+from ragstore.stores.registry import create_store
 from ragstore.testing import make_docs
 
 
@@ -139,7 +139,7 @@ def test_crafted_chroma_pickle_runs_nothing(tmp_path: Path) -> None:
     import numpy as np
 
     from ragstore.errors import RagstoreError
-    from ragstore.registry import create_store
+    from ragstore.stores.registry import create_store
     from ragstore.testing import make_docs
 
     marker = tmp_path / "ran"
@@ -163,7 +163,7 @@ def test_crafted_chroma_pickle_runs_nothing(tmp_path: Path) -> None:
 
 _PG_USER = """
 import os, sys, time
-from ragstore.registry import create_store
+from ragstore.stores.registry import create_store
 from ragstore.testing import make_docs
 store = create_store({"type": "pgvector", "path": sys.argv[1], "table": sys.argv[2]})
 store.upsert(make_docs(10))
@@ -183,7 +183,7 @@ def test_embedded_postgres_is_shared_by_processes_and_stopped_by_the_last(tmp_pa
     import subprocess
 
     from ragstore.adapters import _pgserver
-    from ragstore.registry import create_store
+    from ragstore.stores.registry import create_store
     from ragstore.testing import make_docs
 
     pgdata = tmp_path / "pg"

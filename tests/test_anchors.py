@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ragstore.beir import bundled_dataset, load_beir
-from ragstore.metrics import evaluate
-from ragstore.registry import create_store
+from ragstore.data.beir import bundled_dataset, load_beir
+from ragstore.eval.metrics import evaluate
+from ragstore.stores.registry import create_store
 
 XQUAD = bundled_dataset("xquad-r")  # vendored in benchmarks/datasets, ships in the wheel
 pytestmark = [

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ragstore.beir import bundled_dataset, languages, load_beir
+from ragstore.data.beir import bundled_dataset, languages, load_beir
 from ragstore.errors import DatasetError
 from ragstore.pipeline import sample_dataset
 
@@ -86,7 +86,7 @@ def test_missing_pieces(tmp_path: Path) -> None:
 
 
 def test_metrics_match_hand_computed_values() -> None:
-    from ragstore.metrics import evaluate
+    from ragstore.eval.metrics import evaluate
 
     qrels = {"q1": {"a": 1}, "q2": {"b": 1, "c": 1}, "q3": {"d": 1}}
     run = {
@@ -104,7 +104,7 @@ def test_metrics_match_hand_computed_values() -> None:
 
 
 def test_mrr_is_cut_at_ten() -> None:
-    from ragstore.metrics import evaluate
+    from ragstore.eval.metrics import evaluate
 
     run = {"q": {f"x{i}": 1.0 - i / 100 for i in range(11)} | {"rel": 0.0}}
     assert evaluate({"q": {"rel": 1}}, run, ["MRR@10"]) == {"MRR@10": 0.0}

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from ragstore.beir import bundled_dataset
 from ragstore.bench import load_bench_config, plan, run_bench
 from ragstore.bench.measure import latency, percentiles, qps
 from ragstore.bench.report import compare, load_result, write_all
 from ragstore.cli import app
+from ragstore.data.beir import bundled_dataset
 from ragstore.errors import BackendNotInstalledError, ConfigError, DatasetError, ValidationError
 from ragstore.pipeline import sample_dataset
 
@@ -87,7 +87,7 @@ def test_dataset_problems_are_named(tmp_path: Path) -> None:
 
 
 def test_missing_engine_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ragstore.registry as registry
+    import ragstore.stores.registry as registry
 
     monkeypatch.setattr(registry, "_importable", lambda module: module != "chromadb")
     with pytest.raises(BackendNotInstalledError, match=r"ragstore\[chroma\]"):
@@ -112,7 +112,7 @@ def test_quality_matches_an_independent_computation(tmp_path: Path) -> None:
     """nDCG@10 from the bench equals numpy exact search + pytrec_eval called directly."""
     import pytrec_eval
 
-    from ragstore.beir import load_beir
+    from ragstore.data.beir import load_beir
     from ragstore.embedders.hashing import HashingEmbedder
 
     result = _bench(tmp_path, stores=[{"type": "memory"}, {"type": "faiss", "index": "flat"}])
@@ -268,7 +268,7 @@ def test_measure_helpers() -> None:
 
 def test_tune_checks_names_and_values(tmp_path: Path) -> None:
     from ragstore.errors import UnsupportedFeatureError
-    from ragstore.registry import create_store
+    from ragstore.stores.registry import create_store
 
     store = create_store({"type": "faiss", "index": "hnsw"})
     with pytest.raises(UnsupportedFeatureError, match="tunable: ef_search"):

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from ragstore.beir import bundled_dataset
 from ragstore.bilingual import detect_language, is_chinese, plan_queries
+from ragstore.data.beir import bundled_dataset
 from ragstore.errors import ConfigError, ValidationError
 
 needs_zh = pytest.mark.skipif(
@@ -497,12 +497,12 @@ def _bench_ml(tmp_path: Path, paths: list[str], multilingual: dict[str, Any] | N
 def test_bench_route_and_both_paths(tmp_path: Path) -> None:
     """With the same embedder on both indexes, route must equal plain and both must equal the fusion of
     translate and plain: checks that the bench builds, searches and fuses the second index correctly."""
-    from ragstore.beir import load_beir
     from ragstore.bench import load_bench_config, plan, run_bench
     from ragstore.bilingual.fusion import rrf
+    from ragstore.data.beir import load_beir
     from ragstore.embedders.hashing import HashingEmbedder
     from ragstore.pipeline import sample_dataset
-    from ragstore.registry import create_store
+    from ragstore.stores.registry import create_store
 
     cfg = _bench_ml(tmp_path, ["plain", "translate", "route", "both"], {"type": "hashing", "dim": 64})
     result = run_bench(plan(load_bench_config(cfg)), progress=False)
@@ -519,7 +519,7 @@ def test_bench_route_and_both_paths(tmp_path: Path) -> None:
 
     # recompute the fused zh figure by hand from translate and plain rankings
     from ragstore.bilingual import create_translator, plan_queries
-    from ragstore.metrics import evaluate
+    from ragstore.eval.metrics import evaluate
     from ragstore.types import Document
 
     ds = load_beir(sample_dataset(), query_lang="zh")

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from ragstore.collection import Collection, open_collection
 from ragstore.embedders.hashing import HashingEmbedder
 from ragstore.errors import UnsupportedFeatureError, ValidationError
-from ragstore.registry import create_store
-from ragstore.retrieval import Retriever
+from ragstore.query.retrieval import Retriever
+from ragstore.stores.collection import Collection, open_collection
+from ragstore.stores.registry import create_store
 from ragstore.types import Document
 
 

@@ -11,7 +11,7 @@ from ragstore.adapters.faiss import FaissStore
 from ragstore.adapters.memory import MemoryStore
 from ragstore.config import load_config
 from ragstore.errors import BackendNotInstalledError, ConfigError
-from ragstore.registry import create_store, store_class
+from ragstore.stores.registry import create_store, store_class
 
 HASHING = {"type": "hashing", "dim": 32}
 
@@ -122,7 +122,7 @@ def test_missing_embedder_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_missing_ingest_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ragstore.ingest import make_splitter
+    from ragstore.data.ingest import make_splitter
 
     monkeypatch.setitem(sys.modules, "langchain_text_splitters", None)
     with pytest.raises(BackendNotInstalledError, match=r"ragstore\[ingest\]"):

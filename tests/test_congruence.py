@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ragstore.registry import create_store
-from ragstore.store import VectorStore
+from ragstore.stores.base import VectorStore
+from ragstore.stores.registry import create_store
 from ragstore.types import Document
 
 N, DIM, QUERIES, K = 1500, 32, 15, 10

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from conftest import ENGINES
 
-from ragstore.collection import open_collection
 from ragstore.embedders.hashing import HashingEmbedder
 from ragstore.errors import DimensionMismatchError, EmbedderMismatchError, TransferError
-from ragstore.registry import resolve_store
+from ragstore.stores.collection import open_collection
+from ragstore.stores.registry import resolve_store
 from ragstore.testing.conformance import COPY_IDS, _copy_docs
 from ragstore.testing.data import DIM
 from ragstore.transfer import ParquetSource, StoreSource, content_hash, copy_collection, export_parquet
@@ -170,8 +170,8 @@ def test_metric_change_needs_unit_vectors(tmp_path: Path) -> None:
 
 KILLER = """
 import os, signal, sys
-from ragstore.collection import open_collection
-from ragstore.registry import resolve_store
+from ragstore.stores.collection import open_collection
+from ragstore.stores.registry import resolve_store
 from ragstore.transfer import StoreSource, copy_collection
 
 src, dst, after = sys.argv[1], sys.argv[2], int(sys.argv[3])

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from ragstore.collection import open_collection
-from ragstore.registry import create_store
+from ragstore.stores.collection import open_collection
+from ragstore.stores.registry import create_store
 
 _WRITER = """
 import json, sys
-from ragstore.collection import open_collection
+from ragstore.stores.collection import open_collection
 from ragstore.testing import make_docs
 store = open_collection(json.loads(sys.argv[1]))
 docs = make_docs(6000, seed=8)

@@ -262,7 +262,7 @@ def test_one_search_spec_resolved_once_for_every_door(served: Any) -> None:
     import dataclasses
 
     from ragstore.errors import ValidationError
-    from ragstore.retrieval import SearchSpec
+    from ragstore.query.retrieval import SearchSpec
 
     client, rs = served
     rs.add(["the ESA receives SuperStream messages", "gardening notes", "pension age rules"])

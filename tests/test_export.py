@@ -21,7 +21,7 @@ pytest.importorskip("openvino")
 
 from ragstore.embedders.sentence_transformers import SentenceTransformerEmbedder
 from ragstore.errors import BackendNotInstalledError, ConfigError, ExportError, ExportGateError
-from ragstore.registry import create_embedder
+from ragstore.stores.registry import create_embedder
 
 TEXTS = [
     "x",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ragstore.errors import FilterError
-from ragstore.filters import And, Cmp, Not, Or, matches, parse_filter, to_dict
+from ragstore.query.filters import And, Cmp, Not, Or, matches, parse_filter, to_dict
 
 
 def test_empty_filter_matches_everything() -> None:
@@ -89,7 +89,7 @@ def test_push_not_keeps_meaning() -> None:
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from ragstore.filters import push_not
+    from ragstore.query.filters import push_not
     from ragstore.testing.strategies import filters
 
     metas = st.dictionaries(

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 pytest.importorskip("sentence_transformers", reason="needs: pip install 'ragstore[finetune]'")
 pytest.importorskip("datasets", reason="needs: pip install 'ragstore[finetune]'")
 
-from ragstore.beir import bundled_dataset
+from ragstore.data.beir import bundled_dataset
 from ragstore.errors import ConfigError, DatasetError
 from ragstore.finetune import finetune, load_finetune_config, load_training_data
 from ragstore.pipeline import sample_dataset

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 pytest.importorskip("sentence_transformers", reason="needs: pip install 'ragstore[finetune]'")
 pytest.importorskip("datasets", reason="needs: pip install 'ragstore[finetune]'")
 
-from ragstore.beir import bundled_dataset
+from ragstore.data.beir import bundled_dataset
 from ragstore.errors import ConfigError
 from ragstore.finetune import finetune, load_finetune_config, load_training_data
 from ragstore.finetune.adapt import corpus_pairs, sentences
@@ -203,7 +203,7 @@ def test_index_mining_drops_likely_false_negatives(minilm_available: bool) -> No
 def test_mining_store_must_be_empty(tmp_path: Path, tiny_model: Path) -> None:
     from ragstore.embedders.sentence_transformers import SentenceTransformerEmbedder
     from ragstore.finetune.mine import mine_from_index
-    from ragstore.registry import create_store
+    from ragstore.stores.registry import create_store
     from ragstore.types import Document
 
     block = {"type": "memory", "path": str(tmp_path / "store")}

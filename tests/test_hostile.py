@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from ragstore.errors import ConfigError
-from ragstore.registry import create_store
+from ragstore.stores.registry import create_store
 from ragstore.testing import make_docs
 
 needs_pg = pytest.mark.skipif(
@@ -72,7 +72,7 @@ def test_embedded_postgres_leaves_no_socket_folder_behind(tmp_path: Path) -> Non
 
 _FIRST_OPEN = """
 import sys, time
-from ragstore.registry import create_store
+from ragstore.stores.registry import create_store
 from ragstore.testing import make_docs
 start = float(sys.argv[3])
 while time.time() < start:

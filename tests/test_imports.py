@@ -44,26 +44,27 @@ def test_adapters_ship_inside_ragstore_not_top_level() -> None:
 LAYERS = {
     "ragstore.errors": 0,
     "ragstore.types": 0,
-    "ragstore.filters": 0,
+    "ragstore.query.filters": 0,
     "ragstore._optional": 0,
     "ragstore._version": 0,
     "ragstore._locks": 0,
     "ragstore._plock": 0,
     "ragstore._db": 0,
-    "ragstore.fusion": 0,
+    "ragstore._moved": 0,
+    "ragstore.query.fusion": 0,
     "ragstore.secrets": 0,
     "ragstore.lexical": 2,  # the BM25 index: above the store interface, read and written by collections
-    "ragstore.collection": 4,
-    "ragstore.store": 1,
+    "ragstore.stores.collection": 4,
+    "ragstore.stores.base": 1,
     "ragstore.embedders": 1,
     "ragstore.adapters": 2,
-    "ragstore.registry": 3,
-    "ragstore.ingest": 3,
-    "ragstore.beir": 3,
-    "ragstore.metrics": 1,  # pytrec_eval only; the embedders' export gate scores with it
+    "ragstore.stores.registry": 3,
+    "ragstore.data.ingest": 3,
+    "ragstore.data.beir": 3,
+    "ragstore.eval.metrics": 1,  # pytrec_eval only; the embedders' export gate scores with it
     "ragstore.bilingual": 3,
     "ragstore.config": 4,
-    "ragstore.retrieval": 5,
+    "ragstore.query.retrieval": 5,
     "ragstore.transfer": 5,  # copy, export, import: collections and sources, below the CLI
     "ragstore.pipeline": 6,
     "ragstore.bench": 6,
@@ -76,7 +77,7 @@ LAYERS = {
 }
 SEALED_FROM = 3  # layers from here up: no sideways imports between packages of the same layer
 ALLOWED_SIDEWAYS = {
-    ("ragstore.beir", "ragstore.ingest"),  # BEIR rows are read with ingest's JSONL reader
+    ("ragstore.data.beir", "ragstore.data.ingest"),  # BEIR rows are read with ingest's JSONL reader
     ("ragstore.cli", "ragstore.serve"),  # `ragstore serve` starts the app (imported only by that command)
 }
 
@@ -188,3 +189,28 @@ def test_benchmarks_import_each_other_one_way() -> None:
 
     circles = sorted(f"{a} <-> {b}" for a in graph for b in graph[a] if reaches(b, a, {b}))
     assert not circles, circles
+
+
+def test_the_package_root_holds_few_loose_modules_and_at_most_nine_layers() -> None:
+    """Layers have folders (stores/, data/, eval/, query/...): the root keeps the public basics (errors,
+    types, secrets), the config, the pipeline and the CLI, and private helpers."""
+    loose = sorted(p.stem for p in (REPO / "ragstore").glob("*.py") if p.stem != "__init__")
+    public = [m for m in loose if not m.startswith("_")]
+    assert public == ["cli", "config", "errors", "pipeline", "secrets", "types"], public
+    assert max(LAYERS.values()) - min(LAYERS.values()) + 1 <= 9
+
+
+def test_moved_modules_still_import_by_their_old_names() -> None:
+    """ragstore.store, ragstore.filters... (what adapters written before the folders import) are the new
+    modules under the old names, with a DeprecationWarning, in a fresh interpreter."""
+    code = (
+        "import warnings; warnings.simplefilter('error', DeprecationWarning)\n"
+        "import ragstore.stores.base as new\n"
+        "try:\n    import ragstore.store\nexcept DeprecationWarning as w:\n    print('warned', w)\n"
+        "warnings.simplefilter('ignore')\n"
+        "from ragstore.store import VectorStore\nfrom ragstore.filters import parse_filter\n"
+        "import ragstore.store as old\nprint(old is new, VectorStore is new.VectorStore)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "warned ragstore.store moved to ragstore.stores.base" in out.stdout
+    assert out.stdout.strip().endswith("True True"), out.stdout

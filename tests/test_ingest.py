@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from ragstore.data.ingest import iter_files, load_documents
 from ragstore.errors import DatasetError
-from ragstore.ingest import iter_files, load_documents
 from ragstore.pipeline import Ragstore, sample_dataset
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from ragstore.config import load_config
 from ragstore.errors import ConfigError
-from ragstore.filters import FilterCompiler, Node, parse_filter
-from ragstore.registry import STORES, store_class
+from ragstore.query.filters import FilterCompiler, Node, parse_filter
+from ragstore.stores.registry import STORES, store_class
 
 HASHING = {"type": "hashing", "dim": 16}
 SERVERS = {
@@ -130,7 +130,7 @@ def test_the_fold_walks_the_tree_once_for_any_engine() -> None:
 @pytest.mark.parametrize("kind", ["chroma", "qdrant", "milvus", "pgvector"])
 @pytest.mark.parametrize("name", ["a/b", "../up", "x..y", "a b", "", "a\x00b"])
 def test_collection_names_that_are_paths_are_config_errors(kind: str, name: str) -> None:
-    from ragstore.registry import resolve_store
+    from ragstore.stores.registry import resolve_store
 
     key = "table" if kind == "pgvector" else "collection"
     place = {"dsn": "postgresql://x"} if kind == "pgvector" else {"path": "/tmp/never-created"}

@@ -15,15 +15,15 @@ from conftest import ENGINES, fresh_store_block
 from typer.testing import CliRunner
 
 from ragstore.cli import app
-from ragstore.collection import open_collection
 from ragstore.config import load_config
 from ragstore.embedders.hashing import HashingEmbedder
 from ragstore.errors import BackendNotInstalledError, ConfigError, UnsupportedFeatureError, ValidationError
-from ragstore.fusion import alpha_fusion, min_max
 from ragstore.lexical import Analyzer, HybridConfig
 from ragstore.pipeline import Ragstore
-from ragstore.registry import create_store
-from ragstore.retrieval import Retriever, _canonical, parse_path, search_with_vector, split_search
+from ragstore.query.fusion import alpha_fusion, min_max
+from ragstore.query.retrieval import Retriever, _canonical, parse_path, search_with_vector, split_search
+from ragstore.stores.collection import open_collection
+from ragstore.stores.registry import create_store
 from ragstore.testing.lexical import QUERIES, lexical_docs, reference_bm25
 from ragstore.types import Document, Hit
 

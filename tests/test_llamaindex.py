@@ -38,7 +38,7 @@ QUESTIONS = [
 
 
 def _sample() -> tuple[list[LIDocument], Any]:
-    from ragstore.beir import load_beir
+    from ragstore.data.beir import load_beir
     from ragstore.pipeline import sample_dataset
 
     ds = load_beir(sample_dataset(), query_lang="en")

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from ragstore.errors import BackendUnavailableError, EngineError
-from ragstore.registry import create_store
-from ragstore.store import VectorStore
+from ragstore.stores.base import VectorStore
+from ragstore.stores.registry import create_store
 from ragstore.testing import make_docs
 from ragstore.types import Document
 

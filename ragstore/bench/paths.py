@@ -1,6 +1,6 @@
 """Query paths: how a query text becomes hits. The bench compares them like it compares stores.
 
-Each path is a bilingual mode of the one retrieval component (``ragstore.retrieval``) that users call:
+Each path is a bilingual mode of the one retrieval component (``ragstore.query.retrieval``) that users call:
 ``plain`` (mode off), ``translate``, ``route`` and ``both``; ``route:<name>`` searches one multilingual
 index and ``both:<a>+<b>+...`` fuses the named members (``translate`` and route names). A path prepares all
 query texts once (planning, translating, embedding) outside the timed part; latency and QPS time
@@ -12,7 +12,7 @@ store's BM25 index alone or fuses it with the path's dense rankings.
 from __future__ import annotations
 
 from ..errors import ConfigError
-from ..retrieval import PATH_MODES, Prepared, Retriever, parse_path, split_search
+from ..query.retrieval import PATH_MODES, Prepared, Retriever, parse_path, split_search
 
 QUERY_PATHS = tuple(PATH_MODES)
 NEEDS_MULTILINGUAL = frozenset({"route", "both"})

@@ -32,14 +32,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..beir import BeirDataset, bundled_dataset, dataset_folder, languages, load_beir
 from ..bilingual.config import default_route_name
-from ..collection import Collection, open_collection
+from ..data.beir import BeirDataset, bundled_dataset, dataset_folder, languages, load_beir
 from ..embedders.base import Embedder
 from ..embedders.cache import CachedEmbedder
 from ..errors import BackendNotInstalledError, ConfigError, DatasetError, ExportError, RagstoreError
-from ..metrics import MEASURES, evaluate
-from ..registry import (
+from ..eval.metrics import MEASURES, evaluate
+from ..query.retrieval import Prepared, Retriever, parse_path
+from ..secrets import redact
+from ..stores.collection import Collection, open_collection
+from ..stores.registry import (
     STORES,
     create_embedder,
     resolve_store,
@@ -48,8 +50,6 @@ from ..registry import (
     store_class,
     validate_options,
 )
-from ..retrieval import Prepared, Retriever, parse_path
-from ..secrets import redact
 from ..types import Document, Hit
 from .config import BenchConfig
 from .measure import MemorySampler, latency, percentiles, qps

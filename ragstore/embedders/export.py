@@ -401,7 +401,7 @@ def _jsonl(path: Path) -> dict[str, str]:
 
 
 def ndcg10(queries: np.ndarray, corpus: np.ndarray, qids: list[str], dids: list[str], qrels: Any) -> float:
-    from ..metrics import evaluate
+    from ..eval.metrics import evaluate
 
     scores = queries @ corpus.T
     top = np.argsort(-scores, axis=1)[:, :10]

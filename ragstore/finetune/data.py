@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..beir import dataset_folder, load_beir
+from ..data.beir import dataset_folder, load_beir
+from ..data.ingest import read_jsonl
 from ..errors import ConfigError, DatasetError
-from ..ingest import read_jsonl
 from .config import FinetuneConfig
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..embedders.sentence_transformers import SentenceTransformerEmbedder
 from ..errors import ConfigError
-from ..registry import create_store
+from ..stores.registry import create_store
 from ..types import Document
 from .config import NegativesSpec
 from .data import Pair

@@ -18,11 +18,11 @@ from typing import Any
 import yaml
 from tqdm.auto import tqdm
 
-from ..collection import open_collection
 from ..config import load_config
 from ..errors import ConfigError
-from ..registry import create_embedder, store_block
 from ..secrets import redact
+from ..stores.collection import open_collection
+from ..stores.registry import create_embedder, store_block
 from ..types import Document
 from .run import RESULT_FILE
 

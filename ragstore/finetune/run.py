@@ -27,7 +27,7 @@ import numpy as np
 from .._optional import require
 from ..embedders.sentence_transformers import SentenceTransformerEmbedder
 from ..errors import ConfigError, DatasetError
-from ..metrics import evaluate, evaluate_per_query
+from ..eval.metrics import evaluate, evaluate_per_query
 from .adapt import corpus_pairs
 from .config import FinetuneConfig, NegativesSpec, load_finetune_config
 from .data import Pair, TrainingData, load_training_data

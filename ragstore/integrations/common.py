@@ -18,14 +18,14 @@ import numpy as np
 from pydantic import ValidationError as PydanticValidationError
 
 from ..bilingual.config import BilingualConfig
-from ..collection import Collection, open_collection
 from ..config import SearchConfig
 from ..embedders.base import Embedder
 from ..errors import ConfigError, UnsupportedFeatureError, ValidationError
 from ..lexical import SearchMode
-from ..registry import create_embedder, describe_problems
-from ..retrieval import Retriever, override_hybrid, search_with_vector
-from ..store import VectorStore
+from ..query.retrieval import Retriever, override_hybrid, search_with_vector
+from ..stores.base import VectorStore
+from ..stores.collection import Collection, open_collection
+from ..stores.registry import create_embedder, describe_problems
 from ..types import _KEY_RE, Hit, Metadata
 
 EXTRA_KEY = "_rs_extra"  # JSON of the metadata values an engine cannot hold as scalar fields

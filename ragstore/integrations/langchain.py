@@ -27,8 +27,8 @@ from ..embedders.base import Embedder
 from ..errors import FilterError, UnsupportedFeatureError, ValidationError
 from ..lexical import SEARCH_MODES, SearchMode
 from ..pipeline import Ragstore
-from ..retrieval import Retriever
-from ..store import VectorStore as RagstoreStore
+from ..query.retrieval import Retriever
+from ..stores.base import VectorStore as RagstoreStore
 from ..types import SCALES, Hit
 from ..types import Document as RsDocument
 from .common import (

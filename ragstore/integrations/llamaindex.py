@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 
 from .._optional import require
-from ..collection import Collection
 from ..embedders.base import Embedder
 from ..errors import FilterError, UnsupportedFeatureError, ValidationError
-from ..filters import matches, parse_filter
 from ..lexical import SearchMode
 from ..pipeline import Ragstore
-from ..retrieval import Retriever
-from ..store import VectorStore
+from ..query.filters import matches, parse_filter
+from ..query.retrieval import Retriever
+from ..stores.base import VectorStore
+from ..stores.collection import Collection
 from ..types import Document, Hit
 from .common import QueryMode, Session, as_embedder, mmr, pack_metadata, query_retriever, unpack_metadata
 

@@ -5,7 +5,7 @@ the same filter semantics), transactions, and several processes sharing one file
 Lucene's BM25 (``idf = ln(1 + (N - df + 0.5) / (df + 0.5))``, ``tf / (tf + k1 * (1 - b + b * len / avglen))``)
 computed at query time from postings, so ``k1`` and ``b`` can change on an open store.
 
-Crash safety is the collection's (``ragstore.collection``): every write here carries the collection's write
+Crash safety is the collection's (``ragstore.stores.collection``): every write here carries the collection's write
 generation, stored in the same transaction as the postings, so an index that missed a write (a crash between
 the store's write and this one) is told apart by generation, not by count, and rebuilt from the store. The
 file records the collection it belongs to (``owner``); a file of another collection is refused.
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .._db import connect
-from ..filters import Node, matches
+from ..query.filters import Node, matches
 from ..types import Hit, Metadata
 from .analyzer import Analyzer, default_analyzer
 

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ..collection import Collection, open_collection
 from ..errors import (
     BackendUnavailableError,
     DimensionMismatchError,
@@ -42,9 +41,10 @@ from ..errors import (
     UnsupportedFeatureError,
     ValidationError,
 )
-from ..filters import MAX_ATOMS, matches, parse_filter
-from ..registry import create_store, resolve_store, store_block
-from ..store import VectorStore
+from ..query.filters import MAX_ATOMS, matches, parse_filter
+from ..stores.base import VectorStore
+from ..stores.collection import Collection, open_collection
+from ..stores.registry import create_store, resolve_store, store_block
 from ..types import Document
 from .data import DIM, TAGS, make_docs
 from .lexical import EMPTY_QUERIES, QUERIES, lexical_docs, reference_bm25
@@ -587,7 +587,7 @@ class BadInputTests(_Base):
 
     def test_largest_k_returns_every_document(self, filled: VectorStore, docs: list[Document]) -> None:
         """k beyond the engine's own bounds (pgvector's ef_search <= 1000) still answers, exactly."""
-        from ..store import MAX_K
+        from ..stores.base import MAX_K
 
         assert len(filled.search(docs[0].vector, MAX_K)) == len(docs)
         many = make_docs(1100, seed=21)
@@ -676,7 +676,7 @@ class BadInputTests(_Base):
 _REOPEN = textwrap.dedent(
     """
     import json, sys
-    from ragstore.registry import create_store
+    from ragstore.stores.registry import create_store
     args = json.loads(sys.stdin.read())
     store = create_store(args["config"])
     out = {
@@ -715,7 +715,7 @@ _SECOND_WRITER = """
 import json, sys
 import numpy as np
 from ragstore.errors import RagstoreError
-from ragstore.registry import create_store
+from ragstore.stores.registry import create_store
 from ragstore.types import Document
 args = json.loads(sys.stdin.read())
 try:
@@ -939,7 +939,7 @@ class ConcurrencyTests(_Base):
 
 _LEX_REOPEN = """
 import json, sys
-from ragstore.collection import open_collection
+from ragstore.stores.collection import open_collection
 args = json.loads(sys.stdin.read())
 store = open_collection(args["config"])
 hits = {q: [[h.id, h.score] for h in store.search_lexical(q, 10)] for q in args["queries"]}
@@ -1002,7 +1002,7 @@ class LexicalTests(_Base):
     def test_hybrid_filters_apply_to_both_legs(self, lexical: Collection, ldocs: list[Document], fusion: str) -> None:
         from ..embedders.hashing import HashingEmbedder
         from ..lexical import HybridConfig
-        from ..retrieval import Retriever
+        from ..query.retrieval import Retriever
 
         retriever = Retriever(HashingEmbedder(DIM), search="hybrid", hybrid=HybridConfig(fusion=fusion, alpha=0.4))  # type: ignore[arg-type]
         queries = [QUERIES[0], QUERIES[3], QUERIES[6]]
@@ -1143,7 +1143,7 @@ class LexicalTests(_Base):
 
     def test_queries_without_terms(self, lexical: Collection, ldocs: list[Document]) -> None:
         from ..embedders.hashing import HashingEmbedder
-        from ..retrieval import Retriever
+        from ..query.retrieval import Retriever
 
         for query in EMPTY_QUERIES:
             assert lexical.lexical_terms(query) == []
@@ -1257,7 +1257,7 @@ class LimitTests(_Base):
 
 _COLLECTION_WRITER = """
 import json, os, sys
-from ragstore.collection import open_collection
+from ragstore.stores.collection import open_collection
 from ragstore.embedders.hashing import HashingEmbedder
 from ragstore.errors import RagstoreError
 from ragstore.types import Document

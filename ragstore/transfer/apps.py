@@ -27,7 +27,7 @@ import numpy as np
 
 from .._optional import require
 from ..errors import BackendUnavailableError, TransferError
-from ..store import SCAN_END, ScanPage
+from ..stores.base import SCAN_END, ScanPage
 from ..types import Document, Hit
 from .sources import Source, plain_metadata
 

@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from ..collection import PRIMARY, Collection
 from ..embedders.base import Embedder
 from ..errors import DimensionMismatchError, EmbedderMismatchError, TransferError
-from ..store import SCAN_END, VectorStore
+from ..stores.base import SCAN_END, VectorStore
+from ..stores.collection import PRIMARY, Collection
 from ..types import Document, Hit
 from .sources import Source
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ValidationError
-from ..store import ScanPage, VectorStore
+from ..stores.base import ScanPage, VectorStore
 from ..types import Document, Hit, Metadata, validate_key, validate_metadata
 
 

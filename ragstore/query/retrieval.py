@@ -22,17 +22,17 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .bilingual.config import MODES, TRANSLATE, BilingualConfig, Mode
-from .bilingual.query import QueryPlan, plan_queries
-from .bilingual.translate import Translator, create_translator
-from .collection import Collection
-from .embedders.base import Embedder
-from .errors import ConfigError, ValidationError
+from ..bilingual.config import MODES, TRANSLATE, BilingualConfig, Mode
+from ..bilingual.query import QueryPlan, plan_queries
+from ..bilingual.translate import Translator, create_translator
+from ..embedders.base import Embedder
+from ..errors import ConfigError, ValidationError
+from ..lexical import LEXICAL, SEARCH_MODES, HybridConfig, SearchMode, default_analyzer
+from ..stores.base import VectorStore
+from ..stores.collection import Collection
+from ..types import Hit
 from .filters import Filter, Node, parse_filter
 from .fusion import RRF_K, alpha_fusion, rrf
-from .lexical import LEXICAL, SEARCH_MODES, HybridConfig, SearchMode, default_analyzer
-from .store import VectorStore
-from .types import Hit
 
 #: bench query-path names -> bilingual modes; ``route:<name>`` and ``both:<a>+<b>`` pick members; a
 #: ``/lexical`` or ``/hybrid`` suffix picks the search mode

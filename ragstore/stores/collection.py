@@ -44,9 +44,9 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._db import connect
-from .embedders.base import Embedder
-from .errors import (
+from .._db import connect
+from ..embedders.base import Embedder
+from ..errors import (
     BackendUnavailableError,
     ConfigError,
     EmbedderMismatchError,
@@ -54,12 +54,12 @@ from .errors import (
     UnsupportedFeatureError,
     ValidationError,
 )
-from .filters import Filter, Node
-from .lexical import ANALYZER_VERSION, LexicalIndex
-from .lexical.index import OwnerMismatch
+from ..lexical import ANALYZER_VERSION, LexicalIndex
+from ..lexical.index import OwnerMismatch
+from ..query.filters import Filter, Node
+from ..types import Document, Hit
+from .base import LEXICAL_TUNABLE, Capabilities, StoreOptions, VectorStore, _check_k
 from .registry import resolve_store
-from .store import LEXICAL_TUNABLE, Capabilities, StoreOptions, VectorStore, _check_k
-from .types import Document, Hit
 
 #: manifest layout version; a reader refuses a newer one
 MANIFEST_FORMAT = 1

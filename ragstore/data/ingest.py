@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._optional import require
-from .errors import DatasetError
-from .types import Document, MetadataValue, content_id, validate_key
+from .._optional import require
+from ..errors import DatasetError
+from ..types import Document, MetadataValue, content_id, validate_key
 
 SUPPORTED = (".txt", ".md", ".markdown", ".html", ".htm", ".jsonl", ".csv")
 _ROW_ID_KEYS = ("_id", "id")

@@ -33,8 +33,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeAlias, TypeVar, cast
 
-from .errors import FilterError, ValidationError
-from .types import MetadataValue, check_value_chars, validate_key
+from ..errors import FilterError, ValidationError
+from ..types import MetadataValue, check_value_chars, validate_key
 
 CmpOp: TypeAlias = Literal["$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin"]
 SCALAR_OPS = ("$eq", "$ne")

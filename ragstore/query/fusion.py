@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .types import Hit
+from ..types import Hit
 
 RRF_K = 60
 

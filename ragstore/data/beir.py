@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import DatasetError
+from ..errors import DatasetError
+from ..types import Document, MetadataValue
 from .ingest import read_jsonl
-from .types import Document, MetadataValue
 
 #: datasets that ship inside the package (``ragstore.datasets``), reachable by name
 BUNDLED = ("superannuation", "xquad-r")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ._optional import require
+from .._optional import require
 
 #: name shown to people -> (pytrec_eval measure, its result key, cut applied to the run first)
 MEASURES: dict[str, tuple[str, str, int | None]] = {

@@ -20,9 +20,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from .embedders.base import Embedder
-from .errors import BackendNotInstalledError, ConfigError, describe_problems
-from .store import VectorStore
+from ..embedders.base import Embedder
+from ..errors import BackendNotInstalledError, ConfigError, describe_problems
+from .base import VectorStore
 
 
 @dataclass(frozen=True)

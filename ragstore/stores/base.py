@@ -25,10 +25,10 @@ import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from ._locks import RWLock
-from ._plock import acquire as lock_folder
-from ._plock import release as unlock_folder
-from .errors import (
+from .._locks import RWLock
+from .._plock import acquire as lock_folder
+from .._plock import release as unlock_folder
+from ..errors import (
     BackendUnavailableError,
     ConfigError,
     DimensionMismatchError,
@@ -38,8 +38,8 @@ from .errors import (
     ValidationError,
     describe_problems,
 )
-from .filters import MAX_ATOMS, MAX_DEPTH, MAX_VALUES, Filter, FilterLimits, Node, parse_filter
-from .types import Document, Hit, Metadata, Metric, check_text_chars, validate_id, validate_metadata
+from ..query.filters import MAX_ATOMS, MAX_DEPTH, MAX_VALUES, Filter, FilterLimits, Node, parse_filter
+from ..types import Document, Hit, Metadata, Metric, check_text_chars, validate_id, validate_metadata
 
 DEFAULT_BATCH_SIZE = 512
 #: the largest k a search takes, on every backend (Milvus' own limit); read everything with ``get()``

@@ -1,0 +1,1 @@
+"""Data in: file readers and chunking, BEIR datasets and the bundled ones."""

@@ -1,0 +1,1 @@
+"""Evaluation: IR metrics (pytrec_eval)."""
