@@ -134,3 +134,38 @@ def test_readme_accel_config_is_valid(tmp_path: Path) -> None:
     cfg = load_config({**data, "data_dir": str(tmp_path)})
     _cls, options = cfg.embedder_spec()
     assert (options["backend"], options["quantize"], options["threads"]) == ("openvino", "int8", 2)
+
+
+CONFIG = re.compile(r"<!-- config(: each line)? -->\n```yaml\n(.*?)```", re.S)
+
+
+def _configs() -> list[tuple[str, dict[str, Any]]]:
+    import yaml
+
+    found = []
+    for page in PAGES:
+        for each, body in CONFIG.findall(page.read_text("utf-8")):
+            parts = [line for line in body.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+            for n, text in enumerate(parts if each else [body]):
+                found.append((f"{page.relative_to(ROOT)}#{n}", yaml.safe_load(text)))
+    return found
+
+
+@pytest.mark.parametrize(("where", "data"), _configs(), ids=[w for w, _ in _configs()])
+def test_every_config_block_in_the_docs_loads(
+    where: str, data: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A config shown in the README or docs (marked ``<!-- config -->``, or ``<!-- config: each line -->`` for
+    a block of alternatives) passes the config models as written: every key and value is real."""
+    from ragstore.config import load_config
+
+    for var in ("QDRANT_API_KEY", "PGPASSWORD", "MILVUS_TOKEN", "DB_PASSWORD"):
+        monkeypatch.setenv(var, "secret")
+    assert isinstance(data, dict) and data, where
+    load_config({**data, "data_dir": str(tmp_path)})
+
+
+def test_the_docs_mark_their_configs() -> None:
+    pages = {w.split("#")[0] for w, _ in _configs()}
+    assert {"README.md", "docs/getting-started.md", "docs/hybrid.md"} <= pages
+    assert sum(p.startswith("docs/backends/") for p in pages) == 7

@@ -305,3 +305,12 @@ def test_set_overrides_any_config_key_for_one_call(cfg: Path, tmp_path: Path) ->
     assert bad.exit_code == 2 and "indx" in bad.output
     worse = runner.invoke(cli, ["info", "-c", str(cfg), "--set", "store.type"])
     assert worse.exit_code == 2 and "KEY=VALUE" in worse.output
+
+
+def test_bilingual_mode_off_unquoted_in_yaml(tmp_path: Path) -> None:
+    """`bilingual: {mode: off}` (as the docs write it) is YAML's false: it means off, not an error."""
+    path = tmp_path / "c.yaml"
+    path.write_text("embedder: {type: hashing, dim: 8}\nbilingual: {mode: off}\n", encoding="utf-8")
+    assert load_config(path).bilingual.mode == "off"
+    with pytest.raises(ConfigError, match=r"bilingual\.mode"):
+        load_config({"bilingual": {"mode": True}})

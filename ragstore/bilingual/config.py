@@ -136,6 +136,12 @@ class BilingualConfig(BaseModel):
     fusion: FusionConfig = Field(default_factory=FusionConfig)
     rrf_k: int = Field(default=60, gt=0, description="reciprocal rank fusion constant for route and both")
 
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        """YAML 1.1 reads an unquoted ``mode: off`` as ``false``: the documented spelling must work."""
+        return "off" if value is False else value
+
     @field_validator("multilingual", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
