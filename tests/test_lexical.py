@@ -404,3 +404,25 @@ def test_readme_hybrid_config_loads(tmp_path: Path) -> None:
     config = load_config({**data, "data_dir": str(tmp_path)})
     assert config.search.mode == "hybrid" and config.search.hybrid.fusion == "alpha"
     assert config.store_spec()[1].lexical is True
+
+
+def test_term_cache_sees_another_connections_writes(tmp_path: Path) -> None:
+    """Postings are cached between writes: a write by another connection (another process) is seen at once
+    (SQLite's data_version), and this connection's own writes clear the cache."""
+    from ragstore.lexical import LexicalIndex
+
+    a = LexicalIndex(tmp_path / "lex.sqlite")
+    b = LexicalIndex(tmp_path / "lex.sqlite")
+    try:
+        a.upsert(["x", "y"], ["zebra crossing", "quiet street"], [{}, {}])
+        assert [h.id for h in a.search(["zebra"], 5)] == ["x"]  # cached now
+        b.upsert(["z"], ["zebra herd"], [{}])
+        assert sorted(h.id for h in a.search(["zebra"], 5)) == ["x", "z"]  # the other writer's document
+        b.delete(["x"])
+        assert [h.id for h in a.search(["zebra"], 5, fields=False)] == ["z"]
+        a.upsert(["w"], ["zebra again"], [{}])  # reuses an iid b freed: ids are read again, never stale
+        assert sorted(h.id for h in a.search(["zebra"], 5, fields=False)) == ["w", "z"]
+        assert sorted(h.id for h in b.search(["zebra"], 5, fields=False)) == ["w", "z"]
+    finally:
+        a.close()
+        b.close()
