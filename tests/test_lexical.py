@@ -407,22 +407,21 @@ def test_readme_hybrid_config_loads(tmp_path: Path) -> None:
 
 
 def test_term_cache_sees_another_connections_writes(tmp_path: Path) -> None:
-    """Postings are cached between writes: a write by another connection (another process) is seen at once
-    (SQLite's data_version), and this connection's own writes clear the cache."""
+    """Postings and iid -> id are cached between writes: a write by another connection (another process) is
+    seen at once (SQLite's data_version), even one that hands a deleted document's iid to a new one."""
     from ragstore.lexical import LexicalIndex
 
-    a = LexicalIndex(tmp_path / "lex.sqlite")
-    b = LexicalIndex(tmp_path / "lex.sqlite")
+    a, b = LexicalIndex(tmp_path / "lex.sqlite"), LexicalIndex(tmp_path / "lex.sqlite")
     try:
-        a.upsert(["x", "y"], ["zebra crossing", "quiet street"], [{}, {}])
-        assert [h.id for h in a.search(["zebra"], 5)] == ["x"]  # cached now
-        b.upsert(["z"], ["zebra herd"], [{}])
-        assert sorted(h.id for h in a.search(["zebra"], 5)) == ["x", "z"]  # the other writer's document
-        b.delete(["x"])
-        assert [h.id for h in a.search(["zebra"], 5, fields=False)] == ["z"]
-        a.upsert(["w"], ["zebra again"], [{}])  # reuses an iid b freed: ids are read again, never stale
-        assert sorted(h.id for h in a.search(["zebra"], 5, fields=False)) == ["w", "z"]
-        assert sorted(h.id for h in b.search(["zebra"], 5, fields=False)) == ["w", "z"]
+        a.upsert(["x", "y", "z"], ["zebra crossing", "quiet street", "zebra herd"], [{}, {}, {}])
+        assert sorted(h.id for h in a.search(["zebra"], 5, fields=False)) == ["x", "z"]  # cached now
+        b.delete(["z"])  # the highest iid...
+        b.upsert(["w"], ["zebra again"], [{}])  # ...handed to w
+        assert sorted(h.id for h in a.search(["zebra"], 5, fields=False)) == ["w", "x"]
+        b.upsert(["v"], ["zebra stripes"], [{}])
+        assert sorted(h.id for h in a.search(["zebra"], 5)) == ["v", "w", "x"]
+        a.delete(["x"])  # this connection's own write clears its cache too
+        assert sorted(h.id for h in a.search(["zebra"], 5, fields=False)) == ["v", "w"]
     finally:
         a.close()
         b.close()
