@@ -22,7 +22,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -64,11 +64,18 @@ class EmbeddingsRequest(_Body):
 class SearchRequest(_Body):
     query: str | None = Field(default=None, description="text; or give vector")
     vector: list[float] | None = None
-    k: int | None = Field(default=None, gt=0, le=1000, description="default: the config's search.k")
+    k: int | None = Field(default=None, gt=0, le=1000, description="default (left out): the config's search.k")
     filter: dict[str, Any] | None = None
     mode: Literal["dense", "lexical", "hybrid"] | None = Field(default=None, description="default: the config's")
     bilingual: Literal["off", "translate", "route", "both", "auto"] | None = None
     alpha: float | None = Field(default=None, ge=0, le=1, description="hybrid: alpha fusion, share of dense")
+
+    @field_validator("k", mode="before")
+    @classmethod
+    def _k_given_is_an_integer(cls, value: Any) -> Any:
+        if value is None:  # only an explicit null reaches here: leaving k out takes the config's search.k
+            raise ValueError("k must be an integer (leave it out for the config's search.k)")
+        return value
 
 
 class DocumentIn(_Body):
