@@ -246,7 +246,8 @@ def scaled(args: argparse.Namespace) -> None:
         f"# Hybrid vs dense at {n:,} documents (store level)",
         "",
         f"`python -P benchmarks/hybrid_speed.py --scale {n}`: texts of two xquad-r sentences each, random unit "
-        "vectors, 300 xquad-r questions; p50 of dense and hybrid (alpha 0.5, 50 candidates per leg) interleaved.",
+        f"vectors, {len(texts)} xquad-r questions; p50 of dense and hybrid (alpha 0.5, 50 candidates per leg) "
+        "interleaved.",
         "",
         "| store | dense p50 ms | hybrid p50 ms | ratio |",
         "|---|---|---|---|",
