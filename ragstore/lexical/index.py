@@ -277,12 +277,17 @@ class LexicalIndex:
     def _best(self, iids: np.ndarray, scores: np.ndarray, k: int, node: Node | None, fields: bool = True) -> list[Hit]:
         """Walk candidates best first until k match and no tie is left behind; text is read for the winners
         only, metadata only when a filter needs it."""
-        order = np.argsort(-scores, kind="stable")
         if node is None:
+            if len(scores) > 4 * k:  # the k best and every tie of the k-th, without sorting every candidate
+                last = -np.partition(-scores, k - 1)[k - 1]
+                keep = np.flatnonzero(scores >= last)
+                iids, scores = iids[keep], scores[keep]
+            order = np.argsort(-scores, kind="stable")
             last = scores[order[min(k, len(order)) - 1]]
             cut = int(np.searchsorted(-scores[order], -last, side="right"))  # every tie of the k-th
             picked = [(int(iids[j]), float(scores[j])) for j in order[:cut]]
         else:
+            order = np.argsort(-scores, kind="stable")
             picked = []
             step = max(2 * k, 64)
             for start in range(0, len(order), step):
