@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS docs (
 CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _MATCH_SETS, _MATCH_BYTES = 32, 64 * 2**20  # filters whose matching rows are remembered, and their bytes
+_ID_CACHE = 500_000  # iid -> id entries kept for fused queries' legs
 _CHUNK = 500  # ids per IN (...) list, well under SQLite's bound-variable limit
 
 
@@ -107,6 +108,9 @@ class SqliteDocs:
         self._matches_lock = threading.Lock()
         self.conn = connect(path or None)  # other processes may be writing the same folder: ragstore/_db.py
         self.conn.executescript(_SCHEMA)
+        # iid -> id never changes: AUTOINCREMENT never hands an iid out twice in a file (delete, clear and drop
+        # keep the sequence), so this cache is never stale, in any process
+        self._id_of: dict[int, str] = {}
 
     # info key/values: dim, metric, generation counters
     def get_info(self, key: str) -> str | None:
@@ -201,6 +205,30 @@ class SqliteDocs:
             sql = f"SELECT iid, id, text, metadata FROM docs WHERE iid IN ({marks})"  # noqa: S608
             for iid, doc_id, text, meta in self.conn.execute(sql, list(chunk)):
                 out[iid] = (doc_id, text, json.loads(meta))
+        return out
+
+    def ids_by_iid(self, iids: Sequence[int]) -> dict[int, str]:
+        """Only the ids: what a fused query's legs need (texts are read for the winners alone)."""
+        known = self._id_of
+        out = {i: known[i] for i in iids if i in known}
+        missing = [i for i in iids if i not in out]
+        for chunk in self._chunks(missing):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT iid, id FROM docs WHERE iid IN ({marks})"  # noqa: S608
+            out.update(self.conn.execute(sql, list(chunk)))
+        if missing:
+            if len(known) > _ID_CACHE:
+                known.clear()
+            known.update((i, out[i]) for i in missing if i in out)
+        return out
+
+    def fields_by_id(self, ids: Sequence[str]) -> dict[str, tuple[str, Metadata]]:
+        out: dict[str, tuple[str, Metadata]] = {}
+        for chunk in self._chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT id, text, metadata FROM docs WHERE id IN ({marks})"  # noqa: S608
+            for doc_id, text, meta in self.conn.execute(sql, list(chunk)):
+                out[doc_id] = (text, json.loads(meta))
         return out
 
     def documents(self, ids: Sequence[str]) -> list[Document]:

@@ -68,7 +68,18 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path(".ragstore/bench"))
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--stores", default="", help="comma-separated store types (default: all seven)")
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=0,
+        help="N synthetic documents (two xquad-r sentences each, random unit vectors) instead of xquad-r: "
+        "store-level latency only, written to hybrid-speed-<N>.{md,json}",
+    )
     args = parser.parse_args()
+    if args.scale:
+        scaled(args)
+        return
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     folder = bundled_dataset("xquad-r")
     ds = load_beir(folder, query_lang="en", corpus_langs="en")
@@ -93,7 +104,7 @@ def main() -> None:
     rows = []
     tmp = Path(tempfile.mkdtemp(prefix="hybrid-speed-"))
     try:
-        for block in STORES:
+        for block in [b for b in STORES if not args.stores or b["type"] in args.stores.split(",")]:
             name = block["type"]
             console.print(f"[bold]{name}[/]")
             plain_s, lex_s = [], []
@@ -167,6 +178,85 @@ def main() -> None:
             f"{r['latency_ratio']:.2f}x | {r['latency_ratio_end_to_end']:.2f}x |"
         )
     (args.out / "hybrid-speed.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
+def scaled(args: argparse.Namespace) -> None:
+    """Store-level dense vs hybrid p50 at N documents: texts with xquad-r's word statistics (two sentences
+    each), random unit vectors (the dense leg's cost does not depend on what they mean)."""
+    import numpy as np
+
+    ds = load_beir(bundled_dataset("xquad-r"), query_lang="en", corpus_langs="en")
+    sentences = [d.text for d in ds.corpus]
+    rng = np.random.default_rng(0)
+    n = args.scale
+    pairs = rng.integers(0, len(sentences), size=(n, 2))
+    vecs = rng.normal(size=(n, 384)).astype(np.float32)
+    docs = [
+        Document(id=f"d{i}", text=f"{sentences[a]} {sentences[b]}", vector=vecs[i])
+        for i, (a, b) in enumerate(pairs.tolist())
+    ]
+    texts = list(ds.queries.values())[: args.queries]
+    qv = rng.normal(size=(len(texts), 384)).astype(np.float32)
+    retriever = Retriever(create_embedder({"type": "hashing", "dim": 384}))  # only its dimension is used
+    dense = retriever.prepare(texts, "off", vectors=qv, search="dense")
+    hybrid = retriever.prepare(texts, "off", vectors=qv, search="hybrid")
+    chosen = [
+        b
+        for b in STORES
+        if b["type"] in (args.stores.split(",") if args.stores else ["memory", "faiss", "qdrant-edge"])
+    ]
+    rows = []
+    tmp = Path(tempfile.mkdtemp(prefix="hybrid-scale-"))
+    try:
+        for block in chosen:
+            name = block["type"]
+            console.print(f"[bold]{name}[/] at {n:,}")
+            spec = (
+                {**block, "lexical": True} if name == "memory" else {**block, "path": str(tmp / name), "lexical": True}
+            )
+            store = open_collection(spec)
+            for s in range(0, n, 2000):
+                store.upsert(docs[s : s + 2000])
+            store.flush()
+            for i in range(20):
+                dense.run(store, i, 10)
+                hybrid.run(store, i, 10)
+            d_t, h_t = [], []
+            for i in range(len(texts)):
+                start = time.perf_counter()
+                dense.run(store, i, 10)
+                d_t.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                hybrid.run(store, i, 10)
+                h_t.append(time.perf_counter() - start)
+            store.drop()
+            store.close()
+            d50, h50 = statistics.median(d_t), statistics.median(h_t)
+            rows.append(
+                {"store": name, "dense_p50_ms": d50 * 1000, "hybrid_p50_ms": h50 * 1000, "latency_ratio": h50 / d50}
+            )
+            console.print(rows[-1])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    result = {"docs": n, "questions": len(texts), "rows": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"hybrid-speed-{n}.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    lines = [
+        f"# Hybrid vs dense at {n:,} documents (store level)",
+        "",
+        f"`python -P benchmarks/hybrid_speed.py --scale {n}`: texts of two xquad-r sentences each, random unit "
+        f"vectors, {len(texts)} xquad-r questions; p50 of dense and hybrid (alpha 0.5, 50 candidates per leg) "
+        "interleaved.",
+        "",
+        "| store | dense p50 ms | hybrid p50 ms | ratio |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['store']} | {r['dense_p50_ms']:.2f} | {r['hybrid_p50_ms']:.2f} | {r['latency_ratio']:.2f}x |"
+        for r in rows
+    ]
+    (args.out / f"hybrid-speed-{n}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 
 

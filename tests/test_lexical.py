@@ -404,3 +404,24 @@ def test_readme_hybrid_config_loads(tmp_path: Path) -> None:
     config = load_config({**data, "data_dir": str(tmp_path)})
     assert config.search.mode == "hybrid" and config.search.hybrid.fusion == "alpha"
     assert config.store_spec()[1].lexical is True
+
+
+def test_term_cache_sees_another_connections_writes(tmp_path: Path) -> None:
+    """Postings and iid -> id are cached between writes: a write by another connection (another process) is
+    seen at once (SQLite's data_version), even one that hands a deleted document's iid to a new one."""
+    from ragstore.lexical import LexicalIndex
+
+    a, b = LexicalIndex(tmp_path / "lex.sqlite"), LexicalIndex(tmp_path / "lex.sqlite")
+    try:
+        a.upsert(["x", "y", "z"], ["zebra crossing", "quiet street", "zebra herd"], [{}, {}, {}])
+        assert sorted(h.id for h in a.search(["zebra"], 5, fields=False)) == ["x", "z"]  # cached now
+        b.delete(["z"])  # the highest iid...
+        b.upsert(["w"], ["zebra again"], [{}])  # ...handed to w
+        assert sorted(h.id for h in a.search(["zebra"], 5, fields=False)) == ["w", "x"]
+        b.upsert(["v"], ["zebra stripes"], [{}])
+        assert sorted(h.id for h in a.search(["zebra"], 5)) == ["v", "w", "x"]
+        a.delete(["x"])  # this connection's own write clears its cache too
+        assert sorted(h.id for h in a.search(["zebra"], 5, fields=False)) == ["v", "w"]
+    finally:
+        a.close()
+        b.close()

@@ -17,7 +17,7 @@ import json
 import math
 import sqlite3
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -46,6 +46,8 @@ CREATE INDEX IF NOT EXISTS postings_by_doc ON postings (iid);
 CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _CHUNK = 500  # ids per IN (...) list
+_CACHE_BYTES = 64 * 2**20  # per-term postings kept in RAM between writes
+_CACHE_TERMS = 100_000
 
 
 class LexicalIndex:
@@ -65,6 +67,12 @@ class LexicalIndex:
         self.analyzer = analyzer or default_analyzer()
         self._db = connect(self.path)
         self._mutex = threading.RLock()
+        # per-term BM25 contributions, read once per state of the file: cleared by this process's writes,
+        # and when PRAGMA data_version says another connection (another process) committed one
+        self._terms: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._terms_bytes = 0
+        self._seen: int | None = None
+        self._id_of: dict[int, str] = {}
         with self._mutex:
             self._db.executescript(_SCHEMA)
             with self._tx():
@@ -115,6 +123,7 @@ class LexicalIndex:
         """Index (or re-index) documents; ``generation`` is recorded in the same transaction."""
         rows = [(i, Counter(self.analyzer.terms(t)), t, m) for i, t, m in zip(ids, texts, metadatas, strict=True)]
         with self._mutex, self._tx():
+            self._stale()
             self._remove(list(ids))
             (top,) = self._db.execute("SELECT COALESCE(MAX(iid), 0) FROM docs").fetchone()
             docs: list[tuple[int, str, int, str, str]] = []
@@ -132,12 +141,14 @@ class LexicalIndex:
 
     def delete(self, ids: Sequence[str], *, generation: int | None = None) -> None:
         with self._mutex, self._tx():
+            self._stale()
             self._remove(list(ids))
             self._applied(generation)
 
     def delete_where(self, node: Node, *, generation: int | None = None) -> None:
         """Delete the documents ``node`` matches (the same filter semantics as every store)."""
         with self._mutex, self._tx():
+            self._stale()
             doomed = [
                 i for i, meta in self._db.execute("SELECT id, metadata FROM docs") if matches(node, json.loads(meta))
             ]
@@ -146,6 +157,7 @@ class LexicalIndex:
 
     def clear(self, *, generation: int | None = None) -> None:
         with self._mutex, self._tx():
+            self._stale()
             self._db.execute("DELETE FROM postings")
             self._db.execute("DELETE FROM docs")
             self._db.execute("UPDATE info SET value = '0' WHERE key IN ('docs', 'length')")
@@ -172,6 +184,7 @@ class LexicalIndex:
                 self.upsert(*zip(*batch, strict=True))
                 bar.update(len(batch))
         with self._mutex, self._tx():
+            self._stale()
             self._db.execute("UPDATE info SET value = ? WHERE key = 'analyzer'", (self.analyzer.version,))
             self._applied(generation)
 
@@ -207,41 +220,74 @@ class LexicalIndex:
         """The query's distinct terms, in order."""
         return list(dict.fromkeys(self.analyzer.terms(query)))
 
-    def search(self, terms: Sequence[str], k: int, node: Node | None = None) -> list[Hit]:
-        """The ``k`` best documents by BM25 over ``terms`` that match ``node``; ties by id."""
+    def _stale(self) -> None:
+        self._terms.clear()
+        self._terms_bytes = 0
+        self._seen = None
+        self._id_of.clear()  # an upsert may hand a deleted document's iid to another one
+
+    def _postings(self, term: str, n: int, avg: float) -> tuple[np.ndarray, np.ndarray]:
+        """(iids, BM25 contributions) of one term, from the cache or SQLite."""
+        found = self._terms.get(term)
+        if found is not None:
+            self._terms.move_to_end(term)
+            return found
+        rows = self._db.execute(
+            "SELECT p.iid, p.tf, d.len FROM postings p JOIN docs d ON d.iid = p.iid WHERE p.term = ?", (term,)
+        ).fetchall()
+        if rows:
+            arr = np.asarray(rows, dtype=np.float64)
+            idf = math.log(1.0 + (n - len(rows) + 0.5) / (len(rows) + 0.5))
+            tf, length = arr[:, 1], arr[:, 2]
+            found = (arr[:, 0].astype(np.int64), idf * tf / (tf + self.k1 * (1.0 - self.b + self.b * length / avg)))
+        else:
+            found = (np.zeros(0, dtype=np.int64), np.zeros(0))
+        self._terms[term] = found
+        self._terms_bytes += found[0].nbytes + found[1].nbytes
+        while self._terms and (self._terms_bytes > _CACHE_BYTES or len(self._terms) > _CACHE_TERMS):
+            _, (a, b) = self._terms.popitem(last=False)
+            self._terms_bytes -= a.nbytes + b.nbytes
+        return found
+
+    def search(self, terms: Sequence[str], k: int, node: Node | None = None, *, fields: bool = True) -> list[Hit]:
+        """The ``k`` best documents by BM25 over ``terms`` that match ``node``; ties by id. ``fields=False``:
+        ids and scores only (a fused query's leg; the winners' texts are read afterwards)."""
         with self._mutex:
-            n = int(self._info("docs"))
+            (version,) = self._db.execute("PRAGMA data_version").fetchone()
+            if version != self._seen:
+                self._stale()
+                self._seen = version
+                stats = dict(self._db.execute("SELECT key, value FROM info WHERE key IN ('docs', 'length')"))
+                self._stats = (int(stats.get("docs", 0)), int(stats.get("length", 0)))
+            n, total = self._stats
             if n <= 0 or not terms:
                 return []
-            avg = max(int(self._info("length")), 1) / n
-            parts_iid: list[np.ndarray] = []
-            parts_score: list[np.ndarray] = []
-            for term in dict.fromkeys(terms):
-                rows = self._db.execute(
-                    "SELECT p.iid, p.tf, d.len FROM postings p JOIN docs d ON d.iid = p.iid WHERE p.term = ?", (term,)
-                ).fetchall()
-                if not rows:
-                    continue
-                arr = np.asarray(rows, dtype=np.float64)
-                idf = math.log(1.0 + (n - len(rows) + 0.5) / (len(rows) + 0.5))
-                tf, length = arr[:, 1], arr[:, 2]
-                parts_iid.append(arr[:, 0].astype(np.int64))
-                parts_score.append(idf * tf / (tf + self.k1 * (1.0 - self.b + self.b * length / avg)))
+            avg = max(total, 1) / n
+            parts = [self._postings(term, n, avg) for term in dict.fromkeys(terms)]
+            parts_iid = [p[0] for p in parts if p[0].size]
+            parts_score = [p[1] for p in parts if p[0].size]
             if not parts_iid:
                 return []
+            if len(parts_iid) == 1:
+                return self._best(parts_iid[0], parts_score[0], k, node, fields)
             iids, inverse = np.unique(np.concatenate(parts_iid), return_inverse=True)
             scores = np.bincount(inverse, weights=np.concatenate(parts_score))
-            return self._best(iids, scores, k, node)
+            return self._best(iids, scores, k, node, fields)
 
-    def _best(self, iids: np.ndarray, scores: np.ndarray, k: int, node: Node | None) -> list[Hit]:
+    def _best(self, iids: np.ndarray, scores: np.ndarray, k: int, node: Node | None, fields: bool = True) -> list[Hit]:
         """Walk candidates best first until k match and no tie is left behind; text is read for the winners
         only, metadata only when a filter needs it."""
-        order = np.argsort(-scores, kind="stable")
         if node is None:
+            if len(scores) > 4 * k:  # the k best and every tie of the k-th, without sorting every candidate
+                last = -np.partition(-scores, k - 1)[k - 1]
+                keep = np.flatnonzero(scores >= last)
+                iids, scores = iids[keep], scores[keep]
+            order = np.argsort(-scores, kind="stable")
             last = scores[order[min(k, len(order)) - 1]]
             cut = int(np.searchsorted(-scores[order], -last, side="right"))  # every tie of the k-th
             picked = [(int(iids[j]), float(scores[j])) for j in order[:cut]]
         else:
+            order = np.argsort(-scores, kind="stable")
             picked = []
             step = max(2 * k, 64)
             for start in range(0, len(order), step):
@@ -254,6 +300,17 @@ class LexicalIndex:
                     for j in chunk
                     if int(iids[j]) in metas and matches(node, json.loads(metas[int(iids[j])]))
                 ]
+        if not fields:
+            known = self._id_of
+            missing = [i for i, _ in picked if i not in known]
+            if missing:
+                if len(known) > _CACHE_TERMS:
+                    known.clear()
+                known.update(self._rows("iid, id", missing))
+            ids = {i: known[i] for i, _ in picked if i in known}
+            found = [Hit(ids[i], sc, "", {}, "bm25") for i, sc in picked if i in ids]
+            found.sort(key=lambda h: (-h.score, h.id))
+            return found[:k]
         rows = {r[0]: r[1:] for r in self._rows("iid, id, text, metadata", [i for i, _ in picked])}
         found = [Hit(rows[i][0], sc, rows[i][1], json.loads(rows[i][2]), "bm25") for i, sc in picked if i in rows]
         found.sort(key=lambda h: (-h.score, h.id))

@@ -201,9 +201,11 @@ class Prepared:
         weights = [f.lexical_weight if m == LEXICAL else f.weights.get(m, 1.0) for m in names]
         return rrf([legs[m] for m in names], k, constant, weights)
 
-    def _lexical(self, store: Collection, i: int, depth: int, filter: Filter | Node | None) -> list[Hit]:
+    def _lexical(
+        self, store: Collection, i: int, depth: int, filter: Filter | Node | None, fields: bool = True
+    ) -> list[Hit]:
         text = self.plans[i].lexical_text
-        return store.search_lexical(text, depth, filter) if text else []
+        return store.search_lexical(text, depth, filter, fields=fields) if text else []
 
     def run(self, collection: Searchable, i: int, k: int, filter: Filter | Node | None = None) -> list[Hit]:
         store = Collection.view(collection)
@@ -212,27 +214,33 @@ class Prepared:
         if names == [TRANSLATE] and not plan.members:
             return store.search(self.main[i], k, filter)
         depth = self._depth(i, k)
+        # a fusion reads `depth` candidates per leg and keeps k: legs bring ids and scores, the k winners'
+        # texts are read once at the end (the legs' own reads cost more than their searches on fast engines)
+        fields = len(names) == 1
         legs = {
-            m: store.search(self.main[i], depth, filter)
+            m: store.search(self.main[i], depth, filter, fields=fields)
             if m == TRANSLATE
-            else self._lexical(store, i, depth, filter)
+            else self._lexical(store, i, depth, filter, fields)
             if m == LEXICAL
-            else store.route(m).search(self.routed[m][i], depth, filter)
+            else store.route(m).search(self.routed[m][i], depth, filter, fields=fields)
             for m in names
         }
-        return self._fuse(i, legs, k)
+        fused = self._fuse(i, legs, k)
+        return fused if fields else store.hydrate(fused)
 
     def run_all(self, collection: Searchable, k: int, filter: Filter | Node | None = None) -> list[list[Hit]]:
         """Every query, through each engine's batch call (one call per index and search depth)."""
         store = Collection.view(collection)
         legs: dict[int, dict[str, list[Hit]]] = {i: {} for i in range(self.n)}
 
+        fusing = {i for i in range(self.n) if len(self._legs(i)) > 1}
+
         def batch(index: VectorStore | Collection, name: str, vecs: Mapping[int, np.ndarray]) -> None:
-            groups: dict[int, list[int]] = {}
+            groups: dict[tuple[int, bool], list[int]] = {}
             for i in vecs:
-                groups.setdefault(self._depth(i, k), []).append(i)
-            for depth, idx in sorted(groups.items()):
-                found = index.search_batch(np.stack([vecs[i] for i in idx]), depth, filter)
+                groups.setdefault((self._depth(i, k), i not in fusing), []).append(i)
+            for (depth, fields), idx in sorted(groups.items()):
+                found = index.search_batch(np.stack([vecs[i] for i in idx]), depth, filter, fields=fields)
                 for i, hits in zip(idx, found, strict=True):
                     legs[i][name] = hits
 
@@ -245,8 +253,12 @@ class Prepared:
                 batch(store.route(name), name, wanted)
         for i in range(self.n):
             if LEXICAL in self._legs(i):
-                legs[i][LEXICAL] = self._lexical(store, i, self._depth(i, k), filter)
-        return [self._fuse(i, legs[i], k) for i in range(self.n)]
+                legs[i][LEXICAL] = self._lexical(store, i, self._depth(i, k), filter, i not in fusing)
+        out = [self._fuse(i, legs[i], k) for i in range(self.n)]
+        if fusing:  # the winners' texts, in one read for every fused query
+            filled = {id(h) for h in store.hydrate([h for i in fusing for h in out[i]])}
+            out = [[h for h in hits if id(h) in filled] if i in fusing else hits for i, hits in enumerate(out)]
+        return out
 
     def results(self, hits: list[list[Hit]]) -> list[SearchResult]:
         return [SearchResult(h, p) for h, p in zip(hits, self.plans, strict=True)]

@@ -376,8 +376,12 @@ class VectorStore(ABC):
                 self._upsert(ids[start:end], vectors[start:end], texts[start:end], metas[start:end])
         return ids
 
-    def search(self, vector: Any, k: int = 10, filter: Filter | Node | None = None) -> list[Hit]:
-        """The ``k`` most similar documents that match ``filter``, best first."""
+    def search(
+        self, vector: Any, k: int = 10, filter: Filter | Node | None = None, *, fields: bool = True
+    ) -> list[Hit]:
+        """The ``k`` most similar documents that match ``filter``, best first. ``fields=False``: ids and
+        scores only (text ``""``, metadata ``{}``) where the engine can skip reading them -- a fused query
+        reads 50 candidates per leg and keeps k, then ``hydrate`` fills the winners."""
         self._check_open()
         self._catch_up()
         _check_k(k)
@@ -394,10 +398,38 @@ class VectorStore(ABC):
             q = q / norm
         with self._lock.read(), self._engine("search"):
             self._check_open()
-            hits = self._search(q, int(k), node)
+            hits = self._search(q, int(k), node) if fields else self._search_bare(q, int(k), node)
         return _scaled(sorted(hits, key=_rank)[: int(k)], self.metric)
 
-    def search_batch(self, vectors: Any, k: int = 10, filter: Filter | Node | None = None) -> list[list[Hit]]:
+    def _search_bare(self, vector: np.ndarray, k: int, node: Node | None) -> list[Hit]:
+        """``_search`` without reading texts and metadata; engines that can skip them override this."""
+        return self._search(vector, k, node)
+
+    def hydrate(self, hits: list[Hit]) -> list[Hit]:
+        """Fill the texts and metadata of ``hits`` (from a ``fields=False`` search) from this store, in place;
+        a hit whose document is gone meanwhile is dropped."""
+        todo = [h for h in hits if not h.text]
+        if not todo:
+            return hits
+        with self._lock.read(), self._engine("read"):
+            self._check_open()
+            found = self._fields(list(dict.fromkeys(h.id for h in todo)))
+        out = []
+        for hit in hits:
+            if not hit.text:
+                if hit.id not in found:
+                    continue
+                hit.text, hit.metadata = found[hit.id]
+            out.append(hit)
+        return out
+
+    def _fields(self, ids: list[str]) -> dict[str, tuple[str, Metadata]]:
+        """Text and metadata by id; engines that can read them without the vectors override this."""
+        return {d.id: (d.text, dict(d.metadata)) for d in self._get(ids)}
+
+    def search_batch(
+        self, vectors: Any, k: int = 10, filter: Filter | Node | None = None, *, fields: bool = True
+    ) -> list[list[Hit]]:
         """``search`` for many query vectors; engines with a batch call answer them in one round trip."""
         self._check_open()
         self._catch_up()
@@ -417,7 +449,13 @@ class VectorStore(ABC):
             matrix = matrix / norms[:, None]
         with self._lock.read(), self._engine("search"):
             self._check_open()
-            out = self._search_batch(np.ascontiguousarray(matrix, dtype=np.float32), int(k), node)
+            matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+            bare = not fields and type(self)._search_bare is not VectorStore._search_bare
+            out = (
+                [self._search_bare(q, int(k), node) for q in matrix]
+                if bare
+                else self._search_batch(matrix, int(k), node)
+            )
         return [_scaled(sorted(hits, key=_rank)[: int(k)], self.metric) for hits in out]
 
     def _search_batch(self, matrix: np.ndarray, k: int, node: Node | None) -> list[list[Hit]]:

@@ -464,11 +464,20 @@ class Collection:
             raise ConfigError(f"routed queries need the multilingual index {name!r} (bilingual.multilingual)")
         return routes[name].store
 
-    def search(self, vector: Any, k: int = 10, filter: Filter | Node | None = None) -> list[Hit]:
-        return self.primary.search(vector, k, filter)
+    def search(
+        self, vector: Any, k: int = 10, filter: Filter | Node | None = None, *, fields: bool = True
+    ) -> list[Hit]:
+        return self.primary.search(vector, k, filter, fields=fields)
 
-    def search_batch(self, vectors: Any, k: int = 10, filter: Filter | Node | None = None) -> list[list[Hit]]:
-        return self.primary.search_batch(vectors, k, filter)
+    def search_batch(
+        self, vectors: Any, k: int = 10, filter: Filter | Node | None = None, *, fields: bool = True
+    ) -> list[list[Hit]]:
+        return self.primary.search_batch(vectors, k, filter, fields=fields)
+
+    def hydrate(self, hits: list[Hit]) -> list[Hit]:
+        """Texts and metadata for hits found with ``fields=False`` (by any of this collection's indexes: the
+        primary holds every document)."""
+        return self.primary.hydrate(hits)
 
     def get(
         self, ids: Sequence[str] | None = None, *, filter: Filter | Node | None = None, limit: int | None = None
@@ -544,13 +553,15 @@ class Collection:
             raise ValidationError(f"query must be a string, got {type(query).__name__}")
         return index.terms(query)
 
-    def search_lexical(self, query: str, k: int = 10, filter: Filter | Node | None = None) -> list[Hit]:
+    def search_lexical(
+        self, query: str, k: int = 10, filter: Filter | Node | None = None, *, fields: bool = True
+    ) -> list[Hit]:
         """The ``k`` best documents by BM25 that match ``filter`` (scores are BM25, higher is better); empty
         when the query has no terms. Same terms and scores on every backend."""
         _check_k(k)
         terms = self.lexical_terms(query)
         node = self._parse_filter(filter)
-        return self._lexical().search(terms, int(k), node)
+        return self._lexical().search(terms, int(k), node, fields=fields)
 
     # ----------------------------------------------------------------- the one write path
     @contextmanager

@@ -45,7 +45,7 @@ from ..query.filters import MAX_ATOMS, matches, parse_filter
 from ..stores.base import VectorStore
 from ..stores.collection import Collection, open_collection
 from ..stores.registry import create_store, resolve_store, store_block
-from ..types import Document
+from ..types import Document, Hit
 from .data import DIM, TAGS, make_docs
 from .lexical import EMPTY_QUERIES, QUERIES, lexical_docs, reference_bm25
 
@@ -504,6 +504,25 @@ class SearchTests(_Base):
         else:
             found = sum(len({h.id for h in filled.search(q, 10)} & set(oracle_top(docs, q, 10))) for q in queries)
             assert found / (10 * len(queries)) >= 0.95
+
+    def test_bare_search_then_hydrate_is_the_search(self, filled: VectorStore, docs: list[Document]) -> None:
+        """A fused query's legs read ids and scores only (``fields=False``) and ``hydrate`` fills the winners:
+        the same hits as a plain search, with and without a filter, in batches too; gone ids are dropped."""
+        rng = np.random.default_rng(5)
+        queries = rng.normal(size=(4, DIM))
+        flt = {"i": {"$gte": 10}}
+        for q in queries:
+            for f in (None, flt):
+                full = filled.search(q, 12, f)
+                bare = filled.search(q, 12, f, fields=False)
+                assert [(h.id, h.score) for h in bare] == [(h.id, h.score) for h in full]
+                filledin = filled.hydrate(bare)
+                assert [(h.id, h.text, h.metadata) for h in filledin] == [(h.id, h.text, h.metadata) for h in full]
+        batch = filled.search_batch(queries, 7, fields=False)
+        assert [[h.id for h in hits] for hits in batch] == [[h.id for h in filled.search(q, 7)] for q in queries]
+        gone = [Hit(h.id, h.score, "", {}) for h in filled.search(queries[0], 3)]
+        filled.delete([gone[0].id])
+        assert [h.id for h in filled.hydrate(gone)] == [h.id for h in gone[1:]]
 
     def test_scores_are_cosine_similarity_best_first(self, filled: VectorStore, docs: list[Document]) -> None:
         if filled.metric != "cosine":
