@@ -63,6 +63,23 @@ def ingest_seconds(block: dict[str, Any], docs: list[Document], folder: Path) ->
         store.close()
 
 
+def interleaved_p50(store: Any, dense: Any, hybrid: Any) -> tuple[float, float]:
+    """p50 seconds of dense and hybrid over every prepared question, interleaved per question after a
+    warm-up, so both see the same machine state."""
+    for i in range(20):
+        dense.run(store, i, 10)
+        hybrid.run(store, i, 10)
+    d_t, h_t = [], []
+    for i in range(dense.n):
+        start = time.perf_counter()
+        dense.run(store, i, 10)
+        d_t.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        hybrid.run(store, i, 10)
+        h_t.append(time.perf_counter() - start)
+    return statistics.median(d_t), statistics.median(h_t)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cache", type=Path, default=Path(".ragstore/bench"))
@@ -118,20 +135,9 @@ def main() -> None:
             store.drop()
             for s in range(0, len(docs), 256):
                 store.upsert(docs[s : s + 256])
-            for i in range(20):  # warm-up
-                dense.run(store, i, 10)
-                hybrid.run(store, i, 10)
-            d_t, h_t = [], []
-            for i in range(len(texts)):
-                start = time.perf_counter()
-                dense.run(store, i, 10)
-                d_t.append(time.perf_counter() - start)
-                start = time.perf_counter()
-                hybrid.run(store, i, 10)
-                h_t.append(time.perf_counter() - start)
+            d50, h50 = interleaved_p50(store, dense, hybrid)
             store.drop()
             store.close()
-            d50, h50 = statistics.median(d_t), statistics.median(h_t)
             p, lx = min(plain_s), min(lex_s)
             rows.append(
                 {
@@ -219,20 +225,9 @@ def scaled(args: argparse.Namespace) -> None:
             for s in range(0, n, 2000):
                 store.upsert(docs[s : s + 2000])
             store.flush()
-            for i in range(20):
-                dense.run(store, i, 10)
-                hybrid.run(store, i, 10)
-            d_t, h_t = [], []
-            for i in range(len(texts)):
-                start = time.perf_counter()
-                dense.run(store, i, 10)
-                d_t.append(time.perf_counter() - start)
-                start = time.perf_counter()
-                hybrid.run(store, i, 10)
-                h_t.append(time.perf_counter() - start)
+            d50, h50 = interleaved_p50(store, dense, hybrid)
             store.drop()
             store.close()
-            d50, h50 = statistics.median(d_t), statistics.median(h_t)
             rows.append(
                 {"store": name, "dense_p50_ms": d50 * 1000, "hybrid_p50_ms": h50 * 1000, "latency_ratio": h50 / d50}
             )
