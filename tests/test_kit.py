@@ -105,6 +105,20 @@ def test_every_builtin_adapter_reads_its_options_instead_of_redeclaring_them() -
         assert "_clear" not in vars(cls) or "_drop()" not in inspect.getsource(cls._clear), name
 
 
+def test_the_registry_says_where_each_store_keeps_its_lexical_leg() -> None:
+    """``ragstore info`` reads the leg from the registry without importing engines: it must be the class's."""
+    for name, entry in STORES.items():
+        cls = store_class(name)
+        assert entry.lexical.startswith("native") == (cls.native_lexical is not None), name
+
+
+def test_lexical_leg_native_on_an_engine_without_one_is_refused() -> None:
+    from ragstore.adapters.memory import MemoryStore
+
+    with pytest.raises(ConfigError, match="no native lexical leg"):
+        MemoryStore(lexical=True, lexical_leg="native")
+
+
 def test_the_fold_walks_the_tree_once_for_any_engine() -> None:
     class Text(FilterCompiler[str]):
         def all_of(self, parts: list[str]) -> str:

@@ -118,6 +118,11 @@ class StoreOptions(BaseModel):
     )
     bm25_k1: float = Field(default=1.2, gt=0, le=10, description="BM25 term-frequency saturation")
     bm25_b: float = Field(default=0.75, ge=0, le=1, description="BM25 document-length normalisation")
+    lexical_leg: Literal["auto", "native", "sidecar"] = Field(
+        default="auto",
+        description="where the BM25 leg lives: auto (in the engine where ragstore has a native leg for it, "
+        "else the sidecar), native (in the engine, or a clear error), sidecar (a local SQLite file)",
+    )
     lexical_path: str | None = Field(
         default=None,
         description="folder for the collection's local files: lexical index, write journal (default: "
@@ -210,6 +215,10 @@ class VectorStore(ABC):
     one_process_per_path: ClassVar[bool] = False
     #: Options that may change on an open store without rebuilding it (search-time knobs such as ``ef_search``).
     tunable: ClassVar[tuple[str, ...]] = ()
+    #: How the engine keeps the BM25 leg itself, in words (``None``: it cannot; a collection keeps a sidecar
+    #: index). A native leg is written in the same engine transaction as the vectors, so every process and
+    #: every app server in front of the engine sees one index and nothing local can drift from it.
+    native_lexical: ClassVar[str | None] = None
 
     #: the validated options this store was opened with (adapters narrow the type)
     options: StoreOptions
@@ -225,6 +234,10 @@ class VectorStore(ABC):
                 f"{self.name} does not support metric {opts.metric!r}; it supports {', '.join(self.metrics)}"
             )
         self.metric: Metric = opts.metric
+        if opts.lexical_leg == "native" and self.native_lexical is None:
+            raise ConfigError(
+                f"{self.name} has no native lexical leg (lexical_leg: native); use lexical_leg: auto or sidecar"
+            )
         self._dim: int | None = opts.dim
         self.batch_size = opts.batch_size
         self._closed = False
@@ -422,6 +435,63 @@ class VectorStore(ABC):
                 hit.text, hit.metadata = found[hit.id]
             out.append(hit)
         return out
+
+    # ----------------------------------------------------------------- the native lexical leg
+    @property
+    def lexical_native(self) -> bool:
+        """Whether a collection keeps this store's BM25 leg in the engine (``lexical_leg``), not in a sidecar."""
+        return self.native_lexical is not None and self.options.lexical_leg != "sidecar"
+
+    def lexical_built(self) -> bool:
+        """Whether the engine holds this collection's native BM25 leg now (by any process), with the current
+        analyzer: every writer then keeps it in step in the same transaction as the vectors."""
+        self._check_open()
+        if not self.lexical_native or self._dim is None:
+            return False
+        with self._lock.read(), self._engine("look for the lexical leg"):
+            return self._lexical_state() == "ready"
+
+    def build_lexical(self, *, rebuild: bool = False) -> int:
+        """Create the native BM25 leg and fill it from the stored texts (with a progress bar), unless it is
+        already there with the current analyzer; returns how many documents were indexed. Writers in other
+        processes wait for it, then write their terms too."""
+        self._check_open()
+        if not self.lexical_native:
+            raise UnsupportedFeatureError(f"{self.name} keeps no lexical leg in its engine (lexical_leg)")
+        if self._dim is None:
+            return 0
+        with self._lock.write(), self._engine("build the lexical leg"):
+            self._check_open()
+            if not rebuild and self._lexical_state() == "ready":
+                return 0
+            return self._lexical_build()
+
+    def search_terms(
+        self, terms: Sequence[str], k: int, filter: Filter | Node | None = None, *, fields: bool = True
+    ) -> list[Hit]:
+        """The ``k`` best documents by BM25 over analysed ``terms`` that match ``filter``, scored in the engine
+        (ties by id); the leg must be built (``build_lexical``)."""
+        self._check_open()
+        self._catch_up()
+        _check_k(k)
+        node = self._parse_filter(filter)
+        wanted = list(dict.fromkeys(str(t) for t in terms))
+        if self._dim is None or not wanted:
+            return []
+        with self._lock.read(), self._engine("search the lexical leg"):
+            self._check_open()
+            hits = self._lexical_search(wanted, int(k), node, fields)
+        return sorted(hits, key=_rank)[: int(k)]
+
+    def _lexical_state(self) -> str:
+        """``"ready"`` (built with the current analyzer), ``"stale"`` (another analyzer) or ``"none"``."""
+        return "none"
+
+    def _lexical_build(self) -> int:
+        raise UnsupportedFeatureError(f"{self.name} keeps no lexical leg in its engine")
+
+    def _lexical_search(self, terms: list[str], k: int, node: Node | None, fields: bool) -> list[Hit]:
+        raise UnsupportedFeatureError(f"{self.name} keeps no lexical leg in its engine")
 
     def _fields(self, ids: list[str]) -> dict[str, tuple[str, Metadata]]:
         """Text and metadata by id; engines that can read them without the vectors override this."""
@@ -696,6 +766,11 @@ class VectorStore(ABC):
                 self._check_open()
                 if self._changed_elsewhere():
                     self._refresh()
+        if self._dim is None:  # opened empty: another process (another app server) may have created it since
+            with self._lock.write(), self._engine("look for a collection made by another process"):
+                self._check_open()
+                if self._dim is None and self._stored() is not None:
+                    self._adopt_or_create()
 
     def _abandon(self) -> None:
         """Release the engine after a refused open (wrong metric or dimension) *without writing anything*:

@@ -31,6 +31,8 @@ class Builtin:
     extra: str | None  # pip extra that installs the engine
     probe: str | None  # module whose presence means the extra is installed
     what: str
+    #: stores: where ``lexical: true`` keeps the BM25 leg by default (``VectorStore.native_lexical``)
+    lexical: str = "sidecar (SQLite beside the store)"
 
 
 STORES: dict[str, Builtin] = {
@@ -42,7 +44,13 @@ STORES: dict[str, Builtin] = {
     "qdrant-edge": Builtin(
         "ragstore.adapters.qdrant:QdrantEdgeStore", "qdrant", "qdrant_edge", "Qdrant Edge (qdrant-edge-py)"
     ),
-    "pgvector": Builtin("ragstore.adapters.pgvector:PgVectorStore", "pgvector", "psycopg", "PGVector (psycopg)"),
+    "pgvector": Builtin(
+        "ragstore.adapters.pgvector:PgVectorStore",
+        "pgvector",
+        "psycopg",
+        "PGVector (psycopg)",
+        lexical="native (tables in PostgreSQL, BM25 in SQL)",
+    ),
 }
 
 EMBEDDERS: dict[str, Builtin] = {
