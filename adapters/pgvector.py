@@ -360,10 +360,12 @@ class PgVectorStore(VectorStore):
         return self._lex_on
 
     def _copy_terms(self, cur: Any, docs: Any) -> None:
-        with cur.copy(self._q("COPY {} (term, id, tf) FROM STDIN", self.terms_ident)) as copy:
+        """Postings carry their document's length, so scoring reads the postings alone."""
+        with cur.copy(self._q("COPY {} (term, id, tf, len) FROM STDIN", self.terms_ident)) as copy:
             for doc_id, counts in docs:
+                length = sum(counts.values())
                 for term, tf in counts.items():
-                    copy.write_row((term, doc_id, tf))
+                    copy.write_row((term, doc_id, tf, length))
 
     def _lexical_state(self) -> str:
         from ragstore.lexical.analyzer import ANALYZER_VERSION
@@ -397,7 +399,7 @@ class PgVectorStore(VectorStore):
             cur.execute(
                 self._q(
                     "CREATE TABLE {} (term text NOT NULL, id text NOT NULL REFERENCES {} (id) ON DELETE CASCADE, "
-                    "tf integer NOT NULL, PRIMARY KEY (term, id))",
+                    "tf integer NOT NULL, len integer NOT NULL, PRIMARY KEY (term, id))",
                     self.terms_ident,
                     self.ident,
                 )
@@ -450,33 +452,47 @@ class PgVectorStore(VectorStore):
                         sql.SQL(clause),
                     )
                 )
+            cur.execute(self._q("ANALYZE {}", self.terms_ident))  # the planner's row estimates, from the start
         self._lex_on = True
         return done
 
     def _lexical_search(self, terms: list[str], k: int, node: Node | None, fields: bool) -> list[Hit]:
-        where, params = to_sql(node)
         opts = self.options
-        cols = self.sql.SQL(", d.text, d.metadata" if fields else "")
         # Lucene BM25 as the sidecar computes it: idf = ln(1 + (N - df + 0.5) / (df + 0.5)) over every document,
-        # tf / (tf + k1 * (1 - b + b * len / avglen)); ties by id in code-point order (COLLATE "C")
-        query = self._q(
+        # tf / (tf + k1 * (1 - b + b * len / avglen)); ties by id in code-point order (COLLATE "C"). The query's
+        # postings are read once (each carries its document's length); the table is joined only for a filter
+        # or for the winners' fields.
+        scored = (
             "WITH st AS (SELECT docs::float8 AS n, GREATEST(length, 1)::float8 / docs AS avg "
             "FROM ragstore_lexical WHERE tbl = %s AND docs > 0), "
+            "p AS MATERIALIZED (SELECT term, id, tf, len FROM {terms} WHERE term = ANY(%s)), "
             "w AS (SELECT p.term, ln(1 + (st.n - count(*) + 0.5) / (count(*) + 0.5)) AS idf "
-            "FROM {terms} p, st WHERE p.term = ANY(%s) GROUP BY p.term, st.n) "
-            "SELECT d.id{cols}, sum(w.idf * p.tf / (p.tf + %s * (1 - %s + %s * d.lex_len / st.avg))) AS score "
-            "FROM w JOIN {terms} p ON p.term = w.term JOIN {table} d ON d.id = p.id CROSS JOIN st "
-            'WHERE {where} GROUP BY d.id{cols} ORDER BY score DESC, d.id COLLATE "C" LIMIT %s',
-            terms=self.terms_ident,
-            table=self.ident,
-            cols=cols,
-            where=where,
+            "FROM p, st GROUP BY p.term, st.n), "
+            "s AS (SELECT p.id, sum(w.idf * p.tf / (p.tf + %s * (1 - %s + %s * p.len / st.avg))) AS score "
+            "FROM p JOIN w ON w.term = p.term CROSS JOIN st GROUP BY p.id) "
         )
-        args = [self.table, terms, opts.bm25_k1, opts.bm25_b, opts.bm25_b, *params, k]
+        args: list[Any] = [self.table, terms, opts.bm25_k1, opts.bm25_b, opts.bm25_b]
+        cols = self.sql.SQL(", d.text, d.metadata" if fields else "")
+        if node is None:
+            tail = (
+                "SELECT s.id, s.score{cols} FROM "
+                '(SELECT id, score FROM s ORDER BY score DESC, id COLLATE "C" LIMIT %s) s'
+            )
+            tail += " JOIN {table} d ON d.id = s.id" if fields else ""
+            query = self._q(scored + tail, terms=self.terms_ident, table=self.ident, cols=cols)
+            args.append(k)
+        else:
+            where, params = to_sql(node)
+            tail = (
+                "SELECT s.id, s.score{cols} FROM s JOIN {table} d ON d.id = s.id WHERE {where} "
+                'ORDER BY s.score DESC, s.id COLLATE "C" LIMIT %s'
+            )
+            query = self._q(scored + tail, terms=self.terms_ident, table=self.ident, cols=cols, where=where)
+            args += [*params, k]
         with self._reading() as conn:
             rows = conn.execute(query, args).fetchall()
         if fields:
-            return [Hit(r[0], float(r[3]), r[1], r[2], "bm25") for r in rows]
+            return [Hit(r[0], float(r[1]), r[2], r[3], "bm25") for r in rows]
         return [Hit(r[0], float(r[1]), "", {}, "bm25") for r in rows]
 
     def _score(self, distance: float) -> float:
