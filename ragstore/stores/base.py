@@ -439,8 +439,30 @@ class VectorStore(ABC):
     # ----------------------------------------------------------------- the native lexical leg
     @property
     def lexical_native(self) -> bool:
-        """Whether a collection keeps this store's BM25 leg in the engine (``lexical_leg``), not in a sidecar."""
-        return self.native_lexical is not None and self.options.lexical_leg != "sidecar"
+        """Whether a collection keeps this store's BM25 leg in the engine (``lexical_leg``), not in a sidecar:
+        never on an engine without one, nor on a collection made before its engine's leg existed."""
+        if self.native_lexical is None or self.options.lexical_leg == "sidecar":
+            return False
+        if self._closed:
+            return False
+        with self._engine("look at the collection"):
+            possible = self._native_possible()
+        if not possible and self.options.lexical_leg == "native":
+            raise UnsupportedFeatureError(
+                f"{self.name} collection {self._describe()} was made without room for a native lexical leg (made "
+                "by an older ragstore): copy it into a new collection (ragstore copy), or use lexical_leg: sidecar"
+            )
+        return possible
+
+    def lexical_variant(self) -> dict[str, float]:
+        """How the native leg's BM25 departs from the reference (empty: exactly Lucene's, to 1e-9):
+        ``avglen`` -- the average document length it was built with, where the reference uses today's;
+        ``rel_tol`` -- the relative precision of its scores (an engine scoring in float32)."""
+        return {}
+
+    def _native_possible(self) -> bool:
+        """Whether this collection can hold the native leg (False: made before the engine's leg existed)."""
+        return True
 
     def lexical_built(self) -> bool:
         """Whether the engine holds this collection's native BM25 leg now (by any process), with the current

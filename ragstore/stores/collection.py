@@ -578,6 +578,11 @@ class Collection:
                 raise
             self.notes.append(f"built the lexical index from the stored texts ({changed} documents)")
 
+    def lexical_variant(self) -> dict[str, float]:
+        """How this collection's BM25 departs from the reference (``VectorStore.lexical_variant``; the sidecar:
+        not at all)."""
+        return self.primary.lexical_variant() if self._native else {}
+
     def lexical_terms(self, query: str) -> list[str]:
         """The terms a lexical search for ``query`` looks up (empty: only stop words, punctuation or emoji)."""
         self.require_lexical()
@@ -675,6 +680,8 @@ class Collection:
         with self._writing() as gen:
             self._primary_write(self.primary.clear)
             self._each(lambda d: d.clear(gen))
+            if self._native and self.primary.dim is not None:
+                self.primary.build_lexical()  # engines that clear by re-creating the collection lose the leg
         if self.primary.dim is not None:  # engines that clear by re-creating lose the collection's properties
             self._save_manifest(force=True)
 
