@@ -453,6 +453,8 @@ class QdrantEdgeStore(VectorStore):
     name = "qdrant-edge"
     tunable = ("ef_search", "exact", "oversampling")
     Options = QdrantEdgeOptions
+    one_process_per_path = True  # the shard's WAL lock admits one opener; say so before the shard exists too
+    one_opener_per_path = True
 
     options: QdrantEdgeOptions
 

@@ -44,6 +44,8 @@ LEGS: list[tuple[dict[str, Any], str]] = [
     ({"type": "pgvector", "index": "none"}, "sidecar"),
     ({"type": "pgvector", "index": "none"}, "native"),
     ({"type": "pgvector", "index": "hnsw"}, "native"),
+    ({"type": "qdrant"}, "sidecar"),
+    ({"type": "qdrant"}, "native"),
 ]
 console = Console(stderr=True)
 

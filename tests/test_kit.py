@@ -3,6 +3,7 @@ filter fold, and what the base class does for every adapter."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,21 @@ def test_the_registry_says_where_each_store_keeps_its_lexical_leg() -> None:
     for name, entry in STORES.items():
         cls = store_class(name)
         assert entry.lexical.startswith("native") == (cls.native_lexical is not None), name
+    # and the README's backends table says the same, row by row
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    rows = [line for line in readme.splitlines() if line.startswith("| `") or line.startswith("| [`")]
+    said: dict[str, str] = {}
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        names = re.findall(r"`([a-z-]+)`", cells[0])
+        leg = cells[-1]
+        for name in names:
+            if name in STORES:
+                own = re.search(rf"{re.escape(name.split('-')[-1])}: ([^;]+)", leg) if len(names) > 1 else None
+                said[name] = own.group(1) if own else leg
+    assert set(said) == set(STORES)
+    for name, leg in said.items():
+        assert ("native" in leg) == (store_class(name).native_lexical is not None), (name, leg)
 
 
 def test_lexical_leg_native_on_an_engine_without_one_is_refused() -> None:

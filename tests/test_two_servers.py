@@ -1,7 +1,10 @@
-"""Two ``ragstore serve`` processes in front of one PostgreSQL server: a write through one is found through the
-other at once -- dense, lexical and hybrid, deletes too -- with no ``lexical_path`` anywhere (the BM25 leg
-lives in PostgreSQL), and kill -9 of a writing app server loses no acknowledged document and leaves no
-lexical entry without its document."""
+"""Two ``ragstore serve`` processes in front of one server-mode store: a write through one is found through the
+other at once -- dense, lexical and hybrid, deletes too -- and kill -9 of a writing app server loses no
+acknowledged document and leaves no lexical entry without its document.
+
+PostgreSQL keeps the BM25 leg inside the database: no ``lexical_path`` anywhere, so the app servers could run
+on different machines. ``chroma run`` has no native leg (Chroma 1.5 refuses sparse indexes outside its
+cloud): its two app servers share a sidecar through one ``lexical_path``, which only works on one machine."""
 
 from __future__ import annotations
 
@@ -87,22 +90,42 @@ class App:
                 self.proc.wait(30)
 
 
-def _config(tmp_path: Path, name: str, dsn: str, table: str) -> Path:
+@pytest.fixture(params=["pgvector", "chroma"])
+def server_store(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """A store block on a server that runs here, one fresh collection per test."""
+    name = f"two_{uuid.uuid4().hex[:12]}"
+    if request.param == "pgvector":
+        dsn = request.getfixturevalue("pg_dsn")
+        return {"type": "pgvector", "dsn": dsn, "table": name, "index": "none", "lexical": True}
+    pytest.importorskip("chromadb", reason="needs: pip install 'ragstore[chroma]'")
+    port = request.getfixturevalue("chroma_server")
+    shared = str(tmp_path / "shared-lexical")  # the sidecar: one folder both app servers reach
+    return {
+        "type": "chroma",
+        "host": "127.0.0.1",
+        "port": port,
+        "collection": name,
+        "lexical": True,
+        "lexical_path": shared,
+    }
+
+
+def _config(tmp_path: Path, name: str, store: dict[str, Any]) -> Path:
     cfg = tmp_path / f"{name}.yaml"
     config = {
         "data_dir": str(tmp_path / f"data-{name}"),
         "embedder": {"type": "hashing", "dim": 256},
-        "store": {"type": "pgvector", "dsn": dsn, "table": table, "index": "none", "lexical": True},
+        "store": store,
     }
     cfg.write_text(json.dumps(config), encoding="utf-8")  # YAML reads JSON
-    assert "lexical_path" not in cfg.read_text(encoding="utf-8")
+    if store["type"] == "pgvector":
+        assert "lexical_path" not in cfg.read_text(encoding="utf-8")  # nothing on the app servers' disks
     return cfg
 
 
-def test_two_app_servers_share_one_postgres_store(tmp_path: Path, pg_dsn: str) -> None:
-    table = f"two_{uuid.uuid4().hex[:12]}"
-    a = App(_config(tmp_path, "a", pg_dsn, table))
-    b = App(_config(tmp_path, "b", pg_dsn, table))
+def test_two_app_servers_share_one_store(tmp_path: Path, server_store: dict[str, Any]) -> None:
+    a = App(_config(tmp_path, "a", server_store))
+    b = App(_config(tmp_path, "b", server_store))
     try:
         for i in range(12):  # every acknowledged write is visible through the other server at once
             text = f"pension {_word(i)} {_word(i + 1000)} {_word(i + 2000)} {_word(i + 3000)}"
@@ -126,10 +149,11 @@ def test_two_app_servers_share_one_postgres_store(tmp_path: Path, pg_dsn: str) -
         b.stop()
 
 
-def test_kill_9_of_a_writing_app_server_loses_nothing_acknowledged(tmp_path: Path, pg_dsn: str) -> None:
-    table = f"kill_{uuid.uuid4().hex[:12]}"
-    a = App(_config(tmp_path, "a", pg_dsn, table))
-    b = App(_config(tmp_path, "b", pg_dsn, table))
+def test_kill_9_of_a_writing_app_server_loses_nothing_acknowledged(
+    tmp_path: Path, server_store: dict[str, Any]
+) -> None:
+    a = App(_config(tmp_path, "a", server_store))
+    b = App(_config(tmp_path, "b", server_store))
     acked: list[str] = []
     stop = threading.Event()
 
@@ -162,13 +186,28 @@ def test_kill_9_of_a_writing_app_server_loses_nothing_acknowledged(tmp_path: Pat
         stop.set()
         a.stop()
         b.stop()
-    # the engine's own view: every term row has its document, the statistics are the table's, and BM25 over
-    # everything stored (acknowledged or in the batch that was cut off) is the reference's
-    import psycopg
-
     from ragstore.stores.collection import open_collection
 
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+    if server_store["type"] == "pgvector":
+        _check_postgres(server_store["dsn"], server_store["table"])
+    with open_collection(server_store) as coll:
+        assert coll.verify() == []  # the sidecar (repaired on open if the kill cut a write) holds the store's texts
+        stored = coll.get(filter=None)
+        assert {d.id for d in stored} >= set(acked)
+        docs = [Document(id=d.id, text=d.text, metadata=d.metadata) for d in stored]
+        for query in ("pension member", _word(7), f"{_word(3)} {_word(150)} pension"):
+            want = reference_bm25(docs, query, 10)
+            got = coll.search_lexical(query, 10)
+            assert [h.id for h in got] == [w[0] for w in want], query
+            assert all(abs(h.score - w[1]) <= 1e-9 * max(1.0, w[1]) for h, w in zip(got, want, strict=True))
+
+
+def _check_postgres(dsn: str, table: str) -> None:
+    """The engine's own view: every term row has its document, every document its terms, and the statistics
+    row is the table's count and total length."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
         orphans = conn.execute(
             f"SELECT count(*) FROM {table}_terms t LEFT JOIN {table} d ON d.id = t.id WHERE d.id IS NULL"
         ).fetchone()
@@ -180,12 +219,3 @@ def test_kill_9_of_a_writing_app_server_loses_nothing_acknowledged(tmp_path: Pat
             f"SELECT count(*) FROM {table} d WHERE NOT EXISTS (SELECT 1 FROM {table}_terms t WHERE t.id = d.id)"
         ).fetchone()
         assert missing == (0,)
-    with open_collection({"type": "pgvector", "dsn": pg_dsn, "table": table, "lexical": True}) as coll:
-        stored = coll.get(filter=None)
-        assert {d.id for d in stored} >= set(acked)
-        docs = [Document(id=d.id, text=d.text, metadata=d.metadata) for d in stored]
-        for query in ("pension member", _word(7), f"{_word(3)} {_word(150)} pension"):
-            want = reference_bm25(docs, query, 10)
-            got = coll.search_lexical(query, 10)
-            assert [h.id for h in got] == [w[0] for w in want], query
-            assert all(abs(h.score - w[1]) <= 1e-9 * max(1.0, w[1]) for h, w in zip(got, want, strict=True))

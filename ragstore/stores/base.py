@@ -213,6 +213,9 @@ class VectorStore(ABC):
     #: The engine cannot share an embedded ``path`` between processes: the base class holds an inter-process
     #: lock on it while the store is open, so a second process gets a clear error, never a corrupted folder.
     one_process_per_path: ClassVar[bool] = False
+    #: ... and one opener in that process too: an opener keeps the collection in its own memory (or holds the
+    #: engine's write-ahead log), so a second store object on the folder would keep a diverging copy
+    one_opener_per_path: ClassVar[bool] = False
     #: Options that may change on an open store without rebuilding it (search-time knobs such as ``ef_search``).
     tunable: ClassVar[tuple[str, ...]] = ()
     #: How the engine keeps the BM25 leg itself, in words (``None``: it cannot; a collection keeps a sidecar
@@ -247,7 +250,7 @@ class VectorStore(ABC):
         self._manifest_text: str | None = None
         path = getattr(opts, "path", None)
         if self.one_process_per_path and path and not opts.remote:
-            self._path_lock = lock_folder(path, f"{self.name} store")
+            self._path_lock = lock_folder(path, f"{self.name} store", one_opener=self.one_opener_per_path)
         try:
             self._connect()
         except BaseException:

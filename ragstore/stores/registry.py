@@ -40,7 +40,13 @@ STORES: dict[str, Builtin] = {
     "faiss": Builtin("ragstore.adapters.faiss:FaissStore", "faiss", "faiss", "FAISS (faiss-cpu)"),
     "chroma": Builtin("ragstore.adapters.chroma:ChromaStore", "chroma", "chromadb", "Chroma (chromadb)"),
     "milvus": Builtin("ragstore.adapters.milvus:MilvusStore", "milvus", "pymilvus", "Milvus (pymilvus)"),
-    "qdrant": Builtin("ragstore.adapters.qdrant:QdrantStore", "qdrant", "qdrant_client", "Qdrant (qdrant-client)"),
+    "qdrant": Builtin(
+        "ragstore.adapters.qdrant:QdrantStore",
+        "qdrant",
+        "qdrant_client",
+        "Qdrant (qdrant-client)",
+        lexical="native (sparse vectors, Qdrant's IDF modifier)",
+    ),
     "qdrant-edge": Builtin(
         "ragstore.adapters.qdrant:QdrantEdgeStore", "qdrant", "qdrant_edge", "Qdrant Edge (qdrant-edge-py)"
     ),

@@ -845,6 +845,23 @@ class ReopenTests(_Base):
         assert again.count() == len(docs)
         assert [d.id for d in again.get([docs[0].id])] == [docs[0].id]
 
+    def test_a_store_opened_empty_finds_a_collection_made_since(
+        self, make_store: Callable[[], VectorStore], docs: list[Document]
+    ) -> None:
+        """Two app servers start before the first document: the one that writes first creates the collection,
+        and the other finds it on its next call instead of answering "empty" until it is restarted."""
+        first = make_store()
+        if not first.capabilities.persistent:
+            pytest.skip(f"{first.name} with this config keeps nothing after close: no second opener")
+        try:
+            second = make_store()
+        except BackendUnavailableError as exc:  # engines that hold a folder for one opener say so
+            pytest.skip(f"{first.name} opens a path once at a time: {exc}")
+        second.upsert(docs)
+        assert first.count() == len(docs)
+        assert first.dim == second.dim == docs[0].vector.shape[0]  # type: ignore[union-attr]
+        assert [h.id for h in first.search(docs[0].vector, 1)] == [docs[0].id]
+
 
 class EngineFailureTests(_Base):
     """An engine that fails underneath an open store surfaces as ``EngineError`` (a ``RagstoreError`` with the
