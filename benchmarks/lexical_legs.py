@@ -46,6 +46,8 @@ LEGS: list[tuple[dict[str, Any], str]] = [
     ({"type": "pgvector", "index": "hnsw"}, "native"),
     ({"type": "qdrant"}, "sidecar"),
     ({"type": "qdrant"}, "native"),
+    ({"type": "milvus"}, "sidecar"),
+    ({"type": "milvus"}, "native"),
 ]
 console = Console(stderr=True)
 

@@ -248,6 +248,7 @@ class VectorStore(ABC):
         self._lock = RWLock()
         self._path_lock: str | None = None
         self._manifest_text: str | None = None
+        self._lexical_planned = False
         path = getattr(opts, "path", None)
         if self.one_process_per_path and path and not opts.remote:
             self._path_lock = lock_folder(path, f"{self.name} store", one_opener=self.one_opener_per_path)
@@ -386,7 +387,10 @@ class VectorStore(ABC):
         step = batch_size or self.batch_size
         with self._lock.write(), self._engine("write"):
             self._check_open()
+            created = self._dim is None
             self._ensure_dim(vectors.shape[1])
+            if created and self._lexical_planned and self._lexical_state() != "ready":
+                self._lexical_build()  # the leg exists before the first document, so none is written twice
             for start in range(0, len(ids), step):
                 end = start + step
                 self._upsert(ids[start:end], vectors[start:end], texts[start:end], metas[start:end])
@@ -466,6 +470,11 @@ class VectorStore(ABC):
     def _native_possible(self) -> bool:
         """Whether this collection can hold the native leg (False: made before the engine's leg existed)."""
         return True
+
+    def plan_lexical(self) -> None:
+        """Build the native leg with the collection, at its first write (a collection that keeps one asks this
+        of a store that has no collection yet)."""
+        self._lexical_planned = True
 
     def lexical_built(self) -> bool:
         """Whether the engine holds this collection's native BM25 leg now (by any process), with the current

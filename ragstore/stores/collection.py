@@ -381,7 +381,6 @@ class Collection:
         self._identities: dict[str, dict[str, Any] | None] = {}
         self._records: dict[str, Any] = {}
         self._native = False  # the BM25 leg lives in the primary's engine (``VectorStore.native_lexical``)
-        self._native_pending = False  # ... and is built at the first write (the store has no table yet)
         where = Path(folder) if folder is not None and primary.capabilities.persistent else None
         try:
             self.journal = Journal(where, primary.location())
@@ -416,7 +415,6 @@ class Collection:
         self._manifest, self._adopted, self._identities, self._records = None, False, {}, {}
         self._borrowed = True
         self._native = store.lexical_native and store.dim is not None and store.lexical_built()
-        self._native_pending = False
         return self
 
     def __getattr__(self, name: str) -> Any:
@@ -555,7 +553,7 @@ class Collection:
         another analyzer version (a store made empty builds it at its first write)."""
         self._native = True
         if self.primary.dim is None:
-            self._native_pending = True
+            self.primary.plan_lexical()  # made with the collection's first write
             return
         changed = self.primary.build_lexical()
         if changed or not at_open:
@@ -656,9 +654,6 @@ class Collection:
         given = dict(vectors or {})
         with self._writing() as gen:
             ids = self._primary_write(lambda: self.primary.upsert(docs, batch_size))
-            if self._native_pending:
-                self.primary.build_lexical()  # the first write made the table: index it, then every write
-                self._native_pending = False
             self._each(lambda d: d.upsert(docs, gen, given.get(getattr(d, "route", ""))))
         return ids
 
@@ -690,7 +685,6 @@ class Collection:
         with self._writing() as gen:
             self._primary_write(self.primary.drop)
             self._each(lambda d: d.drop(gen))
-            self._native_pending = self._native  # the next write makes a new table and its leg
 
     def tune(self, **settings: Any) -> None:
         """Search-time options on the primary and every route (``bm25_k1``/``bm25_b`` on the lexical index)."""

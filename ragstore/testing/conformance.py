@@ -1031,6 +1031,13 @@ class LexicalTests(_Base):
         full = reference_bm25(docs, query, len(docs), pred, avglen=variant.get("avglen"))
         want = full[:k]
         assert len(got) == len(want), query
+        if "overlap" in variant:  # the engine's own statistics: the same candidates, most of the same top k
+            assert {i for i, _ in got} <= {i for i, _ in full}, query  # every hit has a query term and matches
+            scores = [s for _, s in got]
+            assert scores == sorted(scores, reverse=True) and all(s > 0 for s in scores), query
+            shared = len({i for i, _ in got} & {i for i, _ in want}) / len(want) if want else 1.0
+            assert shared >= variant["overlap"], (query, got, want)
+            return
         for (g_id, g_score), (w_id, w_score) in zip(got, want, strict=True):
             assert math.isclose(g_score, w_score, rel_tol=tol), (query, g_id, g_score, w_id, w_score)
             if g_id != w_id:
