@@ -14,6 +14,8 @@ to 32 bits) valued ``tf / (tf + k1 * (1 - b + b * len / avglen))``; Qdrant's ``M
 with one difference: ``avglen`` is the average when the leg was built (recorded in the collection's
 metadata; a rebuild refreshes it), where the reference uses today's. Every collection made by this version
 carries the sparse vector; an older one (Qdrant cannot add a vector to a collection) keeps the sidecar.
+``lexical_leg: auto`` uses the leg on a server; in local mode (one process per folder, sparse scoring in
+Python) it keeps the sidecar, which is exact and faster there.
 """
 
 from __future__ import annotations
@@ -256,6 +258,11 @@ class QdrantStore(VectorStore):
             self._index_points([(point_id(i), t) for i, t in zip(ids, texts, strict=True)])
 
     # ----------------------------------------------------------------- the lexical leg
+    def _native_preferred(self) -> bool:
+        # local mode is one process per folder and scores sparse vectors in Python: 6x the sidecar's hybrid
+        # latency on xquad-r (benchmarks/results/lexical-legs.md); a server scores them in Rust for every app
+        return not self.local
+
     def _native_possible(self) -> bool:
         if not self.client.collection_exists(self.collection):
             return True

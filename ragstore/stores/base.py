@@ -452,12 +452,15 @@ class VectorStore(ABC):
             return False
         if self._closed:
             return False
+        if self.options.lexical_leg == "auto" and not self._native_preferred():
+            return False
         with self._engine("look at the collection"):
             possible = self._native_possible()
         if not possible and self.options.lexical_leg == "native":
             raise UnsupportedFeatureError(
-                f"{self.name} collection {self._describe()} was made without room for a native lexical leg (made "
-                "by an older ragstore): copy it into a new collection (ragstore copy), or use lexical_leg: sidecar"
+                f"{self.name} collection {self._describe()} has no room for a native lexical leg (made by an older "
+                "ragstore, or on a server without the feature): copy it into a new collection (ragstore copy), or "
+                "use lexical_leg: sidecar"
             )
         return possible
 
@@ -469,6 +472,11 @@ class VectorStore(ABC):
 
     def _native_possible(self) -> bool:
         """Whether this collection can hold the native leg (False: made before the engine's leg existed)."""
+        return True
+
+    def _native_preferred(self) -> bool:
+        """Whether ``lexical_leg: auto`` picks the native leg here: an engine's embedded mode that one process
+        holds anyway gains nothing from it, and may score slower or less exactly than the sidecar."""
         return True
 
     def plan_lexical(self) -> None:

@@ -380,7 +380,8 @@ class Collection:
         self._adopted = False
         self._identities: dict[str, dict[str, Any] | None] = {}
         self._records: dict[str, Any] = {}
-        self._native = False  # the BM25 leg lives in the primary's engine (``VectorStore.native_lexical``)
+        #: the BM25 leg lives in the primary's engine (``VectorStore.native_lexical``); None: not asked yet
+        self._native: bool | None = False
         where = Path(folder) if folder is not None and primary.capabilities.persistent else None
         try:
             self.journal = Journal(where, primary.location())
@@ -414,7 +415,7 @@ class Collection:
         self.journal = Journal(None, "view")  # never written: no location to resolve on the query path
         self._manifest, self._adopted, self._identities, self._records = None, False, {}, {}
         self._borrowed = True
-        self._native = store.lexical_native and store.dim is not None and store.lexical_built()
+        self._native = None  # asked of the engine when a lexical query first needs it
         return self
 
     def __getattr__(self, name: str) -> Any:
@@ -451,16 +452,22 @@ class Collection:
         lexical = self.lexical
         return replace(self.primary.capabilities, lexical=lexical, hybrid=lexical)
 
+    def _is_native(self) -> bool:
+        if self._native is None:  # a view of a store: is the leg in its engine?
+            primary = self.primary
+            self._native = primary.lexical_native and primary.dim is not None and primary.lexical_built()
+        return self._native
+
     @property
     def lexical(self) -> bool:
         """Whether lexical and hybrid search work here (``lexical: true``)."""
-        return self._native or LEXICAL_INDEX in self.derived
+        return self._is_native() or LEXICAL_INDEX in self.derived
 
     @property
     def lexical_leg(self) -> str | None:
         """Where the BM25 leg lives: ``"native"`` (in the engine), ``"sidecar"`` (a local SQLite index) or
         ``None`` (none yet: the first lexical or hybrid query builds one)."""
-        if self._native:
+        if self._is_native():
             return "native"
         return "sidecar" if LEXICAL_INDEX in self.derived else None
 
@@ -579,14 +586,14 @@ class Collection:
     def lexical_variant(self) -> dict[str, float]:
         """How this collection's BM25 departs from the reference (``VectorStore.lexical_variant``; the sidecar:
         not at all)."""
-        return self.primary.lexical_variant() if self._native else {}
+        return self.primary.lexical_variant() if self._is_native() else {}
 
     def lexical_terms(self, query: str) -> list[str]:
         """The terms a lexical search for ``query`` looks up (empty: only stop words, punctuation or emoji)."""
         self.require_lexical()
         if not isinstance(query, str):
             raise ValidationError(f"query must be a string, got {type(query).__name__}")
-        if self._native:
+        if self._is_native():
             return list(dict.fromkeys(default_analyzer().terms(query)))
         return self._lexical().terms(query)
 
@@ -598,7 +605,7 @@ class Collection:
         _check_k(k)
         terms = self.lexical_terms(query)
         node = self._parse_filter(filter)
-        if self._native:
+        if self._is_native():
             return self.primary.search_terms(terms, int(k), node, fields=fields)
         return self._lexical().search(terms, int(k), node, fields=fields)
 
@@ -675,7 +682,7 @@ class Collection:
         with self._writing() as gen:
             self._primary_write(self.primary.clear)
             self._each(lambda d: d.clear(gen))
-            if self._native and self.primary.dim is not None:
+            if self._is_native() and self.primary.dim is not None:
                 self.primary.build_lexical()  # engines that clear by re-creating the collection lose the leg
         if self.primary.dim is not None:  # engines that clear by re-creating lose the collection's properties
             self._save_manifest(force=True)
@@ -727,7 +734,7 @@ class Collection:
     def rebuild_lexical(self) -> int:
         """Rebuild the BM25 leg from the stored texts, wherever it lives; returns how many documents it holds."""
         self.require_lexical()
-        if self._native:
+        if self._is_native():
             with self._lock, self.journal.locked():
                 return self.primary.build_lexical(rebuild=True)
         return self.rebuild([LEXICAL_INDEX])
@@ -884,7 +891,7 @@ class Collection:
         for name, index in self.derived.items():
             identity = self._identity(name)  # the collection's copy: read once per open
             indexes[name] = {**index.entry(), **({"embedder": identity} if identity is not None else {})}
-        if self._native:
+        if self._is_native():
             opts = self.primary.options
             indexes[LEXICAL_INDEX] = {
                 "kind": "bm25",

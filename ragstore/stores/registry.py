@@ -39,13 +39,19 @@ STORES: dict[str, Builtin] = {
     "memory": Builtin("ragstore.adapters.memory:MemoryStore", None, None, "in-memory exact store"),
     "faiss": Builtin("ragstore.adapters.faiss:FaissStore", "faiss", "faiss", "FAISS (faiss-cpu)"),
     "chroma": Builtin("ragstore.adapters.chroma:ChromaStore", "chroma", "chromadb", "Chroma (chromadb)"),
-    "milvus": Builtin("ragstore.adapters.milvus:MilvusStore", "milvus", "pymilvus", "Milvus (pymilvus)"),
+    "milvus": Builtin(
+        "ragstore.adapters.milvus:MilvusStore",
+        "milvus",
+        "pymilvus",
+        "Milvus (pymilvus)",
+        lexical="native on servers >= 2.5 (BM25 function); Lite, older servers: sidecar",
+    ),
     "qdrant": Builtin(
         "ragstore.adapters.qdrant:QdrantStore",
         "qdrant",
         "qdrant_client",
         "Qdrant (qdrant-client)",
-        lexical="native (sparse vectors, Qdrant's IDF modifier)",
+        lexical="native on a server (sparse vectors + IDF); local mode: sidecar",
     ),
     "qdrant-edge": Builtin(
         "ragstore.adapters.qdrant:QdrantEdgeStore", "qdrant", "qdrant_edge", "Qdrant Edge (qdrant-edge-py)"
