@@ -160,6 +160,8 @@ class ChromaStore(VectorStore):
         return {k: getattr(self.options, k) for k in keys if getattr(self.options, k) is not None}
 
     def _stored(self) -> tuple[int, str | None] | None:
+        if self.options.collection not in self._existing:  # asked again while empty: another process may make it
+            self._existing = {c.name if hasattr(c, "name") else str(c) for c in self.client.list_collections()}
         if self.options.collection not in self._existing:
             return None
         self.col = self.client.get_collection(self.options.collection, embedding_function=None)

@@ -31,6 +31,7 @@ class MemoryStore(VectorStore):
 
     name = "memory"
     one_process_per_path = True  # saves the whole folder on close
+    one_opener_per_path = True  # each opener would keep its own copy in RAM
     Options = MemoryOptions
 
     options: MemoryOptions

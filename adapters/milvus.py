@@ -10,11 +10,23 @@ here; field names are validated identifiers.
 Milvus Lite accepts IVF_PQ, DISKANN and SCANN and then silently searches brute force; those are refused on
 Lite with a clear error. After reopening, the collection is loaded; on close, Lite's file lock is released so
 another process can open the same file.
+
+The lexical leg lives in the collection on Milvus Lite and servers >= 2.5 (``lexical: true``): ragstore's
+analysed terms go into ``rs_terms`` (a VARCHAR with Milvus's ``standard`` tokenizer; a term that tokenizer
+would split -- Han words, ``a_b`` -- travels hex-encoded as one token), and Milvus's BM25 function turns it
+into the sparse ``rs_bm25`` in the same row write. Milvus scores BM25 itself with its own statistics: Milvus
+Lite 3.2 keeps them per segment, so scores (and near-tie orders) differ from the reference while the top-10
+agrees (measured in ``benchmarks/results/lexical-legs.md``). Servers older than 2.5 have no BM25 function
+and keep the sidecar; so do collections made before this leg existed (Milvus cannot add a function).
+``lexical_leg: auto`` uses the leg on a server; on Milvus Lite (one process per file) it keeps the sidecar,
+which is exact and faster there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +36,7 @@ from pydantic import Field
 
 from ragstore._optional import require
 from ragstore.errors import BackendUnavailableError, UnsupportedFeatureError, ValidationError
-from ragstore.query.filters import RANGE_SYMBOL, FilterCompiler, Node, kind
+from ragstore.query.filters import RANGE_SYMBOL, FilterCompiler, Node, kind, matches
 from ragstore.stores.base import Capabilities, StoreOptions, VectorStore
 from ragstore.types import Document, Hit, Metadata
 
@@ -34,6 +46,15 @@ MAX_TEXT_BYTES = 65535
 _PREFIX = {"str": "s:", "number": "n:", "bool": "b:"}
 _METRIC = {"cosine": "COSINE", "dot": "IP", "l2": "L2"}
 _OUT = ["text", "meta"]
+_TERMS, _SPARSE = "rs_terms", "rs_bm25"  # the lexical leg: analysed terms in, BM25 sparse vector out
+_MAX_LIMIT = 16384  # Milvus's largest topk
+_LEXICAL_KEY = "rs_lexical"  # collection property: the analyzer version of the built leg
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+def encode_terms(terms: list[str]) -> str:
+    """ragstore's terms as one string Milvus's standard tokenizer splits back into exactly those terms."""
+    return " ".join(t if _TOKEN.fullmatch(t) else "h" + t.encode("utf-8").hex() for t in terms)
 
 
 def literal(value: Any) -> str:
@@ -130,6 +151,7 @@ class MilvusStore(VectorStore):
     name = "milvus"
     tunable = ("ef_search", "filtered_ef_search", "nprobe")
     Options = MilvusOptions
+    native_lexical = "Milvus's BM25 function over ragstore's terms (Lite, servers >= 2.5; statistics Milvus's own)"
 
     options: MilvusOptions
 
@@ -201,6 +223,7 @@ class MilvusStore(VectorStore):
         return {"metric_type": _METRIC[self.metric], "params": params}
 
     def _init_dim(self, dim: int) -> None:
+        self._room: bool | None = None
         dt = self.DataType
         schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", dt.VARCHAR, is_primary=True, max_length=512)
@@ -211,6 +234,24 @@ class MilvusStore(VectorStore):
         index.add_index(
             "vector", index_type=self.options.index, metric_type=_METRIC[self.metric], params=self._index_params()
         )
+        if self._bm25_engine():  # room for the lexical leg in every collection made here; filled once built
+            from pymilvus import Function, FunctionType
+
+            analyzer = {"tokenizer": "standard"}
+            schema.add_field(
+                _TERMS, dt.VARCHAR, max_length=MAX_TEXT_BYTES, enable_analyzer=True, analyzer_params=analyzer
+            )
+            schema.add_field(_SPARSE, dt.SPARSE_FLOAT_VECTOR)
+            schema.add_function(
+                Function(
+                    name="rs_bm25_fn",
+                    function_type=FunctionType.BM25,
+                    input_field_names=[_TERMS],
+                    output_field_names=[_SPARSE],
+                )
+            )
+            params = {"bm25_k1": self.options.bm25_k1, "bm25_b": self.options.bm25_b}
+            index.add_index(_SPARSE, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25", params=params)
         self.client.create_collection(
             self.collection, schema=schema, index_params=index, consistency_level=_CONSISTENCY
         )
@@ -227,7 +268,128 @@ class MilvusStore(VectorStore):
             {"id": i, "vector": v.tolist(), "text": t, "meta": _encode(m)}
             for i, v, t, m in zip(ids, vectors, texts, metadatas, strict=True)
         ]
+        roomy = self._has_room()
+        built = roomy and self._leg() is not None
+        if roomy:
+            self._add_terms(rows, built)
         self.client.upsert(self.collection, rows)
+        if roomy and not built and self._leg(fresh=True) is not None:
+            # another process built the leg while this batch was written: write the batch again with its terms
+            self._add_terms(rows, True)
+            self.client.upsert(self.collection, rows)
+
+    # ----------------------------------------------------------------- the lexical leg
+    def _bm25_engine(self) -> bool:
+        """Milvus Lite, or a server with the BM25 function (2.5 and later)."""
+        if self.lite:
+            return True
+        version = str(self.client.get_server_version()).lstrip("v")
+        parts = re.findall(r"\d+", version)[:2]
+        return len(parts) == 2 and (int(parts[0]), int(parts[1])) >= (2, 5)
+
+    def _has_room(self) -> bool:
+        """Whether this collection carries the leg's fields (made by this version on a BM25-capable engine)."""
+        cached: bool | None = getattr(self, "_room", None)
+        if cached is None:
+            info = self.client.describe_collection(self.collection)
+            cached = any(f["name"] == _TERMS for f in info["fields"])
+            self._room = cached
+        return cached
+
+    def _native_preferred(self) -> bool:
+        # Milvus Lite is one process per file, scores BM25 in Python with per-segment statistics: 3.7x the
+        # sidecar's hybrid latency and a top-10 overlap of 0.97 on xquad-r (benchmarks/results/lexical-legs.md)
+        return not self.lite
+
+    def _native_possible(self) -> bool:
+        if not self.client.has_collection(self.collection):
+            return self._bm25_engine()
+        return self._has_room()
+
+    def _leg(self, *, fresh: bool = False) -> dict[str, Any] | None:
+        known = getattr(self, "_leg_info", None)
+        if known is not None and not fresh:
+            return known
+        raw = (self.client.describe_collection(self.collection).get("properties") or {}).get(_LEXICAL_KEY)
+        self._leg_info: dict[str, Any] | None = json.loads(raw) if raw else None
+        return self._leg_info
+
+    @staticmethod
+    def _add_terms(rows: list[dict[str, Any]], built: bool) -> None:
+        from ragstore.lexical.analyzer import default_analyzer
+
+        analyzer = default_analyzer()
+        for row in rows:
+            row[_TERMS] = encode_terms(analyzer.terms(row["text"])) if built else ""
+
+    def _lexical_state(self) -> str:
+        from ragstore.lexical.analyzer import ANALYZER_VERSION
+
+        if not self._has_room():
+            return "none"
+        leg = self._leg(fresh=True)
+        if leg is None:
+            return "none"
+        return "ready" if leg.get("analyzer") == ANALYZER_VERSION else "stale"
+
+    def _lexical_build(self) -> int:
+        """Record the leg first (writers from then on write terms), then write every stored row again with its
+        terms; a writer that raced the recording writes its own batch again."""
+        from tqdm.auto import tqdm
+
+        from ragstore.lexical.analyzer import ANALYZER_VERSION
+
+        if not self._has_room():
+            raise UnsupportedFeatureError(f"milvus collection {self.collection} has no room for a lexical leg")
+        self.client.alter_collection_properties(
+            self.collection, properties={_LEXICAL_KEY: json.dumps({"analyzer": ANALYZER_VERSION})}
+        )
+        self._leg_info = {"analyzer": ANALYZER_VERSION}
+        done = 0
+        total = self._count(None)
+        with tqdm(total=total, desc="building lexical leg", unit="doc", leave=False, delay=1.0) as bar:
+            for docs, _ in self._pages(None, None, _PAGE, None):
+                rows = [
+                    {"id": d.id, "vector": d.vector.tolist(), "text": d.text, "meta": _encode(d.metadata)}  # type: ignore[union-attr]
+                    for d in docs
+                ]
+                self._add_terms(rows, True)
+                self.client.upsert(self.collection, rows)
+                done += len(rows)
+                bar.update(len(rows))
+        return done
+
+    def lexical_variant(self) -> dict[str, float]:
+        return {"overlap": 0.8}  # Milvus's own statistics (per segment on Lite): the ranking, not the scores
+
+    def _lexical_search(self, terms: list[str], k: int, node: Node | None, fields: bool) -> list[Hit]:
+        """Milvus computes BM25's statistics over the documents a search's filter lets through; ragstore's
+        meaning is the whole collection's (every other store): a filtered query searches unfiltered, widening,
+        and keeps the hits the filter matches (``matches``: the reference semantics)."""
+        scale = 1.0 + self.options.bm25_k1  # Milvus keeps BM25's (k1 + 1) factor; Lucene's scale drops it
+        limit = k if node is None else max(4 * k, 64)
+        while True:
+            res = self.client.search(
+                self.collection,
+                consistency_level=_CONSISTENCY,
+                data=[encode_terms(terms)],
+                anns_field=_SPARSE,
+                limit=limit,
+                output_fields=_OUT if fields or node is not None else ["id"],
+                search_params={"metric_type": "BM25"},
+            )[0]
+            found = [h for h in res if node is None or matches(node, self._meta(h["entity"]))]
+            if node is None or len(found) >= k or len(res) < limit or limit >= _MAX_LIMIT:
+                break
+            limit = min(limit * 4, _MAX_LIMIT)
+        out = []
+        for h in found[:k]:
+            score = abs(float(h["distance"])) / scale
+            if fields:
+                out.append(Hit(h["id"], score, h["entity"]["text"], self._meta(h["entity"]), "bm25"))
+            else:
+                out.append(Hit(h["id"], score, "", {}, "bm25"))
+        return out
 
     @staticmethod
     def _meta(row: dict[str, Any]) -> Metadata:
@@ -342,6 +504,8 @@ class MilvusStore(VectorStore):
 
     def _drop(self) -> None:
         self.client.drop_collection(self.collection)
+        self._room = None
+        self._leg_info = None
 
     def _close(self) -> None:
         self.client.close()

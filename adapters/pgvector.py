@@ -11,12 +11,22 @@ half the size; ``binary_quantize(embedding)::bit``, 1/32, Hamming distance): the
 ``k * rescore`` candidates and the full-precision column re-scores them, so scores keep their meaning.
 Filtered HNSW/IVF searches use pgvector's iterative index scans, so a selective filter still returns k rows
 instead of "top-k then drop".
+
+The lexical leg lives inside PostgreSQL (``lexical: true``): ragstore's analyzer turns each text into terms,
+which go to ``<table>_terms (term, id, tf)`` (a foreign key to the table, ``ON DELETE CASCADE``) and the
+document's length to the table's ``lex_len`` column, in the same transaction as the vector. Statement-level
+triggers keep one statistics row (documents, total length) in ``ragstore_lexical`` exact under every write
+path, deletes by filter and ``TRUNCATE`` included. BM25 is computed in SQL at query time -- the same
+Lucene formula as the sidecar index, so the ranking is the reference's -- and every process and app server in
+front of the database shares one index with nothing on the app's disk.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -84,6 +94,14 @@ class _PgFilter(FilterCompiler[tuple[Any, list[Any]]]):
         return self.sql.SQL(text), [field, field, value]
 
 
+def _analyse(texts: list[str]) -> list[Counter[str]]:
+    """Term frequencies of each text by ragstore's analyzer (the engine never tokenises: one meaning everywhere)."""
+    from ragstore.lexical.analyzer import default_analyzer
+
+    analyzer = default_analyzer()
+    return [Counter(analyzer.terms(t)) for t in texts]
+
+
 @functools.cache
 def _compiler() -> _PgFilter:
     return _PgFilter()  # built on first use: psycopg is imported only when pgvector is
@@ -116,10 +134,54 @@ class PgVectorOptions(StoreOptions):
     pool_size: int = Field(default=8, gt=0, description="connections for searches from other threads")
 
 
+_LEX_STATS = """
+CREATE TABLE IF NOT EXISTS ragstore_lexical (
+    tbl text PRIMARY KEY, docs bigint NOT NULL, length bigint NOT NULL, analyzer text NOT NULL
+)"""
+# one function for every table: the trigger's table name keys the statistics row; unreferenced transition
+# tables are never touched because PL/pgSQL plans each statement when it first runs it
+_LEX_FUNCTION = """
+CREATE OR REPLACE FUNCTION ragstore_lexical_stats() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE d bigint := 0; l bigint := 0;
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        UPDATE ragstore_lexical SET docs = 0, length = 0 WHERE tbl = TG_TABLE_NAME;
+        RETURN NULL;
+    ELSIF TG_OP = 'INSERT' THEN
+        SELECT count(*), COALESCE(sum(lex_len), 0) INTO d, l FROM new_rows;
+    ELSIF TG_OP = 'DELETE' THEN
+        SELECT -count(*), -COALESCE(sum(lex_len), 0) INTO d, l FROM old_rows;
+    ELSE
+        SELECT COALESCE(sum(lex_len), 0) INTO l FROM new_rows;
+        l := l - (SELECT COALESCE(sum(lex_len), 0) FROM old_rows);
+    END IF;
+    IF d <> 0 OR l <> 0 THEN
+        UPDATE ragstore_lexical SET docs = docs + d, length = length + l WHERE tbl = TG_TABLE_NAME;
+    END IF;
+    RETURN NULL;
+END
+$fn$"""
+_LEX_TRIGGERS = (
+    ("ragstore_lex_ins", "INSERT", "REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT"),
+    ("ragstore_lex_upd", "UPDATE", "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT"),
+    ("ragstore_lex_del", "DELETE", "REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT"),
+    ("ragstore_lex_trunc", "TRUNCATE", "FOR EACH STATEMENT"),
+)
+
+
+def _terms_table(table: str) -> str:
+    """``<table>_terms``, shortened with a hash where it would pass PostgreSQL's 63-byte identifiers."""
+    name = f"{table}_terms"
+    if len(name) <= 63:
+        return name
+    return f"{table[:46]}_{hashlib.sha1(table.encode()).hexdigest()[:10]}_terms"
+
+
 class PgVectorStore(VectorStore):
     name = "pgvector"
     tunable = ("ef_search", "probes", "rescore")
     Options = PgVectorOptions
+    native_lexical = "postings and statistics tables in PostgreSQL, BM25 scored in SQL (exact)"
 
     options: PgVectorOptions
 
@@ -133,6 +195,8 @@ class PgVectorStore(VectorStore):
         self.sql, self.Jsonb = sql, Jsonb
         self.table = opts.table
         self.ident = sql.Identifier(opts.table)
+        self.terms_ident = sql.Identifier(_terms_table(opts.table))
+        self._lex_on = False  # this process has seen the lexical leg built (writers then always write terms)
         self.pgdata: Path | None = None
         if opts.dsn is None:
             if opts.path is None:
@@ -159,6 +223,7 @@ class PgVectorStore(VectorStore):
                 self.conn.execute(
                     "CREATE TABLE IF NOT EXISTS ragstore_manifest (tbl text PRIMARY KEY, body text NOT NULL)"
                 )
+                self.conn.execute(_LEX_STATS)
             self.pgv.register_vector(self.conn)
         except Exception as exc:
             where = f"embedded server in {self.pgdata}" if self.pgdata is not None else "dsn"
@@ -252,14 +317,183 @@ class PgVectorStore(VectorStore):
             )
 
     def _upsert(self, ids: list[str], vectors: np.ndarray, texts: list[str], metadatas: list[Metadata]) -> None:
-        query = self._q(
-            "INSERT INTO {} (id, text, metadata, embedding) VALUES (%s, %s, %s, %s) ON CONFLICT (id) DO UPDATE "
-            "SET text = EXCLUDED.text, metadata = EXCLUDED.metadata, embedding = EXCLUDED.embedding",
-            self.ident,
+        try:
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                if not self._lexical_here(cur):  # a leg built by any process is kept, whatever this block says
+                    query = self._q(
+                        "INSERT INTO {} (id, text, metadata, embedding) VALUES (%s, %s, %s, %s) ON CONFLICT (id) "
+                        "DO UPDATE SET text = EXCLUDED.text, metadata = EXCLUDED.metadata, "
+                        "embedding = EXCLUDED.embedding",
+                        self.ident,
+                    )
+                    rows = [(i, t, self.Jsonb(m), v) for i, t, m, v in zip(ids, texts, metadatas, vectors, strict=True)]
+                    cur.executemany(query, rows)
+                    return
+                counts = _analyse(texts)
+                query = self._q(
+                    "INSERT INTO {} (id, text, metadata, embedding, lex_len) VALUES (%s, %s, %s, %s, %s) "
+                    "ON CONFLICT (id) DO UPDATE SET text = EXCLUDED.text, metadata = EXCLUDED.metadata, "
+                    "embedding = EXCLUDED.embedding, lex_len = EXCLUDED.lex_len",
+                    self.ident,
+                )
+                lexed = [
+                    (i, t, self.Jsonb(m), v, sum(c.values()))
+                    for i, t, m, v, c in zip(ids, texts, metadatas, vectors, counts, strict=True)
+                ]
+                cur.executemany(query, lexed)
+                cur.execute(self._q("DELETE FROM {} WHERE id = ANY(%s)", self.terms_ident), (ids,))
+                self._copy_terms(cur, zip(ids, counts, strict=True))
+        except Exception:
+            self._lex_on = False  # the leg may have been dropped by another process: look again next time
+            raise
+
+    # ----------------------------------------------------------------- the lexical leg
+    def _lexical_here(self, cur: Any) -> bool:
+        """Whether this write must carry terms. Once seen, always; until then asked inside the write's own
+        transaction after taking the table's write lock, so a build in another process (which locks writers
+        out while it fills the leg) is either done -- and seen -- or waits for this write and indexes it."""
+        if self._lex_on:
+            return True
+        cur.execute(self._q("LOCK TABLE {} IN ROW EXCLUSIVE MODE", self.ident))
+        row = cur.execute("SELECT analyzer FROM ragstore_lexical WHERE tbl = %s", (self.table,)).fetchone()
+        self._lex_on = row is not None
+        return self._lex_on
+
+    def _copy_terms(self, cur: Any, docs: Any) -> None:
+        """Postings carry their document's length, so scoring reads the postings alone."""
+        with cur.copy(self._q("COPY {} (term, id, tf, len) FROM STDIN", self.terms_ident)) as copy:
+            for doc_id, counts in docs:
+                length = sum(counts.values())
+                for term, tf in counts.items():
+                    copy.write_row((term, doc_id, tf, length))
+
+    def _lexical_state(self) -> str:
+        from ragstore.lexical.analyzer import ANALYZER_VERSION
+
+        with self._reading() as conn:
+            row = conn.execute("SELECT analyzer FROM ragstore_lexical WHERE tbl = %s", (self.table,)).fetchone()
+        if row is None:
+            return "none"
+        return "ready" if row[0] == ANALYZER_VERSION else "stale"
+
+    def _lexical_build(self) -> int:
+        """Create the leg and fill it from the stored texts in one transaction that locks writers out (they
+        wait, then write their own terms): a crash leaves no half-built leg."""
+        from psycopg import sql
+        from tqdm.auto import tqdm
+
+        from ragstore.lexical.analyzer import ANALYZER_VERSION
+
+        conn = self.conn
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_LOCK,))
+            cur.execute(self._q("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE", self.ident))
+            cur.execute(_LEX_STATS)
+            cur.execute(_LEX_FUNCTION)
+            cur.execute(
+                self._q("ALTER TABLE {} ADD COLUMN IF NOT EXISTS lex_len integer NOT NULL DEFAULT 0", self.ident)
+            )
+            for name, _, _ in _LEX_TRIGGERS:  # filled below without them, counted once at the end
+                cur.execute(self._q("DROP TRIGGER IF EXISTS {} ON {}", sql.Identifier(name), self.ident))
+            cur.execute(self._q("DROP TABLE IF EXISTS {}", self.terms_ident))
+            cur.execute(
+                self._q(
+                    "CREATE TABLE {} (term text NOT NULL, id text NOT NULL REFERENCES {} (id) ON DELETE CASCADE, "
+                    "tf integer NOT NULL, len integer NOT NULL, PRIMARY KEY (term, id))",
+                    self.terms_ident,
+                    self.ident,
+                )
+            )
+            cur.execute(
+                self._q(
+                    "CREATE INDEX {} ON {} (id)",
+                    sql.Identifier(f"{_terms_table(self.table)[:57]}_by_id"),
+                    self.terms_ident,
+                )
+            )
+            (total,) = cur.execute(self._q("SELECT count(*) FROM {}", self.ident)).fetchone()
+            cur.execute("CREATE TEMP TABLE ragstore_lex_len (id text PRIMARY KEY, len integer) ON COMMIT DROP")
+            done = 0
+            with tqdm(total=int(total), desc="building lexical leg", unit="doc", leave=False, delay=1.0) as bar:
+                reader = conn.cursor(name="ragstore_lex_build")  # server-side: the table never sits in RAM
+                try:
+                    reader.execute(self._q("SELECT id, text FROM {}", self.ident))
+                    while rows := reader.fetchmany(2000):
+                        ids = [r[0] for r in rows]
+                        counts = _analyse([r[1] for r in rows])
+                        self._copy_terms(cur, zip(ids, counts, strict=True))
+                        with cur.copy("COPY ragstore_lex_len (id, len) FROM STDIN") as copy:
+                            for doc_id, c in zip(ids, counts, strict=True):
+                                copy.write_row((doc_id, sum(c.values())))
+                        done += len(rows)
+                        bar.update(len(rows))
+                finally:
+                    reader.close()
+            cur.execute(
+                self._q("UPDATE {} AS d SET lex_len = l.len FROM ragstore_lex_len l WHERE d.id = l.id", self.ident)
+            )
+            cur.execute(
+                self._q(
+                    "INSERT INTO ragstore_lexical (tbl, docs, length, analyzer) "
+                    "SELECT %s, count(*), COALESCE(sum(lex_len), 0), %s FROM {} "
+                    "ON CONFLICT (tbl) DO UPDATE SET docs = EXCLUDED.docs, length = EXCLUDED.length, "
+                    "analyzer = EXCLUDED.analyzer",
+                    self.ident,
+                ),
+                (self.table, ANALYZER_VERSION),
+            )
+            for name, event, clause in _LEX_TRIGGERS:
+                cur.execute(
+                    self._q(
+                        "CREATE TRIGGER {} AFTER {} ON {} {} EXECUTE FUNCTION ragstore_lexical_stats()",
+                        sql.Identifier(name),
+                        sql.SQL(event),
+                        self.ident,
+                        sql.SQL(clause),
+                    )
+                )
+            cur.execute(self._q("ANALYZE {}", self.terms_ident))  # the planner's row estimates, from the start
+        self._lex_on = True
+        return done
+
+    def _lexical_search(self, terms: list[str], k: int, node: Node | None, fields: bool) -> list[Hit]:
+        opts = self.options
+        # Lucene BM25 as the sidecar computes it: idf = ln(1 + (N - df + 0.5) / (df + 0.5)) over every document,
+        # tf / (tf + k1 * (1 - b + b * len / avglen)); ties by id in code-point order (COLLATE "C"). The query's
+        # postings are read once (each carries its document's length); the table is joined only for a filter
+        # or for the winners' fields.
+        scored = (
+            "WITH st AS (SELECT docs::float8 AS n, GREATEST(length, 1)::float8 / docs AS avg "
+            "FROM ragstore_lexical WHERE tbl = %s AND docs > 0), "
+            "p AS MATERIALIZED (SELECT term, id, tf, len FROM {terms} WHERE term = ANY(%s)), "
+            "w AS (SELECT p.term, ln(1 + (st.n - count(*) + 0.5) / (count(*) + 0.5)) AS idf "
+            "FROM p, st GROUP BY p.term, st.n), "
+            "s AS (SELECT p.id, sum(w.idf * p.tf / (p.tf + %s * (1 - %s + %s * p.len / st.avg))) AS score "
+            "FROM p JOIN w ON w.term = p.term CROSS JOIN st GROUP BY p.id) "
         )
-        rows = [(i, t, self.Jsonb(m), v) for i, t, m, v in zip(ids, texts, metadatas, vectors, strict=True)]
-        with self.conn.transaction(), self.conn.cursor() as cur:
-            cur.executemany(query, rows)
+        args: list[Any] = [self.table, terms, opts.bm25_k1, opts.bm25_b, opts.bm25_b]
+        cols = self.sql.SQL(", d.text, d.metadata" if fields else "")
+        if node is None:
+            tail = (
+                "SELECT s.id, s.score{cols} FROM "
+                '(SELECT id, score FROM s ORDER BY score DESC, id COLLATE "C" LIMIT %s) s'
+            )
+            tail += " JOIN {table} d ON d.id = s.id" if fields else ""
+            query = self._q(scored + tail, terms=self.terms_ident, table=self.ident, cols=cols)
+            args.append(k)
+        else:
+            where, params = to_sql(node)
+            tail = (
+                "SELECT s.id, s.score{cols} FROM s JOIN {table} d ON d.id = s.id WHERE {where} "
+                'ORDER BY s.score DESC, s.id COLLATE "C" LIMIT %s'
+            )
+            query = self._q(scored + tail, terms=self.terms_ident, table=self.ident, cols=cols, where=where)
+            args += [*params, k]
+        with self._reading() as conn:
+            rows = conn.execute(query, args).fetchall()
+        if fields:
+            return [Hit(r[0], float(r[1]), r[2], r[3], "bm25") for r in rows]
+        return [Hit(r[0], float(r[1]), "", {}, "bm25") for r in rows]
 
     def _score(self, distance: float) -> float:
         return 1.0 - distance if self.metric == "cosine" else -distance
@@ -364,7 +598,11 @@ class PgVectorStore(VectorStore):
         return int(row[0]) if row else 0
 
     def _clear(self) -> None:
-        self.conn.execute(self._q("TRUNCATE {}", self.ident))
+        with self.conn.transaction():
+            if self.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (_terms_table(self.table),)).fetchone()[0]:
+                self.conn.execute(self._q("TRUNCATE {}, {}", self.ident, self.terms_ident))
+            else:
+                self.conn.execute(self._q("TRUNCATE {}", self.ident))
 
     def _read_manifest(self) -> str | None:
         row = self.conn.execute("SELECT body FROM ragstore_manifest WHERE tbl = %s", (self.table,)).fetchone()
@@ -378,7 +616,10 @@ class PgVectorStore(VectorStore):
 
     def _drop(self) -> None:
         with self.conn.transaction():
+            self.conn.execute(self._q("DROP TABLE IF EXISTS {}", self.terms_ident))
             self.conn.execute(self._q("DROP TABLE IF EXISTS {}", self.ident))
+            self.conn.execute("DELETE FROM ragstore_lexical WHERE tbl = %s", (self.table,))
+            self._lex_on = False
             self.conn.execute("DELETE FROM ragstore_meta WHERE tbl = %s", (self.table,))
             self.conn.execute("DELETE FROM ragstore_manifest WHERE tbl = %s", (self.table,))
 

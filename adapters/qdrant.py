@@ -6,6 +6,16 @@ id travels in the payload. Payload layout is flat (nested payloads cost the engi
 ``{"rs_id": id, "rs_text": text, "m_<field>": value, ...}``; filters address ``m_<field>``. Qdrant's own
 filter logic is two-valued (``must_not`` on a missing field holds), which is ragstore's semantics; numeric
 equality is a closed range so ``1`` matches ``1.0`` as it should.
+
+The lexical leg of ``qdrant`` lives in the collection (``lexical: true``): a sparse vector ``rs_bm25`` per
+point, written with the dense vector in the same point, whose entries are ragstore's analysed terms (hashed
+to 32 bits) valued ``tf / (tf + k1 * (1 - b + b * len / avglen))``; Qdrant's ``Modifier.IDF`` multiplies in
+``ln(1 + (N - df + 0.5) / (df + 0.5))`` at query time over the points as they are then. That is Lucene BM25
+with one difference: ``avglen`` is the average when the leg was built (recorded in the collection's
+metadata; a rebuild refreshes it), where the reference uses today's. Every collection made by this version
+carries the sparse vector; an older one (Qdrant cannot add a vector to a collection) keeps the sidecar.
+``lexical_leg: auto`` uses the leg on a server; in local mode (one process per folder, sparse scoring in
+Python) it keeps the sidecar, which is exact and faster there.
 """
 
 from __future__ import annotations
@@ -30,6 +40,27 @@ from ragstore.types import Document, Hit, Metadata
 
 _NAMESPACE = uuid.UUID("6f1c9a52-4b1e-4f55-9d3c-2a7b8e0c1d11")
 _PAGE = 1000
+_SPARSE = "rs_bm25"  # the lexical leg's sparse vector
+_LEXICAL_KEY = "rs_lexical"  # collection metadata: analyzer version, k1, b, avglen of the built leg
+
+
+def term_index(term: str) -> int:
+    """A term's sparse index: 32 bits of its BLAKE2b hash (collisions merge two terms; ~1 in 10^6 pairs at
+    100K distinct terms)."""
+    return int.from_bytes(hashlib.blake2b(term.encode("utf-8"), digest_size=4).digest(), "big")
+
+
+def sparse_weights(terms: list[str], k1: float, b: float, avg: float) -> tuple[list[int], list[float]]:
+    """BM25's term-frequency part of one document, by sparse index (the IDF is Qdrant's)."""
+    from collections import Counter
+
+    length = len(terms)
+    norm = k1 * (1.0 - b + b * length / avg)
+    weights: dict[int, float] = {}
+    for term, tf in Counter(terms).items():
+        idx = term_index(term)
+        weights[idx] = weights.get(idx, 0.0) + tf / (tf + norm)
+    return list(weights), list(weights.values())
 
 
 def point_id(doc_id: str) -> str:
@@ -116,7 +147,8 @@ def _meta(payload: dict[str, Any]) -> Metadata:
 
 def _record_doc(record: Any) -> Document:
     p = record.payload
-    return Document(id=p["rs_id"], text=p["rs_text"], metadata=_meta(p), vector=np.asarray(record.vector, np.float32))
+    vector = record.vector[""] if isinstance(record.vector, dict) else record.vector  # dense beside the sparse leg
+    return Document(id=p["rs_id"], text=p["rs_text"], metadata=_meta(p), vector=np.asarray(vector, np.float32))
 
 
 def _hits(points: Any, metric: str) -> list[Hit]:
@@ -149,6 +181,7 @@ class QdrantStore(VectorStore):
     name = "qdrant"
     tunable = ("ef_search", "exact")
     Options = QdrantOptions
+    native_lexical = "sparse vectors with Qdrant's IDF modifier (BM25; average length fixed when built)"
 
     options: QdrantOptions
 
@@ -195,18 +228,135 @@ class QdrantStore(VectorStore):
         if self.options.hnsw_m or self.options.ef_construct:
             hnsw = m.HnswConfigDiff(m=self.options.hnsw_m, ef_construct=self.options.ef_construct)
         self.client.create_collection(
-            self.collection, vectors_config=m.VectorParams(size=dim, distance=distance), hnsw_config=hnsw
+            self.collection,
+            vectors_config=m.VectorParams(size=dim, distance=distance),
+            sparse_vectors_config={_SPARSE: m.SparseVectorParams(modifier=m.Modifier.IDF)},  # the lexical leg
+            hnsw_config=hnsw,
         )
 
     def _filter(self, node: Node | None) -> Any:
         return None if node is None else self.dialect.translate(node)
 
     def _upsert(self, ids: list[str], vectors: np.ndarray, texts: list[str], metadatas: list[Metadata]) -> None:
+        leg = self._leg()
+        if leg is not None and leg["avglen"] is None:  # built empty: the first documents set the average length
+            from ragstore.lexical.analyzer import default_analyzer
+
+            lengths = [len(default_analyzer().terms(t)) for t in texts]
+            leg = self._record_leg({**leg, "avglen": max(sum(lengths), 1) / len(lengths)})
         points = [
-            self.m.PointStruct(id=point_id(i), vector=v.tolist(), payload=_payload(i, t, md))
+            self.m.PointStruct(
+                id=point_id(i),
+                vector=v.tolist() if leg is None else {"": v.tolist(), _SPARSE: self._sparse(t, leg)},
+                payload=_payload(i, t, md),
+            )
             for i, v, t, md in zip(ids, vectors, texts, metadatas, strict=True)
         ]
         self.client.upload_points(self.collection, points, wait=True, batch_size=self.batch_size)
+        if leg is None and self._leg(fresh=True) is not None:
+            # another process built the leg while this batch was written: give the batch its terms too
+            self._index_points([(point_id(i), t) for i, t in zip(ids, texts, strict=True)])
+
+    # ----------------------------------------------------------------- the lexical leg
+    def _native_preferred(self) -> bool:
+        # local mode is one process per folder and scores sparse vectors in Python: 6x the sidecar's hybrid
+        # latency on xquad-r (benchmarks/results/lexical-legs.md); a server scores them in Rust for every app
+        return not self.local
+
+    def _native_possible(self) -> bool:
+        if not self.client.collection_exists(self.collection):
+            return True
+        sparse = self.client.get_collection(self.collection).config.params.sparse_vectors or {}
+        return _SPARSE in sparse
+
+    def _leg(self, *, fresh: bool = False) -> dict[str, Any] | None:
+        """The built leg's parameters (from the collection's metadata; remembered once seen)."""
+        known = getattr(self, "_leg_info", None)
+        if known is not None and not fresh:
+            return known
+        if not self.client.collection_exists(self.collection):
+            return None
+        raw = (self.client.get_collection(self.collection).config.metadata or {}).get(_LEXICAL_KEY)
+        self._leg_info: dict[str, Any] | None = json.loads(raw) if raw else None
+        return self._leg_info
+
+    def _record_leg(self, leg: dict[str, Any]) -> dict[str, Any]:
+        self.client.update_collection(self.collection, metadata={_LEXICAL_KEY: json.dumps(leg)})
+        self._leg_info = leg
+        return leg
+
+    def _sparse(self, text: str, leg: dict[str, Any]) -> Any:
+        from ragstore.lexical.analyzer import default_analyzer
+
+        indices, values = sparse_weights(default_analyzer().terms(text), leg["k1"], leg["b"], leg["avglen"])
+        return self.m.SparseVector(indices=indices, values=values)
+
+    def _index_points(self, items: list[tuple[str, str]]) -> None:
+        leg = self._leg()
+        assert leg is not None
+        m = self.m
+        for start in range(0, len(items), self.batch_size):
+            part = items[start : start + self.batch_size]
+            vectors = [m.PointVectors(id=pid, vector={_SPARSE: self._sparse(t, leg)}) for pid, t in part]
+            self.client.update_vectors(self.collection, vectors, wait=True)
+
+    def lexical_variant(self) -> dict[str, float]:
+        leg = self._leg(fresh=True)
+        avglen = leg.get("avglen") if leg else None
+        return {"rel_tol": 1e-6, **({"avglen": float(avglen)} if avglen else {})}  # Qdrant scores in float32
+
+    def _lexical_state(self) -> str:
+        from ragstore.lexical.analyzer import ANALYZER_VERSION
+
+        leg = self._leg(fresh=True)
+        if leg is None:
+            return "none"
+        return "ready" if leg.get("analyzer") == ANALYZER_VERSION else "stale"
+
+    def _lexical_build(self) -> int:
+        """Record the leg's parameters first (writers from then on write terms), then give every stored point
+        its sparse vector; a writer that raced the recording re-indexes its own batch."""
+        from tqdm.auto import tqdm
+
+        from ragstore.lexical.analyzer import ANALYZER_VERSION, default_analyzer
+
+        analyzer = default_analyzer()
+        stored: list[tuple[str, str]] = []
+        offset = None
+        while True:
+            records, offset = self.client.scroll(self.collection, limit=_PAGE, offset=offset, with_payload=["rs_text"])
+            stored += [(str(r.id), str((r.payload or {})["rs_text"])) for r in records]
+            if offset is None:
+                break
+        lengths = [len(analyzer.terms(t)) for _, t in stored]
+        avglen = max(sum(lengths), 1) / len(lengths) if lengths else None
+        self._record_leg(
+            {"analyzer": ANALYZER_VERSION, "k1": self.options.bm25_k1, "b": self.options.bm25_b, "avglen": avglen}
+        )
+        with tqdm(total=len(stored), desc="building lexical leg", unit="doc", leave=False, delay=1.0) as bar:
+            for start in range(0, len(stored), self.batch_size):
+                part = stored[start : start + self.batch_size]
+                self._index_points(part)
+                bar.update(len(part))
+        return len(stored)
+
+    def _lexical_search(self, terms: list[str], k: int, node: Node | None, fields: bool) -> list[Hit]:
+        query = self.m.SparseVector(indices=sorted({term_index(t) for t in terms}), values=[])
+        query.values = [1.0] * len(query.indices)
+        res = self.client.query_points(
+            self.collection,
+            query=query,
+            using=_SPARSE,
+            query_filter=self._filter(node),
+            limit=k,
+            with_payload=True if fields else ["rs_id"],
+        ).points
+        out = []
+        for point in res:
+            payload: dict[str, Any] = point.payload or {}
+            text, meta = (payload["rs_text"], _meta(payload)) if fields else ("", {})
+            out.append(Hit(payload["rs_id"], float(point.score), text, meta, "bm25"))
+        return out
 
     def _search(self, vector: np.ndarray, k: int, node: Node | None) -> list[Hit]:
         params = None
@@ -275,6 +425,7 @@ class QdrantStore(VectorStore):
 
     def _drop(self) -> None:
         self.client.delete_collection(self.collection)
+        self._leg_info = None
 
     def _close(self) -> None:
         self.client.close()
@@ -309,6 +460,8 @@ class QdrantEdgeStore(VectorStore):
     name = "qdrant-edge"
     tunable = ("ef_search", "exact", "oversampling")
     Options = QdrantEdgeOptions
+    one_process_per_path = True  # the shard's WAL lock admits one opener; say so before the shard exists too
+    one_opener_per_path = True
 
     options: QdrantEdgeOptions
 

@@ -20,12 +20,18 @@ _lock = threading.Lock()
 _held: dict[str, tuple[IO[str], int]] = {}  # lock file -> (open file, stores of this process using it)
 
 
-def acquire(path: str | os.PathLike[str], what: str) -> str:
-    """Hold the folder for this process; returns the key to ``release``."""
+def acquire(path: str | os.PathLike[str], what: str, *, one_opener: bool = False) -> str:
+    """Hold the folder for this process; returns the key to ``release``. ``one_opener``: refuse a second
+    opener in this process too (engines whose opener keeps the collection in its own memory or WAL lock)."""
     key = os.path.abspath(f"{os.fspath(path).rstrip(os.sep)}.lock")
     with _lock:
         if key in _held:
             fh, n = _held[key]
+            if one_opener:
+                raise BackendUnavailableError(
+                    f"{what} at {os.fspath(path)} is already open in this process; this engine keeps one opener "
+                    "per folder (each would keep its own copy): share the open store, or close it first"
+                )
             _held[key] = (fh, n + 1)
             return key
         Path(key).parent.mkdir(parents=True, exist_ok=True)

@@ -329,11 +329,13 @@ def info(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     table.add_column("installed")
     table.add_column("install with", no_wrap=True)
     table.add_column("kind")
+    table.add_column("lexical leg")
     for kind, entries in (("store", STORES), ("embedder", EMBEDDERS)):
         for name, ok in installed(entries).items():
             extra = entries[name].extra
             hint = escape(f"pip install 'ragstore[{extra}]'") if extra else "-"
-            table.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", hint, kind)
+            leg = entries[name].lexical if kind == "store" else "-"
+            table.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", hint, kind, leg)
     console.print_json(data=data)
     console.print(table)
 

@@ -320,6 +320,7 @@ class Ragstore:
                     "dim": self.store.dim,
                     "count": self.store.count(),
                     "lexical": self.store.lexical,
+                    "lexical_leg": self._lexical_leg(),
                     **self.store.describe(),
                 },
                 "routes": {
@@ -330,6 +331,18 @@ class Ragstore:
                 "notes": list(self.collection.notes),
             }
         )
+
+    def _lexical_leg(self) -> str:
+        """Where the BM25 leg lives, in words (``ragstore info``, ``/v1/info``)."""
+        primary = self.collection.primary
+        leg = self.collection.lexical_leg
+        native = primary.native_lexical if primary.lexical_native else None
+        if leg == "native":
+            return f"native: {native}"
+        if leg == "sidecar":
+            return "sidecar: a SQLite BM25 index beside the store"
+        where = f"native ({native})" if native else "a sidecar SQLite index"
+        return f"none yet: the first lexical or hybrid query builds it ({where})"
 
     def close(self) -> None:
         collection = getattr(self, "collection", None)

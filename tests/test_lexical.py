@@ -122,7 +122,7 @@ def test_search_mode_turns_the_lexical_index_on(tmp_path: Path) -> None:
 
 
 def test_server_store_needs_a_lexical_path(pg_dsn: str, tmp_path: Path) -> None:
-    block = {"type": "pgvector", "dsn": pg_dsn, "table": "lex_needs_path", "lexical": True}
+    block = {"type": "pgvector", "dsn": pg_dsn, "table": "lex_needs_path", "lexical": True, "lexical_leg": "sidecar"}
     with pytest.raises(ConfigError, match="lexical_path"):
         open_collection(block)
     store = open_collection({**block, "lexical_path": str(tmp_path / "lex")})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -71,3 +72,49 @@ def test_filters_need_milvus_2_4(store: VectorStore) -> None:
     store.upsert(make_docs(10))
     with pytest.raises(EngineError, match=r"exists|parse"):
         store.count({"tag": "alpha"})
+
+
+def test_a_server_without_the_bm25_function_keeps_the_sidecar(config: dict[str, str], tmp_path: Any) -> None:
+    """Milvus 2.3 has no BM25 function: the leg stays in the sidecar, which on a server needs `lexical_path`."""
+    from ragstore.errors import ConfigError
+    from ragstore.stores.collection import open_collection
+
+    probe = create_store(config)
+    try:
+        assert not probe.lexical_native
+    finally:
+        probe.close()
+    with pytest.raises(ConfigError, match="lexical_path"):
+        open_collection({**config, "lexical": True})
+    docs = make_docs(30)
+    with open_collection({**config, "lexical": True, "lexical_path": str(tmp_path)}) as coll:
+        coll.upsert(docs)
+        assert coll.lexical_leg == "sidecar"
+        assert coll.search_lexical(docs[4].text, 1)[0].id == docs[4].id
+        coll.drop()
+
+
+def test_two_app_servers_on_one_milvus_server(config: dict[str, str], tmp_path: Any) -> None:
+    """Two `ragstore serve` processes on one Milvus 2.3 server, sharing the sidecar through one folder (this
+    server has no native leg, so the app servers must share a disk): writes and deletes through one are seen
+    through the other at once, dense, lexical and hybrid."""
+    pytest.importorskip("fastapi")
+    from test_two_servers import App, _config, _word
+
+    block = {**config, "lexical": True, "lexical_path": str(tmp_path / "shared")}
+    a, b = App(_config(tmp_path, "a", block)), App(_config(tmp_path, "b", block))
+    try:
+        for i in range(6):
+            text = f"pension {_word(i)} {_word(i + 1000)} {_word(i + 2000)}"
+            a.write([{"id": f"doc-{i}", "text": text}])
+            assert b.ids(_word(i), "lexical")[:1] == [f"doc-{i}"]
+            assert b.ids(text, "dense", 1) == [f"doc-{i}"]
+            assert f"doc-{i}" in b.ids(f"{_word(i)} pension", "hybrid", 3)
+        import httpx
+
+        r = httpx.request("DELETE", a.url + "/v1/documents", json={"ids": ["doc-2"]}, timeout=60)
+        assert r.json()["deleted"] == 1
+        assert "doc-2" not in b.ids(_word(2), "lexical")
+    finally:
+        a.stop()
+        b.stop()

@@ -34,12 +34,22 @@ def test_second_process_gets_a_clear_error_naming_the_holder(tmp_path: Path) -> 
     create_store({"type": "memory", "path": str(folder)}).close()
 
 
-def test_one_process_may_open_a_folder_twice_and_release_it(tmp_path: Path) -> None:
-    a = create_store({"type": "memory", "path": str(tmp_path / "m")})
-    b = create_store({"type": "memory", "path": str(tmp_path / "m")})
-    key = a._path_lock
-    assert key is not None and key == b._path_lock and key in _plock._held
-    a.close()
+def test_one_process_may_hold_a_folder_twice_and_release_it(tmp_path: Path) -> None:
+    key = _plock.acquire(tmp_path / "f", "test store")
+    assert _plock.acquire(tmp_path / "f", "test store") == key and key in _plock._held
+    _plock.release(key)
     assert key in _plock._held
-    b.close()
+    _plock.release(key)
     assert key not in _plock._held
+
+
+def test_an_engine_with_one_opener_per_folder_refuses_a_second_in_this_process(tmp_path: Path) -> None:
+    """Two memory stores on one folder would each keep a copy, and the last to save would win."""
+    a = create_store({"type": "memory", "path": str(tmp_path / "m")})
+    with pytest.raises(BackendUnavailableError, match="already open in this process"):
+        create_store({"type": "memory", "path": str(tmp_path / "m")})
+    key = a._path_lock
+    a.close()
+    assert key not in _plock._held
+    b = create_store({"type": "memory", "path": str(tmp_path / "m")})  # free again once closed
+    b.close()

@@ -118,6 +118,11 @@ class StoreOptions(BaseModel):
     )
     bm25_k1: float = Field(default=1.2, gt=0, le=10, description="BM25 term-frequency saturation")
     bm25_b: float = Field(default=0.75, ge=0, le=1, description="BM25 document-length normalisation")
+    lexical_leg: Literal["auto", "native", "sidecar"] = Field(
+        default="auto",
+        description="where the BM25 leg lives: auto (in the engine where ragstore has a native leg for it, "
+        "else the sidecar), native (in the engine, or a clear error), sidecar (a local SQLite file)",
+    )
     lexical_path: str | None = Field(
         default=None,
         description="folder for the collection's local files: lexical index, write journal (default: "
@@ -208,8 +213,15 @@ class VectorStore(ABC):
     #: The engine cannot share an embedded ``path`` between processes: the base class holds an inter-process
     #: lock on it while the store is open, so a second process gets a clear error, never a corrupted folder.
     one_process_per_path: ClassVar[bool] = False
+    #: ... and one opener in that process too: an opener keeps the collection in its own memory (or holds the
+    #: engine's write-ahead log), so a second store object on the folder would keep a diverging copy
+    one_opener_per_path: ClassVar[bool] = False
     #: Options that may change on an open store without rebuilding it (search-time knobs such as ``ef_search``).
     tunable: ClassVar[tuple[str, ...]] = ()
+    #: How the engine keeps the BM25 leg itself, in words (``None``: it cannot; a collection keeps a sidecar
+    #: index). A native leg is written in the same engine transaction as the vectors, so every process and
+    #: every app server in front of the engine sees one index and nothing local can drift from it.
+    native_lexical: ClassVar[str | None] = None
 
     #: the validated options this store was opened with (adapters narrow the type)
     options: StoreOptions
@@ -225,6 +237,10 @@ class VectorStore(ABC):
                 f"{self.name} does not support metric {opts.metric!r}; it supports {', '.join(self.metrics)}"
             )
         self.metric: Metric = opts.metric
+        if opts.lexical_leg == "native" and self.native_lexical is None:
+            raise ConfigError(
+                f"{self.name} has no native lexical leg (lexical_leg: native); use lexical_leg: auto or sidecar"
+            )
         self._dim: int | None = opts.dim
         self.batch_size = opts.batch_size
         self._closed = False
@@ -232,9 +248,10 @@ class VectorStore(ABC):
         self._lock = RWLock()
         self._path_lock: str | None = None
         self._manifest_text: str | None = None
+        self._lexical_planned = False
         path = getattr(opts, "path", None)
         if self.one_process_per_path and path and not opts.remote:
-            self._path_lock = lock_folder(path, f"{self.name} store")
+            self._path_lock = lock_folder(path, f"{self.name} store", one_opener=self.one_opener_per_path)
         try:
             self._connect()
         except BaseException:
@@ -370,7 +387,10 @@ class VectorStore(ABC):
         step = batch_size or self.batch_size
         with self._lock.write(), self._engine("write"):
             self._check_open()
+            created = self._dim is None
             self._ensure_dim(vectors.shape[1])
+            if created and self._lexical_planned and self._lexical_state() != "ready":
+                self._lexical_build()  # the leg exists before the first document, so none is written twice
             for start in range(0, len(ids), step):
                 end = start + step
                 self._upsert(ids[start:end], vectors[start:end], texts[start:end], metas[start:end])
@@ -422,6 +442,98 @@ class VectorStore(ABC):
                 hit.text, hit.metadata = found[hit.id]
             out.append(hit)
         return out
+
+    # ----------------------------------------------------------------- the native lexical leg
+    @property
+    def lexical_native(self) -> bool:
+        """Whether a collection keeps this store's BM25 leg in the engine (``lexical_leg``), not in a sidecar:
+        never on an engine without one, nor on a collection made before its engine's leg existed."""
+        if self.native_lexical is None or self.options.lexical_leg == "sidecar":
+            return False
+        if self._closed:
+            return False
+        if self.options.lexical_leg == "auto" and not self._native_preferred():
+            return False
+        with self._engine("look at the collection"):
+            possible = self._native_possible()
+        if not possible and self.options.lexical_leg == "native":
+            raise UnsupportedFeatureError(
+                f"{self.name} collection {self._describe()} has no room for a native lexical leg (made by an older "
+                "ragstore, or on a server without the feature): copy it into a new collection (ragstore copy), or "
+                "use lexical_leg: sidecar"
+            )
+        return possible
+
+    def lexical_variant(self) -> dict[str, float]:
+        """How the native leg's BM25 departs from the reference (empty: exactly Lucene's, to 1e-9):
+        ``avglen`` -- the average document length it was built with, where the reference uses today's;
+        ``rel_tol`` -- the relative precision of its scores (an engine scoring in float32)."""
+        return {}
+
+    def _native_possible(self) -> bool:
+        """Whether this collection can hold the native leg (False: made before the engine's leg existed)."""
+        return True
+
+    def _native_preferred(self) -> bool:
+        """Whether ``lexical_leg: auto`` picks the native leg here: an engine's embedded mode that one process
+        holds anyway gains nothing from it, and may score slower or less exactly than the sidecar."""
+        return True
+
+    def plan_lexical(self) -> None:
+        """Build the native leg with the collection, at its first write (a collection that keeps one asks this
+        of a store that has no collection yet)."""
+        self._lexical_planned = True
+
+    def lexical_built(self) -> bool:
+        """Whether the engine holds this collection's native BM25 leg now (by any process), with the current
+        analyzer: every writer then keeps it in step in the same transaction as the vectors."""
+        self._check_open()
+        if not self.lexical_native or self._dim is None:
+            return False
+        with self._lock.read(), self._engine("look for the lexical leg"):
+            return self._lexical_state() == "ready"
+
+    def build_lexical(self, *, rebuild: bool = False) -> int:
+        """Create the native BM25 leg and fill it from the stored texts (with a progress bar), unless it is
+        already there with the current analyzer; returns how many documents were indexed. Writers in other
+        processes wait for it, then write their terms too."""
+        self._check_open()
+        if not self.lexical_native:
+            raise UnsupportedFeatureError(f"{self.name} keeps no lexical leg in its engine (lexical_leg)")
+        if self._dim is None:
+            return 0
+        with self._lock.write(), self._engine("build the lexical leg"):
+            self._check_open()
+            if not rebuild and self._lexical_state() == "ready":
+                return 0
+            return self._lexical_build()
+
+    def search_terms(
+        self, terms: Sequence[str], k: int, filter: Filter | Node | None = None, *, fields: bool = True
+    ) -> list[Hit]:
+        """The ``k`` best documents by BM25 over analysed ``terms`` that match ``filter``, scored in the engine
+        (ties by id); the leg must be built (``build_lexical``)."""
+        self._check_open()
+        self._catch_up()
+        _check_k(k)
+        node = self._parse_filter(filter)
+        wanted = list(dict.fromkeys(str(t) for t in terms))
+        if self._dim is None or not wanted:
+            return []
+        with self._lock.read(), self._engine("search the lexical leg"):
+            self._check_open()
+            hits = self._lexical_search(wanted, int(k), node, fields)
+        return sorted(hits, key=_rank)[: int(k)]
+
+    def _lexical_state(self) -> str:
+        """``"ready"`` (built with the current analyzer), ``"stale"`` (another analyzer) or ``"none"``."""
+        return "none"
+
+    def _lexical_build(self) -> int:
+        raise UnsupportedFeatureError(f"{self.name} keeps no lexical leg in its engine")
+
+    def _lexical_search(self, terms: list[str], k: int, node: Node | None, fields: bool) -> list[Hit]:
+        raise UnsupportedFeatureError(f"{self.name} keeps no lexical leg in its engine")
 
     def _fields(self, ids: list[str]) -> dict[str, tuple[str, Metadata]]:
         """Text and metadata by id; engines that can read them without the vectors override this."""
@@ -696,6 +808,11 @@ class VectorStore(ABC):
                 self._check_open()
                 if self._changed_elsewhere():
                     self._refresh()
+        if self._dim is None:  # opened empty: another process (another app server) may have created it since
+            with self._lock.write(), self._engine("look for a collection made by another process"):
+                self._check_open()
+                if self._dim is None and self._stored() is not None:
+                    self._adopt_or_create()
 
     def _abandon(self) -> None:
         """Release the engine after a refused open (wrong metric or dimension) *without writing anything*:

@@ -54,7 +54,7 @@ from ..errors import (
     UnsupportedFeatureError,
     ValidationError,
 )
-from ..lexical import ANALYZER_VERSION, LexicalIndex
+from ..lexical import ANALYZER_VERSION, LexicalIndex, default_analyzer
 from ..lexical.index import OwnerMismatch
 from ..query.filters import Filter, Node
 from ..types import Document, Hit
@@ -267,7 +267,7 @@ class LexicalDerived(DerivedIndex):
         return len(docs)
 
     def entry(self) -> dict[str, Any]:
-        return {"kind": "bm25", "analyzer": ANALYZER_VERSION, "k1": self.index.k1, "b": self.index.b}
+        return {"kind": "bm25", "leg": "sidecar", "analyzer": ANALYZER_VERSION, "k1": self.index.k1, "b": self.index.b}
 
     def storage_bytes(self) -> int | None:
         return self.index.storage_bytes()
@@ -380,13 +380,19 @@ class Collection:
         self._adopted = False
         self._identities: dict[str, dict[str, Any] | None] = {}
         self._records: dict[str, Any] = {}
+        #: the BM25 leg lives in the primary's engine (``VectorStore.native_lexical``); None: not asked yet
+        self._native: bool | None = False
         where = Path(folder) if folder is not None and primary.capabilities.persistent else None
         try:
             self.journal = Journal(where, primary.location())
             with self._lock, self.journal.locked():
                 self._check_manifest()
                 recorded: dict[str, Any] = (self._manifest.get("indexes") if self._manifest else None) or {}
-                if LEXICAL_INDEX in recorded and LEXICAL_INDEX not in self.derived:
+                if primary.lexical_native:
+                    wanted = primary.options.lexical or LEXICAL_INDEX in recorded
+                    if wanted or primary.lexical_built():
+                        self._add_native(at_open=True)  # in the engine: every writer keeps it in step
+                elif LEXICAL_INDEX in recorded and LEXICAL_INDEX not in self.derived:
                     self._add_lexical(at_open=True)  # built by an earlier query: every writer keeps it in step
                 self._repair(at_open=True)
                 self._save_manifest(force=False)
@@ -409,6 +415,7 @@ class Collection:
         self.journal = Journal(None, "view")  # never written: no location to resolve on the query path
         self._manifest, self._adopted, self._identities, self._records = None, False, {}, {}
         self._borrowed = True
+        self._native = None  # asked of the engine when a lexical query first needs it
         return self
 
     def __getattr__(self, name: str) -> Any:
@@ -442,13 +449,27 @@ class Collection:
 
     @property
     def capabilities(self) -> Capabilities:
-        lexical = LEXICAL_INDEX in self.derived
+        lexical = self.lexical
         return replace(self.primary.capabilities, lexical=lexical, hybrid=lexical)
+
+    def _is_native(self) -> bool:
+        if self._native is None:  # a view of a store: is the leg in its engine?
+            primary = self.primary
+            self._native = primary.lexical_native and primary.dim is not None and primary.lexical_built()
+        return self._native
 
     @property
     def lexical(self) -> bool:
         """Whether lexical and hybrid search work here (``lexical: true``)."""
-        return LEXICAL_INDEX in self.derived
+        return self._is_native() or LEXICAL_INDEX in self.derived
+
+    @property
+    def lexical_leg(self) -> str | None:
+        """Where the BM25 leg lives: ``"native"`` (in the engine), ``"sidecar"`` (a local SQLite index) or
+        ``None`` (none yet: the first lexical or hybrid query builds one)."""
+        if self._is_native():
+            return "native"
+        return "sidecar" if LEXICAL_INDEX in self.derived else None
 
     @property
     def routes(self) -> dict[str, DenseDerived]:
@@ -506,7 +527,7 @@ class Collection:
         or hybrid query and records it in its manifest, so every writer that opens the collection afterwards
         keeps it in step; ``lexical: false`` written in the store block refuses instead."""
         self._check_open()
-        if LEXICAL_INDEX in self.derived:
+        if self.lexical:
             return
         if self._borrowed and self.primary.options.lexical:
             raise UnsupportedFeatureError(
@@ -526,10 +547,26 @@ class Collection:
             )
         with self._lock, self.journal.locked():
             self._check_open()
-            if LEXICAL_INDEX in self.derived:
+            if self.lexical:
                 return
-            self._add_lexical(at_open=False)
+            if self.primary.lexical_native:
+                self._add_native(at_open=False)
+            else:
+                self._add_lexical(at_open=False)
             self._save_manifest(force=True)
+
+    def _add_native(self, *, at_open: bool) -> None:
+        """Use the engine's own BM25 leg, building it from the stored texts when it is missing or was built by
+        another analyzer version (a store made empty builds it at its first write)."""
+        self._native = True
+        if self.primary.dim is None:
+            self.primary.plan_lexical()  # made with the collection's first write
+            return
+        changed = self.primary.build_lexical()
+        if changed or not at_open:
+            self.notes.append(
+                f"built the lexical leg in {self.primary.name} from the stored texts ({changed} documents)"
+            )
 
     def _add_lexical(self, *, at_open: bool) -> None:
         """Open the BM25 index beside the primary and fill it from the primary's texts (under the locks)."""
@@ -546,12 +583,19 @@ class Collection:
                 raise
             self.notes.append(f"built the lexical index from the stored texts ({changed} documents)")
 
+    def lexical_variant(self) -> dict[str, float]:
+        """How this collection's BM25 departs from the reference (``VectorStore.lexical_variant``; the sidecar:
+        not at all)."""
+        return self.primary.lexical_variant() if self._is_native() else {}
+
     def lexical_terms(self, query: str) -> list[str]:
         """The terms a lexical search for ``query`` looks up (empty: only stop words, punctuation or emoji)."""
-        index = self._lexical()
+        self.require_lexical()
         if not isinstance(query, str):
             raise ValidationError(f"query must be a string, got {type(query).__name__}")
-        return index.terms(query)
+        if self._is_native():
+            return list(dict.fromkeys(default_analyzer().terms(query)))
+        return self._lexical().terms(query)
 
     def search_lexical(
         self, query: str, k: int = 10, filter: Filter | Node | None = None, *, fields: bool = True
@@ -561,6 +605,8 @@ class Collection:
         _check_k(k)
         terms = self.lexical_terms(query)
         node = self._parse_filter(filter)
+        if self._is_native():
+            return self.primary.search_terms(terms, int(k), node, fields=fields)
         return self._lexical().search(terms, int(k), node, fields=fields)
 
     # ----------------------------------------------------------------- the one write path
@@ -636,6 +682,8 @@ class Collection:
         with self._writing() as gen:
             self._primary_write(self.primary.clear)
             self._each(lambda d: d.clear(gen))
+            if self._is_native() and self.primary.dim is not None:
+                self.primary.build_lexical()  # engines that clear by re-creating the collection lose the leg
         if self.primary.dim is not None:  # engines that clear by re-creating lose the collection's properties
             self._save_manifest(force=True)
 
@@ -682,6 +730,14 @@ class Collection:
             )
         with self._lock, self.journal.locked():
             return self._repair(at_open=False, force=chosen)
+
+    def rebuild_lexical(self) -> int:
+        """Rebuild the BM25 leg from the stored texts, wherever it lives; returns how many documents it holds."""
+        self.require_lexical()
+        if self._is_native():
+            with self._lock, self.journal.locked():
+                return self.primary.build_lexical(rebuild=True)
+        return self.rebuild([LEXICAL_INDEX])
 
     def verify(self) -> list[str]:
         """What differs between the primary and each derived index (ids missing or extra, other texts); empty
@@ -835,6 +891,16 @@ class Collection:
         for name, index in self.derived.items():
             identity = self._identity(name)  # the collection's copy: read once per open
             indexes[name] = {**index.entry(), **({"embedder": identity} if identity is not None else {})}
+        if self._is_native():
+            opts = self.primary.options
+            indexes[LEXICAL_INDEX] = {
+                "kind": "bm25",
+                "leg": "native",
+                "engine": self.primary.native_lexical,
+                "analyzer": ANALYZER_VERSION,
+                "k1": opts.bm25_k1,
+                "b": opts.bm25_b,
+            }
         out: dict[str, Any] = {
             "format": MANIFEST_FORMAT,
             "created": previous.get("created") or _now(),
@@ -978,7 +1044,7 @@ def open_collection(
     try:
         primary = store_of(block)
         where = folder_of(primary.options, folder)
-        if primary.options.lexical:
+        if primary.options.lexical and not primary.lexical_native:  # a native leg is the primary's own
             derived.append(open_lexical(primary, folder_of(primary.options)))
         for name, (route_embedder, spec) in (routes or {}).items():
             store = store_of(spec)

@@ -31,18 +31,38 @@ class Builtin:
     extra: str | None  # pip extra that installs the engine
     probe: str | None  # module whose presence means the extra is installed
     what: str
+    #: stores: where ``lexical: true`` keeps the BM25 leg by default (``VectorStore.native_lexical``)
+    lexical: str = "sidecar (SQLite beside the store)"
 
 
 STORES: dict[str, Builtin] = {
     "memory": Builtin("ragstore.adapters.memory:MemoryStore", None, None, "in-memory exact store"),
     "faiss": Builtin("ragstore.adapters.faiss:FaissStore", "faiss", "faiss", "FAISS (faiss-cpu)"),
     "chroma": Builtin("ragstore.adapters.chroma:ChromaStore", "chroma", "chromadb", "Chroma (chromadb)"),
-    "milvus": Builtin("ragstore.adapters.milvus:MilvusStore", "milvus", "pymilvus", "Milvus (pymilvus)"),
-    "qdrant": Builtin("ragstore.adapters.qdrant:QdrantStore", "qdrant", "qdrant_client", "Qdrant (qdrant-client)"),
+    "milvus": Builtin(
+        "ragstore.adapters.milvus:MilvusStore",
+        "milvus",
+        "pymilvus",
+        "Milvus (pymilvus)",
+        lexical="native on servers >= 2.5 (BM25 function); Lite, older servers: sidecar",
+    ),
+    "qdrant": Builtin(
+        "ragstore.adapters.qdrant:QdrantStore",
+        "qdrant",
+        "qdrant_client",
+        "Qdrant (qdrant-client)",
+        lexical="native on a server (sparse vectors + IDF); local mode: sidecar",
+    ),
     "qdrant-edge": Builtin(
         "ragstore.adapters.qdrant:QdrantEdgeStore", "qdrant", "qdrant_edge", "Qdrant Edge (qdrant-edge-py)"
     ),
-    "pgvector": Builtin("ragstore.adapters.pgvector:PgVectorStore", "pgvector", "psycopg", "PGVector (psycopg)"),
+    "pgvector": Builtin(
+        "ragstore.adapters.pgvector:PgVectorStore",
+        "pgvector",
+        "psycopg",
+        "PGVector (psycopg)",
+        lexical="native (tables in PostgreSQL, BM25 in SQL)",
+    ),
 }
 
 EMBEDDERS: dict[str, Builtin] = {

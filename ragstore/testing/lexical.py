@@ -70,12 +70,16 @@ def reference_bm25(
     k1: float = 1.2,
     b: float = 0.75,
     analyzer: Analyzer | None = None,
+    avglen: float | None = None,
 ) -> list[tuple[str, float]]:
-    """(id, score) of the ``k`` best documents matching ``pred``; statistics over all ``docs``; ties by id."""
+    """(id, score) of the ``k`` best documents matching ``pred``; statistics over all ``docs``; ties by id.
+    ``avglen``: a leg's recorded average length instead of today's (an engine leg that fixes it when built)."""
     an = analyzer or default_analyzer()
     tfs = {d.id: Counter(an.terms(d.text)) for d in docs}
     n = len(docs)
     avg = sum(sum(c.values()) for c in tfs.values()) / n if n else 0.0
+    if avglen is not None:
+        avg = avglen
     scores: dict[str, float] = {}
     for term in dict.fromkeys(an.terms(query)):
         df = sum(1 for c in tfs.values() if term in c)
