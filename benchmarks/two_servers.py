@@ -80,10 +80,10 @@ def batches(n: int, size: int, offset: int) -> list[list[dict[str, Any]]]:
     ]
 
 
-def write_rate(url: str, work: list[list[dict[str, Any]]]) -> float:
+def write_rate(client: httpx.Client, url: str, work: list[list[dict[str, Any]]]) -> float:
     start_t = time.perf_counter()
     for docs in work:
-        assert httpx.post(url + "/v1/documents", json={"documents": docs}, timeout=60).status_code == 200
+        assert client.post(url + "/v1/documents", json={"documents": docs}, timeout=60).status_code == 200
     return sum(len(d) for d in work) / (time.perf_counter() - start_t)
 
 
@@ -104,24 +104,25 @@ def main() -> None:
         a, a_url = start(tmp, "a", store)
         b, b_url = start(tmp, "b", store)
         procs += [a, b]
+        http = httpx.Client()  # one connection pool, as an app would keep (a new client per call costs ~25 ms)
         warm = batches(5, args.size, 10**6)
-        write_rate(solo_url, warm)
-        write_rate(a_url, batches(5, args.size, 2 * 10**6))
-        solo_rate = write_rate(solo_url, batches(args.batches, args.size, 0))
+        write_rate(http, solo_url, warm)
+        write_rate(http, a_url, batches(5, args.size, 2 * 10**6))
+        solo_rate = write_rate(http, solo_url, batches(args.batches, args.size, 0))
         solo.send_signal(signal.SIGTERM)
         seen_ms: list[float] = []
         polls: list[int] = []
         start_t = time.perf_counter()
         written = 0
         for i, docs in enumerate(track(batches(args.batches, args.size, 0), description="write A, read B")):
-            assert httpx.post(a_url + "/v1/documents", json={"documents": docs}, timeout=60).status_code == 200
+            assert http.post(a_url + "/v1/documents", json={"documents": docs}, timeout=60).status_code == 200
             acked = time.perf_counter()
             written += len(docs)
             tries = 0
             while True:
                 tries += 1
                 body = {"query": word(i), "mode": "lexical", "k": 1}
-                hits = httpx.post(b_url + "/v1/search", json=body, timeout=60).json()["hits"]
+                hits = http.post(b_url + "/v1/search", json=body, timeout=60).json()["hits"]
                 if hits and hits[0]["id"].startswith(f"d{i}-"):
                     break
                 if time.perf_counter() - acked > 10:
@@ -129,7 +130,8 @@ def main() -> None:
             seen_ms.append((time.perf_counter() - acked) * 1000)
             polls.append(tries)
         pair_rate = written / (time.perf_counter() - start_t)
-        pure_rate = write_rate(a_url, batches(args.batches, args.size, 10**5))
+        pure_rate = write_rate(http, a_url, batches(args.batches, args.size, 10**5))
+        http.close()
     finally:
         for p in procs:
             if p.poll() is None:
