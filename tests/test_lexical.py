@@ -425,3 +425,33 @@ def test_term_cache_sees_another_connections_writes(tmp_path: Path) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_prepared_terms_give_the_same_search_and_are_analysed_once() -> None:
+    """A prepared query analyses its text once (like embedding it once); searching its terms is the search."""
+    from ragstore.embedders.hashing import HashingEmbedder
+    from ragstore.lexical import analyzer as analyzer_mod
+    from ragstore.query.retrieval import Retriever
+
+    store = open_collection({"type": "memory", "lexical": True})
+    docs = lexical_docs()
+    store.upsert(docs)
+    for query in QUERIES:
+        terms = store.lexical_terms(query)
+        assert store.search_lexical_terms(terms, 7) == store.search_lexical(query, 7)
+    prepared = Retriever(HashingEmbedder(docs[0].vector.shape[0])).prepare(QUERIES[:3], "off", search="lexical")  # type: ignore[union-attr]
+    calls = []
+    original = analyzer_mod.Analyzer.terms
+
+    def counting(self: Any, text: str) -> list[str]:
+        calls.append(text)
+        return original(self, text)
+
+    analyzer_mod.Analyzer.terms = counting  # type: ignore[method-assign]
+    try:
+        first = [prepared.run(store, i, 5) for i in range(3)]
+        again = [prepared.run(store, i, 5) for i in range(3)]
+    finally:
+        analyzer_mod.Analyzer.terms = original  # type: ignore[method-assign]
+    assert first == again and len(calls) == 3
+    store.close()

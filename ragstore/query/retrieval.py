@@ -151,6 +151,7 @@ class Prepared:
         fusion: Fusion | None = None,
     ) -> None:
         self.plans, self.main = plans, main
+        self._terms: dict[int, list[str]] = {}
         self.routed = {name: dict(vecs) for name, vecs in routed.items() if vecs}
         self.fusion = fusion or Fusion()
         self.n = len(plans)
@@ -185,10 +186,11 @@ class Prepared:
         names = self._legs(i)
         if len(names) == 1:
             return legs[names[0]][:k]  # one ranking: its own scores (cosine, BM25) stay
-        legs = {m: _canonical(legs[m]) for m in names}
         dense = [m for m in names if m != LEXICAL]
         if LEXICAL in names and self.fusion.method == "alpha" and len(dense) == 1:
+            # scores, not ranks: the legs' order does not enter (ties in the result break by id)
             return alpha_fusion(legs[dense[0]], legs[LEXICAL], k, self.fusion.alpha)
+        legs = {m: _canonical(legs[m]) for m in names}
         # several dense rankings (a bilingual fusion): the lexical leg joins their weighted RRF, whose
         # scores are ranks, not similarities an alpha could mix (benchmarks/results/hybrid-fusion.md)
         return self._rrf(names, legs, k)
@@ -205,7 +207,12 @@ class Prepared:
         self, store: Collection, i: int, depth: int, filter: Filter | Node | None, fields: bool = True
     ) -> list[Hit]:
         text = self.plans[i].lexical_text
-        return store.search_lexical(text, depth, filter, fields=fields) if text else []
+        if not text:
+            return []
+        terms = self._terms.get(i)
+        if terms is None:  # analysed once per query, like its vector: a prepared query only searches
+            terms = self._terms[i] = store.lexical_terms(text)
+        return store.search_lexical_terms(terms, depth, filter, fields=fields)
 
     def run(self, collection: Searchable, i: int, k: int, filter: Filter | Node | None = None) -> list[Hit]:
         store = Collection.view(collection)

@@ -603,11 +603,18 @@ class Collection:
         """The ``k`` best documents by BM25 that match ``filter`` (scores are BM25, higher is better); empty
         when the query has no terms. Same terms and scores on every backend."""
         _check_k(k)
-        terms = self.lexical_terms(query)
+        return self.search_lexical_terms(self.lexical_terms(query), k, filter, fields=fields)
+
+    def search_lexical_terms(
+        self, terms: Sequence[str], k: int = 10, filter: Filter | Node | None = None, *, fields: bool = True
+    ) -> list[Hit]:
+        """``search_lexical`` for terms already analysed (``lexical_terms``): a prepared query's."""
+        _check_k(k)
+        self.require_lexical()
         node = self._parse_filter(filter)
         if self._is_native():
             return self.primary.search_terms(terms, int(k), node, fields=fields)
-        return self._lexical().search(terms, int(k), node, fields=fields)
+        return self._lexical().search(list(terms), int(k), node, fields=fields)
 
     # ----------------------------------------------------------------- the one write path
     @contextmanager
