@@ -274,8 +274,8 @@ class QdrantStore(VectorStore):
         known = getattr(self, "_leg_info", None)
         if known is not None and not fresh:
             return known
-        if not self.client.collection_exists(self.collection):
-            return None
+        if self._dim is None and not self.client.collection_exists(self.collection):
+            return None  # (a write or search has the collection: one round trip, not two)
         raw = (self.client.get_collection(self.collection).config.metadata or {}).get(_LEXICAL_KEY)
         self._leg_info: dict[str, Any] | None = json.loads(raw) if raw else None
         return self._leg_info

