@@ -33,7 +33,7 @@ from ragstore._optional import require
 from ragstore.errors import BackendUnavailableError, UnsupportedFeatureError
 from ragstore.query.filters import Node
 from ragstore.stores.base import SQLITE_MAX_FILTER_ATOMS, Capabilities, StoreOptions, VectorStore
-from ragstore.types import Document, Hit, Metadata
+from ragstore.types import Document, Hit, Metadata, Ranked
 
 from ._sqlite import SqliteDocs
 
@@ -307,18 +307,29 @@ class FaissStore(VectorStore):
 
     # ----------------------------------------------------------------- reads
     def _search(self, vector: np.ndarray, k: int, node: Node | None, fields: bool = True) -> list[Hit]:
-        if self._index is None or self._index.ntotal == 0:
-            return []
-        with self._omp_threads(1):  # one query: more threads only add start-up cost
-            return self._search_one(vector, k, node, fields)
+        return self._hits(self._pairs(vector, k, node), fields)
 
     def _search_bare(self, vector: np.ndarray, k: int, node: Node | None) -> list[Hit]:
         return self._search(vector, k, node, fields=False)
 
+    def _search_scores(self, vector: np.ndarray, k: int, node: Node | None) -> Ranked:
+        pairs = self._pairs(vector, k, node)  # nearest first, from every search path
+        ids = self.db.ids_by_iid([iid for iid, _ in pairs])
+        kept = [(ids[iid], d) for iid, d in pairs if iid in ids]
+        dist = np.fromiter((d for _, d in kept), dtype=np.float64, count=len(kept))
+        return Ranked([i for i, _ in kept], -np.sqrt(np.maximum(dist, 0.0)) if self.metric == "l2" else dist)
+
+    def _pairs(self, vector: np.ndarray, k: int, node: Node | None) -> list[tuple[int, float]]:
+        """(iid, engine distance) of the ``k`` nearest matching vectors."""
+        if self._index is None or self._index.ntotal == 0:
+            return []
+        with self._omp_threads(1):  # one query: more threads only add start-up cost
+            return self._search_one(vector, k, node)
+
     def _fields(self, ids: list[str]) -> dict[str, tuple[str, Metadata]]:
         return self.db.fields_by_id(ids)
 
-    def _search_one(self, vector: np.ndarray, k: int, node: Node | None, fields: bool = True) -> list[Hit]:
+    def _search_one(self, vector: np.ndarray, k: int, node: Node | None) -> list[tuple[int, float]]:
         faiss = self.faiss
         q = vector.reshape(1, -1)
         allowed: np.ndarray | None = None
@@ -327,10 +338,10 @@ class FaissStore(VectorStore):
             if allowed.size == 0:
                 return []
         if self._trained_at:
-            return self._search_ivf(q, k, allowed, fields)
+            return self._search_ivf(q, k, allowed)
         if self.index_type == "hnsw":
             if allowed is not None and allowed.size <= self.options.exact_filter_limit:
-                return self._rescore(q[0], allowed, k, fields)
+                return self._rescore(q[0], allowed, k)
             sel = None
             if allowed is not None:
                 sel = faiss.IDSelectorBatch(allowed)
@@ -346,14 +357,14 @@ class FaissStore(VectorStore):
             k, self._matching(allowed)
         ):  # a graph walk that ran out before k: exact over the matching rows
             rows = allowed if allowed is not None else np.asarray(self.db.where_iids(None), dtype=np.int64)
-            return self._rescore(q[0], rows, k, fields)
-        return self._hits(pairs, fields)
+            return self._rescore(q[0], rows, k)
+        return pairs
 
     def _matching(self, allowed: np.ndarray | None) -> int:
         """How many live documents a search may return: the filter's rows, or every row but the tombstones."""
         return int(allowed.size) if allowed is not None else self._index.ntotal - len(self._dead)
 
-    def _search_ivf(self, q: np.ndarray, k: int, allowed: np.ndarray | None, fields: bool = True) -> list[Hit]:
+    def _search_ivf(self, q: np.ndarray, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
         """Candidates from the compressed codes, then exact scores from the float vectors in SQLite."""
         faiss, opts = self.faiss, self.options
         # defaults measured at 1M MiniLM-like vectors (benchmarks/results/scale.md): PQ48 codes need ~250
@@ -363,7 +374,7 @@ class FaissStore(VectorStore):
         rescore = opts.rescore or (25 if self.index_type == "ivf_pq" else 4)
         if allowed is not None:
             if allowed.size <= opts.exact_filter_limit:
-                return self._rescore(q[0], allowed, k, fields)
+                return self._rescore(q[0], allowed, k)
             # a filter keeping 1 in s vectors leaves ~1/s of each list: probe s times as many lists
             nprobe = int(np.ceil(nprobe * self._index.ntotal / allowed.size))
             sel = faiss.IDSelectorBatch(allowed)
@@ -378,9 +389,9 @@ class FaissStore(VectorStore):
             if cands.size >= want or nprobe >= nlist:
                 break
             nprobe = min(nlist, nprobe * 4)
-        return self._rescore(q[0], cands, k, fields) if cands.size else []
+        return self._rescore(q[0], cands, k) if cands.size else []
 
-    def _rescore(self, q: np.ndarray, iids: np.ndarray, k: int, fields: bool = True) -> list[Hit]:
+    def _rescore(self, q: np.ndarray, iids: np.ndarray, k: int) -> list[tuple[int, float]]:
         if self._trained_at:  # codes are lossy: the float vectors live in SQLite
             iids, vecs = self.db.vectors_for(iids.tolist(), self._dim or 0)
         else:
@@ -388,10 +399,10 @@ class FaissStore(VectorStore):
         if self.metric == "l2":
             dist = ((vecs - q) ** 2).sum(axis=1)
             order = np.argsort(dist, kind="stable")[:k]
-            return self._hits([(int(iids[i]), float(dist[i])) for i in order], fields)
+            return [(int(iids[i]), float(dist[i])) for i in order]
         scores = vecs @ q
         order = np.argsort(-scores, kind="stable")[:k]
-        return self._hits([(int(iids[i]), float(scores[i])) for i in order], fields)
+        return [(int(iids[i]), float(scores[i])) for i in order]
 
     def _hits(self, pairs: list[tuple[int, float]], fields: bool = True) -> list[Hit]:
         if not fields:

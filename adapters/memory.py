@@ -17,7 +17,7 @@ from pydantic import Field
 
 from ragstore.query.filters import Node, matches
 from ragstore.stores.base import Capabilities, StoreOptions, VectorStore
-from ragstore.types import Document, Hit, Metadata
+from ragstore.types import Document, Hit, Metadata, Ranked
 
 MANIFEST_FILE = "manifest.json"  # saved with the folder, like the records
 
@@ -103,37 +103,60 @@ class MemoryStore(VectorStore):
         if self._matrix is None:
             self._order = list(self._records)
             dim = self._dim or 0
+            # float64 once per write, not per query: the oracle scores in double precision
             self._matrix = (
-                np.stack([self._records[i][0] for i in self._order])
+                np.stack([self._records[i][0] for i in self._order]).astype(np.float64)
                 if self._order
-                else np.zeros((0, dim), dtype=np.float32)
+                else np.zeros((0, dim), dtype=np.float64)
             )
         return self._matrix
 
     def scores(self, vector: np.ndarray) -> np.ndarray:
         """Exact scores of ``vector`` against every stored row (row order = ``self._order``)."""
-        matrix = self._ensure_matrix().astype(np.float64)
+        matrix = self._ensure_matrix()
         q = vector.astype(np.float64)
         if self.metric == "l2":
             return -np.sqrt(np.maximum(((matrix - q) ** 2).sum(axis=1), 0.0))
         return matrix @ q
 
     def _search(self, vector: np.ndarray, k: int, node: Node | None) -> list[Hit]:
+        hits = []
+        for doc_id, score in self._top(vector, k, node):
+            _, text, meta = self._records[doc_id]
+            hits.append(Hit(id=doc_id, score=score, text=text, metadata=dict(meta)))
+        return hits
+
+    def _search_scores(self, vector: np.ndarray, k: int, node: Node | None) -> Ranked:
+        top = self._top(vector, k, node)
+        return Ranked([i for i, _ in top], np.fromiter((s for _, s in top), dtype=np.float64, count=len(top)))
+
+    def _top(self, vector: np.ndarray, k: int, node: Node | None) -> list[tuple[str, float]]:
+        """(id, score) of the k best matching rows, ties by id: the k-th score's ties are all kept before
+        the exact sort, so the partial selection never changes which ids win."""
         if not self._records:
             return []
         scores = self.scores(vector)
         order = self._order
-        candidates = [pos for pos, i in enumerate(order) if node is None or matches(node, self._records[i][2])]
-        candidates.sort(key=lambda pos: (-scores[pos], order[pos]))
-        hits = []
-        for pos in candidates[:k]:
-            _, text, meta = self._records[order[pos]]
-            hits.append(Hit(id=order[pos], score=float(scores[pos]), text=text, metadata=dict(meta)))
-        return hits
+        if node is None:
+            pos = np.arange(len(order))
+        else:
+            pos = np.fromiter((p for p, i in enumerate(order) if matches(node, self._records[i][2])), dtype=np.int64)
+        if pos.size == 0:
+            return []
+        s = scores[pos]
+        if pos.size > k:
+            kth = -np.partition(-s, k - 1)[k - 1]
+            keep = s >= kth
+            pos, s = pos[keep], s[keep]
+        picked = sorted(zip(s.tolist(), pos.tolist(), strict=True), key=lambda t: (-t[0], order[t[1]]))[:k]
+        return [(order[p], sc) for sc, p in picked]
 
     def _doc(self, i: str) -> Document:
         vec, text, meta = self._records[i]
         return Document(id=i, text=text, metadata=dict(meta), vector=vec.copy())
+
+    def _fields(self, ids: list[str]) -> dict[str, tuple[str, Metadata]]:
+        return {i: (self._records[i][1], dict(self._records[i][2])) for i in ids if i in self._records}
 
     def _get(self, ids: list[str]) -> list[Document]:
         return [self._doc(i) for i in ids if i in self._records]

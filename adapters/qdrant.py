@@ -36,7 +36,7 @@ from ragstore._optional import require
 from ragstore.errors import BackendUnavailableError, ValidationError
 from ragstore.query.filters import FilterCompiler, Node, kind
 from ragstore.stores.base import SCAN_END, Capabilities, CollectionName, StoreOptions, VectorStore
-from ragstore.types import Document, Hit, Metadata
+from ragstore.types import Document, Hit, Metadata, Ranked
 
 _NAMESPACE = uuid.UUID("6f1c9a52-4b1e-4f55-9d3c-2a7b8e0c1d11")
 _PAGE = 1000
@@ -378,6 +378,11 @@ class QdrantStore(VectorStore):
         )
         return [_record_doc(r) for r in records]
 
+    def _fields(self, ids: list[str]) -> dict[str, tuple[str, Metadata]]:
+        records = self.client.retrieve(self.collection, [point_id(i) for i in ids], with_payload=True)
+        payloads = [r.payload or {} for r in records]
+        return {p["rs_id"]: (p["rs_text"], _meta(p)) for p in payloads}
+
     def _get_where(self, node: Node | None, limit: int | None) -> list[Document]:
         out: list[Document] = []
         offset = None
@@ -525,6 +530,16 @@ class QdrantEdgeStore(VectorStore):
         self.shard.update(q.UpdateOperation.upsert_points(points))
 
     def _search(self, vector: np.ndarray, k: int, node: Node | None) -> list[Hit]:
+        return _hits(self._nearest(vector, k, node, True), self.metric)
+
+    def _search_scores(self, vector: np.ndarray, k: int, node: Node | None) -> Ranked:
+        points = self._nearest(vector, k, node, ["rs_id"])  # the id alone: a fused query's leg
+        sign = -1.0 if self.metric == "l2" else 1.0
+        scores = np.fromiter((sign * float(p.score) for p in points), dtype=np.float64, count=len(points))
+        order = np.argsort(-scores, kind="stable")
+        return Ranked([points[i].payload["rs_id"] for i in order], scores[order])
+
+    def _nearest(self, vector: np.ndarray, k: int, node: Node | None, payload: bool | list[str]) -> Any:
         q = self.q
         opts = self.options
         params = None
@@ -533,21 +548,24 @@ class QdrantEdgeStore(VectorStore):
             params = q.SearchParams(hnsw_ef=opts.ef_search, exact=opts.exact, quantization=rescore)
         elif opts.ef_search or opts.exact:
             params = q.SearchParams(hnsw_ef=opts.ef_search, exact=opts.exact)
-        res = self.shard.query(
+        return self.shard.query(
             q.QueryRequest(
                 limit=k,
                 query=q.Query.Nearest(vector.tolist()),
                 filter=self._filter(node),
                 params=params,
-                with_payload=True,
+                with_payload=payload,
             )
         )
-        return _hits(res, self.metric)
 
     def _get(self, ids: list[str]) -> list[Document]:
         return [
             _record_doc(r) for r in self.shard.retrieve([point_id(i) for i in ids], with_payload=True, with_vector=True)
         ]
+
+    def _fields(self, ids: list[str]) -> dict[str, tuple[str, Metadata]]:
+        records = self.shard.retrieve([point_id(i) for i in ids], with_payload=True, with_vector=False)
+        return {r.payload["rs_id"]: (r.payload["rs_text"], _meta(r.payload)) for r in records}
 
     def _get_where(self, node: Node | None, limit: int | None) -> list[Document]:
         out: list[Document] = []

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import ENGINES, fresh_store_block
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from ragstore.cli import app
@@ -455,3 +457,67 @@ def test_prepared_terms_give_the_same_search_and_are_analysed_once() -> None:
         analyzer_mod.Analyzer.terms = original  # type: ignore[method-assign]
     assert first == again and len(calls) == 3
     store.close()
+
+
+def _alpha_reference(dense: list[Hit], lexical: list[Hit], k: int, alpha: float) -> list[tuple[str, float]]:
+    """Alpha fusion as first written (dicts of min-max scores, one sort of everything): the oracle."""
+
+    def norm(hits: list[Hit]) -> dict[str, float]:
+        if not hits:
+            return {}
+        low, high = min(h.score for h in hits), max(h.score for h in hits)
+        return {h.id: (h.score - low) / (high - low) if high > low else 1.0 for h in hits}
+
+    d, lx = norm(dense), norm(lexical)
+    scores = {i: alpha * d.get(i, 0.0) + (1.0 - alpha) * lx.get(i, 0.0) for i in {**lx, **d}}
+    return sorted(scores.items(), key=lambda t: (-t[1], t[0]))[:k]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from("abcdefghijkl"), st.sampled_from([0.0, 0.25, 0.5, 1.0, -0.3])), max_size=12),
+    st.lists(st.tuples(st.sampled_from("abcdefghijkl"), st.sampled_from([0.0, 1.5, 3.0, 7.25])), max_size=12),
+    st.integers(1, 14),
+    st.sampled_from([0.0, 0.3, 0.5, 1.0]),
+)
+def test_alpha_fusion_on_arrays_is_the_reference(
+    dense: list[tuple[str, float]], lexical: list[tuple[str, float]], k: int, alpha: float
+) -> None:
+    """The arrays fusion (the default hybrid path) gives the reference's documents and exact scores, ties by
+    id, whatever the legs' order; a leg listing an id twice keeps its first place."""
+    from ragstore.query.fusion import alpha_fusion_ranked
+    from ragstore.types import Ranked
+
+    d = [Hit(i, s, f"t{i}", {}) for i, s in dict(dense).items()]
+    lx = [Hit(i, s, f"t{i}", {}, "bm25") for i, s in dict(lexical).items()]
+    want = _alpha_reference(d, lx, k, alpha)
+    assert [(h.id, h.score) for h in alpha_fusion(d, lx, k, alpha)] == want
+    assert [(h.id, h.score) for h in alpha_fusion_ranked(Ranked.of(d[::-1]), Ranked.of(lx), k, alpha)] == want
+    assert all(h.text == f"t{h.id}" for h in alpha_fusion(d, lx, k, alpha))
+    assert [h.id for h in alpha_fusion(d + d[:1], lx, k, alpha)] == [i for i, _ in want]
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 40])
+def test_small_and_large_postings_paths_rank_alike(monkeypatch: pytest.MonkeyPatch, k: int) -> None:
+    """A query with few postings is summed in Python, one with many in numpy: the same documents, scores
+    and tie handling (every tie of the k-th kept for the caller to break by id)."""
+    from ragstore.lexical import index as lexical_index
+    from ragstore.lexical.index import LexicalIndex
+
+    docs = lexical_docs()
+    index = LexicalIndex(None)
+    index.upsert([d.id for d in docs], [d.text for d in docs], [d.metadata for d in docs])
+    queries = [*QUERIES, "report report return pension", "super fund river dog climate"]
+    small = [index.search(index.terms(q), k, fields=False) for q in queries]
+    ranked_small = [index.search_scores(index.terms(q), k) for q in queries]
+    monkeypatch.setattr(lexical_index, "_SMALL", -1)
+    index._stale()
+    large = [index.search(index.terms(q), k, fields=False) for q in queries]
+    ranked_large = [index.search_scores(index.terms(q), k) for q in queries]
+    assert [[(h.id, h.score) for h in hits] for hits in small] == [[(h.id, h.score) for h in hits] for hits in large]
+    as_dicts = [[dict(zip(r.ids, r.scores.tolist(), strict=True)) for r in rs] for rs in (ranked_small, ranked_large)]
+    assert as_dicts[0] == as_dicts[1]  # arrays: best first, ties in any order
+    for query, hits in zip(queries, large, strict=True):
+        want = reference_bm25(docs, query, k)
+        assert [h.id for h in hits] == [i for i, _ in want]
+    index.close()

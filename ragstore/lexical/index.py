@@ -25,7 +25,7 @@ import numpy as np
 
 from .._db import connect
 from ..query.filters import Node, matches
-from ..types import Hit, Metadata
+from ..types import Hit, Metadata, Ranked
 from .analyzer import Analyzer, default_analyzer
 
 _SCHEMA = """
@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 _CHUNK = 500  # ids per IN (...) list
 _CACHE_BYTES = 64 * 2**20  # per-term postings kept in RAM between writes
 _CACHE_TERMS = 100_000
+_SMALL = 2_000  # postings per query below which Python sums them faster than numpy
 
 
 class LexicalIndex:
@@ -253,68 +254,103 @@ class LexicalIndex:
         """The ``k`` best documents by BM25 over ``terms`` that match ``node``; ties by id. ``fields=False``:
         ids and scores only (a fused query's leg; the winners' texts are read afterwards)."""
         with self._mutex:
-            (version,) = self._db.execute("PRAGMA data_version").fetchone()
-            if version != self._seen:
-                self._stale()
-                self._seen = version
-                stats = dict(self._db.execute("SELECT key, value FROM info WHERE key IN ('docs', 'length')"))
-                self._stats = (int(stats.get("docs", 0)), int(stats.get("length", 0)))
-            n, total = self._stats
-            if n <= 0 or not terms:
+            iids, scores = self._picked(terms, k, node)
+            picked = list(zip(iids.tolist(), scores.tolist(), strict=True))
+            if not picked:
                 return []
-            avg = max(total, 1) / n
-            parts = [self._postings(term, n, avg) for term in dict.fromkeys(terms)]
-            parts_iid = [p[0] for p in parts if p[0].size]
-            parts_score = [p[1] for p in parts if p[0].size]
-            if not parts_iid:
-                return []
-            if len(parts_iid) == 1:
-                return self._best(parts_iid[0], parts_score[0], k, node, fields)
-            iids, inverse = np.unique(np.concatenate(parts_iid), return_inverse=True)
-            scores = np.bincount(inverse, weights=np.concatenate(parts_score))
-            return self._best(iids, scores, k, node, fields)
-
-    def _best(self, iids: np.ndarray, scores: np.ndarray, k: int, node: Node | None, fields: bool = True) -> list[Hit]:
-        """Walk candidates best first until k match and no tie is left behind; text is read for the winners
-        only, metadata only when a filter needs it."""
-        if node is None:
-            if len(scores) > 4 * k:  # the k best and every tie of the k-th, without sorting every candidate
-                last = -np.partition(-scores, k - 1)[k - 1]
-                keep = np.flatnonzero(scores >= last)
-                iids, scores = iids[keep], scores[keep]
-            order = np.argsort(-scores, kind="stable")
-            last = scores[order[min(k, len(order)) - 1]]
-            cut = int(np.searchsorted(-scores[order], -last, side="right"))  # every tie of the k-th
-            picked = [(int(iids[j]), float(scores[j])) for j in order[:cut]]
-        else:
-            order = np.argsort(-scores, kind="stable")
-            picked = []
-            step = max(2 * k, 64)
-            for start in range(0, len(order), step):
-                if len(picked) >= k and scores[order[start]] < picked[k - 1][1]:
-                    break
-                chunk = order[start : start + step]
-                metas = dict(self._rows("iid, metadata", [int(iids[j]) for j in chunk]))
-                picked += [
-                    (int(iids[j]), float(scores[j]))
-                    for j in chunk
-                    if int(iids[j]) in metas and matches(node, json.loads(metas[int(iids[j])]))
+            if not fields:
+                ids = self._ids([i for i, _ in picked])
+                found = [Hit(ids[i], sc, "", {}, "bm25") for i, sc in picked if i in ids]
+            else:
+                rows = {r[0]: r[1:] for r in self._rows("iid, id, text, metadata", [i for i, _ in picked])}
+                found = [
+                    Hit(rows[i][0], sc, rows[i][1], json.loads(rows[i][2]), "bm25") for i, sc in picked if i in rows
                 ]
-        if not fields:
-            known = self._id_of
-            missing = [i for i, _ in picked if i not in known]
-            if missing:
-                if len(known) > _CACHE_TERMS:
-                    known.clear()
-                known.update(self._rows("iid, id", missing))
-            ids = {i: known[i] for i, _ in picked if i in known}
-            found = [Hit(ids[i], sc, "", {}, "bm25") for i, sc in picked if i in ids]
-            found.sort(key=lambda h: (-h.score, h.id))
-            return found[:k]
-        rows = {r[0]: r[1:] for r in self._rows("iid, id, text, metadata", [i for i, _ in picked])}
-        found = [Hit(rows[i][0], sc, rows[i][1], json.loads(rows[i][2]), "bm25") for i, sc in picked if i in rows]
         found.sort(key=lambda h: (-h.score, h.id))
         return found[:k]
+
+    def search_scores(self, terms: Sequence[str], k: int, node: Node | None = None) -> Ranked:
+        """``search(fields=False)`` as arrays (the same documents and scores): a fused query's lexical leg."""
+        with self._mutex:
+            iids, scores = self._picked(terms, k, node)
+            wanted = iids.tolist()
+            known = self._id_of
+            if len(wanted) <= k:
+                try:  # every id read before: the common case once the index has been searched a while
+                    return Ranked([known[i] for i in wanted], scores)
+                except KeyError:
+                    pass
+            ids = self._ids(wanted)
+        if len(ids) == len(wanted) <= k:
+            return Ranked([ids[i] for i in wanted], scores)
+        kept = sorted(
+            ((ids[i], sc) for i, sc in zip(wanted, scores.tolist(), strict=True) if i in ids), key=_best_first
+        )
+        return Ranked([i for i, _ in kept[:k]], np.asarray([sc for _, sc in kept[:k]], dtype=np.float64))
+
+    def _picked(self, terms: Sequence[str], k: int, node: Node | None) -> tuple[np.ndarray, np.ndarray]:
+        """(iids, BM25 scores) of the best candidates, best first: the k best matching ``node`` and every tie
+        of the k-th (callers break ties by id)."""
+        (version,) = self._db.execute("PRAGMA data_version").fetchone()
+        if version != self._seen:
+            self._stale()
+            self._seen = version
+            stats = dict(self._db.execute("SELECT key, value FROM info WHERE key IN ('docs', 'length')"))
+            self._stats = (int(stats.get("docs", 0)), int(stats.get("length", 0)))
+            self._top_iid = int(self._db.execute("SELECT COALESCE(MAX(iid), 0) FROM docs").fetchone()[0])
+        n, total = self._stats
+        if n <= 0 or not terms:
+            return _NONE
+        avg = max(total, 1) / n
+        parts = [p for p in (self._postings(term, n, avg) for term in dict.fromkeys(terms)) if p[0].size]
+        if not parts:
+            return _NONE
+        if node is None and sum(p[0].size for p in parts) <= _SMALL:
+            return _best_small(parts, k)
+        if len(parts) == 1:
+            iids, scores = parts[0]
+        else:
+            all_iids = np.concatenate([p[0] for p in parts])
+            weights = np.concatenate([p[1] for p in parts])
+            top = self._top_iid + 1
+            if node is None and top <= 16 * all_iids.size:  # dense enough: sum into one array over every iid
+                sums = np.bincount(all_iids, weights=weights, minlength=top)
+                return _best_of(sums, k, positions=True)
+            iids, inverse = np.unique(all_iids, return_inverse=True)
+            scores = np.bincount(inverse, weights=weights)
+        return self._best(iids, scores, k, node)
+
+    def _ids(self, iids: list[int]) -> dict[int, str]:
+        known = self._id_of
+        missing = [i for i in iids if i not in known]
+        if missing:
+            if len(known) > _CACHE_TERMS:
+                known.clear()
+            known.update(self._rows("iid, id", missing))
+        return {i: known[i] for i in iids if i in known}
+
+    def _best(self, iids: np.ndarray, scores: np.ndarray, k: int, node: Node | None) -> tuple[np.ndarray, np.ndarray]:
+        """Walk candidates best first until k match and no tie is left behind; metadata is read only when a
+        filter needs it."""
+        if node is None:
+            best, top = _best_of(scores, k)
+            return iids[best], top
+        order = np.argsort(-scores, kind="stable")
+        picked: list[tuple[int, float]] = []
+        step = max(2 * k, 64)
+        for start in range(0, len(order), step):
+            if len(picked) >= k and scores[order[start]] < picked[k - 1][1]:
+                break
+            chunk = order[start : start + step]
+            metas = dict(self._rows("iid, metadata", [int(iids[j]) for j in chunk]))
+            picked += [
+                (int(iids[j]), float(scores[j]))
+                for j in chunk
+                if int(iids[j]) in metas and matches(node, json.loads(metas[int(iids[j])]))
+            ]
+        return np.asarray([i for i, _ in picked], dtype=np.int64), np.asarray(
+            [sc for _, sc in picked], dtype=np.float64
+        )
 
     def _rows(self, columns: str, iids: list[int]) -> list[tuple]:
         out: list[tuple] = []
@@ -332,6 +368,47 @@ class LexicalIndex:
     def close(self) -> None:
         with self._mutex:
             self._db.close()
+
+
+_NONE = (np.zeros(0, dtype=np.int64), np.zeros(0))
+
+
+def _best_of(scores: np.ndarray, k: int, positions: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, scores) of the k best positive scores and every tie of the k-th, best first, without sorting
+    every candidate. ``positions``: ``scores`` is indexed by iid (0 where a document has none of the terms)."""
+    if scores.size > k:
+        kth = np.partition(scores, scores.size - k)[scores.size - k]
+        keep = np.flatnonzero(scores >= kth) if kth > 0 else np.flatnonzero(scores)
+    elif positions:
+        keep = np.flatnonzero(scores)
+    else:
+        keep = np.arange(scores.size)
+    top = scores[keep]
+    order = np.argsort(-top, kind="stable")
+    return keep[order], top[order]
+
+
+def _best_small(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``_best_of`` for a query with few postings, in plain Python: a dozen numpy calls cost more than
+    summing a hundred postings (the same sums in the same order as ``np.bincount``)."""
+    acc: dict[int, float] = {}
+    get = acc.get
+    for iids, scores in parts:
+        for i, s in zip(iids.tolist(), scores.tolist(), strict=True):
+            acc[i] = get(i, 0.0) + s
+    if len(acc) > k:
+        kth = sorted(acc.values(), reverse=True)[k - 1]
+        items = [(s, i) for i, s in acc.items() if s >= kth]
+    else:
+        items = [(s, i) for i, s in acc.items()]
+    items.sort(reverse=True)
+    return np.fromiter((i for _, i in items), np.int64, len(items)), np.fromiter(
+        (s for s, _ in items), np.float64, len(items)
+    )
+
+
+def _best_first(item: tuple[str, float]) -> tuple[float, str]:
+    return (-item[1], item[0])
 
 
 class OwnerMismatch(Exception):

@@ -30,9 +30,9 @@ from ..errors import ConfigError, ValidationError
 from ..lexical import LEXICAL, SEARCH_MODES, HybridConfig, SearchMode, default_analyzer
 from ..stores.base import VectorStore
 from ..stores.collection import Collection
-from ..types import Hit
+from ..types import Hit, Ranked
 from .filters import Filter, Node, parse_filter
-from .fusion import RRF_K, alpha_fusion, rrf
+from .fusion import RRF_K, alpha_fusion, alpha_fusion_ranked, rrf
 
 #: bench query-path names -> bilingual modes; ``route:<name>`` and ``both:<a>+<b>`` pick members; a
 #: ``/lexical`` or ``/hybrid`` suffix picks the search mode
@@ -203,16 +203,27 @@ class Prepared:
         weights = [f.lexical_weight if m == LEXICAL else f.weights.get(m, 1.0) for m in names]
         return rrf([legs[m] for m in names], k, constant, weights)
 
-    def _lexical(
-        self, store: Collection, i: int, depth: int, filter: Filter | Node | None, fields: bool = True
-    ) -> list[Hit]:
+    def _alpha_pair(self, i: int) -> bool:
+        """Query ``i`` fuses one dense ranking with the lexical leg by alpha (the default hybrid)."""
+        plan = self.plans[i]
+        return (
+            plan.search == "hybrid" and (plan.members or [TRANSLATE]) == [TRANSLATE] and self.fusion.method == "alpha"
+        )
+
+    def _lexical_terms(self, store: Collection, i: int) -> list[str]:
         text = self.plans[i].lexical_text
         if not text:
             return []
         terms = self._terms.get(i)
         if terms is None:  # analysed once per query, like its vector: a prepared query only searches
             terms = self._terms[i] = store.lexical_terms(text)
-        return store.search_lexical_terms(terms, depth, filter, fields=fields)
+        return terms
+
+    def _lexical(
+        self, store: Collection, i: int, depth: int, filter: Filter | Node | None, fields: bool = True
+    ) -> list[Hit]:
+        terms = self._lexical_terms(store, i)
+        return store.search_lexical_terms(terms, depth, filter, fields=fields) if terms else []
 
     def run(self, collection: Searchable, i: int, k: int, filter: Filter | Node | None = None) -> list[Hit]:
         store = Collection.view(collection)
@@ -221,6 +232,11 @@ class Prepared:
         if names == [TRANSLATE] and not plan.members:
             return store.search(self.main[i], k, filter)
         depth = self._depth(i, k)
+        if self._alpha_pair(i):  # the default hybrid: both legs as arrays, fused without a Hit per candidate
+            dense = store.search_scores(self.main[i], depth, filter)
+            terms = self._lexical_terms(store, i)
+            lexical = store.search_lexical_scores(terms, depth, filter) if terms else Ranked([], np.zeros(0))
+            return store.hydrate(alpha_fusion_ranked(dense, lexical, k, self.fusion.alpha))
         # a fusion reads `depth` candidates per leg and keeps k: legs bring ids and scores, the k winners'
         # texts are read once at the end (the legs' own reads cost more than their searches on fast engines)
         fields = len(names) == 1

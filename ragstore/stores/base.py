@@ -39,7 +39,7 @@ from ..errors import (
     describe_problems,
 )
 from ..query.filters import MAX_ATOMS, MAX_DEPTH, MAX_VALUES, Filter, FilterLimits, Node, parse_filter
-from ..types import Document, Hit, Metadata, Metric, check_text_chars, validate_id, validate_metadata
+from ..types import Document, Hit, Metadata, Metric, Ranked, check_text_chars, validate_id, validate_metadata
 
 DEFAULT_BATCH_SIZE = 512
 #: the largest k a search takes, on every backend (Milvus' own limit); read everything with ``get()``
@@ -402,13 +402,35 @@ class VectorStore(ABC):
         """The ``k`` most similar documents that match ``filter``, best first. ``fields=False``: ids and
         scores only (text ``""``, metadata ``{}``) where the engine can skip reading them -- a fused query
         reads 50 candidates per leg and keeps k, then ``hydrate`` fills the winners."""
+        found = self._query(vector, k, filter)
+        if found is None:
+            return []
+        q, node = found
+        with self._lock.read(), self._engine("search"):
+            self._check_open()
+            hits = self._search(q, int(k), node) if fields else self._search_bare(q, int(k), node)
+        return _scaled(sorted(hits, key=_rank)[: int(k)], self.metric)
+
+    def search_scores(self, vector: Any, k: int = 10, filter: Filter | Node | None = None) -> Ranked:
+        """``search(fields=False)`` as arrays (the same documents and scores): a fused query's dense leg."""
+        found = self._query(vector, k, filter)
+        if found is None:
+            return Ranked([], np.zeros(0))
+        q, node = found
+        with self._lock.read(), self._engine("search"):
+            self._check_open()
+            return self._search_scores(q, int(k), node)
+
+    def _query(self, vector: Any, k: int, filter: Filter | Node | None) -> tuple[np.ndarray, Node | None] | None:
+        """A search's checked inputs: the query vector (unit length for cosine) and the filter's tree; None
+        when nothing is stored yet."""
         self._check_open()
         self._catch_up()
         _check_k(k)
         q = as_query_vector(vector)
         node = self._parse_filter(filter)
         if self._dim is None:
-            return []
+            return None
         if q.shape[0] != self._dim:
             raise DimensionMismatchError(self._dim, int(q.shape[0]), "query vector")
         if self.metric == "cosine":
@@ -416,14 +438,15 @@ class VectorStore(ABC):
             if norm == 0.0:
                 raise ValidationError("query vector has zero length; cosine similarity is undefined")
             q = q / norm
-        with self._lock.read(), self._engine("search"):
-            self._check_open()
-            hits = self._search(q, int(k), node) if fields else self._search_bare(q, int(k), node)
-        return _scaled(sorted(hits, key=_rank)[: int(k)], self.metric)
+        return q, node
 
     def _search_bare(self, vector: np.ndarray, k: int, node: Node | None) -> list[Hit]:
         """``_search`` without reading texts and metadata; engines that can skip them override this."""
         return self._search(vector, k, node)
+
+    def _search_scores(self, vector: np.ndarray, k: int, node: Node | None) -> Ranked:
+        """``_search_bare`` as arrays; the engines whose search takes microseconds override it."""
+        return Ranked.of(sorted(self._search_bare(vector, k, node), key=_rank)[:k])
 
     def hydrate(self, hits: list[Hit]) -> list[Hit]:
         """Fill the texts and metadata of ``hits`` (from a ``fields=False`` search) from this store, in place;

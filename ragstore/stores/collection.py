@@ -57,7 +57,7 @@ from ..errors import (
 from ..lexical import ANALYZER_VERSION, LexicalIndex, default_analyzer
 from ..lexical.index import OwnerMismatch
 from ..query.filters import Filter, Node
-from ..types import Document, Hit
+from ..types import Document, Hit, Ranked
 from .base import LEXICAL_TUNABLE, Capabilities, StoreOptions, VectorStore, _check_k
 from .registry import resolve_store
 
@@ -495,6 +495,9 @@ class Collection:
     ) -> list[list[Hit]]:
         return self.primary.search_batch(vectors, k, filter, fields=fields)
 
+    def search_scores(self, vector: Any, k: int = 10, filter: Filter | Node | None = None) -> Ranked:
+        return self.primary.search_scores(vector, k, filter)
+
     def hydrate(self, hits: list[Hit]) -> list[Hit]:
         """Texts and metadata for hits found with ``fields=False`` (by any of this collection's indexes: the
         primary holds every document)."""
@@ -615,6 +618,17 @@ class Collection:
         if self._is_native():
             return self.primary.search_terms(terms, int(k), node, fields=fields)
         return self._lexical().search(list(terms), int(k), node, fields=fields)
+
+    def search_lexical_scores(self, terms: Sequence[str], k: int = 10, filter: Filter | Node | None = None) -> Ranked:
+        """``search_lexical_terms(fields=False)`` as arrays (the same documents and scores): a fused query's leg."""
+        _check_k(k)
+        self.require_lexical()
+        node = None if filter is None else self._parse_filter(filter)
+        if self._is_native():
+            return Ranked.of(self.primary.search_terms(terms, int(k), node, fields=False))
+        index = self.derived[LEXICAL_INDEX]
+        assert isinstance(index, LexicalDerived)
+        return index.index.search_scores(terms, int(k), node)
 
     # ----------------------------------------------------------------- the one write path
     @contextmanager

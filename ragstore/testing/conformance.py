@@ -524,6 +524,19 @@ class SearchTests(_Base):
         filled.delete([gone[0].id])
         assert [h.id for h in filled.hydrate(gone)] == [h.id for h in gone[1:]]
 
+    def test_score_arrays_are_the_bare_search(self, filled: VectorStore, docs: list[Document]) -> None:
+        """``search_scores`` (a fused query's dense leg as arrays) finds the documents ``search(fields=False)``
+        finds, with the same scores, best first; with a filter, with k past the store's size, on ties."""
+        rng = np.random.default_rng(8)
+        queries = [*rng.normal(size=(3, DIM)), docs[4].vector]
+        for q in queries:
+            for f, k in ((None, 12), ({"i": {"$gte": 10}}, 9), ({"tag": "alpha"}, 500)):
+                bare = {h.id: h.score for h in filled.search(q, k, f, fields=False)}
+                ranked = filled.search_scores(q, k, f)
+                assert dict(zip(ranked.ids, ranked.scores.tolist(), strict=True)) == bare
+                assert ranked.scores.tolist() == sorted(ranked.scores.tolist(), reverse=True)
+                assert len(ranked.ids) == len(set(ranked.ids))
+
     def test_scores_are_cosine_similarity_best_first(self, filled: VectorStore, docs: list[Document]) -> None:
         if filled.metric != "cosine":
             pytest.skip(f"score-range checks are for the cosine metric; this store uses {filled.metric}")
@@ -579,6 +592,7 @@ class SearchTests(_Base):
     def test_empty_store_returns_nothing(self, store: VectorStore) -> None:
         """A brand-new store (no collection created yet) answers every read and delete."""
         assert store.search(np.ones(DIM), 5) == []
+        assert store.search_scores(np.ones(DIM), 5).ids == []
         assert store.search(np.ones(DIM), 5, {"tag": "alpha"}) == []
         assert store.count() == 0 and store.count({"tag": "alpha"}) == 0
         assert store.get(["a", "b"]) == []
@@ -1056,6 +1070,43 @@ class LexicalTests(_Base):
         for flt, pred in FILTER_CASES:
             for query in (QUERIES[0], QUERIES[3]):
                 self.assert_reference(lexical, ldocs, query, 5, flt, pred)
+
+    def test_lexical_score_arrays_and_fused_arrays_are_the_hit_path(
+        self, lexical: Collection, ldocs: list[Document]
+    ) -> None:
+        """The default hybrid query runs on arrays (``search_scores``, ``search_lexical_scores``,
+        ``alpha_fusion_ranked``): the same documents, scores, texts and metadata as fusing the legs' hits, with
+        and without filters, at depths that cut through ties."""
+        from ..embedders.hashing import HashingEmbedder
+        from ..lexical import HybridConfig
+        from ..query.fusion import alpha_fusion
+        from ..query.retrieval import Retriever
+
+        for query in QUERIES:
+            terms = lexical.lexical_terms(query)
+            for flt, _ in FILTER_CASES[:4]:
+                for k in (1, 3, 10, 50):
+                    bare = {h.id: h.score for h in lexical.search_lexical_terms(terms, k, flt, fields=False)}
+                    ranked = lexical.search_lexical_scores(terms, k, flt)
+                    assert dict(zip(ranked.ids, ranked.scores.tolist(), strict=True)) == bare, (query, flt, k)
+                    assert ranked.scores.tolist() == sorted(ranked.scores.tolist(), reverse=True)
+        retriever = Retriever(HashingEmbedder(DIM), search="hybrid", hybrid=HybridConfig(alpha=0.3, candidates=8))
+        vectors = [ldocs[(7 * n) % len(ldocs)].vector for n in range(len(QUERIES))]
+        prepared = retriever.prepare(QUERIES, vectors=vectors)
+        filters: list[Any] = [f for f, _ in FILTER_CASES[:4]]
+        for flt in [*filters, None]:
+            batch = prepared.run_all(lexical, 5, flt)
+            for i, query in enumerate(QUERIES):
+                if prepared.plans[i].search != "hybrid":
+                    continue
+                vec = prepared.main[i]  # the query vector as the prepared query holds it (float32)
+                want = alpha_fusion(lexical.search(vec, 8, flt), lexical.search_lexical(query, 8, flt), 5, 0.3)
+                expected = [(h.id, h.score, h.text, h.metadata, h.scale) for h in want]
+                got = [(h.id, h.score, h.text, h.metadata, h.scale) for h in prepared.run(lexical, i, 5, flt)]
+                assert got == expected, (query, flt, got, expected)
+                # engines' batch calls compute scores in another order (BLAS): the same hits, scores to 1e-6
+                assert [h.id for h in batch[i]] == [e[0] for e in expected], (query, flt)
+                assert [h.score for h in batch[i]] == pytest.approx([e[1] for e in expected], abs=1e-6)
 
     @pytest.mark.parametrize("fusion", ["rrf", "alpha"])
     def test_hybrid_filters_apply_to_both_legs(self, lexical: Collection, ldocs: list[Document], fusion: str) -> None:
