@@ -534,10 +534,9 @@ class QdrantEdgeStore(VectorStore):
 
     def _search_scores(self, vector: np.ndarray, k: int, node: Node | None) -> Ranked:
         points = self._nearest(vector, k, node, ["rs_id"])  # the id alone: a fused query's leg
-        sign = -1.0 if self.metric == "l2" else 1.0
+        sign = -1.0 if self.metric == "l2" else 1.0  # nearest first, as Qdrant returns them
         scores = np.fromiter((sign * float(p.score) for p in points), dtype=np.float64, count=len(points))
-        order = np.argsort(-scores, kind="stable")
-        return Ranked([points[i].payload["rs_id"] for i in order], scores[order])
+        return Ranked([p.payload["rs_id"] for p in points], scores)
 
     def _nearest(self, vector: np.ndarray, k: int, node: Node | None, payload: bool | list[str]) -> Any:
         q = self.q

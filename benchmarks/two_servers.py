@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.progress import track
 
 from ragstore.adapters import _pgserver
+from ragstore.testing.data import made_up_word
 
 HERE = Path(__file__).resolve().parent
 SERVE = """
@@ -42,11 +43,7 @@ console = Console(stderr=True)
 
 
 def word(i: int) -> str:
-    out = ""
-    for _ in range(5):
-        i, r = divmod(i, 26)
-        out += chr(97 + r)
-    return f"zq{out}x"
+    return made_up_word(i, letters=5)
 
 
 def free_port() -> int:

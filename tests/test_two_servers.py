@@ -26,6 +26,7 @@ httpx = pytest.importorskip("httpx")
 
 from conftest import _free_port  # noqa: E402
 
+from ragstore.testing.data import made_up_word  # noqa: E402
 from ragstore.testing.lexical import reference_bm25  # noqa: E402
 from ragstore.types import Document  # noqa: E402
 
@@ -38,13 +39,7 @@ uvicorn.run(create_app(cfg), host="127.0.0.1", port=int(sys.argv[2]), log_level=
 """
 
 
-def _word(i: int) -> str:
-    """A made-up word per document (letters only: the stemmer leaves ``zq...x`` alone)."""
-    out = ""
-    for _ in range(4):
-        i, r = divmod(i, 26)
-        out += chr(97 + r)
-    return f"zq{out}x"
+_word = made_up_word  # letters only: the stemmer leaves ``zq...x`` alone
 
 
 class App:

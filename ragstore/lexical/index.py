@@ -253,40 +253,33 @@ class LexicalIndex:
     def search(self, terms: Sequence[str], k: int, node: Node | None = None, *, fields: bool = True) -> list[Hit]:
         """The ``k`` best documents by BM25 over ``terms`` that match ``node``; ties by id. ``fields=False``:
         ids and scores only (a fused query's leg; the winners' texts are read afterwards)."""
-        with self._mutex:
-            iids, scores = self._picked(terms, k, node)
-            picked = list(zip(iids.tolist(), scores.tolist(), strict=True))
-            if not picked:
-                return []
-            if not fields:
-                ids = self._ids([i for i, _ in picked])
-                found = [Hit(ids[i], sc, "", {}, "bm25") for i, sc in picked if i in ids]
-            else:
-                rows = {r[0]: r[1:] for r in self._rows("iid, id, text, metadata", [i for i, _ in picked])}
-                found = [
-                    Hit(rows[i][0], sc, rows[i][1], json.loads(rows[i][2]), "bm25") for i, sc in picked if i in rows
-                ]
+        if not fields:
+            ranked = self.search_scores(terms, k, node)
+            found = [Hit(i, sc, "", {}, "bm25") for i, sc in zip(ranked.ids, ranked.scores.tolist(), strict=True)]
+        else:
+            with self._mutex:
+                iids, scores = self._picked(terms, k, node)
+                rows = {r[0]: r[1:] for r in self._rows("iid, id, text, metadata", iids.tolist())}
+            found = [
+                Hit(rows[i][0], sc, rows[i][1], json.loads(rows[i][2]), "bm25")
+                for i, sc in zip(iids.tolist(), scores.tolist(), strict=True)
+                if i in rows
+            ]
         found.sort(key=lambda h: (-h.score, h.id))
         return found[:k]
 
     def search_scores(self, terms: Sequence[str], k: int, node: Node | None = None) -> Ranked:
-        """``search(fields=False)`` as arrays (the same documents and scores): a fused query's lexical leg."""
+        """The ``k`` best documents as arrays (ids, BM25 scores), best first: a fused query's lexical leg."""
         with self._mutex:
             iids, scores = self._picked(terms, k, node)
             wanted = iids.tolist()
-            known = self._id_of
-            if len(wanted) <= k:
-                try:  # every id read before: the common case once the index has been searched a while
-                    return Ranked([known[i] for i in wanted], scores)
-                except KeyError:
-                    pass
             ids = self._ids(wanted)
         if len(ids) == len(wanted) <= k:
             return Ranked([ids[i] for i in wanted], scores)
         kept = sorted(
             ((ids[i], sc) for i, sc in zip(wanted, scores.tolist(), strict=True) if i in ids), key=_best_first
-        )
-        return Ranked([i for i, _ in kept[:k]], np.asarray([sc for _, sc in kept[:k]], dtype=np.float64))
+        )[:k]  # every tie of the k-th came back: the smallest ids stay
+        return Ranked([i for i, _ in kept], np.asarray([sc for _, sc in kept], dtype=np.float64))
 
     def _picked(self, terms: Sequence[str], k: int, node: Node | None) -> tuple[np.ndarray, np.ndarray]:
         """(iids, BM25 scores) of the best candidates, best first: the k best matching ``node`` and every tie

@@ -623,12 +623,10 @@ class Collection:
         """``search_lexical_terms(fields=False)`` as arrays (the same documents and scores): a fused query's leg."""
         _check_k(k)
         self.require_lexical()
-        node = None if filter is None else self._parse_filter(filter)
+        node = self._parse_filter(filter)
         if self._is_native():
             return Ranked.of(self.primary.search_terms(terms, int(k), node, fields=False))
-        index = self.derived[LEXICAL_INDEX]
-        assert isinstance(index, LexicalDerived)
-        return index.index.search_scores(terms, int(k), node)
+        return self._lexical().search_scores(list(terms), int(k), node)
 
     # ----------------------------------------------------------------- the one write path
     @contextmanager

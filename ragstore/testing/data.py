@@ -39,3 +39,13 @@ def make_docs(n: int = N_DOCS, dim: int = DIM, seed: int = 7) -> list[Document]:
             Document(id=f"doc-{i:03d}", text=f"document number {i}", metadata=meta, vector=rng.normal(size=dim))
         )
     return docs
+
+
+def made_up_word(i: int, letters: int = 4) -> str:
+    """A word of its own per ``i`` (``zq`` + letters + ``x``: no stemmer or stop list touches it), so a lexical
+    query for it finds exactly the documents that carry it."""
+    out = ""
+    for _ in range(letters):
+        i, r = divmod(i, 26)
+        out += chr(97 + r)
+    return f"zq{out}x"
