@@ -132,14 +132,16 @@ class SqliteDocs:
         with self.transaction():
             replaced = [iid for iid, _ in self.iids_for(ids)]
             self._delete_iids(replaced)
-            new: list[int] = []
-            for i, vec, text, meta in zip(ids, vectors, texts, metas, strict=True):
-                cur = self.conn.execute(
-                    "INSERT INTO docs(id, text, metadata, vector) VALUES (?, ?, ?, ?)",
-                    (i, text, json.dumps(meta, ensure_ascii=False), vec.astype(np.float32).tobytes()),
-                )
-                assert cur.lastrowid is not None
-                new.append(int(cur.lastrowid))
+            # iids handed out here, past every iid the file ever gave (AUTOINCREMENT's own counter, which an
+            # explicit iid advances too), so one prepared statement writes the batch
+            row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'docs'").fetchone()
+            first = int(row[0]) + 1 if row else 1
+            new = list(range(first, first + len(ids)))
+            matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+            self.conn.executemany(
+                "INSERT INTO docs(iid, id, text, metadata, vector) VALUES (?, ?, ?, ?, ?)",
+                zip(new, ids, texts, map(_ENCODE, metas), (v.tobytes() for v in matrix), strict=True),
+            )
             self.bump_generation()
         return replaced, new
 
@@ -317,6 +319,7 @@ class _Tx:
 
 
 _DECODE = json.JSONDecoder().raw_decode
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps builds an encoder per call
 
 
 def _doc(row: tuple[str, str, str, bytes]) -> Document:
