@@ -3,6 +3,11 @@
 SQLite is the source of truth: every write is one transaction, so the index file can always be rebuilt
 from it after a crash. Filters compile to parameterised SQL over ``json_type``/``json_extract``; field
 names are validated identifiers and still travel as bound JSON-path parameters, never pasted into SQL.
+
+Declared fields (``indexed``, ``ragstore.query.indexed``) also live in one typed table, ``fields(field,
+kval, nval, iid)`` with B-tree indexes on (field, value, iid): a filter on them reads the matching iids from
+an index instead of every row's JSON. The declaration is kept in the file (``info.indexed``), so every
+process writing the folder keeps the table whole and checks the types, whatever its own config says.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from typing import Any
 import numpy as np
 
 from ragstore._db import connect
+from ragstore.errors import ConfigError
 from ragstore.query.filters import RANGE_SYMBOL, FilterCompiler, Node, kind
+from ragstore.query.indexed import KIND_OF, check_indexed, fits
 from ragstore.types import Document, Metadata
 
 _SCHEMA = """
@@ -30,6 +37,10 @@ CREATE TABLE IF NOT EXISTS docs (
     vector BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS fields (field TEXT NOT NULL, kval TEXT, nval REAL, iid INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS fields_k ON fields(field, kval, iid);
+CREATE INDEX IF NOT EXISTS fields_n ON fields(field, nval, iid);
+CREATE INDEX IF NOT EXISTS fields_iid ON fields(iid);
 """
 _MATCH_SETS, _MATCH_BYTES = 32, 64 * 2**20  # filters whose matching rows are remembered, and their bytes
 _ID_CACHE = 500_000  # iid -> id entries kept for fused queries' legs
@@ -52,8 +63,29 @@ def _join(joiner: str, parts: list[Sql]) -> Sql:
     return "(" + joiner.join(p for p, _ in parts) + ")", [x for _, ps in parts for x in ps]
 
 
+_IN_FIELDS = "iid IN (SELECT iid FROM fields WHERE field = ? AND {col} {test})"
+_NEVER: Sql = ("0", [])
+
+
+def _column(value: Any) -> tuple[str, Any]:
+    """Where a declared field's value lives in ``fields``: strings in ``kval``, numbers and booleans in ``nval``."""
+    return ("kval", value) if isinstance(value, str) else ("nval", float(value))
+
+
 class _SqliteFilter(FilterCompiler[Sql]):
-    """SQLite JSON atoms, each two-valued (``IFNULL(..., 0)``) so ``NOT`` keeps ragstore's semantics."""
+    """SQLite JSON atoms, each two-valued (``IFNULL(..., 0)``) so ``NOT`` keeps ragstore's semantics; a
+    declared field's atom is an ``iid IN`` the ``fields`` table answers from its index (two-valued too)."""
+
+    def __init__(self, declared: dict[str, str] | None = None) -> None:
+        self.declared = declared or {}
+
+    def _declared(self, field: str, value: Any) -> Sql | None:
+        """The indexed atom's parts when ``field`` is declared: ``_NEVER`` for a value of another kind (the
+        field holds none), else None to say "not declared"."""
+        ftype = self.declared.get(field)
+        if ftype is None:
+            return None
+        return _NEVER if kind(value) != KIND_OF[ftype] else ("", [])
 
     def all_of(self, parts: list[Sql]) -> Sql:
         return _join(" AND ", parts)
@@ -65,6 +97,12 @@ class _SqliteFilter(FilterCompiler[Sql]):
         return f"(NOT {part[0]})", part[1]
 
     def eq(self, field: str, value: Any) -> Sql:
+        fast = self._declared(field, value)
+        if fast is not None:
+            if fast is _NEVER:
+                return fast
+            col, v = _column(value)
+            return _IN_FIELDS.format(col=col, test="= ?"), [field, v]
         path = f'$."{field}"'
         type_sql, type_params = _type_test(value)
         if kind(value) == "bool":
@@ -72,8 +110,14 @@ class _SqliteFilter(FilterCompiler[Sql]):
         return f"IFNULL({type_sql} AND json_extract(metadata, ?) = ?, 0)", [path, *type_params, path, value]
 
     def is_in(self, field: str, values: tuple[Any, ...]) -> Sql:
-        path = f'$."{field}"'
         marks = ", ".join("?" for _ in values)
+        fast = self._declared(field, values[0])
+        if fast is not None:
+            if fast is _NEVER:
+                return fast
+            col = _column(values[0])[0]
+            return _IN_FIELDS.format(col=col, test=f"IN ({marks})"), [field, *(_column(v)[1] for v in values)]
+        path = f'$."{field}"'
         if kind(values[0]) == "bool":
             return f"IFNULL(json_type(metadata, ?) IN ({marks}), 0)", [
                 path,
@@ -84,6 +128,11 @@ class _SqliteFilter(FilterCompiler[Sql]):
         return sql, [path, *type_params, path, *values]
 
     def range(self, field: str, op: str, value: Any) -> Sql:
+        fast = self._declared(field, value)
+        if fast is not None:
+            if fast is _NEVER or self.declared[field] == "bool":  # only numbers compare; booleans are not numbers
+                return _NEVER
+            return _IN_FIELDS.format(col="nval", test=f"{RANGE_SYMBOL[op]} ?"), [field, float(value)]
         path = f'$."{field}"'
         sql = (
             "IFNULL(json_type(metadata, ?) IN ('integer', 'real') "
@@ -95,9 +144,24 @@ class _SqliteFilter(FilterCompiler[Sql]):
 _COMPILER = _SqliteFilter()
 
 
-def compile_filter(node: Node | None) -> Sql:
-    """Return a WHERE clause and its parameters; every atom is two-valued (never NULL)."""
-    return ("1", []) if node is None else _COMPILER.compile(node)
+def compile_filter(node: Node | None, declared: dict[str, str] | None = None) -> Sql:
+    """Return a WHERE clause and its parameters; every atom is two-valued (never NULL). Atoms on
+    ``declared`` fields read the ``fields`` table."""
+    if node is None:
+        return ("1", [])
+    return (_SqliteFilter(declared) if declared else _COMPILER).compile(node)
+
+
+#: SQLite's json_type -> a Python value's type, for checking stored rows against a declaration
+_JSON_TYPES = {"text": str, "integer": int, "real": float, "true": bool, "false": bool}
+
+
+def _field_rows(declared: dict[str, str], iids: Sequence[int], metas: Sequence[Metadata]) -> Iterator[tuple[Any, ...]]:
+    for iid, meta in zip(iids, metas, strict=True):
+        for field in declared:
+            if field in meta:
+                col, v = _column(meta[field])
+                yield (field, v, None, iid) if col == "kval" else (field, None, v, iid)
 
 
 class SqliteDocs:
@@ -128,8 +192,11 @@ class SqliteDocs:
     def upsert(
         self, ids: list[str], vectors: np.ndarray, texts: list[str], metas: list[Metadata]
     ) -> tuple[list[int], list[int]]:
-        """Write rows in one transaction; returns (iids of replaced rows, iids of the new rows)."""
+        """Write rows in one transaction; returns (iids of replaced rows, iids of the new rows). Values of
+        the fields the file declares are checked (a wrong type: nothing written) and indexed."""
         with self.transaction():
+            declared = self.declared()
+            check_indexed(declared, ids, metas)
             replaced = [iid for iid, _ in self.iids_for(ids)]
             self._delete_iids(replaced)
             # iids handed out here, past every iid the file ever gave (AUTOINCREMENT's own counter, which an
@@ -142,6 +209,10 @@ class SqliteDocs:
                 "INSERT INTO docs(iid, id, text, metadata, vector) VALUES (?, ?, ?, ?, ?)",
                 zip(new, ids, texts, map(_ENCODE, metas), (v.tobytes() for v in matrix), strict=True),
             )
+            if declared:
+                self.conn.executemany(
+                    "INSERT INTO fields(field, kval, nval, iid) VALUES (?, ?, ?, ?)", _field_rows(declared, new, metas)
+                )
             self.bump_generation()
         return replaced, new
 
@@ -164,6 +235,60 @@ class SqliteDocs:
         for chunk in self._chunks(iids):
             marks = ",".join("?" * len(chunk))
             self.conn.execute(f"DELETE FROM docs WHERE iid IN ({marks})", list(chunk))  # noqa: S608
+            self.conn.execute(f"DELETE FROM fields WHERE iid IN ({marks})", list(chunk))  # noqa: S608
+
+    # ----------------------------------------------------------------- declared fields
+    def declared(self) -> dict[str, str]:
+        """The fields this file indexes, with their types (every writer keeps them, whatever its config)."""
+        text = self.get_info("indexed")
+        return dict(json.loads(text)) if text else {}
+
+    def declare(self, wanted: dict[str, str], progress: bool = True) -> list[str]:
+        """Add ``wanted``'s fields to the file's declaration, checking and indexing the rows already stored
+        (one transaction: a stored value of the wrong type refuses the declaration and changes nothing).
+        Returns the fields added."""
+        with self.transaction():
+            have = self.declared()
+            for field, ftype in wanted.items():
+                if have.get(field, ftype) != ftype:
+                    raise ConfigError(
+                        f"indexed field {field!r} is declared {have[field]} in this store; the config says {ftype}"
+                    )
+            added = {f: t for f, t in wanted.items() if f not in have}
+            if not added:
+                return []
+            total = int(self.conn.execute("SELECT COUNT(*) FROM docs").fetchone()[0])
+            from tqdm.auto import tqdm
+
+            with tqdm(
+                total=total * len(added), desc="indexing fields", unit="row", disable=not progress or total < 50_000
+            ) as bar:
+                for field, ftype in added.items():
+                    self._backfill(field, ftype, bar)
+            self.set_info("indexed", json.dumps({**have, **added}, sort_keys=True))
+            self.bump_generation()
+        return sorted(added)
+
+    def _backfill(self, field: str, ftype: str, bar: Any) -> None:
+        path = f'$."{field}"'
+        rows = self.conn.execute(
+            "SELECT iid, id, json_type(metadata, ?), json_extract(metadata, ?) FROM docs ORDER BY iid", (path, path)
+        )
+        while batch := rows.fetchmany(10_000):
+            out = []
+            for iid, doc_id, jtype, raw in batch:
+                if jtype is None:
+                    continue
+                value = (jtype == "true") if jtype in ("true", "false") else _JSON_TYPES[jtype](raw)
+                if not fits(ftype, value):
+                    raise ConfigError(
+                        f"cannot index field {field!r} as {ftype}: document {doc_id!r} holds "
+                        f"{type(value).__name__} {value!r} (fix or remove it, or declare another type)"
+                    )
+                col, v = _column(value)
+                out.append((field, v, None, iid) if col == "kval" else (field, None, v, iid))
+            self.conn.executemany("INSERT INTO fields(field, kval, nval, iid) VALUES (?, ?, ?, ?)", out)
+            bar.update(len(batch))
 
     def delete_iids(self, iids: Sequence[int]) -> None:
         with self.transaction():
@@ -171,7 +296,7 @@ class SqliteDocs:
             self.bump_generation()
 
     def where_iids(self, node: Node | None) -> list[int]:
-        sql, params = compile_filter(node)
+        sql, params = compile_filter(node, self.declared())
         return [r[0] for r in self.conn.execute(f"SELECT iid FROM docs WHERE {sql} ORDER BY iid", params)]  # noqa: S608
 
     def matching_iids(self, node: Node) -> np.ndarray:
@@ -180,7 +305,7 @@ class SqliteDocs:
         Filtering reads every row's JSON (~1 s at a million rows); applications repeat the same few filters
         (a tenant, a language), so the matching set is kept, keyed by the write generation every write bumps.
         """
-        sql, params = compile_filter(node)
+        sql, params = compile_filter(node, self.declared())
         key = (self.get_info("generation"), sql, *params)
         with self._matches_lock:
             found = self._matches.get(key)
@@ -197,7 +322,7 @@ class SqliteDocs:
         return found
 
     def count(self, node: Node | None) -> int:
-        sql, params = compile_filter(node)
+        sql, params = compile_filter(node, self.declared())
         return int(self.conn.execute(f"SELECT COUNT(*) FROM docs WHERE {sql}", params).fetchone()[0])  # noqa: S608
 
     def rows_by_iid(self, iids: Sequence[int]) -> dict[int, tuple[str, str, Metadata]]:
@@ -242,7 +367,7 @@ class SqliteDocs:
         return docs
 
     def documents_where(self, node: Node | None, limit: int | None) -> list[Document]:
-        sql, params = compile_filter(node)
+        sql, params = compile_filter(node, self.declared())
         query = f"SELECT id, text, metadata, vector FROM docs WHERE {sql} ORDER BY iid"  # noqa: S608
         if limit is not None:
             query += " LIMIT ?"
@@ -284,12 +409,14 @@ class SqliteDocs:
         """Forget documents and settings (dim, metric); the generation keeps counting up."""
         with self.transaction():
             self.conn.execute("DELETE FROM docs")
+            self.conn.execute("DELETE FROM fields")
             self.conn.execute("DELETE FROM info WHERE key <> 'generation'")
             self.bump_generation()
 
     def clear(self) -> None:
         with self.transaction():
             self.conn.execute("DELETE FROM docs")
+            self.conn.execute("DELETE FROM fields")
             self.bump_generation()
 
     def close(self) -> None:

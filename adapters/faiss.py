@@ -49,9 +49,6 @@ class FaissOptions(StoreOptions):
     hnsw_m: int = Field(default=32, gt=1)
     ef_construction: int = Field(default=200, gt=0)
     ef_search: int = Field(default=128, gt=0)
-    exact_filter_limit: int = Field(
-        default=20_000, ge=0, description="HNSW: filtered sets up to this size are re-scored exactly"
-    )
     threads: int | None = Field(default=None, gt=0, description="OpenMP threads for bulk add; search uses 1")
     nlist: int | None = Field(default=None, gt=0, description="IVF lists; None = 4 * sqrt(vectors) at training")
     nprobe: int | None = Field(default=None, gt=0, description="IVF lists searched; None = 1/32 of them, >= 32")
@@ -76,6 +73,8 @@ class FaissStore(VectorStore):
     name = "faiss"
     tunable = ("ef_search", "exact_filter_limit", "nprobe", "rescore")
     Options = FaissOptions
+    indexes_fields = True  # the sidecar's typed ``fields`` table
+    checks_stored_types = True
 
     options: FaissOptions
 
@@ -259,6 +258,28 @@ class FaissStore(VectorStore):
             self.db.set_info("index", self.index_type)
         self._dim = dim
         self._index = self._new_index(dim)
+
+    def _declare_indexed(self) -> None:
+        if self.options.indexed:
+            self.db.declare(dict(self.options.indexed))
+
+    def _plan(self, node: Node | None, k: int) -> dict[str, Any]:
+        total = self._matching(None) if self._index is not None else 0
+        if node is None:
+            return {"strategy": "ann" if self.index_type != "flat" else "exact", "matching": total, "total": total}
+        matching = int(self.db.matching_iids(node).size)
+        ivf = bool(self._trained_at)
+        strategy = self.choose_plan(matching, total, exact=not ivf and self.index_type != "hnsw")
+        detail = {
+            "exact": "flat index: exact scores over the matching rows (an id selector)",
+            "prefilter": f"exact scores over the {matching} matching rows (<= exact_filter_limit)",
+            "filtered_ann": (
+                f"IVF lists probed {total / max(matching, 1):.1f}x wider for the filter's share"
+                if ivf
+                else f"HNSW walk with an id selector (ef_search {max(self.options.ef_search, k)})"
+            ),
+        }[strategy]
+        return {"strategy": strategy, "detail": detail, "matching": matching, "total": total}
 
     # ----------------------------------------------------------------- writes
     def _forget(self, iids: list[int]) -> None:

@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
+from ragstore.errors import ConfigError
 from ragstore.query.filters import Node, matches
+from ragstore.query.indexed import fits
 from ragstore.stores.base import Capabilities, StoreOptions, VectorStore
 from ragstore.types import Document, Hit, Metadata, Ranked
 
@@ -41,6 +43,25 @@ class MemoryStore(VectorStore):
         self._records: dict[str, tuple[np.ndarray, str, Metadata]] = {}
         self._matrix: np.ndarray | None = None
         self._order: list[str] = []
+
+    checks_stored_types = True
+
+    def _declare_indexed(self) -> None:
+        for doc_id, (_, _, meta) in self._records.items():
+            for field, ftype in self.options.indexed.items():
+                if field in meta and not fits(ftype, meta[field]):
+                    raise ConfigError(
+                        f"cannot index field {field!r} as {ftype}: document {doc_id!r} holds {meta[field]!r} "
+                        "(fix or remove it, or declare another type)"
+                    )
+
+    def _plan(self, node: Node | None, k: int) -> dict[str, Any]:
+        total = len(self._records)
+        if node is None:
+            return {"strategy": "exact", "detail": "every row scored (the reference store)", "total": total}
+        matching = sum(1 for _, _, meta in self._records.values() if matches(node, meta))
+        detail = "every row's metadata tested, exact scores over the matches (the reference store)"
+        return {"strategy": "exact", "detail": detail, "matching": matching, "total": total}
 
     def _capabilities(self) -> Capabilities:
         # saved as a whole folder on flush/close: a write is durable only after that

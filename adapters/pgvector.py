@@ -36,8 +36,9 @@ import numpy as np
 from pydantic import Field
 
 from ragstore._optional import require
-from ragstore.errors import BackendUnavailableError
+from ragstore.errors import BackendUnavailableError, ConfigError
 from ragstore.query.filters import RANGE_SYMBOL, FilterCompiler, Node, kind
+from ragstore.query.indexed import KIND_OF, fields_in
 from ragstore.stores.base import Capabilities, StoreOptions, VectorStore
 from ragstore.types import Document, Hit, Metadata
 
@@ -53,10 +54,24 @@ class _PgFilter(FilterCompiler[tuple[Any, list[Any]]]):
     """SQL over ``jsonb``: fixed templates with bound parameters only; each atom two-valued (``CASE`` /
     ``COALESCE``) and guarded by ``jsonb_typeof`` so kinds never mix."""
 
-    def __init__(self) -> None:
+    def __init__(self, declared: dict[str, str] | None = None) -> None:
         from psycopg import sql
 
         self.sql = sql
+        #: declared fields: a CHECK constraint holds their JSON type and a B-tree indexes their value, so
+        #: their atoms test presence (``?``) and the indexed expression, nothing else (see _declared_atom)
+        self.declared = declared or {}
+
+    def _declared_atom(self, field: str, value: Any, test: str, param: Any) -> tuple[Any, list[Any]] | None:
+        """``metadata ? f AND <indexed expression> <test>``: two-valued (FALSE when the field is missing) and
+        the same expression as the field's index, so the planner can use it; None when not declared."""
+        ftype = self.declared.get(field)
+        if ftype is None:
+            return None
+        if kind(value) != KIND_OF[ftype]:
+            return self.sql.SQL("FALSE"), []  # a declared field holds no value of another kind
+        expr = _field_expr(self.sql, field, ftype)
+        return self.sql.SQL("(metadata ? {} AND {} " + test + ")").format(self.sql.Literal(field), expr), [param]
 
     def _join(self, joiner: str, parts: list[tuple[Any, list[Any]]]) -> tuple[Any, list[Any]]:
         clause = self.sql.SQL("({})").format(self.sql.SQL(joiner).join(p for p, _ in parts))
@@ -72,6 +87,9 @@ class _PgFilter(FilterCompiler[tuple[Any, list[Any]]]):
         return self.sql.SQL("(NOT {})").format(part[0]), part[1]
 
     def eq(self, field: str, value: Any) -> tuple[Any, list[Any]]:
+        fast = self._declared_atom(field, value, "= %s", _param(value))
+        if fast is not None:
+            return fast
         k = kind(value)
         if k == "bool":
             text, params = "COALESCE(metadata -> %s = %s::jsonb, FALSE)", [field, "true" if value else "false"]
@@ -86,7 +104,17 @@ class _PgFilter(FilterCompiler[tuple[Any, list[Any]]]):
             params = [field, field, value]
         return self.sql.SQL(text), params  # fixed templates only; values are bound
 
+    def is_in(self, field: str, values: tuple[Any, ...]) -> tuple[Any, list[Any]]:
+        fast = self._declared_atom(field, values[0], "= ANY(%s)", [_param(v) for v in values])
+        return fast if fast is not None else super().is_in(field, values)
+
     def range(self, field: str, op: str, value: Any) -> tuple[Any, list[Any]]:
+        if field in self.declared and self.declared[field] in ("integer", "float"):
+            fast = self._declared_atom(field, value, f"{RANGE_SYMBOL[op]} %s", float(value))
+            assert fast is not None
+            return fast
+        if field in self.declared:
+            return self.sql.SQL("FALSE"), []  # only numbers compare
         text = (
             "(CASE WHEN jsonb_typeof(metadata -> %s) = 'number' "
             f"THEN (metadata ->> %s)::numeric {RANGE_SYMBOL[op]} %s::numeric ELSE FALSE END)"
@@ -107,9 +135,23 @@ def _compiler() -> _PgFilter:
     return _PgFilter()  # built on first use: psycopg is imported only when pgvector is
 
 
-def to_sql(node: Node | None) -> tuple[Any, list[Any]]:
+#: a declared type's JSON type (its CHECK constraint) and the cast of ``metadata ->> f`` its index holds
+_JSON_TYPE = {"keyword": "string", "datetime": "string", "integer": "number", "float": "number", "bool": "boolean"}
+_CAST = {"keyword": "", "datetime": "", "integer": "::float8", "float": "::float8", "bool": "::boolean"}
+
+
+def _field_expr(sql: Any, field: str, ftype: str) -> Any:
+    """The indexed expression of a declared field (a literal key: the planner matches it to the index)."""
+    return sql.SQL("((metadata ->> {}){})").format(sql.Literal(field), sql.SQL(_CAST[ftype]))
+
+
+def _param(value: Any) -> Any:
+    return float(value) if kind(value) == "number" else value
+
+
+def to_sql(node: Node | None, declared: dict[str, str] | None = None) -> tuple[Any, list[Any]]:
     """Filter tree -> (``psycopg.sql`` WHERE clause with %s placeholders, parameters)."""
-    compiler = _compiler()
+    compiler = _PgFilter(declared) if declared else _compiler()
     return (compiler.sql.SQL("TRUE"), []) if node is None else compiler.compile(node)
 
 
@@ -229,6 +271,96 @@ class PgVectorStore(VectorStore):
             where = f"embedded server in {self.pgdata}" if self.pgdata is not None else "dsn"
             self._release()
             raise BackendUnavailableError(f"cannot open PostgreSQL/pgvector ({where}): {exc}") from exc
+
+    indexes_fields = True  # a CHECK constraint and a B-tree expression index per declared field
+    checks_stored_types = True
+
+    def _where(self, node: Node | None) -> tuple[Any, list[Any]]:
+        return to_sql(node, dict(self.options.indexed))
+
+    def _field_names(self, field: str) -> tuple[str, str]:
+        """(constraint, index) names of a declared field: short, fixed, whatever the field is called."""
+        tag = hashlib.sha256(field.encode()).hexdigest()[:10]
+        return f"{self.table[:40]}_f{tag}_type", f"{self.table[:40]}_f{tag}_idx"
+
+    def _declare_indexed(self) -> None:
+        sql = self.sql
+        for field, ftype in self.options.indexed.items():
+            check_name, index_name = self._field_names(field)
+            check, index = sql.Identifier(check_name), sql.Identifier(index_name)
+            jtype, key = _JSON_TYPE[ftype], sql.Literal(field)
+            with self.conn.transaction():
+                self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_LOCK,))
+                found = self.conn.execute(
+                    "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                    "WHERE conrelid = to_regclass(%s) AND conname = %s",
+                    (self.table, check_name),
+                ).fetchone()
+                if found is not None and f"'{jtype}'" not in found[0]:
+                    raise ConfigError(f"indexed field {field!r} is declared with another type in this table")
+                if found is None:
+                    bad = self.conn.execute(
+                        self._q(
+                            "SELECT id, metadata -> {} FROM {} "
+                            "WHERE metadata ? {} AND jsonb_typeof(metadata -> {}) <> {} LIMIT 1",
+                            key,
+                            self.ident,
+                            key,
+                            key,
+                            sql.Literal(jtype),
+                        )
+                    ).fetchone()
+                    if bad is not None:
+                        raise ConfigError(
+                            f"cannot index field {field!r} as {ftype}: document {bad[0]!r} holds {bad[1]!r} "
+                            "(fix or remove it, or declare another type)"
+                        )
+                    # PostgreSQL holds every writer to the type, whatever its config says
+                    self.conn.execute(
+                        self._q(
+                            "ALTER TABLE {} ADD CONSTRAINT {} "
+                            "CHECK (NOT (metadata ? {}) OR jsonb_typeof(metadata -> {}) = {})",
+                            self.ident,
+                            check,
+                            key,
+                            key,
+                            sql.Literal(jtype),
+                        )
+                    )
+                self.conn.execute(
+                    self._q(
+                        "CREATE INDEX IF NOT EXISTS {} ON {} ({})", index, self.ident, _field_expr(sql, field, ftype)
+                    )
+                )
+
+    def _prefilter(self, node: Node | None) -> int | None:
+        """How many documents match (counted up to ``exact_filter_limit`` + 1 through the fields' B-trees)
+        when every field the filter names is declared and the table has an ANN index; else None."""
+        declared = self.options.indexed
+        if node is None or self.options.index == "none" or not fields_in(node) <= declared.keys():
+            return None
+        where, params = self._where(node)
+        query = self._q("SELECT count(*) FROM (SELECT 1 FROM {} WHERE {} LIMIT %s) AS m", self.ident, where)
+        with self._reading() as conn:
+            row = conn.execute(query, [*params, self.options.exact_filter_limit + 1]).fetchone()
+        return int(row[0]) if row else 0
+
+    def _plan(self, node: Node | None, k: int) -> dict[str, Any]:
+        if node is None:
+            return {"strategy": "exact" if self.options.index == "none" else "ann", "detail": "no filter"}
+        if self.options.index == "none":
+            return {"strategy": "exact", "detail": "no ANN index: exact scores over the matching rows"}
+        matching = self._prefilter(node)
+        if matching is None:
+            detail = "filter on undeclared fields: the ANN index walked with the filter (iterative scan)"
+            return {"strategy": "filtered_ann", "detail": detail}
+        limit = self.options.exact_filter_limit
+        strategy = self.choose_plan(matching, limit + 1 if matching > limit else matching, exact=False)
+        detail = {
+            "prefilter": f"the {matching} matching rows read through the fields' B-tree indexes, scored exactly",
+            "filtered_ann": f"over {limit} rows match: the ANN index walked with the filter (iterative scan)",
+        }[strategy]
+        return {"strategy": strategy, "detail": detail, "matching": matching if matching <= limit else f">{limit}"}
 
     def _stored(self) -> tuple[int, str | None] | None:
         row = self.conn.execute("SELECT dim, metric FROM ragstore_meta WHERE tbl = %s", (self.table,)).fetchone()
@@ -482,7 +614,7 @@ class PgVectorStore(VectorStore):
             query = self._q(scored + tail, terms=self.terms_ident, table=self.ident, cols=cols)
             args.append(k)
         else:
-            where, params = to_sql(node)
+            where, params = self._where(node)
             tail = (
                 "SELECT s.id, s.score{cols} FROM s JOIN {table} d ON d.id = s.id WHERE {where} "
                 'ORDER BY s.score DESC, s.id COLLATE "C" LIMIT %s'
@@ -517,9 +649,22 @@ class PgVectorStore(VectorStore):
         return sql.SQL("embedding"), sql.SQL(operator), sql.SQL("%s")
 
     def _search(self, vector: np.ndarray, k: int, node: Node | None) -> list[Hit]:
-        where, params = to_sql(node)
+        where, params = self._where(node)
         _, operator = _OPS[self.metric]
         opts = self.options
+        matching = self._prefilter(node)
+        if matching is not None and matching <= opts.exact_filter_limit:
+            # pre-filter: the matches through the fields' B-trees, every one scored (exact: recall 1)
+            exact = self._q(
+                "WITH m AS MATERIALIZED (SELECT id, text, metadata, embedding FROM {table} WHERE {where}) "
+                "SELECT id, text, metadata, embedding {op} %s AS d FROM m ORDER BY d LIMIT %s",
+                table=self.ident,
+                where=where,
+                op=self.sql.SQL(operator),
+            )
+            with self._reading() as conn:
+                rows = conn.execute(exact, [*params, vector, k]).fetchall()
+            return [Hit(i, self._score(float(d)), t, m) for i, t, m, d in rows]
         # candidates in the index's order (the float column, or its halfvec/bit codes); codes' candidates are
         # then re-ranked by exact distance on the float column
         key, qop, qkey = self._index_key(self._dim or len(vector))
@@ -561,7 +706,7 @@ class PgVectorStore(VectorStore):
             return [self._doc(r) for r in conn.execute(query, (ids,)).fetchall()]
 
     def _get_where(self, node: Node | None, limit: int | None) -> list[Document]:
-        where, params = to_sql(node)
+        where, params = self._where(node)
         template = "SELECT id, text, metadata, embedding FROM {} WHERE {} ORDER BY id"
         if limit is not None:
             template += " LIMIT %s"
@@ -587,11 +732,11 @@ class PgVectorStore(VectorStore):
         return int(cur.rowcount)
 
     def _delete_where(self, node: Node) -> int:
-        where, params = to_sql(node)
+        where, params = self._where(node)
         return int(self.conn.execute(self._q("DELETE FROM {} WHERE {}", self.ident, where), params).rowcount)
 
     def _count(self, node: Node | None) -> int:
-        where, params = to_sql(node)
+        where, params = self._where(node)
         query = self._q("SELECT count(*) FROM {} WHERE {}", self.ident, where)
         with self._reading() as conn:
             row = conn.execute(query, params).fetchone()

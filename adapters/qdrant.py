@@ -35,6 +35,7 @@ from pydantic import Field
 from ragstore._optional import require
 from ragstore.errors import BackendUnavailableError, ValidationError
 from ragstore.query.filters import FilterCompiler, Node, kind
+from ragstore.query.indexed import fields_in
 from ragstore.stores.base import SCAN_END, Capabilities, CollectionName, StoreOptions, VectorStore
 from ragstore.types import Document, Hit, Metadata, Ranked
 
@@ -236,6 +237,42 @@ class QdrantStore(VectorStore):
 
     def _filter(self, node: Node | None) -> Any:
         return None if node is None else self.dialect.translate(node)
+
+    @property
+    def indexes_fields(self) -> bool:  # type: ignore[override]
+        return not self.local  # local mode keeps no payload index (it scans in Python)
+
+    def _declare_indexed(self) -> None:
+        if not self.options.indexed or self.local:
+            return
+        m = self.m
+        have = self.client.get_collection(self.collection).payload_schema or {}
+        schema = {
+            "keyword": m.PayloadSchemaType.KEYWORD,
+            "datetime": m.PayloadSchemaType.KEYWORD,  # filtered by string equality, as every engine does
+            "integer": m.PayloadSchemaType.INTEGER,
+            "float": m.PayloadSchemaType.FLOAT,
+            "bool": m.PayloadSchemaType.BOOL,
+        }
+        for field, ftype in self.options.indexed.items():
+            if f"m_{field}" not in have:  # Qdrant indexes the points already stored itself
+                self.client.create_payload_index(self.collection, f"m_{field}", schema[ftype], wait=True)
+
+    def _plan(self, node: Node | None, k: int) -> dict[str, Any]:
+        if node is None:
+            return {"strategy": "ann" if not self.local else "exact", "detail": "Qdrant's own search, no filter"}
+        if self.local:
+            return {"strategy": "exact", "detail": "local mode: every point's payload tested, exact scores"}
+        total = self.client.count(self.collection, exact=True).count
+        matching = self.client.count(self.collection, count_filter=self._filter(node), exact=True).count
+        strategy = self.choose_plan(matching, total, exact=self.options.exact)
+        detail = {
+            "exact": "exact search over the matching points (exact: true)",
+            "prefilter": f"{matching} matching points (<= exact_filter_limit): Qdrant's planner scores them exactly "
+            "through the payload index below its full_scan_threshold",
+            "filtered_ann": "Qdrant's filterable HNSW walk (payload-index links between matching points)",
+        }[strategy]
+        return {"strategy": strategy, "detail": detail, "matching": matching, "total": total}
 
     def _upsert(self, ids: list[str], vectors: np.ndarray, texts: list[str], metadatas: list[Metadata]) -> None:
         leg = self._leg()
@@ -521,6 +558,48 @@ class QdrantEdgeStore(VectorStore):
     def _filter(self, node: Node | None) -> Any:
         return None if node is None else self.dialect.translate(node)
 
+    indexes_fields = True  # payload indexes in the shard
+
+    def _declare_indexed(self) -> None:
+        if not self.options.indexed:
+            return
+        q = self.q
+        types = q.PayloadSchemaType
+        schema = {"keyword": types.Keyword, "datetime": types.Keyword, "integer": types.Integer, "float": types.Float}
+        for field, ftype in self.options.indexed.items():
+            # booleans are matched as "true"/"false" under b_<field> here (see FilterDialect)
+            key, kind = (f"b_{field}", types.Keyword) if ftype == "bool" else (f"m_{field}", schema[ftype])
+            self.shard.update(q.UpdateOperation.create_field_index(key, kind))  # idempotent; indexes stored points
+
+    def _prefilter(self, node: Node | None) -> bool:
+        """The shared rule: a filter on declared fields alone matching at most ``exact_filter_limit`` points
+        is answered by exact scores over them (the payload index finds them); counted only for such filters
+        on an optimised shard (an unoptimised one is scanned exactly anyway)."""
+        if node is None or not self.options.optimize or not fields_in(node) <= self.options.indexed.keys():
+            return False
+        matching = int(self.shard.count(self.q.CountRequest(filter=self._filter(node), exact=True)))
+        return matching <= self.options.exact_filter_limit
+
+    def _plan(self, node: Node | None, k: int) -> dict[str, Any]:
+        q = self.q
+        total = int(self.shard.count(q.CountRequest(exact=True)))
+        if node is None:
+            return {"strategy": "ann", "detail": "qdrant-edge's own search, no filter", "total": total}
+        matching = int(self.shard.count(q.CountRequest(filter=self._filter(node), exact=True)))
+        exact = self.options.exact or not self.options.optimize
+        strategy = self.choose_plan(matching, total, exact=exact)
+        detail = {
+            "exact": "exact scores over the matching points (an unoptimised shard, or exact: true)",
+            "prefilter": f"exact search over the {matching} matching points (<= exact_filter_limit)"
+            + (
+                ""
+                if fields_in(node) <= self.options.indexed.keys()
+                else "; Qdrant's own planner decides (undeclared fields)"
+            ),
+            "filtered_ann": "the shard's filterable HNSW walk (payload-index links between matching points)",
+        }[strategy]
+        return {"strategy": strategy, "detail": detail, "matching": matching, "total": total}
+
     def _upsert(self, ids: list[str], vectors: np.ndarray, texts: list[str], metadatas: list[Metadata]) -> None:
         q = self.q
         points = [
@@ -542,11 +621,12 @@ class QdrantEdgeStore(VectorStore):
         q = self.q
         opts = self.options
         params = None
+        exact = opts.exact or self._prefilter(node)
         if opts.quantize != "none":
             rescore = q.QuantizationSearchParams(rescore=True, oversampling=opts.oversampling)
-            params = q.SearchParams(hnsw_ef=opts.ef_search, exact=opts.exact, quantization=rescore)
-        elif opts.ef_search or opts.exact:
-            params = q.SearchParams(hnsw_ef=opts.ef_search, exact=opts.exact)
+            params = q.SearchParams(hnsw_ef=opts.ef_search, exact=exact, quantization=rescore)
+        elif opts.ef_search or exact:
+            params = q.SearchParams(hnsw_ef=opts.ef_search, exact=exact)
         return self.shard.query(
             q.QueryRequest(
                 limit=k,

@@ -264,6 +264,14 @@ def search(
             "search.hybrid, which is alpha fusion at 0.5 unless set)",
         ),
     ] = None,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="print how the store would run the filtered search (declared fields, pre-filter or filtered "
+            "ANN) instead of running it",
+        ),
+    ] = False,
     server: ServerOpt = None,
     api_key: ApiKeyOpt = None,
     set_: SetOpt = None,
@@ -282,6 +290,14 @@ def search(
             raise FilterError(f"--filter is not valid JSON: {exc}") from None
         except RecursionError:
             raise FilterError("--filter nests too deeply (a filter may nest at most 32 levels)") from None
+    if explain:
+        if server:
+            answer = _remote(server, "/v1/explain", {"filter": where, "k": k}, api_key)
+        else:
+            with _open(config, _sets(set_)) as rs:
+                answer = rs.explain(where, k)
+        console.print_json(data=answer)
+        return
     if server:
         body = {"query": query, "k": k, "filter": where, "mode": mode, "bilingual": bilingual, "alpha": alpha}
         answer = _remote(server, "/v1/search", {key: v for key, v in body.items() if v is not None}, api_key)

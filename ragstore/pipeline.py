@@ -303,6 +303,11 @@ class Ragstore:
     def get(self, ids: Sequence[str]) -> list[Document]:
         return self.store.get(ids)
 
+    def explain(self, filter: Filter | None = None, k: int | None = None) -> dict[str, Any]:
+        """How the store would run a search with ``filter`` (declared fields used, pre-filter or filtered
+        ANN), without running it: see ``VectorStore.explain``."""
+        return self.collection.primary.explain(filter, k or self.config.search.k)
+
     def count(self, filter: Filter | None = None) -> int:
         return self.store.count(filter)
 
@@ -321,6 +326,10 @@ class Ragstore:
                     "count": self.store.count(),
                     "lexical": self.store.lexical,
                     "lexical_leg": self._lexical_leg(),
+                    "indexed": {
+                        "fields": dict(self.store.options.indexed),
+                        "engine_index": self.collection.primary.indexes_fields,
+                    },
                     **self.store.describe(),
                 },
                 "routes": {

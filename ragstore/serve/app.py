@@ -2,7 +2,7 @@
 hybrid settings).
 
 Routes: ``POST /v1/embeddings`` (OpenAI-compatible, plus ``input_type``), ``POST /v1/search``,
-``POST|DELETE /v1/documents``, ``GET /v1/documents/{id}``, ``GET /v1/models``, ``GET /v1/info``,
+``POST /v1/explain``, ``POST|DELETE /v1/documents``, ``GET /v1/documents/{id}``, ``GET /v1/models``, ``GET /v1/info``,
 ``/healthz``, ``/readyz``, ``/metrics`` (Prometheus), OpenAPI docs at ``/docs``. Errors are OpenAI-style JSON bodies
 (``{"error": {"message", "type", "param", "code"}}``) with a 4xx status naming the problem; no traceback
 ever leaves the process.
@@ -59,6 +59,11 @@ class EmbeddingsRequest(_Body):
         default="passage", description="query or passage: E5/BGE prefixes (NVIDIA NIM's field)"
     )
     user: str | None = None
+
+
+class ExplainRequest(_Body):
+    k: int | None = Field(default=None, gt=0, le=1000, description="default: the config's search.k")
+    filter: dict[str, Any] | None = None
 
 
 class SearchRequest(_Body):
@@ -385,6 +390,12 @@ def create_app(config: RagstoreConfig, *, host: str = "127.0.0.1", pipeline: Rag
         vectors = await embed([plans[0].text], "query") if plans[0].searches_main else None
         results = await run_in_threadpool(lambda: rs.retriever.answer(rs.store, [query], spec, vectors=vectors))
         return {"hits": [_hit(h) for h in results[0].hits], "plan": results[0].plan.as_dict()}
+
+    @app.post("/v1/explain")
+    async def explain(body: ExplainRequest) -> dict[str, Any]:
+        """How the store would run a search with this filter (declared fields, pre-filter or filtered ANN)."""
+        rs = current()
+        return await run_in_threadpool(rs.explain, body.filter, body.k)
 
     @app.post("/v1/documents")
     async def upsert(body: DocumentsRequest) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from .._locks import RWLock
@@ -38,8 +38,19 @@ from ..errors import (
     ValidationError,
     describe_problems,
 )
-from ..query.filters import MAX_ATOMS, MAX_DEPTH, MAX_VALUES, Filter, FilterLimits, Node, parse_filter
-from ..types import Document, Hit, Metadata, Metric, Ranked, check_text_chars, validate_id, validate_metadata
+from ..query.filters import MAX_ATOMS, MAX_DEPTH, MAX_VALUES, Filter, FilterLimits, Node, parse_filter, to_dict
+from ..query.indexed import FieldType, check_indexed, fields_in
+from ..types import (
+    Document,
+    Hit,
+    Metadata,
+    Metric,
+    Ranked,
+    check_text_chars,
+    validate_id,
+    validate_key,
+    validate_metadata,
+)
 
 DEFAULT_BATCH_SIZE = 512
 #: the largest k a search takes, on every backend (Milvus' own limit); read everything with ``get()``
@@ -134,6 +145,27 @@ class StoreOptions(BaseModel):
     max_filter_atoms: int = Field(default=MAX_ATOMS, gt=0, description="comparisons in one filter (see filters)")
     max_filter_depth: int = Field(default=MAX_DEPTH, gt=0, le=256, description="nesting levels in one filter")
     max_filter_values: int = Field(default=MAX_VALUES, gt=0, le=100_000, description="values in one $in/$nin")
+    indexed: dict[str, FieldType] = Field(
+        default_factory=dict,
+        description="metadata fields the engine indexes, with their type (keyword, integer, float, bool, "
+        "datetime): values are checked on write, filters on them use the index (ragstore.query.indexed)",
+    )
+    exact_filter_limit: int = Field(
+        default=20_000,
+        ge=0,
+        description="a filter matching at most this many documents is answered by an exact search over them "
+        "(pre-filter); more, by the engine's filtered ANN search (widened where the engine allows)",
+    )
+
+    @field_validator("indexed")
+    @classmethod
+    def _indexed_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            try:
+                validate_key(key, "indexed field")
+            except ValidationError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @model_validator(mode="after")
     def _engine_takes_the_filter_size(self) -> Self:
@@ -287,6 +319,7 @@ class VectorStore(ABC):
         if stored is None:
             if self._dim is not None:
                 self._init_dim(self._dim)
+                self._declare_indexed()
             return
         dim, metric = stored
         if metric is not None and metric != self.metric:
@@ -298,6 +331,7 @@ class VectorStore(ABC):
             raise DimensionMismatchError(dim, self._dim, "configured dim")
         self._dim = dim
         self._adopt(dim)
+        self._declare_indexed()
 
     @contextmanager
     def _engine(self, doing: str) -> Iterator[None]:
@@ -383,6 +417,7 @@ class VectorStore(ABC):
         if not docs:
             return []
         ids, vectors, texts, metas = self._prepare(docs)
+        check_indexed(self.options.indexed, ids, metas)
         self._check_batch(ids, texts, metas)
         step = batch_size or self.batch_size
         with self._lock.write(), self._engine("write"):
@@ -465,6 +500,54 @@ class VectorStore(ABC):
                 hit.text, hit.metadata = found[hit.id]
             out.append(hit)
         return out
+
+    # ----------------------------------------------------------------- declared fields and the plan
+    def explain(self, filter: Filter | Node | None = None, k: int = 10) -> dict[str, Any]:
+        """How a search with ``filter`` would run, without running it: which fields the engine's indexes
+        serve, which are read from each row, and the plan (pre-filter: exact search over the matching
+        documents; filtered ANN: the engine's index walked with the filter, widened where it allows)."""
+        self._check_open()
+        self._catch_up()
+        _check_k(k)
+        node = self._parse_filter(filter)
+        fields = fields_in(node)
+        declared = self.options.indexed
+        plan: dict[str, Any] = {
+            "store": self.name,
+            "filter": to_dict(node),
+            "k": int(k),
+            "indexed": sorted(f for f in fields if f in declared and self.indexes_fields),
+            "scanned": sorted(f for f in fields if f not in declared or not self.indexes_fields),
+        }
+        if self._dim is None:
+            return {**plan, "strategy": "empty", "detail": "nothing stored yet"}
+        with self._lock.read(), self._engine("plan a search"):
+            self._check_open()
+            plan.update(self._plan(node, int(k)))
+        return plan
+
+    def choose_plan(self, matching: int, total: int, exact: bool) -> str:
+        """The one rule every engine plans by: an exact index, or a filter matching at most
+        ``exact_filter_limit`` documents, is answered exactly over the matches (pre-filter); a wider one by
+        the engine's filtered ANN search."""
+        if exact:
+            return "exact"
+        return "prefilter" if matching <= self.options.exact_filter_limit else "filtered_ann"
+
+    def _plan(self, node: Node | None, k: int) -> dict[str, Any]:
+        """Engine hook for ``explain``: at least ``strategy`` and ``detail``."""
+        if node is None:
+            return {"strategy": "ann", "detail": f"{self.name}'s own search, no filter"}
+        return {"strategy": "engine", "detail": f"{self.name} plans the filtered search itself"}
+
+    #: the engine builds an index for declared fields (False: declared fields are only type-checked)
+    indexes_fields: ClassVar[bool] = False
+    #: declaring a field checks the values already stored (a wrong one refuses it with a ``ConfigError``)
+    checks_stored_types: ClassVar[bool] = False
+
+    def _declare_indexed(self) -> None:  # noqa: B027 - optional hook
+        """Build (or adopt) the engine's index for each field of ``options.indexed``, backfilling what is
+        stored; called once the collection exists (open, first write, clear). Must be idempotent."""
 
     # ----------------------------------------------------------------- the native lexical leg
     @property
@@ -877,6 +960,7 @@ class VectorStore(ABC):
         assert dim is not None  # the base class only clears a store that has a collection
         self._drop()
         self._init_dim(dim)
+        self._declare_indexed()
 
     @abstractmethod
     def _drop(self) -> None:
@@ -897,6 +981,7 @@ class VectorStore(ABC):
         if self._dim is None:
             self._init_dim(dim)
             self._dim = dim
+            self._declare_indexed()
         elif dim != self._dim:
             raise DimensionMismatchError(self._dim, dim)
 

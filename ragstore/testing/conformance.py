@@ -33,6 +33,7 @@ import pytest
 
 from ..errors import (
     BackendUnavailableError,
+    ConfigError,
     DimensionMismatchError,
     EmbedderMismatchError,
     EngineError,
@@ -1743,6 +1744,99 @@ class ScanTests(_Base):
         assert have == want
 
 
+#: the seeded documents' fields declared with their types (``num_or_str`` holds two kinds: never declarable)
+INDEXED = {"tag": "keyword", "i": "integer", "x": "float", "flag": "bool", "opt": "keyword"}
+
+
+class IndexedFieldTests(_Base):
+    """Declared fields (``indexed``): filters on them give exactly what undeclared fields give (the oracle),
+    a value of the wrong type is refused before anything is written, and declaring a field on a filled
+    store indexes what is there."""
+
+    @pytest.fixture
+    def make_indexed(self, store_config: dict[str, Any]) -> Iterator[Callable[[], VectorStore]]:
+        yield from _opener({**store_config, "indexed": INDEXED})
+
+    def _check_filters(self, store: VectorStore, docs: list[Document]) -> None:
+        q = docs[5].vector
+        for flt, pred in FILTER_CASES:
+            expected = {d.id for d in docs if pred(d.metadata)}
+            assert store.count(flt) == len(expected), flt
+            assert {h.id for h in store.search(q, len(docs), flt)} == expected, flt
+            if expected:
+                assert [h.id for h in store.search(q, 3, flt)] == oracle_top(docs, q, 3, pred), flt
+        for flt in ({"tag": {"$in": TAGS[3:]}, "i": {"$gte": 10}}, {"$not": {"x": {"$gt": 0}}}):
+            node = parse_filter(flt)
+            assert store.count(flt) == sum(matches(node, d.metadata) for d in docs), flt
+
+    def test_declared_field_filters_match_the_oracle(
+        self, make_indexed: Callable[[], VectorStore], docs: list[Document]
+    ) -> None:
+        store = make_indexed()
+        store.upsert(docs)
+        self._check_filters(store, docs)
+        plan = store.explain({"tag": "alpha", "num_or_str": 3}, k=5)
+        assert plan["filter"] and plan["strategy"] and plan["k"] == 5
+        assert plan["scanned"][:1] == ["num_or_str"] or "num_or_str" in plan["scanned"]
+        assert ("tag" in plan["indexed"]) == store.indexes_fields
+        # deletes by a declared field leave the index whole: the same filters still agree with the oracle
+        removed = store.delete(filter={"tag": "beta"})
+        kept = [d for d in docs if d.metadata["tag"] != "beta"]
+        assert removed == len(docs) - len(kept)
+        self._check_filters(store, kept)
+
+    def test_wrong_type_is_refused_and_nothing_written(
+        self, make_indexed: Callable[[], VectorStore], docs: list[Document]
+    ) -> None:
+        store = make_indexed()
+        store.upsert(docs)
+        fine = Document(id="new-fine", text="t", metadata={"tag": "alpha"}, vector=docs[0].vector)
+        bad_metas: list[dict[str, Any]] = [
+            {"tag": 5},
+            {"i": 1.5},
+            {"i": True},
+            {"x": "1.0"},
+            {"flag": 1},
+            {"opt": False},
+        ]
+        for bad_meta in bad_metas:
+            bad = Document(id="new-bad", text="t", metadata=bad_meta, vector=docs[1].vector)
+            with pytest.raises(ValidationError, match=next(iter(bad_meta))):
+                store.upsert([fine, bad])
+            assert store.count() == len(docs)
+            assert store.get(["new-fine", "new-bad"]) == []
+        assert store.count({"tag": "alpha"}) == sum(d.metadata["tag"] == "alpha" for d in docs)
+
+    def test_declaring_fields_on_a_filled_store_indexes_what_is_there(
+        self, store_config: dict[str, Any], make_store: Callable[[], VectorStore], docs: list[Document]
+    ) -> None:
+        first = make_store()
+        if not first.capabilities.persistent:
+            pytest.skip(f"{first.name} with this config keeps nothing after close: nothing to declare fields on")
+        first.upsert(docs)
+        first.close()
+        store = create_store({**store_config, "indexed": INDEXED})
+        try:
+            self._check_filters(store, docs)
+            assert set(store.explain({"tag": "alpha"})["indexed"]) == ({"tag"} if store.indexes_fields else set())
+            with pytest.raises(ValidationError, match="tag"):
+                store.upsert([Document(id="late", text="t", metadata={"tag": 1}, vector=docs[0].vector)])
+            assert store.count() == len(docs)
+        finally:
+            store.close()
+        if not type(store).checks_stored_types:
+            return
+        # a stored value of another kind refuses the declaration, and the store is as it was
+        with pytest.raises(ConfigError, match="num_or_str"):
+            create_store({**store_config, "indexed": {"num_or_str": "keyword"}})
+        again = create_store(store_config)
+        try:
+            assert again.count() == len(docs)
+            self._check_filters(again, docs)
+        finally:
+            again.close()
+
+
 class VectorStoreConformance(
     UpsertTests,
     GetDeleteTests,
@@ -1759,5 +1853,6 @@ class VectorStoreConformance(
     LimitTests,
     CollectionTests,
     ScanTests,
+    IndexedFieldTests,
 ):
     """All conformance tests; subclass and override ``store_config``."""
