@@ -24,7 +24,7 @@ import numpy as np
 
 from ragstore._db import connect
 from ragstore.errors import ConfigError
-from ragstore.query.filters import RANGE_SYMBOL, FilterCompiler, Node, kind
+from ragstore.query.filters import RANGE_SYMBOL, And, Cmp, FilterCompiler, Node, kind
 from ragstore.query.indexed import KIND_OF, check_indexed, fits
 from ragstore.types import Document, Metadata
 
@@ -64,6 +64,7 @@ def _join(joiner: str, parts: list[Sql]) -> Sql:
 
 
 _IN_FIELDS = "iid IN (SELECT iid FROM fields WHERE field = ? AND {col} {test})"
+_NUMERIC = ("integer", "float")
 _NEVER: Sql = ("0", [])
 
 
@@ -86,6 +87,26 @@ class _SqliteFilter(FilterCompiler[Sql]):
         if ftype is None:
             return None
         return _NEVER if kind(value) != KIND_OF[ftype] else ("", [])
+
+    def compile(self, node: Node) -> Sql:
+        if isinstance(node, And) and self.declared:
+            bounds: dict[str, list[Cmp]] = {}
+            rest: list[Node] = []
+            for child in node.children:
+                if isinstance(child, Cmp) and child.op in RANGE_SYMBOL and self.declared.get(child.field) in _NUMERIC:
+                    bounds.setdefault(child.field, []).append(child)
+                else:
+                    rest.append(child)
+            if any(len(b) > 1 for b in bounds.values()):
+                # the bounds on one field in one index range ("u >= x AND u < y" alone matches half the table)
+                parts = [self._bounded(f, b) if len(b) > 1 else self.compile(b[0]) for f, b in bounds.items()]
+                return self.all_of(parts + [self.compile(c) for c in rest])
+        return super().compile(node)
+
+    def _bounded(self, field: str, cmps: list[Cmp]) -> Sql:
+        tests = " AND ".join(f"nval {RANGE_SYMBOL[c.op]} ?" for c in cmps)
+        sql = f"iid IN (SELECT iid FROM fields WHERE field = ? AND {tests})"  # noqa: S608 - fixed symbols only
+        return sql, [field, *(float(c.value) for c in cmps)]  # type: ignore[arg-type]
 
     def all_of(self, parts: list[Sql]) -> Sql:
         return _join(" AND ", parts)
@@ -224,12 +245,14 @@ class SqliteDocs:
             yield items[start : start + _CHUNK]
 
     def iids_for(self, ids: Sequence[str]) -> list[tuple[int, str]]:
-        out: list[tuple[int, str]] = []
-        for chunk in self._chunks(ids):
-            marks = ",".join("?" * len(chunk))
+        """(iid, id) of the ids stored: one statement for any number of ids (a bound JSON array), so a
+        bulk write of fresh ids costs one index probe each, not one statement per 500."""
+        if len(ids) <= _CHUNK:
+            marks = ",".join("?" * len(ids))
             sql = f"SELECT iid, id FROM docs WHERE id IN ({marks})"  # noqa: S608 - placeholders only
-            out += self.conn.execute(sql, list(chunk)).fetchall()
-        return out
+            return self.conn.execute(sql, list(ids)).fetchall()
+        sql = "SELECT iid, id FROM docs WHERE id IN (SELECT value FROM json_each(?))"
+        return self.conn.execute(sql, (_ENCODE(list(ids)),)).fetchall()
 
     def _delete_iids(self, iids: Sequence[int]) -> None:
         for chunk in self._chunks(iids):

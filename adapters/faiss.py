@@ -269,9 +269,11 @@ class FaissStore(VectorStore):
             return {"strategy": "ann" if self.index_type != "flat" else "exact", "matching": total, "total": total}
         matching = int(self.db.matching_iids(node).size)
         ivf = bool(self._trained_at)
-        strategy = self.choose_plan(matching, total, exact=not ivf and self.index_type != "hnsw")
+        strategy = self.choose_plan(matching, total, exact=False)
+        if strategy == "filtered_ann" and not ivf and self.index_type != "hnsw":
+            strategy = "exact"
         detail = {
-            "exact": "flat index: exact scores over the matching rows (an id selector)",
+            "exact": "flat index: every vector's score, the matching rows kept by an id selector",
             "prefilter": f"exact scores over the {matching} matching rows (<= exact_filter_limit)",
             "filtered_ann": (
                 f"IVF lists probed {total / max(matching, 1):.1f}x wider for the filter's share"
@@ -360,9 +362,9 @@ class FaissStore(VectorStore):
                 return []
         if self._trained_at:
             return self._search_ivf(q, k, allowed)
+        if allowed is not None and allowed.size <= self.options.exact_filter_limit:
+            return self._rescore(q[0], allowed, k)  # pre-filter: the matching vectors alone, scored exactly
         if self.index_type == "hnsw":
-            if allowed is not None and allowed.size <= self.options.exact_filter_limit:
-                return self._rescore(q[0], allowed, k)
             sel = None
             if allowed is not None:
                 sel = faiss.IDSelectorBatch(allowed)

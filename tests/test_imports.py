@@ -45,6 +45,7 @@ LAYERS = {
     "ragstore.errors": 0,
     "ragstore.types": 0,
     "ragstore.query.filters": 0,
+    "ragstore.query.indexed": 0,
     "ragstore._optional": 0,
     "ragstore._version": 0,
     "ragstore._locks": 0,

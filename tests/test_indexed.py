@@ -68,7 +68,7 @@ def test_python_cli_and_info_show_the_plan(config_file: Path) -> None:
             rs.add([Document(id="bad", text="x", metadata={"year": "2024"})])
         assert rs.count() == 4 and rs.count({"year": 2024, "src": "ato"}) == 2
         plan = rs.explain({"year": {"$gte": 2024}, "note": "x"})
-        assert plan["indexed"] == ["year"] and plan["scanned"] == ["note"] and plan["strategy"] == "exact"
+        assert plan["indexed"] == ["year"] and plan["scanned"] == ["note"] and plan["strategy"] == "prefilter"
         assert plan["matching"] == 0 and plan["total"] == 4
         assert rs.info()["store"]["indexed"] == {"fields": INDEXED, "engine_index": True}
     runner = CliRunner()

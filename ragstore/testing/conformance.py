@@ -1785,6 +1785,26 @@ class IndexedFieldTests(_Base):
         assert removed == len(docs) - len(kept)
         self._check_filters(store, kept)
 
+    def test_random_filters_on_declared_fields_match_the_oracle(
+        self, make_indexed: Callable[[], VectorStore], docs: list[Document]
+    ) -> None:
+        from hypothesis import HealthCheck, given, settings
+
+        from .strategies import filters
+
+        store = make_indexed()
+        store.upsert(docs)
+
+        @settings(max_examples=self.hypothesis_examples, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(filters())
+        def check(flt: dict[str, Any]) -> None:
+            node = parse_filter(flt)
+            expected = {d.id for d in docs if matches(node, d.metadata)}
+            assert store.count(flt) == len(expected)
+            assert {h.id for h in store.search(docs[0].vector, len(docs), flt)} == expected
+
+        check()
+
     def test_wrong_type_is_refused_and_nothing_written(
         self, make_indexed: Callable[[], VectorStore], docs: list[Document]
     ) -> None:
