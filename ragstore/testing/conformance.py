@@ -1827,6 +1827,24 @@ class IndexedFieldTests(_Base):
             assert store.get(["new-fine", "new-bad"]) == []
         assert store.count({"tag": "alpha"}) == sum(d.metadata["tag"] == "alpha" for d in docs)
 
+    def test_an_opener_without_the_declaration_is_held_to_it(
+        self, make_indexed: Callable[[], VectorStore], make_store: Callable[[], VectorStore], docs: list[Document]
+    ) -> None:
+        """The declaration lives with the data (the sidecar file, a table constraint): a second opener whose
+        config leaves ``indexed`` out is refused a wrong type too, and what it writes is indexed."""
+        store = make_indexed()
+        if not type(store).checks_stored_types or store.one_opener_per_path or not store.capabilities.persistent:
+            pytest.skip(f"{store.name}: the declaration is per opener here (or one opener per folder)")
+        store.upsert(docs)
+        plain = make_store()
+        with pytest.raises(ValidationError):
+            plain.upsert([Document(id="late", text="t", metadata={"tag": 5}, vector=docs[0].vector)])
+        assert plain.count() == len(docs) and store.get(["late"]) == []
+        plain.upsert([Document(id="late", text="t", metadata={"tag": "alpha", "i": 1000}, vector=docs[0].vector)])
+        alpha = sum(d.metadata["tag"] == "alpha" for d in docs) + 1
+        assert store.count({"tag": "alpha"}) == alpha and store.count({"i": {"$gte": 1000}}) == 1
+        assert [h.id for h in store.search(docs[0].vector, 1, {"i": {"$gt": 999}})] == ["late"]
+
     def test_declaring_fields_on_a_filled_store_indexes_what_is_there(
         self, store_config: dict[str, Any], make_store: Callable[[], VectorStore], docs: list[Document]
     ) -> None:
