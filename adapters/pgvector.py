@@ -223,7 +223,7 @@ def _terms_table(table: str) -> str:
 
 class PgVectorStore(VectorStore):
     name = "pgvector"
-    tunable = ("ef_search", "probes", "rescore")
+    tunable = ("ef_search", "probes", "rescore", "exact_filter_limit")
     Options = PgVectorOptions
     native_lexical = "postings and statistics tables in PostgreSQL, BM25 scored in SQL (exact)"
 

@@ -500,7 +500,7 @@ class QdrantEdgeStore(VectorStore):
     """Qdrant's Rust engine in-process (write-ahead log, segments, HNSW when large enough)."""
 
     name = "qdrant-edge"
-    tunable = ("ef_search", "exact", "oversampling")
+    tunable = ("ef_search", "exact", "oversampling", "exact_filter_limit")
     Options = QdrantEdgeOptions
     one_process_per_path = True  # the shard's WAL lock admits one opener; say so before the shard exists too
     one_opener_per_path = True
