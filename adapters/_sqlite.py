@@ -25,7 +25,7 @@ import numpy as np
 from ragstore._db import connect
 from ragstore.errors import ConfigError
 from ragstore.query.filters import RANGE_SYMBOL, And, Cmp, FilterCompiler, Node, Or, kind
-from ragstore.query.indexed import KIND_OF, check_indexed, fits
+from ragstore.query.indexed import KIND_OF, check_indexed, fits, not_indexable
 from ragstore.types import Document, Metadata
 
 _SCHEMA = """
@@ -63,9 +63,8 @@ def _join(joiner: str, parts: list[Sql]) -> Sql:
     return "(" + joiner.join(p for p, _ in parts) + ")", [x for _, ps in parts for x in ps]
 
 
-_IN_FIELDS = "iid IN (SELECT iid FROM fields WHERE field = ? AND {col} {test})"
 _NUMERIC = ("integer", "float")
-_NEVER: Sql = ("0", [])
+_NONE: Sql = ("SELECT iid FROM fields WHERE 0", [])  # a declared field holds no value of another kind
 
 
 def _column(value: Any) -> tuple[str, Any]:
@@ -73,34 +72,57 @@ def _column(value: Any) -> tuple[str, Any]:
     return ("kval", value) if isinstance(value, str) else ("nval", float(value))
 
 
+def _field_row(field: str, value: Any, iid: int) -> tuple[Any, ...]:
+    """A ``fields`` row: (field, kval, nval, iid)."""
+    col, v = _column(value)
+    return (field, v, None, iid) if col == "kval" else (field, None, v, iid)
+
+
 class _SqliteFilter(FilterCompiler[Sql]):
     """SQLite JSON atoms, each two-valued (``IFNULL(..., 0)``) so ``NOT`` keeps ragstore's semantics; a
-    declared field's atom is an ``iid IN`` the ``fields`` table answers from its index (two-valued too)."""
+    declared field's atom is ``iid IN (SELECT ... FROM fields)``, answered from its index (two-valued too)."""
 
     def __init__(self, declared: dict[str, str] | None = None) -> None:
         self.declared = declared or {}
 
-    def _declared(self, field: str, value: Any) -> Sql | None:
-        """The indexed atom's parts when ``field`` is declared: ``_NEVER`` for a value of another kind (the
-        field holds none), else None to say "not declared"."""
+    def _select(self, field: str, op: str, values: tuple[Any, ...]) -> Sql | None:
+        """The iids a positive comparison on a declared field matches, read from ``fields``; None when the
+        field is not declared."""
         ftype = self.declared.get(field)
         if ftype is None:
             return None
-        return _NEVER if kind(value) != KIND_OF[ftype] else ("", [])
+        if kind(values[0]) != KIND_OF[ftype] or (op in RANGE_SYMBOL and ftype not in _NUMERIC):
+            return _NONE  # kinds never mix; only numbers compare
+        col = _column(values[0])[0]
+        test = f"{RANGE_SYMBOL[op]} ?" if op in RANGE_SYMBOL else f"IN ({', '.join('?' for _ in values)})"
+        sql = f"SELECT iid FROM fields WHERE field = ? AND {col} {test}"  # noqa: S608 - fixed symbols only
+        return sql, [field, *(_column(v)[1] for v in values)]
+
+    def _merged_ranges(self, children: tuple[Node, ...]) -> tuple[list[Sql], list[Node]]:
+        """Under ``$and``: the bounds on one declared number field as one index range (``u >= x AND u < y``
+        as two atoms reads half the table twice), and the other children."""
+        bounds: dict[str, list[Cmp]] = {}
+        rest: list[Node] = []
+        for child in children:
+            if isinstance(child, Cmp) and child.op in RANGE_SYMBOL and self.declared.get(child.field) in _NUMERIC:
+                bounds.setdefault(child.field, []).append(child)
+            else:
+                rest.append(child)
+        merged: list[Sql] = []
+        for field, cmps in bounds.items():
+            if len(cmps) == 1:
+                rest.append(cmps[0])
+                continue
+            tests = " AND ".join(f"nval {RANGE_SYMBOL[c.op]} ?" for c in cmps)
+            sql = f"SELECT iid FROM fields WHERE field = ? AND {tests}"  # noqa: S608 - fixed symbols only
+            merged.append((sql, [field, *(float(c.value) for c in cmps)]))  # type: ignore[arg-type]
+        return merged, rest
 
     def compile(self, node: Node) -> Sql:
         if isinstance(node, And) and self.declared:
-            bounds: dict[str, list[Cmp]] = {}
-            rest: list[Node] = []
-            for child in node.children:
-                if isinstance(child, Cmp) and child.op in RANGE_SYMBOL and self.declared.get(child.field) in _NUMERIC:
-                    bounds.setdefault(child.field, []).append(child)
-                else:
-                    rest.append(child)
-            if any(len(b) > 1 for b in bounds.values()):
-                # the bounds on one field in one index range ("u >= x AND u < y" alone matches half the table)
-                parts = [self._bounded(f, b) if len(b) > 1 else self.compile(b[0]) for f, b in bounds.items()]
-                return self.all_of(parts + [self.compile(c) for c in rest])
+            merged, rest = self._merged_ranges(node.children)
+            if merged:
+                return self.all_of([_in(s) for s in merged] + [self.compile(c) for c in rest])
         return super().compile(node)
 
     def iids(self, node: Node) -> Sql | None:
@@ -109,47 +131,20 @@ class _SqliteFilter(FilterCompiler[Sql]):
         million rows, where joining them back to ``docs`` costs 16 ms. None otherwise (negations need every
         row)."""
         if isinstance(node, Cmp):
-            if node.op in ("$ne", "$nin") or node.field not in self.declared:
+            if node.op in ("$ne", "$nin"):
                 return None
-            sql, params = self.comparison(node)
-            if sql == _NEVER[0]:
-                return "SELECT iid FROM fields WHERE 0", []
-            assert sql.startswith("iid IN (") and sql.endswith(")")
-            return sql[len("iid IN (") : -1], params
-        if isinstance(node, And | Or):
-            groups: dict[str, list[Cmp]] = {}
-            rest: list[Node] = []
-            for child in node.children:
-                if (
-                    isinstance(node, And)
-                    and isinstance(child, Cmp)
-                    and child.op in RANGE_SYMBOL
-                    and self.declared.get(child.field) in _NUMERIC
-                ):
-                    groups.setdefault(child.field, []).append(child)
-                else:
-                    rest.append(child)
-            parts: list[Sql] = []
-            for field, cmps in groups.items():
-                if len(cmps) == 1:
-                    rest.append(cmps[0])
-                else:
-                    sql, params = self._bounded(field, cmps)
-                    parts.append((sql[len("iid IN (") : -1], params))
-            for child in rest:
-                part = self.iids(child)
-                if part is None:
-                    return None
-                parts.append(part)
-            joiner = " INTERSECT " if isinstance(node, And) else " UNION "
-            sql = joiner.join(f"SELECT iid FROM ({p})" for p, _ in parts)  # noqa: S608 - compiled templates
-            return sql, [x for _, ps in parts for x in ps]
-        return None
-
-    def _bounded(self, field: str, cmps: list[Cmp]) -> Sql:
-        tests = " AND ".join(f"nval {RANGE_SYMBOL[c.op]} ?" for c in cmps)
-        sql = f"iid IN (SELECT iid FROM fields WHERE field = ? AND {tests})"  # noqa: S608 - fixed symbols only
-        return sql, [field, *(float(c.value) for c in cmps)]  # type: ignore[arg-type]
+            return self._select(node.field, node.op, node.value if isinstance(node.value, tuple) else (node.value,))
+        if not isinstance(node, And | Or):
+            return None
+        parts, rest = self._merged_ranges(node.children) if isinstance(node, And) else ([], list(node.children))
+        for child in rest:
+            part = self.iids(child)
+            if part is None:
+                return None
+            parts.append(part)
+        joiner = " INTERSECT " if isinstance(node, And) else " UNION "
+        sql = joiner.join(f"SELECT iid FROM ({p})" for p, _ in parts)  # noqa: S608 - compiled templates
+        return sql, [x for _, ps in parts for x in ps]
 
     def all_of(self, parts: list[Sql]) -> Sql:
         return _join(" AND ", parts)
@@ -161,12 +156,9 @@ class _SqliteFilter(FilterCompiler[Sql]):
         return f"(NOT {part[0]})", part[1]
 
     def eq(self, field: str, value: Any) -> Sql:
-        fast = self._declared(field, value)
+        fast = self._select(field, "$eq", (value,))
         if fast is not None:
-            if fast is _NEVER:
-                return fast
-            col, v = _column(value)
-            return _IN_FIELDS.format(col=col, test="= ?"), [field, v]
+            return _in(fast)
         path = f'$."{field}"'
         type_sql, type_params = _type_test(value)
         if kind(value) == "bool":
@@ -175,12 +167,9 @@ class _SqliteFilter(FilterCompiler[Sql]):
 
     def is_in(self, field: str, values: tuple[Any, ...]) -> Sql:
         marks = ", ".join("?" for _ in values)
-        fast = self._declared(field, values[0])
+        fast = self._select(field, "$in", values)
         if fast is not None:
-            if fast is _NEVER:
-                return fast
-            col = _column(values[0])[0]
-            return _IN_FIELDS.format(col=col, test=f"IN ({marks})"), [field, *(_column(v)[1] for v in values)]
+            return _in(fast)
         path = f'$."{field}"'
         if kind(values[0]) == "bool":
             return f"IFNULL(json_type(metadata, ?) IN ({marks}), 0)", [
@@ -192,17 +181,20 @@ class _SqliteFilter(FilterCompiler[Sql]):
         return sql, [path, *type_params, path, *values]
 
     def range(self, field: str, op: str, value: Any) -> Sql:
-        fast = self._declared(field, value)
+        fast = self._select(field, op, (value,))
         if fast is not None:
-            if fast is _NEVER or self.declared[field] == "bool":  # only numbers compare; booleans are not numbers
-                return _NEVER
-            return _IN_FIELDS.format(col="nval", test=f"{RANGE_SYMBOL[op]} ?"), [field, float(value)]
+            return _in(fast)
         path = f'$."{field}"'
         sql = (
             "IFNULL(json_type(metadata, ?) IN ('integer', 'real') "
             f"AND json_extract(metadata, ?) {RANGE_SYMBOL[op]} ?, 0)"
         )
         return sql, [path, path, value]
+
+
+def _in(select: Sql) -> Sql:
+    """A ``fields`` select as a two-valued atom on ``docs`` (nothing to look up when it matches nothing)."""
+    return ("0", []) if select is _NONE else (f"iid IN ({select[0]})", select[1])
 
 
 _COMPILER = _SqliteFilter()
@@ -224,8 +216,7 @@ def _field_rows(declared: dict[str, str], iids: Sequence[int], metas: Sequence[M
     for iid, meta in zip(iids, metas, strict=True):
         for field in declared:
             if field in meta:
-                col, v = _column(meta[field])
-                yield (field, v, None, iid) if col == "kval" else (field, None, v, iid)
+                yield _field_row(field, meta[field], iid)
 
 
 class SqliteDocs:
@@ -347,12 +338,8 @@ class SqliteDocs:
                     continue
                 value = (jtype == "true") if jtype in ("true", "false") else _JSON_TYPES[jtype](raw)
                 if not fits(ftype, value):
-                    raise ConfigError(
-                        f"cannot index field {field!r} as {ftype}: document {doc_id!r} holds "
-                        f"{type(value).__name__} {value!r} (fix or remove it, or declare another type)"
-                    )
-                col, v = _column(value)
-                out.append((field, v, None, iid) if col == "kval" else (field, None, v, iid))
+                    raise not_indexable(field, ftype, doc_id, value)
+                out.append(_field_row(field, value, iid))
             self.conn.executemany("INSERT INTO fields(field, kval, nval, iid) VALUES (?, ?, ?, ?)", out)
             bar.update(len(batch))
 

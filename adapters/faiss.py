@@ -269,7 +269,7 @@ class FaissStore(VectorStore):
             return {"strategy": "ann" if self.index_type != "flat" else "exact", "matching": total, "total": total}
         matching = int(self.db.matching_iids(node).size)
         ivf = bool(self._trained_at)
-        strategy = self.choose_plan(matching, total, exact=False)
+        strategy = self.choose_plan(matching, exact=False)
         if strategy == "filtered_ann" and not ivf and self.index_type != "hnsw":
             strategy = "exact"
         detail = {

@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from ragstore.errors import ConfigError
 from ragstore.query.filters import Node, matches
-from ragstore.query.indexed import fits
+from ragstore.query.indexed import check_stored
 from ragstore.stores.base import Capabilities, StoreOptions, VectorStore
 from ragstore.types import Document, Hit, Metadata, Ranked
 
@@ -47,13 +46,7 @@ class MemoryStore(VectorStore):
     checks_stored_types = True
 
     def _declare_indexed(self) -> None:
-        for doc_id, (_, _, meta) in self._records.items():
-            for field, ftype in self.options.indexed.items():
-                if field in meta and not fits(ftype, meta[field]):
-                    raise ConfigError(
-                        f"cannot index field {field!r} as {ftype}: document {doc_id!r} holds {meta[field]!r} "
-                        "(fix or remove it, or declare another type)"
-                    )
+        check_stored(self.options.indexed, ((doc_id, meta) for doc_id, (_, _, meta) in self._records.items()))
 
     def _plan(self, node: Node | None, k: int) -> dict[str, Any]:
         total = len(self._records)

@@ -38,7 +38,7 @@ from pydantic import Field
 from ragstore._optional import require
 from ragstore.errors import BackendUnavailableError, ConfigError, ValidationError
 from ragstore.query.filters import RANGE_SYMBOL, FilterCompiler, Node, kind
-from ragstore.query.indexed import KIND_OF, fields_in
+from ragstore.query.indexed import KIND_OF, fields_in, not_indexable
 from ragstore.stores.base import Capabilities, StoreOptions, VectorStore
 from ragstore.types import Document, Hit, Metadata
 
@@ -109,12 +109,11 @@ class _PgFilter(FilterCompiler[tuple[Any, list[Any]]]):
         return fast if fast is not None else super().is_in(field, values)
 
     def range(self, field: str, op: str, value: Any) -> tuple[Any, list[Any]]:
-        if field in self.declared and self.declared[field] in ("integer", "float"):
-            fast = self._declared_atom(field, value, f"{RANGE_SYMBOL[op]} %s", float(value))
-            assert fast is not None
-            return fast
-        if field in self.declared:
+        if self.declared.get(field) in ("keyword", "datetime", "bool"):
             return self.sql.SQL("FALSE"), []  # only numbers compare
+        fast = self._declared_atom(field, value, f"{RANGE_SYMBOL[op]} %s", float(value))
+        if fast is not None:
+            return fast
         text = (
             "(CASE WHEN jsonb_typeof(metadata -> %s) = 'number' "
             f"THEN (metadata ->> %s)::numeric {RANGE_SYMBOL[op]} %s::numeric ELSE FALSE END)"
@@ -313,10 +312,7 @@ class PgVectorStore(VectorStore):
                         )
                     ).fetchone()
                     if bad is not None:
-                        raise ConfigError(
-                            f"cannot index field {field!r} as {ftype}: document {bad[0]!r} holds {bad[1]!r} "
-                            "(fix or remove it, or declare another type)"
-                        )
+                        raise not_indexable(field, ftype, bad[0], bad[1])
                     # PostgreSQL holds every writer to the type, whatever its config says
                     self.conn.execute(
                         self._q(
@@ -357,7 +353,7 @@ class PgVectorStore(VectorStore):
             detail = "filter on undeclared fields: the ANN index walked with the filter (iterative scan)"
             return {"strategy": "filtered_ann", "detail": detail}
         limit = self.options.exact_filter_limit
-        strategy = self.choose_plan(matching, limit + 1 if matching > limit else matching, exact=False)
+        strategy = self.choose_plan(matching, exact=False)
         detail = {
             "prefilter": f"the {matching} matching rows read through the fields' B-tree indexes, scored exactly",
             "filtered_ann": f"over {limit} rows match: the ANN index walked with the filter (iterative scan)",

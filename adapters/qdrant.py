@@ -263,9 +263,8 @@ class QdrantStore(VectorStore):
             return {"strategy": "ann" if not self.local else "exact", "detail": "Qdrant's own search, no filter"}
         if self.local:
             return {"strategy": "exact", "detail": "local mode: every point's payload tested, exact scores"}
-        total = self.client.count(self.collection, exact=True).count
-        matching = self.client.count(self.collection, count_filter=self._filter(node), exact=True).count
-        strategy = self.choose_plan(matching, total, exact=self.options.exact)
+        total, matching = self._count(None), self._count(node)
+        strategy = self.choose_plan(matching, exact=self.options.exact)
         detail = {
             "exact": "exact search over the matching points (exact: true)",
             "prefilter": f"{matching} matching points (<= exact_filter_limit): Qdrant's planner scores them exactly "
@@ -577,17 +576,14 @@ class QdrantEdgeStore(VectorStore):
         on an optimised shard (an unoptimised one is scanned exactly anyway)."""
         if node is None or not self.options.optimize or not fields_in(node) <= self.options.indexed.keys():
             return False
-        matching = int(self.shard.count(self.q.CountRequest(filter=self._filter(node), exact=True)))
-        return matching <= self.options.exact_filter_limit
+        return self._count(node) <= self.options.exact_filter_limit
 
     def _plan(self, node: Node | None, k: int) -> dict[str, Any]:
-        q = self.q
-        total = int(self.shard.count(q.CountRequest(exact=True)))
+        total = self._count(None)
         if node is None:
             return {"strategy": "ann", "detail": "qdrant-edge's own search, no filter", "total": total}
-        matching = int(self.shard.count(q.CountRequest(filter=self._filter(node), exact=True)))
-        exact = self.options.exact or not self.options.optimize
-        strategy = self.choose_plan(matching, total, exact=exact)
+        matching = self._count(node)
+        strategy = self.choose_plan(matching, exact=self.options.exact or not self.options.optimize)
         detail = {
             "exact": "exact scores over the matching points (an unoptimised shard, or exact: true)",
             "prefilter": f"exact search over the {matching} matching points (<= exact_filter_limit)"

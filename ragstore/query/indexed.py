@@ -25,7 +25,7 @@ import datetime as _dt
 from collections.abc import Iterable, Mapping
 from typing import Literal, TypeAlias
 
-from ..errors import ValidationError
+from ..errors import ConfigError, ValidationError
 from ..types import Metadata, MetadataValue
 from .filters import And, Cmp, Node, Not, Or
 
@@ -70,6 +70,22 @@ def check_indexed(declared: Mapping[str, str], ids: Iterable[str], metas: Iterab
                 )
 
 
+def not_indexable(field: str, ftype: str, doc_id: str, value: object) -> ConfigError:
+    """The error when declaring ``field`` on a filled store finds a stored value of another type."""
+    return ConfigError(
+        f"cannot index field {field!r} as {ftype}: document {doc_id!r} holds {type(value).__name__} {value!r} "
+        "(fix or remove it, or declare another type)"
+    )
+
+
+def check_stored(declared: Mapping[str, str], docs: Iterable[tuple[str, Metadata]]) -> None:
+    """Refuse a declaration that values already stored do not fit (``not_indexable``)."""
+    for doc_id, meta in docs:
+        for field, ftype in declared.items():
+            if field in meta and not fits(ftype, meta[field]):
+                raise not_indexable(field, ftype, doc_id, meta[field])
+
+
 def fields_in(node: Node | None) -> set[str]:
     """Every metadata field a filter names."""
     if node is None:
@@ -82,4 +98,13 @@ def fields_in(node: Node | None) -> set[str]:
     return {node.field}
 
 
-__all__ = ["FIELD_TYPES", "KIND_OF", "FieldType", "check_indexed", "fields_in", "fits"]
+__all__ = [
+    "FIELD_TYPES",
+    "KIND_OF",
+    "FieldType",
+    "check_indexed",
+    "check_stored",
+    "fields_in",
+    "fits",
+    "not_indexable",
+]

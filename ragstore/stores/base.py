@@ -526,7 +526,7 @@ class VectorStore(ABC):
             plan.update(self._plan(node, int(k)))
         return plan
 
-    def choose_plan(self, matching: int, total: int, exact: bool) -> str:
+    def choose_plan(self, matching: int, exact: bool) -> str:
         """The one rule every engine plans by: an exact index, or a filter matching at most
         ``exact_filter_limit`` documents, is answered exactly over the matches (pre-filter); a wider one by
         the engine's filtered ANN search."""

@@ -405,20 +405,29 @@ class FilterTests(_Base):
         assert filled.count() == len(docs)
 
     def test_random_filters_match_oracle(self, filled: VectorStore, docs: list[Document]) -> None:
-        from hypothesis import HealthCheck, given, settings
+        reads = [lambda flt: {d.id for d in filled.get(filter=flt)}] if filled.capabilities.get_by_filter else []
+        random_filters_agree(filled, docs, self.hypothesis_examples, *reads)
 
-        from .strategies import filters
 
-        @settings(max_examples=self.hypothesis_examples, deadline=None, suppress_health_check=list(HealthCheck))
-        @given(filters())
-        def check(flt: dict[str, Any]) -> None:
-            node = parse_filter(flt)
-            expected = {d.id for d in docs if matches(node, d.metadata)}
-            assert filled.count(flt) == len(expected)
-            if filled.capabilities.get_by_filter:
-                assert {d.id for d in filled.get(filter=flt)} == expected
+def random_filters_agree(
+    store: VectorStore, docs: list[Document], examples: int, *reads: Callable[[dict[str, Any]], set[str]]
+) -> None:
+    """Hypothesis-generated filters: ``count`` and each of ``reads`` (the ids it returns) give exactly the
+    documents the reference evaluator matches."""
+    from hypothesis import HealthCheck, given, settings
 
-        check()
+    from .strategies import filters
+
+    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(filters())
+    def check(flt: dict[str, Any]) -> None:
+        node = parse_filter(flt)
+        expected = {d.id for d in docs if matches(node, d.metadata)}
+        assert store.count(flt) == len(expected)
+        for read in reads:
+            assert read(flt) == expected
+
+    check()
 
 
 def allowed_value(value: str) -> bool:
@@ -1788,22 +1797,14 @@ class IndexedFieldTests(_Base):
     def test_random_filters_on_declared_fields_match_the_oracle(
         self, make_indexed: Callable[[], VectorStore], docs: list[Document]
     ) -> None:
-        from hypothesis import HealthCheck, given, settings
-
-        from .strategies import filters
-
         store = make_indexed()
         store.upsert(docs)
-
-        @settings(max_examples=self.hypothesis_examples, deadline=None, suppress_health_check=list(HealthCheck))
-        @given(filters())
-        def check(flt: dict[str, Any]) -> None:
-            node = parse_filter(flt)
-            expected = {d.id for d in docs if matches(node, d.metadata)}
-            assert store.count(flt) == len(expected)
-            assert {h.id for h in store.search(docs[0].vector, len(docs), flt)} == expected
-
-        check()
+        random_filters_agree(
+            store,
+            docs,
+            self.hypothesis_examples,
+            lambda flt: {h.id for h in store.search(docs[0].vector, len(docs), flt)},
+        )
 
     def test_wrong_type_is_refused_and_nothing_written(
         self, make_indexed: Callable[[], VectorStore], docs: list[Document]
@@ -1833,8 +1834,10 @@ class IndexedFieldTests(_Base):
         """The declaration lives with the data (the sidecar file, a table constraint): a second opener whose
         config leaves ``indexed`` out is refused a wrong type too, and what it writes is indexed."""
         store = make_indexed()
-        if not type(store).checks_stored_types or store.one_opener_per_path or not store.capabilities.persistent:
-            pytest.skip(f"{store.name}: the declaration is per opener here (or one opener per folder)")
+        if not type(store).checks_stored_types:
+            pytest.skip(f"{store.name} keeps no declaration with the data: each opener's config declares its own")
+        if store.one_opener_per_path or not store.capabilities.persistent:
+            pytest.skip(f"{store.name} with this config has one opener: there is no second one to hold to it")
         store.upsert(docs)
         plain = make_store()
         with pytest.raises(ValidationError):
