@@ -1,8 +1,15 @@
-"""SQLite sidecar for index-only engines (FAISS): ids, text, metadata and vectors, plus filter -> SQL.
+"""SQLite sidecar for index-only engines (FAISS): ids, text and metadata, plus filter -> SQL; the float
+vectors beside it in one file of fixed-size slots.
 
 SQLite is the source of truth: every write is one transaction, so the index file can always be rebuilt
-from it after a crash. Filters compile to parameterised SQL over ``json_type``/``json_extract``; field
-names are validated identifiers and still travel as bound JSON-path parameters, never pasted into SQL.
+from it after a crash. The vectors are not in SQLite: row ``iid`` (never reused) has slot ``iid - 1`` of
+``vectors.f32``, written before the transaction commits (a vector whose row is acknowledged is in the file
+the moment any process can see the row; a slot written by a transaction that then failed is never read).
+SQLite would write each vector twice (WAL, then the checkpoint) inside a B-tree of blobs; the slots file
+is written once, read back with one memory map, and lets a flat index skip an index file of its own.
+
+Filters compile to parameterised SQL over ``json_type``/``json_extract``; field names are validated
+identifiers and still travel as bound JSON-path parameters, never pasted into SQL.
 
 Declared fields (``indexed``, ``ragstore.query.indexed``) also live in one typed table, ``fields(field,
 kval, nval, iid)`` with B-tree indexes on (field, value, iid): a filter on them reads the matching iids from
@@ -13,7 +20,9 @@ process writing the folder keeps the table whole and checks the types, whatever 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -23,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ragstore._db import connect
-from ragstore.errors import ConfigError
+from ragstore.errors import ConfigError, EngineError
 from ragstore.query.filters import RANGE_SYMBOL, And, Cmp, FilterCompiler, Node, Or, kind
 from ragstore.query.indexed import KIND_OF, check_indexed, fits, not_indexable
 from ragstore.types import Document, Metadata
@@ -45,6 +54,7 @@ CREATE INDEX IF NOT EXISTS fields_iid ON fields(iid);
 _MATCH_SETS, _MATCH_BYTES = 32, 64 * 2**20  # filters whose matching rows are remembered, and their bytes
 _ID_CACHE = 500_000  # iid -> id entries kept for fused queries' legs
 _CHUNK = 500  # ids per IN (...) list, well under SQLite's bound-variable limit
+VECTORS_FILE = "vectors.f32"
 
 
 def _type_test(value: Any) -> tuple[str, list[Any]]:
@@ -219,6 +229,116 @@ def _field_rows(declared: dict[str, str], iids: Sequence[int], metas: Sequence[M
                 yield _field_row(field, meta[field], iid)
 
 
+class VectorSlots:
+    """float32 vectors at slot ``iid - 1``: written with ``pwrite`` in place, read through a memory map.
+
+    The file never shrinks in place (a shorter file would turn another process's mapped pages into
+    SIGBUS): deleted rows' slots are released with ``fallocate(PUNCH_HOLE)`` where Linux offers it (whole
+    4 KiB blocks: a replaced batch gives its space back, scattered single deletes mostly do not).
+    ``None``: kept in memory."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600) if path is not None else None
+        self._mem = np.zeros(0, dtype=np.float32)  # in memory: grown by copying (readers keep the old one)
+        self._map: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    def write(self, first_iid: int, matrix: np.ndarray) -> None:
+        data = np.ascontiguousarray(matrix, dtype=np.float32)
+        offset, view = (first_iid - 1) * data.shape[1] * 4, data.data.cast("B")
+        if self._fd is None:
+            start, stop = offset // 4, offset // 4 + data.size
+            if self._mem.size < stop:
+                grown = np.zeros(max(stop, 2 * self._mem.size), dtype=np.float32)
+                grown[: self._mem.size] = self._mem
+                self._mem = grown
+            self._mem[start:stop] = data.ravel()
+            return
+        while len(view):
+            done = os.pwrite(self._fd, view, offset)
+            view, offset = view[done:], offset + done
+
+    def read(self, iids: np.ndarray, dim: int) -> np.ndarray:
+        """The vectors of ``iids`` (rows of a new array, in the given order)."""
+        if not len(iids):
+            return np.empty((0, dim), dtype=np.float32)
+        rows = self._rows(int(iids.max()), dim)
+        return rows[np.asarray(iids, dtype=np.int64) - 1]
+
+    def _rows(self, need: int, dim: int) -> np.ndarray:
+        if self._fd is None:
+            mem = self._mem
+            return mem[: mem.size // dim * dim].reshape(-1, dim)
+        with self._lock:
+            flat = self._map
+            if flat is None or flat.size < need * dim:
+                size = os.fstat(self._fd).st_size
+                if size < need * dim * 4:
+                    raise EngineError(
+                        f"{self.path} holds {size // (4 * dim)} vectors; row {need} needs more (the file was cut short)"
+                    )
+                assert self.path is not None
+                flat = self._map = np.memmap(self.path, dtype=np.float32, mode="r", shape=(size // 4,))
+        return flat[: flat.size // dim * dim].reshape(-1, dim)
+
+    def release(self, iids: Sequence[int], dim: int) -> None:
+        """Give the slots of deleted rows back to the file system (their contents are never read again)."""
+        if self._fd is None or not len(iids) or _punch_hole is None:
+            return
+        row = dim * 4
+        order = np.sort(np.asarray(iids, dtype=np.int64))
+        breaks = np.flatnonzero(np.diff(order) != 1) + 1
+        for run in np.split(order, breaks):
+            start, stop = (int(run[0]) - 1) * row, int(run[-1]) * row
+            start, stop = -(-start // 4096) * 4096, stop // 4096 * 4096  # whole blocks inside the run only
+            if stop > start:
+                _punch_hole(self._fd, start, stop - start)
+
+    def release_all(self) -> None:
+        """A clear or drop, called while its transaction still holds the write lock (no other writer can
+        have put a new row in the file yet; its slots may have another width after a drop)."""
+        if self._fd is None:
+            self._mem = np.zeros(0, dtype=np.float32)
+            return
+        size = os.fstat(self._fd).st_size
+        if size and _punch_hole is not None:
+            _punch_hole(self._fd, 0, size)
+
+    def sync(self) -> None:
+        if self._fd is not None:
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._map = None
+
+
+def _fallocate() -> Any:
+    """``fallocate(fd, PUNCH_HOLE | KEEP_SIZE, offset, length)`` from libc, or None off Linux."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.fallocate
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+
+    def punch(fd: int, offset: int, length: int) -> None:
+        fn(fd, 0x02 | 0x01, offset, length)  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE; failure: space kept
+
+    return punch
+
+
+_punch_hole = _fallocate()
+
+
 class SqliteDocs:
     """Documents keyed by a stable integer ``iid`` (never reused), which the vector index stores."""
 
@@ -227,6 +347,9 @@ class SqliteDocs:
         self._matches_lock = threading.Lock()
         self.conn = connect(path or None)  # other processes may be writing the same folder: ragstore/_db.py
         self.conn.executescript(_SCHEMA)
+        self.vectors = VectorSlots(path.with_name(VECTORS_FILE) if path is not None else None)
+        if self.get_info("vectors") != "slots":
+            self._move_vectors_out()
         # iid -> id never changes: AUTOINCREMENT never hands an iid out twice in a file (delete, clear and drop
         # keep the sequence), so this cache is never stale, in any process
         self._id_of: dict[int, str] = {}
@@ -239,6 +362,27 @@ class SqliteDocs:
     def set_info(self, key: str, value: object) -> None:
         self.conn.execute("INSERT OR REPLACE INTO info(key, value) VALUES (?, ?)", (key, str(value)))
 
+    def _move_vectors_out(self) -> None:
+        """A file written before the slots file kept its vectors in ``docs.vector``: move them out, once."""
+        with self.transaction():
+            if self.get_info("vectors") == "slots":  # another process moved them meanwhile
+                return
+            dim = self.get_info("dim")
+            if dim is not None:
+                rows = self.conn.execute("SELECT iid, vector FROM docs WHERE length(vector) > 0 ORDER BY iid")
+                while batch := rows.fetchmany(10_000):
+                    for iid, blob in batch:
+                        self.vectors.write(iid, np.frombuffer(blob, dtype=np.float32).reshape(1, int(dim)))
+                self.vectors.sync()
+                self.conn.execute("UPDATE docs SET vector = x'' WHERE length(vector) > 0")
+            self.set_info("vectors", "slots")
+
+    def _dim(self) -> int:
+        dim = self.get_info("dim")
+        if dim is None:
+            raise EngineError("the sidecar holds rows but no vector dimension")
+        return int(dim)
+
     def bump_generation(self) -> int:
         gen = int(self.get_info("generation") or 0) + 1
         self.set_info("generation", gen)
@@ -249,6 +393,7 @@ class SqliteDocs:
     ) -> tuple[list[int], list[int]]:
         """Write rows in one transaction; returns (iids of replaced rows, iids of the new rows). Values of
         the fields the file declares are checked (a wrong type: nothing written) and indexed."""
+        matrix = np.ascontiguousarray(vectors, dtype=np.float32)
         with self.transaction():
             declared = self.declared()
             check_indexed(declared, ids, metas)
@@ -259,16 +404,17 @@ class SqliteDocs:
             row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'docs'").fetchone()
             first = int(row[0]) + 1 if row else 1
             new = list(range(first, first + len(ids)))
-            matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+            self.vectors.write(first, matrix)  # before the rows exist: no reader ever sees a row without its vector
             self.conn.executemany(
-                "INSERT INTO docs(iid, id, text, metadata, vector) VALUES (?, ?, ?, ?, ?)",
-                zip(new, ids, texts, map(_ENCODE, metas), (v.tobytes() for v in matrix), strict=True),
+                "INSERT INTO docs(iid, id, text, metadata, vector) VALUES (?, ?, ?, ?, x'')",
+                zip(new, ids, texts, map(_ENCODE, metas), strict=True),
             )
             if declared:
                 self.conn.executemany(
                     "INSERT INTO fields(field, kval, nval, iid) VALUES (?, ?, ?, ?)", _field_rows(declared, new, metas)
                 )
             self.bump_generation()
+        self.vectors.release(replaced, matrix.shape[1])  # after the commit: a failed write keeps them
         return replaced, new
 
     def transaction(self) -> _Tx:
@@ -347,6 +493,9 @@ class SqliteDocs:
         with self.transaction():
             self._delete_iids(iids)
             self.bump_generation()
+            dim = self.get_info("dim")
+        if dim is not None:
+            self.vectors.release(iids, int(dim))
 
     def _iids_sql(self, node: Node | None) -> Sql:
         """``SELECT iid ...`` of the rows ``node`` matches: from the declared fields' table alone when it can."""
@@ -425,28 +574,30 @@ class SqliteDocs:
         docs: list[Document] = []
         for chunk in self._chunks(ids):
             marks = ",".join("?" * len(chunk))
-            sql = f"SELECT id, text, metadata, vector FROM docs WHERE id IN ({marks})"  # noqa: S608
-            docs += [_doc(r) for r in self.conn.execute(sql, list(chunk))]
+            sql = f"SELECT iid, id, text, metadata FROM docs WHERE id IN ({marks})"  # noqa: S608
+            docs += self._docs(self.conn.execute(sql, list(chunk)).fetchall())
         return docs
+
+    def _docs(self, rows: list[tuple[int, str, str, str]]) -> list[Document]:
+        """Documents from (iid, id, text, metadata) rows, their vectors read from the slots in one gather."""
+        if not rows:
+            return []
+        vectors = self.vectors.read(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)), self._dim())
+        decode = _DECODE  # ragstore wrote this JSON (no leading blanks): 45% faster than json.loads
+        return [Document(r[2], r[1], decode(r[3])[0], vectors[n]) for n, r in enumerate(rows)]
 
     def documents_where(self, node: Node | None, limit: int | None) -> list[Document]:
         sql, params = compile_filter(node, self.declared())
-        query = f"SELECT id, text, metadata, vector FROM docs WHERE {sql} ORDER BY iid"  # noqa: S608
+        query = f"SELECT iid, id, text, metadata FROM docs WHERE {sql} ORDER BY iid"  # noqa: S608
         if limit is not None:
             query += " LIMIT ?"
             params = [*params, limit]
-        return [_doc(r) for r in self.conn.execute(query, params)]
+        return self._docs(self.conn.execute(query, params).fetchall())
 
     def documents_after(self, cursor: str | None, limit: int) -> list[Document]:
         """A keyset page in id order (SQLite's binary order of UTF-8: code-point order)."""
-        query = "SELECT id, text, metadata, vector FROM docs WHERE id > ? ORDER BY id LIMIT ?"
-        rows = self.conn.execute(query, (cursor if cursor is not None else "", limit)).fetchall()
-        if not rows:
-            return []
-        # one buffer for the page's vectors (each document gets a row of it): a copy reads ~30% faster
-        vectors = np.frombuffer(b"".join(r[3] for r in rows), dtype=np.float32).reshape(len(rows), -1)
-        decode = _DECODE  # ragstore wrote this JSON (no leading blanks): 45% faster than json.loads
-        return [Document(r[1], r[0], decode(r[2])[0], vectors[n]) for n, r in enumerate(rows)]
+        query = "SELECT iid, id, text, metadata FROM docs WHERE id > ? ORDER BY id LIMIT ?"
+        return self._docs(self.conn.execute(query, (cursor if cursor is not None else "", limit)).fetchall())
 
     def data_version(self) -> int:
         """Changes whenever another connection (another process) commits to the file."""
@@ -454,36 +605,38 @@ class SqliteDocs:
 
     def vectors_for(self, iids: Sequence[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
         """(iids, vectors) of the given rows that still exist."""
-        rows: list[tuple[int, bytes]] = []
+        found: list[int] = []
         for chunk in self._chunks(iids):
             marks = ",".join("?" * len(chunk))
-            rows += self.conn.execute(f"SELECT iid, vector FROM docs WHERE iid IN ({marks})", list(chunk)).fetchall()  # noqa: S608
-        found = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        return found, np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+            found += [r[0] for r in self.conn.execute(f"SELECT iid FROM docs WHERE iid IN ({marks})", list(chunk))]  # noqa: S608
+        have = np.asarray(found, dtype=np.int64)
+        return have, self.vectors.read(have, dim)
 
     def all_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """(iids, vectors) of every row, for rebuilding the index."""
-        rows = self.conn.execute("SELECT iid, vector FROM docs ORDER BY iid").fetchall()
-        iids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
-        return iids, vecs
+        rows = self.conn.execute("SELECT iid FROM docs ORDER BY iid")
+        iids = np.fromiter((r[0] for r in rows), dtype=np.int64)
+        return iids, self.vectors.read(iids, dim)
 
     def drop(self) -> None:
         """Forget documents and settings (dim, metric); the generation keeps counting up."""
         with self.transaction():
             self.conn.execute("DELETE FROM docs")
             self.conn.execute("DELETE FROM fields")
-            self.conn.execute("DELETE FROM info WHERE key <> 'generation'")
+            self.conn.execute("DELETE FROM info WHERE key NOT IN ('generation', 'vectors')")
             self.bump_generation()
+            self.vectors.release_all()  # last: only a failed COMMIT could follow, of rows asked to go anyway
 
     def clear(self) -> None:
         with self.transaction():
             self.conn.execute("DELETE FROM docs")
             self.conn.execute("DELETE FROM fields")
             self.bump_generation()
+            self.vectors.release_all()  # last: only a failed COMMIT could follow, of rows asked to go anyway
 
     def close(self) -> None:
         self.conn.close()
+        self.vectors.close()
 
 
 class _Tx:
@@ -510,8 +663,3 @@ class _Tx:
 
 _DECODE = json.JSONDecoder().raw_decode
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps builds an encoder per call
-
-
-def _doc(row: tuple[str, str, str, bytes]) -> Document:
-    doc_id, text, meta, vec = row
-    return Document(id=doc_id, text=text, metadata=json.loads(meta), vector=np.frombuffer(vec, dtype=np.float32))

@@ -185,6 +185,9 @@ class FaissStore(VectorStore):
 
     def _open_index(self) -> None:
         assert self._dim is not None
+        if self.index_type == "flat":  # a flat index is its vectors: added from the slots file, no file of its own
+            self._rebuild()
+            return
         file = self.path / INDEX_FILE if self.path else None
         gen = self.db.get_info("generation") or "0"
         if (
@@ -460,6 +463,10 @@ class FaissStore(VectorStore):
     def _flush(self) -> None:
         """Write the index atomically (temp file + rename), then record which generation it holds."""
         if self.path is None or self._index is None:
+            return
+        self.db.vectors.sync()
+        if self.index_type == "flat":
+            (self.path / INDEX_FILE).unlink(missing_ok=True)  # an earlier version's copy of the slots
             return
         gen = self.db.get_info("generation") or "0"
         if (

@@ -570,26 +570,44 @@ class QdrantEdgeStore(VectorStore):
             key, kind = (f"b_{field}", types.Keyword) if ftype == "bool" else (f"m_{field}", schema[ftype])
             self.shard.update(q.UpdateOperation.create_field_index(key, kind))  # idempotent; indexes stored points
 
-    def _prefilter(self, node: Node | None) -> bool:
+    def _prefilter(self, node: Node | None) -> Any:
         """The shared rule: a filter on declared fields alone matching at most ``exact_filter_limit`` points
-        is answered by exact scores over them (the payload index finds them); counted only for such filters
-        on an optimised shard (an unoptimised one is scanned exactly anyway)."""
-        if node is None or not self.options.optimize or not fields_in(node) <= self.options.indexed.keys():
-            return False
-        return self._count(node) <= self.options.exact_filter_limit
+        is answered by exact scores over them; returns the filter to search with then, else None.
+
+        Optimised shard: the same filter, searched exactly (Qdrant finds the points through the payload
+        index). Unoptimised shard (always exact): the matching ids read through the payload index, then a
+        ``has_id`` filter, because Qdrant's planner scanned every point's payload for about one query in
+        fifty at a million points (p99 ~100 ms; benchmarks/results/filters-scale.md)."""
+        if node is None or not fields_in(node) <= self.options.indexed.keys():
+            return None
+        q = self.q
+        flt = self._filter(node)
+        if self.options.optimize:
+            return flt if self._count(node) <= self.options.exact_filter_limit else None
+        limit = self.options.exact_filter_limit
+        records, _ = self.shard.scroll(
+            q.ScrollRequest(filter=flt, limit=limit + 1, with_payload=False, with_vector=False)
+        )
+        if len(records) > limit:
+            return None
+        return q.Filter(must=[q.HasIdCondition({r.id for r in records})])
 
     def _plan(self, node: Node | None, k: int) -> dict[str, Any]:
         total = self._count(None)
         if node is None:
             return {"strategy": "ann", "detail": "qdrant-edge's own search, no filter", "total": total}
         matching = self._count(node)
-        strategy = self.choose_plan(matching, exact=self.options.exact or not self.options.optimize)
+        declared = fields_in(node) <= self.options.indexed.keys()
+        unoptimised = not self.options.optimize
+        strategy = self.choose_plan(matching, exact=self.options.exact or (unoptimised and not declared))
+        if unoptimised and strategy == "filtered_ann":
+            strategy = "exact"  # an unoptimised shard has no graph: every wide filter is scanned exactly
         detail = {
             "exact": "exact scores over the matching points (an unoptimised shard, or exact: true)",
             "prefilter": f"exact search over the {matching} matching points (<= exact_filter_limit)"
             + (
-                ""
-                if fields_in(node) <= self.options.indexed.keys()
+                ("; their ids read through the payload index, then a has_id filter" if unoptimised else "")
+                if declared
                 else "; Qdrant's own planner decides (undeclared fields)"
             ),
             "filtered_ann": "the shard's filterable HNSW walk (payload-index links between matching points)",
@@ -617,7 +635,8 @@ class QdrantEdgeStore(VectorStore):
         q = self.q
         opts = self.options
         params = None
-        exact = opts.exact or self._prefilter(node)
+        narrowed = self._prefilter(node)
+        exact = opts.exact or narrowed is not None
         if opts.quantize != "none":
             rescore = q.QuantizationSearchParams(rescore=True, oversampling=opts.oversampling)
             params = q.SearchParams(hnsw_ef=opts.ef_search, exact=exact, quantization=rescore)
@@ -627,7 +646,7 @@ class QdrantEdgeStore(VectorStore):
             q.QueryRequest(
                 limit=k,
                 query=q.Query.Nearest(vector.tolist()),
-                filter=self._filter(node),
+                filter=narrowed if narrowed is not None else self._filter(node),
                 params=params,
                 with_payload=payload,
             )

@@ -3,7 +3,11 @@
 ragstore writes every vector, id, text and metadata row to its SQLite sidecar (the source of truth that makes
 a crash lose nothing) and adds it to the index, then writes the index file on close. The baselines: FAISS's
 ``add_with_ids`` alone (what the issue asks for), and ``add_with_ids`` + ``write_index`` (the same index
-persisted, without the sidecar). Rounds alternate ragstore and FAISS so drift hits both.
+persisted, without the sidecar). Rounds alternate ragstore and FAISS so drift hits both, and each timed part
+starts after ``os.sync()``: the 1.5 GB one side leaves dirty in the page cache would otherwise be written
+back while the other side is being timed (this disk's first 1.5 GB write after another took 1-10 s).
+Without the scale cache (``scale_data.py``), random unit vectors stand in (flat and sidecar costs do not
+depend on the values; HNSW's do, a little).
 
     python -P benchmarks/scale_ingest.py --n 1000000 --index flat   # appends to results/scale-ingest.json
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -38,6 +43,7 @@ def faiss_native(vecs: np.ndarray, n: int, cfg: dict[str, Any], folder: Path) ->
     else:
         inner = faiss.IndexFlatIP(dim)
     index = faiss.IndexIDMap2(inner)
+    os.sync()
     t = time.perf_counter()
     for start in range(0, n, STEP):
         stop = min(n, start + STEP)
@@ -53,18 +59,26 @@ def main() -> None:
     ap.add_argument("--index", choices=["flat", "hnsw"], default="flat")
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
-    real = np.load(scale_data.CACHE / "real-100000-openvino.npy", mmap_mode="r")
-    if args.n <= len(real):
-        vecs = np.asarray(real[: args.n])
+    real_file = scale_data.CACHE / "real-100000-openvino.npy"
+    synthetic = sorted(scale_data.CACHE.glob(f"synthetic-{args.n}-of-*.npy"))
+    data = "real" if real_file.exists() and args.n <= 100_000 else "synthetic" if synthetic else "random"
+    if data == "real":
+        vecs = np.asarray(np.load(real_file, mmap_mode="r")[: args.n])
+    elif data == "synthetic":
+        vecs = np.load(synthetic[0], mmap_mode="r")
     else:
-        vecs = np.load(next(scale_data.CACHE.glob(f"synthetic-{args.n}-of-*.npy")), mmap_mode="r")
+        vecs = np.random.default_rng(0).standard_normal((args.n, 384), dtype=np.float32)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     cfg = dict(scale.SETTINGS[f"faiss {args.index}"][0])
     rows = []
     for r in range(args.rounds):
+        scale_data.CACHE.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=scale_data.CACHE.resolve()) as tmp:
             folder = Path(tmp)
             native = faiss_native(vecs, args.n, cfg, folder)
-            mine = scale.ingest({**cfg, "path": str(folder / "store")}, _save(vecs, folder), args.n)
+            file = _save(vecs, folder)
+            os.sync()
+            mine = scale.ingest({**cfg, "path": str(folder / "store")}, file, args.n)
             shutil.rmtree(folder / "store", ignore_errors=True)
         rows.append({"round": r, **native, **mine})
         print(json.dumps(rows[-1]), flush=True)
@@ -72,6 +86,7 @@ def main() -> None:
     out = {
         "n": args.n,
         "index": args.index,
+        "data": data,
         "rounds": rows,
         "ragstore_per_s": args.n / best["ingest_s"],
         "faiss_add_per_s": args.n / best["add_s"],

@@ -42,13 +42,13 @@ def test_killed_process_loses_no_committed_write(tmp_path: Path) -> None:
 
 def test_torn_index_file_is_ignored(tmp_path: Path) -> None:
     docs = make_docs(30)
-    store = FaissStore(path=tmp_path / "db")
+    store = FaissStore(path=tmp_path / "db", index="hnsw")
     store.upsert(docs)
     store.close()
     (tmp_path / "db" / (INDEX_FILE + ".tmp")).write_bytes(b"half a write")
     index = tmp_path / "db" / INDEX_FILE
     index.write_bytes(index.read_bytes()[:100])  # a corrupted index file with a matching generation
-    again = FaissStore(path=tmp_path / "db")
+    again = FaissStore(path=tmp_path / "db", index="hnsw")
     assert again.count() == 30
     assert again.search(docs[3].vector, 1)[0].id == docs[3].id
     again.close()
@@ -127,13 +127,13 @@ def test_foreign_index_file_is_rebuilt_not_trusted(tmp_path: Path) -> None:
     """An index.faiss copied in from another store (same dim, ids and generation counters that happen to
     match) is detected by its fingerprint and rebuilt from the sidecar."""
     docs = make_docs(30)
-    with FaissStore(path=tmp_path / "a") as a:
+    with FaissStore(path=tmp_path / "a", index="hnsw") as a:
         a.upsert(docs)
     other = make_docs(30, seed=99)  # same ids, other vectors
-    with FaissStore(path=tmp_path / "b") as b:
+    with FaissStore(path=tmp_path / "b", index="hnsw") as b:
         b.upsert(other)
     (tmp_path / "a" / INDEX_FILE).write_bytes((tmp_path / "b" / INDEX_FILE).read_bytes())
-    with FaissStore(path=tmp_path / "a") as a:
+    with FaissStore(path=tmp_path / "a", index="hnsw") as a:
         hits = a.search(docs[4].vector, 1)
         assert hits[0].id == docs[4].id and hits[0].score > 0.999
 
@@ -282,3 +282,93 @@ def test_a_reopened_ivf_index_remembers_what_it_was_trained_on(tmp_path: Path) -
     again.upsert(docs[150:800])  # 800 = 8 x 100: trained again now, not at 8 x 150
     assert again._trained_at == 800
     again.close()
+
+
+def _vectors(store: FaissStore, ids: list[str]) -> np.ndarray:
+    got = {d.id: d.vector for d in store.get(ids)}
+    return np.stack([got[i] for i in ids])
+
+
+def test_flat_store_keeps_each_vector_once(tmp_path: Path) -> None:
+    """Vectors live in the slots file only: not as SQLite blobs, and a flat index writes no file of its own."""
+    import sqlite3
+
+    from ragstore.adapters._sqlite import VECTORS_FILE
+
+    docs = make_docs(50)
+    with FaissStore(path=tmp_path / "db") as store:
+        store.upsert(docs)
+        want = _vectors(store, [d.id for d in docs])
+    folder = tmp_path / "db"
+    assert not (folder / INDEX_FILE).exists()
+    assert (folder / VECTORS_FILE).stat().st_size == len(docs) * want.shape[1] * 4
+    conn = sqlite3.connect(folder / "docs.sqlite")
+    assert conn.execute("SELECT max(length(vector)) FROM docs").fetchone()[0] == 0
+    conn.close()
+    with FaissStore(path=tmp_path / "db") as again:
+        np.testing.assert_array_equal(_vectors(again, [d.id for d in docs]), want)
+        assert again.search(want[7], 1)[0].id == docs[7].id
+
+
+def test_vectors_kept_in_sqlite_by_an_earlier_version_are_moved_out(tmp_path: Path) -> None:
+    import sqlite3
+
+    from ragstore.adapters._sqlite import VECTORS_FILE
+
+    docs = make_docs(40)
+    with FaissStore(path=tmp_path / "db", index="hnsw") as store:
+        store.upsert(docs)
+        store.delete([docs[0].id])
+        ids = [d.id for d in docs[1:]]
+        want = _vectors(store, ids)
+    folder = tmp_path / "db"
+    conn = sqlite3.connect(folder / "docs.sqlite")  # the earlier layout: blobs in docs.vector, no slots file
+    slots = np.fromfile(folder / VECTORS_FILE, dtype=np.float32).reshape(-1, want.shape[1])
+    for iid, in conn.execute("SELECT iid FROM docs").fetchall():
+        conn.execute("UPDATE docs SET vector = ? WHERE iid = ?", (slots[iid - 1].tobytes(), iid))
+    conn.execute("DELETE FROM info WHERE key = 'vectors'")
+    conn.commit()
+    conn.close()
+    (folder / VECTORS_FILE).unlink()
+    (folder / INDEX_FILE).unlink()
+    with FaissStore(path=tmp_path / "db", index="hnsw") as again:
+        assert again.count() == 39
+        np.testing.assert_array_equal(_vectors(again, ids), want)
+        assert again.search(want[3], 1)[0].id == ids[3]
+    conn = sqlite3.connect(folder / "docs.sqlite")
+    assert conn.execute("SELECT max(length(vector)) FROM docs").fetchone()[0] == 0
+    assert conn.execute("SELECT value FROM info WHERE key = 'vectors'").fetchone()[0] == "slots"
+    conn.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="hole punching (fallocate) is Linux-only")
+def test_replaced_and_cleared_rows_give_their_space_back(tmp_path: Path) -> None:
+    from ragstore.adapters._sqlite import VECTORS_FILE
+
+    docs = make_docs(3000, dim=384)
+    file = tmp_path / "db" / VECTORS_FILE
+    with FaissStore(path=tmp_path / "db") as store:
+        store.upsert(docs)
+        once = file.stat().st_blocks
+        for _ in range(4):  # each replacement writes new slots and releases the old ones
+            store.upsert(docs)
+        assert file.stat().st_size >= 5 * 3000 * 384 * 4
+        assert file.stat().st_blocks <= once * 1.2
+        store.clear()
+        assert file.stat().st_blocks * 512 < 64 * 1024
+        store.upsert(docs[:10])
+        assert store.get([docs[3].id])[0].vector is not None
+        np.testing.assert_allclose(store.search(docs[3].vector, 1)[0].score, 1.0, atol=1e-5)
+
+
+def test_a_vectors_file_cut_short_is_a_clear_error(tmp_path: Path) -> None:
+    from ragstore.adapters._sqlite import VECTORS_FILE
+    from ragstore.errors import RagstoreError
+
+    docs = make_docs(30)
+    with FaissStore(path=tmp_path / "db") as store:
+        store.upsert(docs)
+    file = tmp_path / "db" / VECTORS_FILE
+    file.write_bytes(file.read_bytes()[:1000])
+    with pytest.raises(RagstoreError, match="cut short"):
+        FaissStore(path=tmp_path / "db")

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -254,10 +255,13 @@ class SentenceTransformerEmbedder(Embedder):
         if prefix:
             texts = [prefix + t for t in texts]
         order = np.argsort([-len(t) for t in texts], kind="stable")
-        parts: list[np.ndarray] = []
-        for start in range(0, len(texts), self.batch_size):
-            features = export.tokenize(self.model, [texts[i] for i in order[start : start + self.batch_size]])
-            parts.append(run({n: features[n].numpy().astype(np.int64) for n in self._names}))
+
+        def batches() -> Iterator[dict[str, np.ndarray]]:  # tokenised lazily: while the runtime computes
+            for start in range(0, len(texts), self.batch_size):
+                features = export.tokenize(self.model, [texts[i] for i in order[start : start + self.batch_size]])
+                yield {n: features[n].numpy().astype(np.int64) for n in self._names}
+
+        parts = run(batches())
         out = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
         out[order] = np.concatenate(parts)
         return out[:, : self.truncate_dim] if self.truncate_dim else out
