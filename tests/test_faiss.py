@@ -324,7 +324,7 @@ def test_vectors_kept_in_sqlite_by_an_earlier_version_are_moved_out(tmp_path: Pa
     folder = tmp_path / "db"
     conn = sqlite3.connect(folder / "docs.sqlite")  # the earlier layout: blobs in docs.vector, no slots file
     slots = np.fromfile(folder / VECTORS_FILE, dtype=np.float32).reshape(-1, want.shape[1])
-    for iid, in conn.execute("SELECT iid FROM docs").fetchall():
+    for (iid,) in conn.execute("SELECT iid FROM docs").fetchall():
         conn.execute("UPDATE docs SET vector = ? WHERE iid = ?", (slots[iid - 1].tobytes(), iid))
     conn.execute("DELETE FROM info WHERE key = 'vectors'")
     conn.commit()
