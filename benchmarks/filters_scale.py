@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -93,6 +94,7 @@ def fill(cfg: dict[str, Any], vecs: np.ndarray, meta: dict[str, np.ndarray]) -> 
 
     n = len(vecs)
     store = create_store(cfg)
+    os.sync()  # each side starts without the other's dirty pages being written back under it
     t = time.perf_counter()
     with Progress(transient=True) as bar:
         task = bar.add_task(f"ingest {n:,} into {cfg['type']}", total=n)
@@ -124,6 +126,7 @@ def faiss_native(vecs: np.ndarray, folder: Path, index: str) -> float:
     else:
         inner = faiss.IndexFlatIP(DIM)
     idx = faiss.IndexIDMap2(inner)
+    os.sync()
     t = time.perf_counter()
     for start in range(0, len(vecs), STEP):
         idx.add_with_ids(vecs[start : start + STEP], np.arange(start, min(len(vecs), start + STEP)))

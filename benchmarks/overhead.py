@@ -9,9 +9,10 @@ native (target <= 1.10), throughput ratio = ragstore / native (target >= 0.90).
 
 "Native" is the engine's own call doing the same job: the same k, the same search parameters, and the
 payload (text + metadata) read back, since a caller needs it. FAISS stores no payload, so its native
-paths are ``index.add_with_ids`` plus the same SQLite rows (id, text, metadata, vector) written by hand, and
-``index.search`` plus the same SQLite lookup. Native Qdrant Edge points use integer ids (the engine's best
-case; ragstore must map string ids to UUIDs).
+paths are ``index.add_with_ids`` plus the same SQLite rows (id, text, metadata) and a file of the vectors
+written by hand (as ragstore keeps them since wave 3), and ``index.search`` plus the same SQLite lookup.
+pgvector's native upsert is binary ``COPY`` (PostgreSQL's own bulk path), one transaction per batch.
+Native Qdrant Edge points use integer ids (the engine's best case; ragstore must map string ids to UUIDs).
 
     python benchmarks/overhead.py [--n 10000] [--queries 300] [--backends faiss,chroma,...]
 """
@@ -65,16 +66,14 @@ def native_faiss(
     def upsert(docs: list[Document]) -> None:
         db = sqlite3.connect(str(root / f"native_{uuid.uuid4().hex[:8]}.sqlite"), isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("CREATE TABLE docs (iid INTEGER PRIMARY KEY, id TEXT UNIQUE, text TEXT, metadata TEXT, vector BLOB)")
+        db.execute("CREATE TABLE docs (iid INTEGER PRIMARY KEY, id TEXT UNIQUE, text TEXT, metadata TEXT)")
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         vecs = np.stack([d.vector for d in docs])  # type: ignore[misc]
         db.execute("BEGIN")
+        vecs.tofile(root / f"native_{uuid.uuid4().hex[:8]}.f32")  # the vectors beside SQLite, as ragstore keeps them
         db.executemany(
-            "INSERT INTO docs VALUES (?, ?, ?, ?, ?)",
-            [
-                (i, d.id, d.text, json.dumps(d.metadata), v.tobytes())
-                for i, (d, v) in enumerate(zip(docs, vecs, strict=True))
-            ],
+            "INSERT INTO docs VALUES (?, ?, ?, ?)",
+            [(i, d.id, d.text, json.dumps(d.metadata)) for i, d in enumerate(docs)],
         )
         db.execute("COMMIT")
         index.add_with_ids(vecs, np.arange(len(docs), dtype=np.int64))

@@ -19,6 +19,7 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
 
+from ragstore.embedders import export
 from ragstore.embedders.sentence_transformers import SentenceTransformerEmbedder
 from ragstore.errors import BackendNotInstalledError, ConfigError, ExportError, ExportGateError
 from ragstore.stores.registry import create_embedder
@@ -38,7 +39,9 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
-def test_export_gives_torch_vectors_in_the_callers_order(tiny_model: Path, tmp_path: Path, backend: str) -> None:
+def test_export_gives_torch_vectors_in_the_callers_order(
+    tiny_model: Path, tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     options = {"query_prefix": "query: ", "passage_prefix": "passage: ", "truncate_dim": 16, "batch_size": 2}
     torch_emb = SentenceTransformerEmbedder(str(tiny_model), backend="torch", **options)  # type: ignore[arg-type]
     emb = SentenceTransformerEmbedder(str(tiny_model), backend=backend, export_dir=str(tmp_path), **options)  # type: ignore[arg-type]
@@ -53,6 +56,22 @@ def test_export_gives_torch_vectors_in_the_callers_order(tiny_model: Path, tmp_p
     assert report["held_out_questions"] > 500 and report["corpus"] > 1000
     assert emb.fingerprint != torch_emb.fingerprint  # an export never shares cached vectors with torch
     assert emb.describe()["backend"] == backend
+    if backend == "openvino":  # several batches: latency model first, then the streams once compiled
+        import time
+
+        ready = emb._runner.throughput_ready  # type: ignore[union-attr]
+        assert not ready()  # calls of under four batches never compile it
+        many = TEXTS * 3  # nine batches of two: starts the compile
+        assert _cos(torch_emb.embed_documents(many), emb.embed_documents(many)).min() > 0.9999
+        deadline = time.monotonic() + 60
+        while not ready() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready()
+        streamed = emb.embed_documents(many)
+        assert _cos(torch_emb.embed_documents(many), streamed).min() > 0.9999  # same vectors, caller's order
+    before = emb.fingerprint
+    monkeypatch.setattr(export, "GATE_VERSION", export.GATE_VERSION + 1)
+    assert emb.fingerprint != before  # a runtime that computes exports differently never reuses cached vectors
 
 
 def test_an_export_is_made_once_and_remade_when_damaged(tiny_model: Path, tmp_path: Path) -> None:

@@ -116,3 +116,37 @@ def test_push_not_keeps_meaning() -> None:
         assert matches(nnf, meta) == matches(node, meta)
 
     check()
+
+
+def test_a_compiler_that_merges_ranges_gets_each_fields_bounds_at_once() -> None:
+    """Engines that estimate each half-open bound alone (Qdrant) get ``u >= x AND u < y`` as one condition;
+    repeated operators on a field stay separate atoms, and other compilers see the tree unchanged."""
+    from ragstore.query.filters import FilterCompiler, parse_filter
+
+    class Text(FilterCompiler[str]):
+        def all_of(self, parts: list[str]) -> str:
+            return "(" + " & ".join(parts) + ")"
+
+        def any_of(self, parts: list[str]) -> str:
+            return "(" + " | ".join(parts) + ")"
+
+        def negate(self, part: str, node: object) -> str:
+            return "!" + part
+
+        def eq(self, field: str, value: object) -> str:
+            return f"{field}={value}"
+
+        def range(self, field: str, op: str, value: object) -> str:
+            return f"{field}{op}{value}"
+
+    class Merging(Text):
+        merges_ranges = True
+
+        def range_all(self, field: str, bounds: list[tuple[str, object]]) -> str:
+            return field + "[" + ",".join(f"{op}{v}" for op, v in bounds) + "]"
+
+    node = parse_filter({"u": {"$gte": 1, "$lt": 5}, "t": "a"})
+    assert Text().compile(node) == "((u$gte1 & u$lt5) & t=a)"
+    assert Merging().compile(node) == "((u[$gte1,$lt5]) & t=a)"
+    twice = parse_filter({"$and": [{"u": {"$gt": 1}}, {"u": {"$gt": 2}}]})
+    assert Merging().compile(twice) == "(u$gt1 & u$gt2)"

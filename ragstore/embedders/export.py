@@ -47,9 +47,10 @@ from .._optional import require
 from ..errors import ExportError, ExportGateError
 
 Backend = Literal["torch", "onnx", "openvino"]
-#: what ``backend: auto`` tries, fastest first (benchmarks/results/embed-backends.md: openvino int8 3.02x
-#: torch, onnx int8 2.21x, openvino bf16 2.10x, openvino fp32 1.18x, onnx fp32 1.08x on this CPU); the
-#: first whose export passes its gate is used, torch when none does or the ``accel`` extra is missing
+#: what ``backend: auto`` tries; the first whose export passes its gate is used, torch when none does or the
+#: ``accel`` extra is missing (benchmarks/results/embed-backends.md, this 2-core AMX CPU: openvino int8 3.65x
+#: torch, openvino bf16 3.58x, onnx int8 1.56x, openvino fp32 1.14x, onnx fp32 0.83x). onnx int8 stays before
+#: bf16: on CPUs without bf16 units OpenVINO computes "bf16" in f32 (~1.1x), while onnx int8 measured 2.21x
 AUTO_ORDER: tuple[tuple[str, str], ...] = (
     ("openvino", "int8"),
     ("onnx", "int8"),
@@ -208,11 +209,18 @@ def onnx_runner(path: Path, threads: int | None) -> Runner:
     return run
 
 
+#: batches in one call from which OpenVINO's throughput model is worth compiling (in the background, ~0.1-0.3
+#: s of both cores): a 62-document add ran at 295 docs/s while it compiled, against 424 on the latency model
+_STREAMS_FROM = 4
+
+
 def openvino_runner(path: Path, threads: int | None, precision: str | None = "f32") -> Runner:
     """One batch (a query) on a latency-compiled model: all threads on one request. Several batches (ingest)
-    on a throughput-compiled one, compiled when first needed: OpenVINO's streams (one per core here) each run
-    a request while the caller tokenises the next batch, 1.1-1.2x the latency model's docs/s on this 2-core
-    CPU (benchmarks/results/embed-backends.md)."""
+    on a throughput-compiled one: OpenVINO's streams (one per core here) each run a request while the caller
+    tokenises the next batch, 1.1-1.2x the latency model's docs/s on this 2-core CPU
+    (benchmarks/results/embed-backends.md). The throughput model is compiled in the background on the first
+    call with ``_STREAMS_FROM`` batches or more; batches go to the latency model until it is ready, so no call
+    waits for it."""
     ov = require("openvino", "accel", "openvino")
     core = ov.Core()
     model = core.read_model(str(path))
@@ -223,37 +231,47 @@ def openvino_runner(path: Path, threads: int | None, precision: str | None = "f3
         config["INFERENCE_NUM_THREADS"] = threads
     latency = core.compile_model(model, "CPU", {**config, "PERFORMANCE_HINT": "LATENCY"})
     wanted = {i.get_any_name() for i in latency.inputs}
-    compiled: list[Any] = []
-    lock = threading.Lock()
+    compiled: list[Any] = []  # the throughput model, once ready
+    started = threading.Event()
 
-    def throughput() -> Any:
-        with lock:
-            if not compiled:
-                compiled.append(core.compile_model(model, "CPU", {**config, "PERFORMANCE_HINT": "THROUGHPUT"}))
-            return compiled[0]
+    def compile_throughput() -> None:
+        with contextlib.suppress(Exception):  # a failed compile leaves every call on the latency model
+            compiled.append(core.compile_model(model, "CPU", {**config, "PERFORMANCE_HINT": "THROUGHPUT"}))
+
+    def one(batch: dict[str, np.ndarray]) -> np.ndarray:  # one request per call: safe from several threads
+        result = latency.create_infer_request().infer({k: v for k, v in batch.items() if k in wanted})
+        return np.asarray(result[latency.outputs[0]])
 
     def run(batches: Iterable[dict[str, np.ndarray]]) -> list[np.ndarray]:
         it = iter(batches)
-        first, second = next(it, None), next(it, None)
-        if first is None:
-            return []
-        if second is None:  # one request per call: safe from several threads
-            result = latency.create_infer_request().infer({k: v for k, v in first.items() if k in wanted})
-            return [np.asarray(result[latency.outputs[0]])]
-        model_t = throughput()
-        queue = ov.AsyncInferQueue(model_t, int(model_t.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        head = list(itertools.islice(it, _STREAMS_FROM))
+        if len(head) < _STREAMS_FROM and not compiled:  # a query or a small add: compiling would cost more
+            return [one(batch) for batch in head]
+        if not started.is_set():
+            started.set()
+            threading.Thread(target=compile_throughput, name="ragstore-openvino-compile", daemon=True).start()
         outs: dict[int, np.ndarray] = {}
+        queue: Any = None
 
         def done(request: Any, index: int) -> None:
             outs[index] = np.array(request.get_output_tensor(0).data)  # a copy: the request's tensor is reused
 
-        queue.set_callback(done)
         count = 0
-        for count, batch in enumerate(itertools.chain((first, second), it), start=1):
-            queue.start_async({k: v for k, v in batch.items() if k in wanted}, count - 1)
-        queue.wait_all()
+        for count, batch in enumerate(itertools.chain(head, it), start=1):
+            if queue is None and compiled:
+                queue = ov.AsyncInferQueue(
+                    compiled[0], int(compiled[0].get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+                )
+                queue.set_callback(done)
+            if queue is None:
+                outs[count - 1] = one(batch)
+            else:
+                queue.start_async({k: v for k, v in batch.items() if k in wanted}, count - 1)
+        if queue is not None:
+            queue.wait_all()
         return [outs[i] for i in range(count)]
 
+    run.throughput_ready = lambda: bool(compiled)  # type: ignore[attr-defined]  # for tests and describe()
     return run
 
 

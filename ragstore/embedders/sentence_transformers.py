@@ -229,7 +229,9 @@ class SentenceTransformerEmbedder(Embedder):
             f"{self.truncate_dim}|{self.normalize}"
         )
         if self.backend != "torch":  # exported vectors differ in the last digits: never share a cache
-            settings += f"|{self.backend}-{self.quantize}"
+            # (the gate version too: it changes when the runtime computes an export differently, as when int8's
+            # float parts moved to bf16; a cache keyed without it served the old runtime's vectors)
+            settings += f"|{self.backend}-{self.quantize}|gate{export.GATE_VERSION}"
         return f"st:{source}:{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
 
     def _embed(self, texts: list[str], kind: Kind) -> np.ndarray:

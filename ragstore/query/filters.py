@@ -287,8 +287,14 @@ class FilterCompiler(ABC, Generic[T]):
     on a missing field or a value of another kind) so ``negate`` keeps ragstore's semantics.
     """
 
+    #: compile several bounds on one field under ``$and`` with ``range_all`` (one engine condition): an engine
+    #: that estimates each half-open bound alone (Qdrant) reads half the points twice for ``u >= x AND u < y``
+    merges_ranges: bool = False
+
     def compile(self, node: Node) -> T:
         if isinstance(node, And):
+            if self.merges_ranges:
+                return self._all_merged(node.children)
             return self.all_of([self.compile(c) for c in node.children])
         if isinstance(node, Or):
             return self.any_of([self.compile(c) for c in node.children])
@@ -307,6 +313,26 @@ class FilterCompiler(ABC, Generic[T]):
             atom = self.eq(field, value)
             return atom if op == "$eq" else self.negate(atom, Cmp(field, "$eq", value))
         return self.range(field, op, value)
+
+    def _all_merged(self, children: tuple[Node, ...]) -> T:
+        bounds: dict[str, list[Cmp]] = {}
+        rest: list[Node] = []
+        for child in children:
+            if isinstance(child, Cmp) and child.op in RANGE_SYMBOL:
+                bounds.setdefault(child.field, []).append(child)
+            else:
+                rest.append(child)
+        parts: list[T] = []
+        for field, cmps in bounds.items():
+            if len(cmps) > 1 and len({c.op for c in cmps}) == len(cmps):  # distinct bounds: one condition
+                parts.append(self.range_all(field, [(c.op, c.value) for c in cmps]))  # type: ignore[misc]
+            else:
+                rest.extend(cmps)
+        return self.all_of([*parts, *(self.compile(c) for c in rest)])
+
+    def range_all(self, field: str, bounds: list[tuple[str, MetadataValue]]) -> T:
+        """Every bound on ``field`` at once (distinct operators); only called when ``merges_ranges``."""
+        return self.all_of([self.range(field, op, value) for op, value in bounds])
 
     @abstractmethod
     def all_of(self, parts: list[T]) -> T: ...
