@@ -235,12 +235,12 @@ class VectorSlots:
     The file never shrinks in place (a shorter file would turn another process's mapped pages into
     SIGBUS): deleted rows' slots are released with ``fallocate(PUNCH_HOLE)`` where Linux offers it (whole
     4 KiB blocks: a replaced batch gives its space back, scattered single deletes mostly do not).
-    ``None``: kept in memory."""
+    ``None``: kept in memory, one row per live iid (a store written over and over holds its live rows only)."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600) if path is not None else None
-        self._mem = np.zeros(0, dtype=np.float32)  # in memory: grown by copying (readers keep the old one)
+        self._mem: dict[int, np.ndarray] = {}  # in memory: iid -> its row
         self._map: np.ndarray | None = None
         self._lock = threading.Lock()
 
@@ -248,12 +248,7 @@ class VectorSlots:
         data = np.ascontiguousarray(matrix, dtype=np.float32)
         offset, view = (first_iid - 1) * data.shape[1] * 4, data.data.cast("B")
         if self._fd is None:
-            start, stop = offset // 4, offset // 4 + data.size
-            if self._mem.size < stop:
-                grown = np.zeros(max(stop, 2 * self._mem.size), dtype=np.float32)
-                grown[: self._mem.size] = self._mem
-                self._mem = grown
-            self._mem[start:stop] = data.ravel()
+            self._mem.update(zip(range(first_iid, first_iid + len(data)), data.copy(), strict=True))
             return
         while len(view):
             done = os.pwrite(self._fd, view, offset)
@@ -263,13 +258,13 @@ class VectorSlots:
         """The vectors of ``iids`` (rows of a new array, in the given order)."""
         if not len(iids):
             return np.empty((0, dim), dtype=np.float32)
+        if self._fd is None:
+            return np.stack([self._mem[int(i)] for i in iids])
         rows = self._rows(int(iids.max()), dim)
         return rows[np.asarray(iids, dtype=np.int64) - 1]
 
     def _rows(self, need: int, dim: int) -> np.ndarray:
-        if self._fd is None:
-            mem = self._mem
-            return mem[: mem.size // dim * dim].reshape(-1, dim)
+        assert self._fd is not None
         with self._lock:
             flat = self._map
             if flat is None or flat.size < need * dim:
@@ -284,7 +279,11 @@ class VectorSlots:
 
     def release(self, iids: Sequence[int], dim: int) -> None:
         """Give the slots of deleted rows back to the file system (their contents are never read again)."""
-        if self._fd is None or not len(iids) or _punch_hole is None:
+        if self._fd is None:
+            for iid in iids:
+                self._mem.pop(int(iid), None)
+            return
+        if not len(iids) or _punch_hole is None:
             return
         row = dim * 4
         order = np.sort(np.asarray(iids, dtype=np.int64))
@@ -299,7 +298,7 @@ class VectorSlots:
         """A clear or drop, called while its transaction still holds the write lock (no other writer can
         have put a new row in the file yet; its slots may have another width after a drop)."""
         if self._fd is None:
-            self._mem = np.zeros(0, dtype=np.float32)
+            self._mem = {}
             return
         size = os.fstat(self._fd).st_size
         if size and _punch_hole is not None:

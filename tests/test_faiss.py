@@ -372,3 +372,16 @@ def test_a_vectors_file_cut_short_is_a_clear_error(tmp_path: Path) -> None:
     file.write_bytes(file.read_bytes()[:1000])
     with pytest.raises(RagstoreError, match="cut short"):
         FaissStore(path=tmp_path / "db")
+
+
+def test_an_in_memory_store_written_over_and_over_keeps_its_live_rows_only() -> None:
+    docs = make_docs(200)
+    store = FaissStore()
+    for _ in range(5):
+        store.upsert(docs)
+    store.delete([docs[0].id])
+    assert len(store.db.vectors._mem) == 199  # one vector per live row, whatever was written before
+    np.testing.assert_allclose(store.search(docs[9].vector, 1)[0].score, 1.0, atol=1e-5)
+    store.clear()
+    assert store.db.vectors._mem == {}
+    store.close()
