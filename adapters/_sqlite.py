@@ -33,7 +33,7 @@ import numpy as np
 
 from ragstore._db import connect
 from ragstore.errors import ConfigError, EngineError
-from ragstore.query.filters import RANGE_SYMBOL, And, Cmp, FilterCompiler, Node, Or, kind
+from ragstore.query.filters import RANGE_SYMBOL, And, Cmp, FilterCompiler, Node, Or, kind, range_groups
 from ragstore.query.indexed import KIND_OF, check_indexed, fits, not_indexable
 from ragstore.types import Document, Metadata
 
@@ -111,18 +111,9 @@ class _SqliteFilter(FilterCompiler[Sql]):
     def _merged_ranges(self, children: tuple[Node, ...]) -> tuple[list[Sql], list[Node]]:
         """Under ``$and``: the bounds on one declared number field as one index range (``u >= x AND u < y``
         as two atoms reads half the table twice), and the other children."""
-        bounds: dict[str, list[Cmp]] = {}
-        rest: list[Node] = []
-        for child in children:
-            if isinstance(child, Cmp) and child.op in RANGE_SYMBOL and self.declared.get(child.field) in _NUMERIC:
-                bounds.setdefault(child.field, []).append(child)
-            else:
-                rest.append(child)
+        bounds, rest = range_groups(children, lambda field: self.declared.get(field) in _NUMERIC)
         merged: list[Sql] = []
         for field, cmps in bounds.items():
-            if len(cmps) == 1:
-                rest.append(cmps[0])
-                continue
             tests = " AND ".join(f"nval {RANGE_SYMBOL[c.op]} ?" for c in cmps)
             sql = f"SELECT iid FROM fields WHERE field = ? AND {tests}"  # noqa: S608 - fixed symbols only
             merged.append((sql, [field, *(float(c.value) for c in cmps)]))  # type: ignore[arg-type]

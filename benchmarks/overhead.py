@@ -276,6 +276,13 @@ def run_backend(name: str, docs: list[Document], queries: np.ndarray, k: int, ro
     }
 
 
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path(__file__).resolve().parent.parent))
+    except ValueError:
+        return path.name
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=10_000)
@@ -316,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"python": sys.version.split()[0], "machine": platform.platform(), "processor": platform.processor()}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "args": vars(args), "rows": rows}, indent=2))
+    shown = {**vars(args), "out": _relative(out)}  # never this machine's absolute path
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "args": shown, "rows": rows}, indent=2))
     lines = [
         f"# ragstore overhead vs native clients ({args.n} x {args.dim}, k={args.k}, {args.queries} queries)",
         "",

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeAlias, TypeVar, cast
 
@@ -278,6 +278,23 @@ RANGE_SYMBOL: dict[str, str] = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<
 RANGE_FLIP: dict[str, str] = {"$gt": "$lte", "$gte": "$lt", "$lt": "$gte", "$lte": "$gt"}
 
 
+def range_groups(
+    children: tuple[Node, ...], eligible: Callable[[str], bool] = lambda field: True
+) -> tuple[dict[str, list[Cmp]], list[Node]]:
+    """Under ``$and``: the range bounds of each ``eligible`` field that has two or more (to compile as one
+    range), and every other child."""
+    bounds: dict[str, list[Cmp]] = {}
+    rest: list[Node] = []
+    for child in children:
+        if isinstance(child, Cmp) and child.op in RANGE_SYMBOL and eligible(child.field):
+            bounds.setdefault(child.field, []).append(child)
+        else:
+            rest.append(child)
+    for field in [f for f, cmps in bounds.items() if len(cmps) == 1]:
+        rest.extend(bounds.pop(field))
+    return bounds, rest
+
+
 class FilterCompiler(ABC, Generic[T]):
     """A fold of the filter tree into an engine's native filter.
 
@@ -315,16 +332,10 @@ class FilterCompiler(ABC, Generic[T]):
         return self.range(field, op, value)
 
     def _all_merged(self, children: tuple[Node, ...]) -> T:
-        bounds: dict[str, list[Cmp]] = {}
-        rest: list[Node] = []
-        for child in children:
-            if isinstance(child, Cmp) and child.op in RANGE_SYMBOL:
-                bounds.setdefault(child.field, []).append(child)
-            else:
-                rest.append(child)
+        bounds, rest = range_groups(children)
         parts: list[T] = []
         for field, cmps in bounds.items():
-            if len(cmps) > 1 and len({c.op for c in cmps}) == len(cmps):  # distinct bounds: one condition
+            if len({c.op for c in cmps}) == len(cmps):  # distinct bounds: one condition
                 parts.append(self.range_all(field, [(c.op, c.value) for c in cmps]))  # type: ignore[misc]
             else:
                 rest.extend(cmps)
@@ -386,5 +397,6 @@ __all__ = [
     "matches",
     "parse_filter",
     "push_not",
+    "range_groups",
     "to_dict",
 ]
