@@ -22,6 +22,8 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +42,12 @@ from ._sqlite import SqliteDocs
 INDEX_FILE = "index.faiss"
 IVF = ("ivf_pq", "ivf_sq8")
 DB_FILE = "docs.sqlite"
+
+
+#: a filter matching at most this many rows keeps its vectors at hand between searches (a tenant's documents)
+_KEEP_ROWS = 4096
+#: ... for this many filters (the most recently used; at most ~100 MB of 384-d float32 rows)
+_KEEP_FILTERS = 64
 
 
 class FaissOptions(StoreOptions):
@@ -79,6 +87,8 @@ class FaissStore(VectorStore):
     options: FaissOptions
 
     def _connect(self) -> None:
+        self._rows_kept: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._rows_lock = threading.Lock()
         self.faiss = _faiss()
         opts = self.options
         self.path = Path(opts.path) if opts.path is not None else None
@@ -104,6 +114,7 @@ class FaissStore(VectorStore):
         return None if dim is None else (int(dim), self.db.get_info("metric"))
 
     def _adopt(self, dim: int) -> None:
+        self._forget_rows()
         self._open_index()
 
     # ----------------------------------------------------------------- other processes
@@ -113,6 +124,7 @@ class FaissStore(VectorStore):
         return self.path is not None and self.db.data_version() != self._version
 
     def _refresh(self) -> None:
+        self._forget_rows()
         self._version = self.db.data_version()  # first: commits made while catching up are seen next time
         stored = self._stored()
         if stored is None:  # dropped by another process
@@ -255,6 +267,7 @@ class FaissStore(VectorStore):
             self._index.add_with_ids(np.ascontiguousarray(vecs, dtype=np.float32), iids.astype(np.int64))
 
     def _init_dim(self, dim: int) -> None:
+        self._forget_rows()
         with self.db.transaction():
             self.db.set_info("dim", dim)
             self.db.set_info("metric", self.metric)
@@ -263,8 +276,8 @@ class FaissStore(VectorStore):
         self._index = self._new_index(dim)
 
     def _declare_indexed(self) -> None:
-        if self.options.indexed:
-            self.db.declare(dict(self.options.indexed))
+        if self.declared:
+            self.db.declare(dict(self.declared))
 
     def _plan(self, node: Node | None, k: int) -> dict[str, Any]:
         total = self._matching(None) if self._index is not None else 0
@@ -299,6 +312,7 @@ class FaissStore(VectorStore):
             self._index.remove_ids(np.asarray(iids, dtype=np.int64))
 
     def _upsert(self, ids: list[str], vectors: np.ndarray, texts: list[str], metadatas: list[Metadata]) -> None:
+        self._forget_rows()
         replaced, new = self.db.upsert(ids, vectors, texts, metadatas)
         self._forget(replaced)
         self._add(np.asarray(new, dtype=np.int64), vectors)
@@ -311,12 +325,15 @@ class FaissStore(VectorStore):
         return len(iids)
 
     def _delete_ids(self, ids: list[str]) -> int:
+        self._forget_rows()
         return self._delete_iids([iid for iid, _ in self.db.iids_for(ids)])
 
     def _delete_where(self, node: Node) -> int:
+        self._forget_rows()
         return self._delete_iids(self.db.where_iids(node))
 
     def _clear(self) -> None:
+        self._forget_rows()
         assert self._dim is not None  # the base class only clears a store that has a dimension
         self.db.clear()
         self._index = self._new_index(self._dim)
@@ -324,6 +341,7 @@ class FaissStore(VectorStore):
         self._trained_at = 0
 
     def _drop(self) -> None:
+        self._forget_rows()
         self.db.drop()
         self._index = None
         self._dead = set()
@@ -366,7 +384,8 @@ class FaissStore(VectorStore):
         if self._trained_at:
             return self._search_ivf(q, k, allowed)
         if allowed is not None and allowed.size <= self.options.exact_filter_limit:
-            return self._rescore(q[0], allowed, k)  # pre-filter: the matching vectors alone, scored exactly
+            # pre-filter: the matching vectors alone, scored exactly (a small set -- a tenant -- kept at hand)
+            return self._rescore(q[0], allowed, k, remember=allowed.size <= _KEEP_ROWS)
         if self.index_type == "hnsw":
             sel = None
             if allowed is not None:
@@ -417,9 +436,11 @@ class FaissStore(VectorStore):
             nprobe = min(nlist, nprobe * 4)
         return self._rescore(q[0], cands, k) if cands.size else []
 
-    def _rescore(self, q: np.ndarray, iids: np.ndarray, k: int) -> list[tuple[int, float]]:
+    def _rescore(self, q: np.ndarray, iids: np.ndarray, k: int, remember: bool = False) -> list[tuple[int, float]]:
         if self._trained_at:  # codes are lossy: the float vectors live in SQLite
             iids, vecs = self.db.vectors_for(iids.tolist(), self._dim or 0)
+        elif remember:
+            vecs = self._kept_rows(iids)
         else:
             vecs = self._index.reconstruct_batch(iids)
         if self.metric == "l2":
@@ -429,6 +450,27 @@ class FaissStore(VectorStore):
         scores = vecs @ q
         order = np.argsort(-scores, kind="stable")[:k]
         return [(int(iids[i]), float(scores[i])) for i in order]
+
+    def _forget_rows(self) -> None:
+        """Every write (or a reopen) drops the remembered rows: vectors may have moved under the same iids."""
+        with self._rows_lock:
+            self._rows_kept.clear()
+
+    def _kept_rows(self, iids: np.ndarray) -> np.ndarray:
+        """The vectors of a remembered filter's rows (``SqliteDocs.matching_iids`` hands back the same array
+        until the next write), read out of the index once: a tenant's search then scores a contiguous block."""
+        kept = self._rows_kept
+        with self._rows_lock:
+            found = kept.get(id(iids))
+            if found is not None and found[0] is iids:  # the entry holds the array: its id is not reused
+                kept.move_to_end(id(iids))
+                return found[1]
+        vecs = self._index.reconstruct_batch(iids)
+        with self._rows_lock:
+            kept[id(iids)] = (iids, vecs)
+            while len(kept) > _KEEP_FILTERS:
+                kept.popitem(last=False)
+        return vecs
 
     def _hits(self, pairs: list[tuple[int, float]], fields: bool = True) -> list[Hit]:
         if not fields:

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from ragstore.query.filters import Node, matches
 from ragstore.query.indexed import check_stored
+from ragstore.query.namespaces import NS_FIELD, split_scope
 from ragstore.stores.base import Capabilities, StoreOptions, VectorStore
 from ragstore.types import Document, Hit, Metadata, Ranked
 
@@ -42,11 +43,14 @@ class MemoryStore(VectorStore):
         self._records: dict[str, tuple[np.ndarray, str, Metadata]] = {}
         self._matrix: np.ndarray | None = None
         self._order: list[str] = []
+        #: row positions of each namespace (a namespaced store's tenant index), rebuilt with the matrix
+        self._spaces: dict[str, np.ndarray] = {}
+        self._space_rows: dict[str, np.ndarray] = {}  # each namespace's rows, copied out once per write
 
     checks_stored_types = True
 
     def _declare_indexed(self) -> None:
-        check_stored(self.options.indexed, ((doc_id, meta) for doc_id, (_, _, meta) in self._records.items()))
+        check_stored(self.declared, ((doc_id, meta) for doc_id, (_, _, meta) in self._records.items()))
 
     def _plan(self, node: Node | None, k: int) -> dict[str, Any]:
         total = len(self._records)
@@ -123,11 +127,19 @@ class MemoryStore(VectorStore):
                 if self._order
                 else np.zeros((0, dim), dtype=np.float64)
             )
+            self._spaces, self._space_rows = {}, {}
+            if self.options.namespaces:
+                rows: dict[str, list[int]] = {}
+                for pos, i in enumerate(self._order):
+                    rows.setdefault(str(self._records[i][2].get(NS_FIELD)), []).append(pos)
+                self._spaces = {ns: np.asarray(p, dtype=np.int64) for ns, p in rows.items()}
         return self._matrix
 
     def scores(self, vector: np.ndarray) -> np.ndarray:
         """Exact scores of ``vector`` against every stored row (row order = ``self._order``)."""
-        matrix = self._ensure_matrix()
+        return self._score_rows(self._ensure_matrix(), vector)
+
+    def _score_rows(self, matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
         q = vector.astype(np.float64)
         if self.metric == "l2":
             return -np.sqrt(np.maximum(((matrix - q) ** 2).sum(axis=1), 0.0))
@@ -149,15 +161,34 @@ class MemoryStore(VectorStore):
         the exact sort, so the partial selection never changes which ids win."""
         if not self._records:
             return []
-        scores = self.scores(vector)
-        order = self._order
-        if node is None:
-            pos = np.arange(len(order))
+        space, rest = split_scope(node) if self.options.namespaces else (None, node)
+        if space is not None:  # the tenant's rows only: scored and tested, nobody else's
+            matrix = self._ensure_matrix()
+            order = self._order
+            pos = self._spaces.get(space, np.zeros(0, dtype=np.int64))
+            if rest is not None:
+                pos = pos[[matches(rest, self._records[order[p]][2]) for p in pos.tolist()]] if pos.size else pos
+            if pos.size == 0:
+                return []
+            if rest is None:
+                rows = self._space_rows.get(space)
+                if rows is None:
+                    rows = self._space_rows[space] = matrix[pos]
+            else:
+                rows = matrix[pos]
+            s = self._score_rows(rows, vector)
         else:
-            pos = np.fromiter((p for p, i in enumerate(order) if matches(node, self._records[i][2])), dtype=np.int64)
-        if pos.size == 0:
-            return []
-        s = scores[pos]
+            scores = self.scores(vector)
+            order = self._order
+            if node is None:
+                pos = np.arange(len(order))
+            else:
+                pos = np.fromiter(
+                    (p for p, i in enumerate(order) if matches(node, self._records[i][2])), dtype=np.int64
+                )
+            if pos.size == 0:
+                return []
+            s = scores[pos]
         if pos.size > k:
             kth = -np.partition(-s, k - 1)[k - 1]
             keep = s >= kth

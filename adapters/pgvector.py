@@ -39,6 +39,7 @@ from ragstore._optional import require
 from ragstore.errors import BackendUnavailableError, ConfigError, ValidationError
 from ragstore.query.filters import RANGE_SYMBOL, FilterCompiler, Node, kind
 from ragstore.query.indexed import KIND_OF, fields_in, not_indexable
+from ragstore.query.namespaces import NS_FIELD
 from ragstore.stores.base import Capabilities, StoreOptions, VectorStore
 from ragstore.types import Document, Hit, Metadata
 
@@ -87,6 +88,8 @@ class _PgFilter(FilterCompiler[tuple[Any, list[Any]]]):
         return self.sql.SQL("(NOT {})").format(part[0]), part[1]
 
     def eq(self, field: str, value: Any) -> tuple[Any, list[Any]]:
+        if field == NS_FIELD:  # a namespaced table's own column (generated from the row, B-tree indexed)
+            return self.sql.SQL("(ns = %s)"), [value]
         fast = self._declared_atom(field, value, "= %s", _param(value))
         if fast is not None:
             return fast
@@ -277,7 +280,7 @@ class PgVectorStore(VectorStore):
     checks_stored_types = True
 
     def _where(self, node: Node | None) -> tuple[Any, list[Any]]:
-        return to_sql(node, dict(self.options.indexed))
+        return to_sql(node, dict(self.declared))
 
     def _field_names(self, field: str) -> tuple[str, str]:
         """(constraint, index) names of a declared field: short, fixed, whatever the field is called."""
@@ -286,7 +289,9 @@ class PgVectorStore(VectorStore):
 
     def _declare_indexed(self) -> None:
         sql = self.sql
-        for field, ftype in self.options.indexed.items():
+        for field, ftype in self.declared.items():
+            if field == NS_FIELD:  # its own column (``_init_dim``)
+                continue
             check_name, index_name = self._field_names(field)
             check, index = sql.Identifier(check_name), sql.Identifier(index_name)
             jtype, key = _JSON_TYPE[ftype], sql.Literal(field)
@@ -334,7 +339,7 @@ class PgVectorStore(VectorStore):
     def _prefilter(self, node: Node | None) -> int | None:
         """How many documents match (counted up to ``exact_filter_limit`` + 1 through the fields' B-trees)
         when every field the filter names is declared and the table has an ANN index; else None."""
-        declared = self.options.indexed
+        declared = self.declared
         if node is None or self.options.index == "none" or not fields_in(node) <= declared.keys():
             return None
         where, params = self._where(node)
@@ -407,11 +412,24 @@ class PgVectorStore(VectorStore):
             self.conn.execute(
                 self._q(
                     "CREATE TABLE IF NOT EXISTS {} (id text PRIMARY KEY, text text NOT NULL, "
-                    "metadata jsonb NOT NULL, embedding vector({}) NOT NULL)",
+                    "metadata jsonb NOT NULL, embedding vector({}) NOT NULL{})",
                     self.ident,
                     sql.Literal(dim),
+                    # the namespace as a column of its own, written by PostgreSQL from the row: no write path
+                    # can leave it out, and every query of a tenant names it (``ns = $1``, B-tree indexed)
+                    sql.SQL(", ns text GENERATED ALWAYS AS (metadata ->> '__ns') STORED NOT NULL")
+                    if self.options.namespaces
+                    else sql.SQL(""),
                 )
             )
+            if self.options.namespaces:
+                self.conn.execute(
+                    self._q(
+                        "CREATE INDEX IF NOT EXISTS {} ON {} (ns)",
+                        sql.Identifier(f"{self.table[:50]}_ns_idx"),
+                        self.ident,
+                    )
+                )
             index_name = sql.Identifier(f"{self.table}_embedding_idx")
             key, _, _ = self._index_key(dim)
             if opts.quantize == "halfvec":

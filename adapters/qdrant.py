@@ -36,6 +36,7 @@ from ragstore._optional import require
 from ragstore.errors import BackendUnavailableError, ValidationError
 from ragstore.query.filters import FilterCompiler, Node, kind
 from ragstore.query.indexed import fields_in
+from ragstore.query.namespaces import NS_FIELD
 from ragstore.stores.base import SCAN_END, Capabilities, CollectionName, StoreOptions, VectorStore
 from ragstore.types import Document, Hit, Metadata, Ranked
 
@@ -250,7 +251,7 @@ class QdrantStore(VectorStore):
         return not self.local  # local mode keeps no payload index (it scans in Python)
 
     def _declare_indexed(self) -> None:
-        if not self.options.indexed or self.local:
+        if not self.declared or self.local:
             return
         m = self.m
         have = self.client.get_collection(self.collection).payload_schema or {}
@@ -261,9 +262,12 @@ class QdrantStore(VectorStore):
             "float": m.PayloadSchemaType.FLOAT,
             "bool": m.PayloadSchemaType.BOOL,
         }
-        for field, ftype in self.options.indexed.items():
+        for field, ftype in self.declared.items():
             if f"m_{field}" not in have:  # Qdrant indexes the points already stored itself
-                self.client.create_payload_index(self.collection, f"m_{field}", schema[ftype], wait=True)
+                kind: Any = schema[ftype]
+                if field == NS_FIELD:  # Qdrant's multitenancy: points grouped by tenant on disk and in the graph
+                    kind = m.KeywordIndexParams(type=m.KeywordIndexType.KEYWORD, is_tenant=True)
+                self.client.create_payload_index(self.collection, f"m_{field}", kind, wait=True)
 
     def _plan(self, node: Node | None, k: int) -> dict[str, Any]:
         if node is None:
@@ -567,12 +571,12 @@ class QdrantEdgeStore(VectorStore):
     indexes_fields = True  # payload indexes in the shard
 
     def _declare_indexed(self) -> None:
-        if not self.options.indexed:
+        if not self.declared:
             return
         q = self.q
         types = q.PayloadSchemaType
         schema = {"keyword": types.Keyword, "datetime": types.Keyword, "integer": types.Integer, "float": types.Float}
-        for field, ftype in self.options.indexed.items():
+        for field, ftype in self.declared.items():
             # booleans are matched as "true"/"false" under b_<field> here (see FilterDialect)
             key, kind = (f"b_{field}", types.Keyword) if ftype == "bool" else (f"m_{field}", schema[ftype])
             self.shard.update(q.UpdateOperation.create_field_index(key, kind))  # idempotent; indexes stored points
@@ -581,7 +585,7 @@ class QdrantEdgeStore(VectorStore):
         """The shared rule: a filter on declared fields alone matching at most ``exact_filter_limit`` points
         is answered by exact scores over them (the payload index finds them); counted only for such filters
         on an optimised shard (an unoptimised one is scanned exactly anyway)."""
-        if node is None or not self.options.optimize or not fields_in(node) <= self.options.indexed.keys():
+        if node is None or not self.options.optimize or not fields_in(node) <= self.declared.keys():
             return False
         return self._count(node) <= self.options.exact_filter_limit
 
@@ -594,11 +598,7 @@ class QdrantEdgeStore(VectorStore):
         detail = {
             "exact": "exact scores over the matching points (an unoptimised shard, or exact: true)",
             "prefilter": f"exact search over the {matching} matching points (<= exact_filter_limit)"
-            + (
-                ""
-                if fields_in(node) <= self.options.indexed.keys()
-                else "; Qdrant's own planner decides (undeclared fields)"
-            ),
+            + ("" if fields_in(node) <= self.declared.keys() else "; Qdrant's own planner decides (undeclared fields)"),
             "filtered_ann": "the shard's filterable HNSW walk (payload-index links between matching points)",
         }[strategy]
         return {"strategy": strategy, "detail": detail, "matching": matching, "total": total}

@@ -26,14 +26,15 @@ import argparse
 import gc
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.append(str(Path(__file__).resolve().parent))
+import scale_data
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DIM, K, STEP = 384, 10, 10_000
@@ -224,12 +225,8 @@ def report(rows: list[dict[str, Any]]) -> None:
             f"| {'-' if ratio is None else f'{ratio:.2f}'} |"
         )
     (RESULTS / "filters-scale.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = scale_data.pyplot()
+    if plt is None:
         return
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in rows:
@@ -253,28 +250,12 @@ def main() -> None:
     vecs, queries = vectors(args.n)
     out = RESULTS / "filters-scale.json"
     rows = json.loads(out.read_text()) if out.exists() else []
-    work = Path(tempfile.mkdtemp(prefix="filters-scale-"))
-    dsn = None
-    try:
-        names = [s.strip() for s in args.stores.split(",") if s.strip()]
-        if any(STORES[s]["type"] == "pgvector" for s in names):
-            from ragstore.adapters import _pgserver
-
-            dsn = _pgserver.acquire(work / "pg")
-        for name in names:
-            row = run(name, args.n, vecs, queries, work, dsn)
-            rows = [r for r in rows if (r["store"], r["n"]) != (name, args.n)] + [row]
-            out.write_text(json.dumps(rows, indent=1), encoding="utf-8")
-            report(rows)
-            for child in work.iterdir():
-                if child.name != "pg":
-                    shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
-    finally:
-        if dsn is not None:
-            from ragstore.adapters import _pgserver
-
-            _pgserver.release(work / "pg")
-        shutil.rmtree(work, ignore_errors=True)
+    names = [s.strip() for s in args.stores.split(",") if s.strip()]
+    for name, work, dsn in scale_data.each_store(names, {n: c["type"] for n, c in STORES.items()}, "filters-"):
+        row = run(name, args.n, vecs, queries, work, dsn)
+        rows = [r for r in rows if (r["store"], r["n"]) != (name, args.n)] + [row]
+        out.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+        report(rows)
     sys.exit(0)
 
 

@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -163,3 +164,41 @@ def synthetic_vectors(real: np.ndarray, n: int, queries: int, seed: int = 1) -> 
 if __name__ == "__main__":
     v, q = real_vectors(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000, 1000)
     print(v.shape, q.shape)
+
+
+def each_store(names: list[str], kinds: dict[str, str], prefix: str) -> Iterator[tuple[str, Path, str | None]]:
+    """``(name, scratch folder, pgvector dsn)`` for each store of a benchmark run: one embedded PostgreSQL for
+    the run when a pgvector store is among them, the folder emptied between stores and removed at the end."""
+    import shutil
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    dsn = None
+    try:
+        if any(kinds[name] == "pgvector" for name in names):
+            from ragstore.adapters import _pgserver
+
+            dsn = _pgserver.acquire(work / "pg")
+        for name in names:
+            yield name, work, dsn
+            for child in work.iterdir():
+                if child.name != "pg":
+                    shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+    finally:
+        if dsn is not None:
+            from ragstore.adapters import _pgserver
+
+            _pgserver.release(work / "pg")
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot on the file backend, or None where matplotlib is not installed (no plot then)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt

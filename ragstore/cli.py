@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .errors import ConfigError, RagstoreError
+from .query.namespaces import ALL_NAMESPACES
 from .types import SCALES, Hit
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Swap vector stores and embedders by config.")
@@ -132,7 +133,13 @@ def _open(config: Path | None, overrides: dict[str, Any] | None = None) -> Any:
 
 
 def _ingest_remote(
-    path: Path, config: Path | None, server: str, api_key: str | None, progress: bool, overrides: Any = None
+    path: Path,
+    config: Path | None,
+    server: str,
+    api_key: str | None,
+    progress: bool,
+    overrides: Any = None,
+    namespace: str | None = None,
 ) -> None:
     """Chunk with the config's ``ingest`` settings, send the chunks to the server in batches; ids come from
     each chunk's text and source, so sending a folder again rewrites and adds nothing."""
@@ -152,7 +159,10 @@ def _ingest_remote(
         task = bar.add_task(f"sending to {server}", total=len(docs))
         for start in range(0, len(docs), 64):
             batch = [{"id": d.id, "text": d.text, "metadata": d.metadata} for d in docs[start : start + 64]]
-            sent += int(_remote(server, "/v1/documents", {"documents": batch}, api_key)["count"])
+            body: dict[str, Any] = {"documents": batch}
+            if namespace is not None:
+                body["namespace"] = namespace
+            sent += int(_remote(server, "/v1/documents", body, api_key)["count"])
             bar.update(task, advance=len(batch))
     console.print(
         f"[bold]{len(files)}[/] files, [bold]{sent}[/] chunks sent to {escape(server)}, which embedded and stored "
@@ -223,19 +233,20 @@ def ingest(
     server: ServerOpt = None,
     api_key: ApiKeyOpt = None,
     set_: SetOpt = None,
+    namespace: NamespaceOpt = None,
 ) -> None:
     """Chunk, embed and store documents; unchanged chunks are skipped, removed ones deleted. With --server,
     chunk here and let a running `ragstore serve` embed and store them (no model loaded here)."""
     if server:
-        _ingest_remote(path, config, server, api_key, progress, _sets(set_))
+        _ingest_remote(path, config, server, api_key, progress, _sets(set_), namespace)
         return
     with _open(config, _sets(set_)) as rs:
-        report = rs.ingest(path, progress=progress)
+        report = rs.ingest(path, progress=progress, namespace=namespace)
         console.print(
             f"[bold]{report.files}[/] files, [bold]{report.chunks}[/] chunks: {report.embedded} embedded, "
             f"{report.unchanged} unchanged, {report.removed} removed"
             + (f", {report.duplicates} duplicate ids skipped" if report.duplicates else "")
-            + f"; store now holds {rs.count()}"
+            + f"; {'namespace ' + repr(namespace) if namespace else 'store'} now holds {rs.count(namespace=namespace)}"
         )
 
 
@@ -275,6 +286,7 @@ def search(
     server: ServerOpt = None,
     api_key: ApiKeyOpt = None,
     set_: SetOpt = None,
+    namespace: NamespaceOpt = None,
 ) -> None:
     """Search the store for a query (or ask a running `ragstore serve` with --server, no model loaded here)."""
     from .errors import FilterError, ValidationError
@@ -292,14 +304,23 @@ def search(
             raise FilterError("--filter nests too deeply (a filter may nest at most 32 levels)") from None
     if explain:
         if server:
-            answer = _remote(server, "/v1/explain", {"filter": where, "k": k}, api_key)
+            asked = {"filter": where, "k": k, "namespace": namespace}
+            answer = _remote(server, "/v1/explain", {key: v for key, v in asked.items() if v is not None}, api_key)
         else:
             with _open(config, _sets(set_)) as rs:
-                answer = rs.explain(where, k)
+                answer = rs.explain(where, k, namespace=namespace)
         console.print_json(data=answer)
         return
     if server:
-        body = {"query": query, "k": k, "filter": where, "mode": mode, "bilingual": bilingual, "alpha": alpha}
+        body = {
+            "query": query,
+            "k": k,
+            "filter": where,
+            "mode": mode,
+            "bilingual": bilingual,
+            "alpha": alpha,
+            "namespace": namespace,
+        }
         answer = _remote(server, "/v1/search", {key: v for key, v in body.items() if v is not None}, api_key)
         hits = [
             Hit(h["id"], h["score"], h["text"], h.get("metadata") or {}, h.get("scale", "cosine"))
@@ -309,8 +330,8 @@ def search(
         empty = False
     else:
         with _open(config, _sets(set_)) as rs:
-            result = rs.query(query, k, where, bilingual=bilingual, mode=mode, alpha=alpha)
-            empty = not result.hits and rs.count() == 0
+            result = rs.query(query, k, where, bilingual=bilingual, mode=mode, alpha=alpha, namespace=namespace)
+            empty = not result.hits and rs.count(namespace=namespace) == 0
         hits, plan = result.hits, result.plan.as_dict()
     if as_json:
         console.print_json(data={"query": query, "plan": plan, "hits": [asdict(h) for h in hits]})
@@ -765,7 +786,7 @@ def _must_exist(opts: Any, spec: str) -> None:
         raise TransferError(f"source {spec!r} keeps its documents in RAM only: give it a path")
 
 
-def _source(spec: str) -> Any:
+def _source(spec: str, namespace: str | None = None) -> Any:
     """A config file, an export file (``.parquet``), an app's collection (``langchain-chroma:path=...``) or a
     store spec as the bench takes it (``faiss:path=./db``)."""
     from .stores.registry import resolve_store
@@ -786,7 +807,12 @@ def _source(spec: str) -> Any:
             return open_app_source(kind, block)
         cls, opts = resolve_store({"type": kind, **block}, None)
     _must_exist(opts, spec)
-    return StoreSource(cls(opts))
+    store = cls(opts)
+    try:
+        return StoreSource(store, namespace=ALL_NAMESPACES if namespace is None else namespace)
+    except BaseException:
+        store.close()
+        raise
 
 
 def _destination(spec: str, source: Any, reembed: bool) -> tuple[Any, Any, Any]:
@@ -849,6 +875,9 @@ def _verify_report(result: Any) -> None:
 
 
 SpecArg = Annotated[str, typer.Argument(help="config file, or a store spec: faiss:path=./db, JSON, ...")]
+NamespaceOpt = Annotated[
+    str | None, typer.Option("--namespace", "-n", help="the tenant (default: the default namespace)")
+]
 
 
 @app.command()
@@ -868,12 +897,19 @@ def copy(
     batch_size: Annotated[int, typer.Option(help="documents per page")] = 1000,
     queries: Annotated[int, typer.Option(help="sampled queries for --verify")] = 20,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="copy this namespace only (default: every one)")
+    ] = None,
+    into: Annotated[
+        str | None, typer.Option(help="write into this namespace of the destination (default: each its own)")
+    ] = None,
 ) -> None:
-    """Copy a collection into another store without re-embedding; resumable, idempotent, verifiable."""
+    """Copy a collection into another store without re-embedding; resumable, idempotent, verifiable. A
+    collection with namespaces copies whole (each namespace into its own) or one namespace at a time."""
     from .transfer import copy_collection
     from .transfer.sources import close_quietly
 
-    src = _source(source)
+    src = _source(source, namespace)
     dest = closer = None
     try:
         dest, embedder, closer = _destination(destination, src, reembed)
@@ -886,6 +922,7 @@ def copy(
             verify=verify,
             queries=queries,
             progress=progress,
+            into=ALL_NAMESPACES if into is None else into,
         )
         report.notes[:0] = [*src.notes, *dest.notes]
         _copy_report(report)
@@ -893,6 +930,24 @@ def copy(
         close_quietly(closer, src)
     if report.verify is not None and not report.verify.ok:
         raise typer.Exit(1)
+
+
+@app.command("hash-key")
+@_friendly
+def hash_key_cmd(
+    key: Annotated[
+        str | None, typer.Argument(help="the key (default: read from stdin, so it stays out of shell history)")
+    ] = None,
+) -> None:
+    """Print the SHA-256 a serve.api_keys entry keeps for a key (sha256: ...): configs never hold keys."""
+    import sys
+
+    from .secrets import hash_key
+
+    token = key if key is not None else sys.stdin.readline().rstrip("\n")
+    if len(token) < 16:
+        raise typer.BadParameter("an API key needs at least 16 characters")
+    console.print(hash_key(token), highlight=False)
 
 
 @app.command("export")

@@ -22,16 +22,17 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from .bilingual.config import BilingualConfig
 from .embedders.base import Embedder
-from .errors import ConfigError
+from .errors import ConfigError, ValidationError
 from .lexical.config import HybridConfig, SearchMode
+from .query.namespaces import validate_namespace
 from .stores.base import StoreOptions, VectorStore
 from .stores.registry import (
     describe_problems,
@@ -78,6 +79,40 @@ class SearchConfig(BaseModel):
     hybrid: HybridConfig = Field(default_factory=HybridConfig)
 
 
+#: what a key may do: read (search, explain, documents by id, embeddings, models), write (add and delete
+#: documents), admin (``/v1/info`` and ``/metrics``: every namespace's counts)
+KeyScope = Literal["read", "write", "admin"]
+
+
+def _read_only() -> list[KeyScope]:
+    return ["read"]
+
+
+class ApiKey(BaseModel):
+    """A key that opens one door: its namespaces (``None``: every one) and what it may do there. Kept as a
+    SHA-256 hash (``ragstore hash-key``), so a config file never holds a working key; ``key`` takes a plain
+    one, for ``${ENV}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="how /metrics and logs name it")
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the key")
+    key: str | None = Field(default=None, min_length=16, description="the plain key (use ${ENV})")
+    namespaces: list[str] | None = Field(default=None, min_length=1, description="namespaces it opens (default: all)")
+    scopes: list[KeyScope] = Field(default_factory=_read_only, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> ApiKey:
+        if (self.sha256 is None) == (self.key is None):
+            raise ValueError(f"api key {self.name!r}: give exactly one of sha256 (recommended) or key")
+        for ns in self.namespaces or []:
+            try:
+                validate_namespace(ns)
+            except ValidationError as exc:
+                raise ValueError(f"api key {self.name!r}: {exc}") from None
+        return self
+
+
 class ServeConfig(BaseModel):
     """``ragstore serve``: where it listens, who may call it, and how requests are batched and bounded."""
 
@@ -85,9 +120,20 @@ class ServeConfig(BaseModel):
 
     host: str = Field(default="127.0.0.1", description="anything but loopback needs api_keys")
     port: int = Field(default=8080, gt=0, lt=65536)
-    api_keys: list[str] = Field(
-        default_factory=list, description="Bearer keys (use ${ENV}); also $RAGSTORE_API_KEYS, comma-separated"
+    api_keys: list[str | ApiKey] = Field(
+        default_factory=list,
+        description="Bearer keys: a plain string (use ${ENV}) opens everything; an entry with name, sha256, "
+        "namespaces and scopes opens only those; also $RAGSTORE_API_KEYS (plain, comma-separated)",
     )
+
+    @field_validator("api_keys")
+    @classmethod
+    def _names_unique(cls, value: list[str | ApiKey]) -> list[str | ApiKey]:
+        names = [k.name for k in value if isinstance(k, ApiKey)]
+        if len(names) != len(set(names)):
+            raise ValueError("api_keys: two keys share a name")
+        return value
+
     max_batch: int = Field(default=64, gt=0, le=4096, description="texts per model call")
     max_batch_tokens: int = Field(default=16_384, gt=0, description="estimated tokens per model call")
     max_wait_ms: float = Field(default=2.0, ge=0, le=1000, description="how long a batch waits to fill")

@@ -26,6 +26,7 @@ from .embedders.cache import CachedEmbedder
 from .errors import DimensionMismatchError, ValidationError
 from .lexical.config import SearchMode
 from .query.filters import Filter
+from .query.namespaces import ALL_NAMESPACES
 from .query.retrieval import Retriever, SearchResult
 from .secrets import redact
 from .stores.base import VectorStore, check_document
@@ -156,8 +157,9 @@ class Ragstore:
         ids: Sequence[str] | None = None,
         *,
         progress: bool = False,
+        namespace: str | None = None,
     ) -> list[str]:
-        """Embed and upsert texts (or Documents); returns their ids."""
+        """Embed and upsert texts (or Documents) into ``namespace``; returns their ids."""
         if isinstance(texts, str):
             raise ValidationError("add() takes a list of texts; wrap a single text in a list")
         if metadatas is not None and len(metadatas) != len(texts):
@@ -177,9 +179,13 @@ class Ragstore:
             if ids is not None:
                 doc.id = ids[pos]
             docs.append(doc)
-        return self._embed_and_upsert(docs, progress=progress)
+        return self._embed_and_upsert(docs, progress=progress, namespace=namespace)
 
-    def _embed_and_upsert(self, docs: list[Document], *, progress: bool, desc: str = "embedding") -> list[str]:
+    def _embed_and_upsert(
+        self, docs: list[Document], *, progress: bool, desc: str = "embedding", namespace: str | None = None
+    ) -> list[str]:
+        if namespace is not None:  # a bad or unknown namespace is refused before anything is embedded
+            self.collection.primary.scoped_filter(None, namespace)
         for pos, doc in enumerate(docs):  # the whole input is refused before the first batch is written
             try:
                 check_document(doc, pos)
@@ -196,12 +202,16 @@ class Ragstore:
                 if todo:
                     for doc, vec in zip(todo, self.embedder.embed_documents([d.text for d in todo]), strict=True):
                         doc.vector = vec
-                out += self.collection.upsert(batch)  # the lexical index and every route follow
+                out += self.collection.upsert(batch, namespace=namespace)  # the lexical index and every route follow
                 bar.update(len(batch))
         return out
 
-    def ingest(self, path: str | os.PathLike[str], *, progress: bool = True) -> IngestReport:
-        """Chunk files under ``path``, embed only new or changed chunks, drop chunks of a file that are gone."""
+    def ingest(
+        self, path: str | os.PathLike[str], *, progress: bool = True, namespace: str | None = None
+    ) -> IngestReport:
+        """Chunk files under ``path`` into ``namespace``, embed only new or changed chunks, drop chunks of a
+        file that are gone."""
+        ns = namespace
         cfg = self.config.ingest
         files = iter_files(path, cfg.max_file_mb)
         report = IngestReport(files=len(files))
@@ -217,23 +227,33 @@ class Ragstore:
             else:
                 unique[doc.id] = doc
         report.chunks = len(unique)
-        existing = {d.id: d for d in self.store.get(list(unique))} if unique else {}
+        existing = {d.id: d for d in self.store.get(list(unique), namespace=ns)} if unique else {}
         todo = [
             d
             for d in unique.values()
             if d.id not in existing or existing[d.id].text != d.text or existing[d.id].metadata != d.metadata
         ]
         report.unchanged = len(unique) - len(todo)
-        self._embed_and_upsert(todo, progress=progress)
+        self._embed_and_upsert(todo, progress=progress, namespace=ns)
         report.embedded = len(todo)
         report.sources = sorted({str(d.metadata["source"]) for d in unique.values()})
         for source in report.sources:
-            stale = [d.id for d in self.store.get(filter={"source": source}) if d.id not in unique]
-            report.removed += self.delete(stale) if stale else 0
+            stale = [d.id for d in self.store.get(filter={"source": source}, namespace=ns) if d.id not in unique]
+            report.removed += self.delete(stale, namespace=ns) if stale else 0
         return report
 
-    def delete(self, ids: Sequence[str] | None = None, *, filter: Filter | None = None) -> int:
-        return self.collection.delete(ids, filter=filter)
+    def delete(
+        self, ids: Sequence[str] | None = None, *, filter: Filter | None = None, namespace: str | None = None
+    ) -> int:
+        return self.collection.delete(ids, filter=filter, namespace=namespace)
+
+    def clear(self, *, namespace: str | None = None) -> None:
+        """Remove every document of ``namespace`` (a collection without namespaces: every document)."""
+        self.collection.clear(namespace=namespace)
+
+    def namespaces(self) -> dict[str, int]:
+        """Each namespace that holds documents, with how many."""
+        return self.collection.namespaces()
 
     # ----------------------------------------------------------------- reads
     def search(
@@ -245,11 +265,12 @@ class Ragstore:
         bilingual: Mode | None = None,
         mode: SearchMode | None = None,
         alpha: float | None = None,
+        namespace: str | None = None,
     ) -> list[Hit]:
-        """The ``k`` best hits for one query (higher is better; ``Hit.scale`` says what the score is: cosine
-        similarity by default, BM25 in lexical mode, the fusion's score in hybrid mode). ``alpha``: hybrid
-        with alpha fusion at that share of the dense leg."""
-        return self.query(query, k, filter, bilingual=bilingual, mode=mode, alpha=alpha).hits
+        """The ``k`` best hits for one query in ``namespace`` (higher is better; ``Hit.scale`` says what the
+        score is: cosine similarity by default, BM25 in lexical mode, the fusion's score in hybrid mode).
+        ``alpha``: hybrid with alpha fusion at that share of the dense leg."""
+        return self.query(query, k, filter, bilingual=bilingual, mode=mode, alpha=alpha, namespace=namespace).hits
 
     def search_many(
         self,
@@ -260,9 +281,11 @@ class Ragstore:
         bilingual: Mode | None = None,
         mode: SearchMode | None = None,
         alpha: float | None = None,
+        namespace: str | None = None,
     ) -> list[list[Hit]]:
         """Embed all queries in one batch, then search each."""
-        return [r.hits for r in self.query_many(queries, k, filter, bilingual=bilingual, mode=mode, alpha=alpha)]
+        found = self.query_many(queries, k, filter, bilingual=bilingual, mode=mode, alpha=alpha, namespace=namespace)
+        return [r.hits for r in found]
 
     def query(
         self,
@@ -273,9 +296,10 @@ class Ragstore:
         bilingual: Mode | None = None,
         mode: SearchMode | None = None,
         alpha: float | None = None,
+        namespace: str | None = None,
     ) -> SearchResult:
         """Like ``search``, and also says which path served the query and what text was embedded."""
-        return self.query_many([query], k, filter, bilingual=bilingual, mode=mode, alpha=alpha)[0]
+        return self.query_many([query], k, filter, bilingual=bilingual, mode=mode, alpha=alpha, namespace=namespace)[0]
 
     def query_many(
         self,
@@ -286,8 +310,10 @@ class Ragstore:
         bilingual: Mode | None = None,
         mode: SearchMode | None = None,
         alpha: float | None = None,
+        namespace: str | None = None,
     ) -> list[SearchResult]:
-        """``mode``: dense, lexical or hybrid (default: the config's ``search.mode``)."""
+        """``mode``: dense, lexical or hybrid (default: the config's ``search.mode``); ``namespace``: the tenant
+        searched (every leg: dense, lexical, routes)."""
         if isinstance(queries, str):
             raise ValidationError("query_many() takes a list of queries; wrap a single query in a list")
         spec = self.retriever.resolve(
@@ -297,19 +323,22 @@ class Ragstore:
             search=mode,
             alpha=alpha,
             limits=self.store.options.filter_limits,
+            namespace=namespace,
         )
         return self.retriever.answer(self.collection, queries, spec)
 
-    def get(self, ids: Sequence[str]) -> list[Document]:
-        return self.store.get(ids)
+    def get(self, ids: Sequence[str], *, namespace: str | None = None) -> list[Document]:
+        return self.store.get(ids, namespace=namespace)
 
-    def explain(self, filter: Filter | None = None, k: int | None = None) -> dict[str, Any]:
+    def explain(
+        self, filter: Filter | None = None, k: int | None = None, *, namespace: str | None = None
+    ) -> dict[str, Any]:
         """How the store would run a search with ``filter`` (declared fields used, pre-filter or filtered
         ANN), without running it: see ``VectorStore.explain``."""
-        return self.collection.primary.explain(filter, k or self.config.search.k)
+        return self.collection.primary.explain(filter, k or self.config.search.k, namespace=namespace)
 
-    def count(self, filter: Filter | None = None) -> int:
-        return self.store.count(filter)
+    def count(self, filter: Filter | None = None, *, namespace: str | None = None) -> int:
+        return self.store.count(filter, namespace=namespace)
 
     def info(self) -> dict[str, Any]:
         """What this instance runs on: config source, embedder, store, counts (passwords masked: this reaches
@@ -323,7 +352,8 @@ class Ragstore:
                     "type": self.store.name,
                     "metric": self.store.metric,
                     "dim": self.store.dim,
-                    "count": self.store.count(),
+                    "count": self.store.count(namespace=ALL_NAMESPACES),
+                    "namespaces": self.collection.namespaces() if self.store.options.namespaces else None,
                     "lexical": self.store.lexical,
                     "lexical_leg": self._lexical_leg(),
                     "indexed": {

@@ -7,6 +7,7 @@ as ``password=***`` and a URL's ``user:password@`` as ``user:***@``; everything 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -37,4 +38,15 @@ def redact(value: Any) -> Any:
     return value
 
 
-__all__ = ["MASK", "SECRET_KEYS", "redact", "redact_text"]
+def key_digest(token: str) -> bytes:
+    """SHA-256 of an API key: what a config keeps (``serve.api_keys[].sha256``) and what a request's key is
+    compared against, so no config file holds a working key."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+def hash_key(token: str) -> str:
+    """The hex ``sha256`` a ``serve.api_keys`` entry keeps for ``token`` (``ragstore hash-key``)."""
+    return key_digest(token).hex()
+
+
+__all__ = ["MASK", "SECRET_KEYS", "hash_key", "key_digest", "redact", "redact_text"]

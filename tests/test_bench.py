@@ -397,3 +397,23 @@ def test_quality_vs_latency_is_one_readable_figure(tmp_path: Path) -> None:
     (png,) = plots({"rows": rows, "meta": {"dataset": {"name": "t"}}}, tmp_path)
     width, height = Image.open(png).size
     assert width <= 1600 and height <= 800, (width, height)
+
+
+def test_a_namespaced_run_scores_exactly_as_a_plain_one(tmp_path: Path) -> None:
+    """``namespace:``: the corpus in one tenant beside a decoy tenant holding the same ids with every text and
+    vector moved one on; any leak across namespaces would move the scores."""
+    stores = [{"type": "memory"}, {"type": "faiss", "index": "flat"}]
+    paths = ["plain", "plain/hybrid", "plain/lexical"]
+    plain = _bench(tmp_path / "plain", stores=stores, query_paths=paths)
+    tenant = _bench(tmp_path / "tenant", stores=stores, query_paths=paths, namespace="acme")
+    assert len(plain["rows"]) == len(tenant["rows"]) == 12
+    for a, b in zip(plain["rows"], tenant["rows"], strict=True):
+        assert b["namespace"] == "acme" and a["namespace"] is None
+        # dense scores are the tenant's alone: identical; BM25's statistics (N, df, average length) are the
+        # collection's, as in Lucene, Milvus and Qdrant, so the decoy's texts move lexical scores a little --
+        # a leak would put the decoy's texts under judged ids and move them a lot
+        close = 1e-9 if b["path"] == "plain" else 0.03
+        for measure in ("nDCG@10", "Recall@10", "MRR@10"):
+            assert b[measure] == pytest.approx(a[measure], abs=close), (b["store"], b["path"], measure)
+    with pytest.raises(ConfigError, match="namespace"):
+        plan(load_bench_config(_config(tmp_path, namespace="it's")))

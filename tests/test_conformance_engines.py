@@ -9,7 +9,7 @@ import pytest
 from conftest import needs
 
 from ragstore.testing import PersistenceTests, VectorStoreConformance
-from ragstore.testing.conformance import LexicalTests
+from ragstore.testing.conformance import LexicalTests, NamespaceTests
 
 
 @needs("qdrant_client", "qdrant")
@@ -65,7 +65,7 @@ class TestMilvusLite(VectorStoreConformance):
 
 
 @needs("qdrant_client", "qdrant")
-class TestQdrantLocalNativeLexicalLeg(LexicalTests):
+class TestQdrantLocalNativeLexicalLeg(LexicalTests, NamespaceTests):
     """The sparse-vector leg a Qdrant server uses by default, run in local mode (where ``auto`` keeps the
     sidecar: faster there)."""
 
@@ -75,7 +75,7 @@ class TestQdrantLocalNativeLexicalLeg(LexicalTests):
 
 
 @needs("milvus_lite", "milvus")
-class TestMilvusLiteNativeLexicalLeg(LexicalTests):
+class TestMilvusLiteNativeLexicalLeg(LexicalTests, NamespaceTests):
     """The BM25-function leg a Milvus server >= 2.5 uses by default, run on Milvus Lite (where ``auto`` keeps
     the sidecar: exact and faster there)."""
 

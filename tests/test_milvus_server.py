@@ -118,3 +118,26 @@ def test_two_app_servers_on_one_milvus_server(config: dict[str, str], tmp_path: 
     finally:
         a.stop()
         b.stop()
+
+
+def test_namespaces_on_a_milvus_server(config: dict[str, str]) -> None:
+    """Namespaces on a real server: the same ids in two tenants are two documents, and every call of one
+    tenant (search, get, count, delete) stays in its own. The namespace is a plain column on 2.3 (its upsert
+    misroutes partition keys; 2.4 and later get the key), compared without JSON ``exists``, which 2.3 lacks."""
+    store = create_store({**config, "namespaces": True})
+    try:
+        docs = make_docs(8)
+        for ns in ("a", "b"):
+            store.upsert([Document(text=f"{ns} {d.text}", id=d.id, vector=d.vector) for d in docs], namespace=ns)
+        assert store.namespaces() == {"a": 8, "b": 8}
+        for ns in ("a", "b"):
+            hits = store.search(docs[0].vector, 8, namespace=ns)
+            assert len(hits) == 8 and {h.text.split()[0] for h in hits} == {ns} and hits[0].id == docs[0].id
+            assert store.get([docs[1].id], namespace=ns)[0].text == f"{ns} {docs[1].text}"
+        assert store.delete([d.id for d in docs[:3]], namespace="a") == 3
+        assert store.count(namespace="a") == 5 and store.count(namespace="b") == 8
+        store.clear(namespace="b")
+        assert store.namespaces() == {"a": 5}
+    finally:
+        store.drop()
+        store.close()

@@ -32,7 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from ..bilingual.config import BilingualConfig, FusionConfig, TranslatorName, translator_options
 from ..config import FileConfig
+from ..errors import ValidationError
 from ..lexical.config import HybridConfig
+from ..query.namespaces import validate_namespace
 
 DEFAULT_EMBEDDER = {"type": "sentence-transformers", "model": "all-MiniLM-L6-v2"}
 DEFAULT_STORE = {"type": "faiss", "index": "flat"}
@@ -99,6 +101,10 @@ class BenchBilingual(BaseModel):
         return BilingualConfig(**self.model_dump())
 
 
+#: the tenant beside the measured one in a namespaced run: the same ids, every text and vector moved one on
+DECOY = "bench-decoy"
+
+
 class BenchConfig(FileConfig):
     """A benchmark run; ``stores`` entries are store blocks plus optional ``label`` and ``sweep``."""
 
@@ -125,10 +131,27 @@ class BenchConfig(FileConfig):
         default_factory=HybridConfig, description="how /hybrid paths fuse the dense and lexical legs"
     )
     k: int = Field(default=100, gt=0, description="depth of each ranking scored for quality")
+    namespace: str | None = Field(
+        default=None,
+        description="run every query set inside this tenant of a collection made with namespaces, beside a "
+        "decoy tenant holding the same ids with other texts and vectors (scores must equal a plain run's)",
+    )
     speed: SpeedSpec = Field(default_factory=SpeedSpec)
     output: str = Field(default="bench-results", description="folder for JSON, Markdown, CSV and plots")
     cache_dir: str = Field(default=".ragstore/bench", description="embedding cache and scratch stores")
     plots: bool = True
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_name(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                validate_namespace(value)
+            except ValidationError as exc:
+                raise ValueError(str(exc)) from None
+            if value == DECOY:
+                raise ValueError(f"namespace {DECOY!r} is the decoy tenant's")
+        return value
 
     @field_validator("multilingual", mode="before")
     @classmethod

@@ -51,7 +51,7 @@ from ..stores.registry import (
     validate_options,
 )
 from ..types import Document, Hit
-from .config import BenchConfig
+from .config import DECOY, BenchConfig
 from .measure import MemorySampler, latency, percentiles, qps
 from .paths import needs_lexical, needs_routes, prepare, query_path
 
@@ -374,6 +374,21 @@ def _route_vectors(corpus: list[Document], ml_corpora: Mapping[str, list[Documen
     return out
 
 
+def _decoy(corpus: list[Document]) -> list[Document]:
+    """Another tenant's documents under the same ids: each id with the next document's text and vector (a
+    leak across namespaces would put wrong texts under judged ids and move every score)."""
+    n = len(corpus)
+    return [
+        Document(
+            text=corpus[(i + 1) % n].text,
+            id=d.id,
+            metadata=dict(corpus[(i + 1) % n].metadata),
+            vector=corpus[(i + 1) % n].vector,
+        )
+        for i, d in enumerate(corpus)
+    ]
+
+
 def _batches(
     corpus: list[Document], routed: Mapping[str, np.ndarray], step: int
 ) -> Iterator[tuple[list[Document], dict[str, np.ndarray]]]:
@@ -567,11 +582,15 @@ class BenchRunner:
         block = _scratch_block(case, scratch, f"{self.run_id}_{index}")
         if any(needs_lexical(p) for p in cfg.query_paths):  # the BM25 index is built during ingest (timed)
             block = {**block, "lexical": True, "lexical_path": str(scratch) + ".lexical"}
+        ns = cfg.namespace
+        ns_opt = {"namespaces": True} if ns is not None else {}
+        if ns is not None:  # the routes' stores are the primary's siblings: namespaced with it
+            block = {**block, "namespaces": True}
         used = {name for pq in prepared.values() for name in pq.routed}
         ml_corpora = {name: docs for name, docs in (ml_corpora or {}).items() if name in used}
         tags = {name: f"{self.run_id}_{index}_ml{pos}" for pos, name in enumerate(ml_corpora)}
         route_blocks = {
-            name: ((ml_embedders or {})[name], _scratch_block(case, scratch.with_name(tag), tag))
+            name: ((ml_embedders or {})[name], {**_scratch_block(case, scratch.with_name(tag), tag), **ns_opt})
             for name, tag in tags.items()
         }
         journal = scratch.with_name(scratch.name + ".journal")  # a server store's journal (embedded: beside it)
@@ -590,10 +609,20 @@ class BenchRunner:
             open_s = time.perf_counter() - start
             try:
                 coll.drop()  # a scratch collection left by a crashed run starts empty
-                ingest_s, ml_ingest = self._ingest(coll, corpus, _route_vectors(corpus, ml_corpora), bar, case.label)
+                routed = _route_vectors(corpus, ml_corpora)
+                ingest_s, ml_ingest = self._ingest(coll, corpus, routed, bar, case.label, ns)
+                if ns is not None:  # the decoy tenant: the same ids, each with the next document's text and vectors
+                    self._ingest(
+                        coll,
+                        _decoy(corpus),
+                        {k: np.roll(v, -1, axis=0) for k, v in routed.items()},
+                        bar,
+                        "decoy tenant",
+                        DECOY,
+                    )
                 start = time.perf_counter()
                 first = next(iter(prepared.values()))
-                first.run(coll, 0, 1)
+                first.run(coll, 0, 1, namespace=ns)
                 ready_s = time.perf_counter() - start
                 coll.flush()
                 size = coll.storage_bytes()
@@ -614,6 +643,7 @@ class BenchRunner:
                             "path": path_name,
                             "n_queries": pq.n,
                             "n_docs": len(corpus),
+                            "namespace": ns,
                             "open_s": open_s,
                             "ingest_s": ingest_s,
                             "ingest_per_s": len(corpus) / ingest_s if ingest_s > 0 else None,
@@ -623,9 +653,9 @@ class BenchRunner:
                         if ml_ingest:  # memory and disk then cover every index
                             row["ml_ingest_s"] = ml_ingest
                         ref = refs[coll.metric][(lang, path_name)]
-                        row.update(self._quality(coll, pq, ds, ref, cfg.k))
+                        row.update(self._quality(coll, pq, ds, ref, cfg.k, ns))
                         if speed.enabled:
-                            row.update(self._speed(coll, pq))
+                            row.update(self._speed(coll, pq, ns))
                         rows.append(row)
                         bar.advance(overall)
                         self._advanced += 1
@@ -650,6 +680,7 @@ class BenchRunner:
         routed: dict[str, np.ndarray],
         bar: Progress,
         label: str,
+        namespace: str | None = None,
     ) -> tuple[float, dict[str, float]]:
         """Seconds of the collection's writes without its route indexes (the primary, the lexical index, the
         journal), and each route's own seconds."""
@@ -658,7 +689,7 @@ class BenchRunner:
         before = dict(coll.timings)
         for part, vectors in _batches(corpus, routed, max(coll.batch_size, INGEST_BATCH)):
             start = time.perf_counter()
-            coll.upsert(part, vectors=vectors)
+            coll.upsert(part, vectors=vectors, namespace=namespace)
             seconds += time.perf_counter() - start
             bar.advance(task, len(part))
         bar.remove_task(task)
@@ -666,15 +697,17 @@ class BenchRunner:
         return seconds - sum(routes.values()), routes
 
     @staticmethod
-    def _quality(store: Collection, pq: Prepared, ds: BeirDataset, ref: list[list[Hit]], k: int) -> dict[str, Any]:
+    def _quality(
+        store: Collection, pq: Prepared, ds: BeirDataset, ref: list[list[Hit]], k: int, ns: str | None = None
+    ) -> dict[str, Any]:
         # Measures at 10 come from a search at k=10 itself, as an application asking for 10 would run it:
         # engines widen their HNSW beam to k, so reading them off a k=100 ranking would hide what a small
         # ef_search loses. Deeper measures (Recall@100, MAP@100) come from the k-deep ranking.
-        deep = pq.run_all(store, k)
+        deep = pq.run_all(store, k, namespace=ns)
         # an exact index gives the same top 10 either way, unless the path fuses rankings (a fusion of two
         # top-100 lists need not agree with the fusion of two top-10 lists that a k=10 search makes)
         exact_tens = store.capabilities.exact and k >= ANN_K and not pq.needs_second
-        tens = [hits[:ANN_K] for hits in deep] if exact_tens else pq.run_all(store, ANN_K)
+        tens = [hits[:ANN_K] for hits in deep] if exact_tens else pq.run_all(store, ANN_K, namespace=ns)
         overlap, with_ref = 0.0, 0
         for i, hits in enumerate(tens):
             if ref[i]:  # a lexical query none of whose terms is in the corpus has no reference to recall
@@ -712,12 +745,12 @@ class BenchRunner:
             scores["recall@10_by_lang"] = by_lang
         return scores
 
-    def _speed(self, store: Collection, pq: Prepared) -> dict[str, Any]:
+    def _speed(self, store: Collection, pq: Prepared, ns: str | None = None) -> dict[str, Any]:
         speed = self.config.speed
         k = speed.latency_k
 
         def one(i: int) -> object:
-            return pq.run(store, i, k)
+            return pq.run(store, i, k, namespace=ns)
 
         order = list(range(pq.n))
         out: dict[str, Any] = percentiles(latency(one, order, speed.warmup, speed.latency_queries))

@@ -92,6 +92,7 @@ class Session:
         candidates: int | None = None,
         vector: Any = None,
         embed: Any = None,
+        namespace: str | None = None,
     ) -> list[Hit]:
         """The ``k`` best hits for one question: through the pipeline's retriever when there is one and the
         text is known (bilingual routing and fusion included; ``vector``, when given, is used instead of
@@ -102,13 +103,20 @@ class Session:
         if self.retriever is not None and text:
             given = None if vector is None else [vector]
             spec = self.retriever.resolve(
-                k, where, search=search, hybrid=hybrid, limits=self.collection.options.filter_limits
+                k,
+                where,
+                search=search,
+                hybrid=hybrid,
+                limits=self.collection.options.filter_limits,
+                namespace=namespace,
             )
             (result,) = self.retriever.answer(self.collection, [text], spec, vectors=given)
             return result.hits
         if vector is None and embed is not None and search != "lexical":
             vector = embed()
-        return search_with_vector(self.collection, vector, text, k, where, search=search, hybrid=hybrid)
+        return search_with_vector(
+            self.collection, vector, text, k, where, search=search, hybrid=hybrid, namespace=namespace
+        )
 
     def close(self) -> None:
         self._owner.close()

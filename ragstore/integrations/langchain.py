@@ -14,6 +14,7 @@ grammar, which is the Mongo-style dict LangChain users know from Chroma and PGVe
 from __future__ import annotations
 
 import asyncio
+import copy
 import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -148,13 +149,30 @@ class RagstoreVectorStore(VectorStore):
         embedding: Embeddings,
         *,
         pipeline: Ragstore | None = None,
+        namespace: str | None = None,
     ) -> None:
+        """``namespace``: the tenant every call reads and writes (a per-call ``namespace=`` overrides it; the
+        store must be made with ``namespaces: true`` for any but the default)."""
         if not isinstance(embedding, Embeddings):
             raise ValidationError(f"embedding must be a LangChain Embeddings, got {type(embedding).__name__}")
         self.pipeline = pipeline  # set by from_config: text queries take its bilingual path
         self.session = Session.of(store, pipeline)
         self.store = self.session.collection  # writes reach its lexical index and routes
+        self.store.primary.scoped_filter(None, namespace)  # a bad or unavailable namespace: refused now
+        self.namespace = namespace
         self._embedding = embedding
+
+    def with_namespace(self, namespace: str | None) -> RagstoreVectorStore:
+        """The same collection (and query path) seen from another tenant: one object per tenant, sharing one
+        engine connection (close the first only)."""
+        twin = copy.copy(self)
+        self.store.primary.scoped_filter(None, namespace)
+        twin.namespace = namespace
+        return twin
+
+    def _ns(self, kwargs: dict[str, Any]) -> str | None:
+        """The call's namespace (``namespace=`` kwarg), else the store's."""
+        return kwargs.pop("namespace", None) or self.namespace
 
     @property
     def embeddings(self) -> Embeddings:
@@ -170,6 +188,8 @@ class RagstoreVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[str]:
         items = list(texts)
+        ns = self._ns(kwargs)
+        self.store.primary.scoped_filter(None, ns)  # before anything is embedded
         if metadatas is not None and len(metadatas) != len(items):
             raise ValidationError(f"got {len(metadatas)} metadatas for {len(items)} texts")
         if ids is not None and len(ids) != len(items):
@@ -182,7 +202,7 @@ class RagstoreVectorStore(VectorStore):
             RsDocument(text=t, id=i, metadata=pack_metadata(m), vector=v)
             for t, i, m, v in zip(items, chosen, metadatas or [{}] * len(items), vectors, strict=True)
         ]
-        return self.store.upsert(docs)
+        return self.store.upsert(docs, namespace=ns)
 
     async def aadd_texts(
         self,
@@ -198,12 +218,13 @@ class RagstoreVectorStore(VectorStore):
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
         """Delete by ids (unknown ids are ignored) or, with ``filter=...``, by metadata filter."""
         where = kwargs.get("filter")
+        ns = self._ns(kwargs)
         if ids is None and where is None:
             raise ValidationError("delete() needs ids or filter=...")
         if ids is not None:
-            self.store.delete(list(ids))
+            self.store.delete(list(ids), namespace=ns)
         if where is not None:
-            self.store.delete(filter=where)
+            self.store.delete(filter=where, namespace=ns)
         return True
 
     # ----------------------------------------------------------------------------------------- reads
@@ -212,15 +233,16 @@ class RagstoreVectorStore(VectorStore):
         return Document(id=doc_id, page_content=text, metadata=unpack_metadata(metadata))
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
-        return [self._doc(d.id, d.text, d.metadata) for d in self.store.get(list(ids))]
+        return [self._doc(d.id, d.text, d.metadata) for d in self.store.get(list(ids), namespace=self.namespace)]
 
     def similarity_search_with_score_by_vector(
         self, embedding: list[float], k: int = 4, filter: Mapping[str, Any] | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
+        ns = self._ns(kwargs)
         if self.store.dim is None:  # nothing stored yet: no collection to ask
             return []
         reject_unknown(kwargs, "similarity_search")
-        hits = self.store.search(np.asarray(embedding, dtype=np.float32), k, _where(filter))
+        hits = self.store.search(np.asarray(embedding, dtype=np.float32), k, _where(filter), namespace=ns)
         return [(self._doc(h.id, h.text, h.metadata), h.score) for h in hits]
 
     def similarity_search_with_score(
@@ -236,12 +258,19 @@ class RagstoreVectorStore(VectorStore):
 
     def _hits(self, query: str, k: int, filter: Mapping[str, Any] | None, kwargs: dict[str, Any]) -> list[Hit]:
         mode, alpha = _search_kwargs(kwargs, self.session.search)
+        ns = self._ns(kwargs)
         reject_unknown(kwargs, "similarity_search")
         where = _where(filter)  # checked before the question is embedded
         if mode != "dense":
             self.store.require_lexical()
         return self.session.query(
-            query, k, where, search=mode, alpha=alpha, embed=lambda: self._embedding.embed_query(query)
+            query,
+            k,
+            where,
+            search=mode,
+            alpha=alpha,
+            embed=lambda: self._embedding.embed_query(query),
+            namespace=ns,
         )
 
     def _similarity_search_with_relevance_scores(
@@ -290,14 +319,15 @@ class RagstoreVectorStore(VectorStore):
         filter: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> list[Document]:
+        ns = self._ns(kwargs)
         if self.store.dim is None:
             return []
         query = np.asarray(embedding, dtype=np.float32)
         reject_unknown(kwargs, "max_marginal_relevance_search")
-        hits = self.store.search(query, max(fetch_k, k), _where(filter))
+        hits = self.store.search(query, max(fetch_k, k), _where(filter), namespace=ns)
         if not hits:
             return []
-        stored = {d.id: d for d in self.store.get([h.id for h in hits])}
+        stored = {d.id: d for d in self.store.get([h.id for h in hits], namespace=ns)}
         hits = [h for h in hits if h.id in stored and stored[h.id].vector is not None]
         matrix = np.stack([np.asarray(stored[h.id].vector, dtype=np.float32) for h in hits])
         return [self._doc(hits[i].id, hits[i].text, hits[i].metadata) for i in mmr(query, matrix, k, lambda_mult)]
@@ -327,8 +357,9 @@ class RagstoreVectorStore(VectorStore):
         store: RagstoreStore | Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> RagstoreVectorStore:
-        """A store (default: in-memory) filled with ``texts``; ``store=`` takes any ragstore store block."""
-        vs = cls(store, embedding)
+        """A store (default: in-memory) filled with ``texts``; ``store=`` takes any ragstore store block,
+        ``namespace=`` the tenant."""
+        vs = cls(store, embedding, namespace=kwargs.pop("namespace", None))
         vs.add_texts(texts, metadatas, ids=ids)
         return vs
 
@@ -336,7 +367,7 @@ class RagstoreVectorStore(VectorStore):
         self.session.close()
 
 
-def from_config(config: Any = None) -> tuple[RagstoreVectorStore, RagstoreEmbeddings]:
+def from_config(config: Any = None, *, namespace: str | None = None) -> tuple[RagstoreVectorStore, RagstoreEmbeddings]:
     """The config's store and embedder as LangChain objects, so an app changes backend by editing YAML only.
 
     ``config``: a path, a dict or a ``RagstoreConfig``, as for ``ragstore.open``. Text queries through the
@@ -347,4 +378,4 @@ def from_config(config: Any = None) -> tuple[RagstoreVectorStore, RagstoreEmbedd
 
     rs = Ragstore.open(config)
     embeddings = RagstoreEmbeddings(retriever=rs.retriever)  # the pipeline's translator and cache, shared
-    return RagstoreVectorStore(None, embeddings, pipeline=rs), embeddings
+    return RagstoreVectorStore(None, embeddings, pipeline=rs, namespace=namespace), embeddings

@@ -165,14 +165,40 @@ class RagstoreVectorStore(BasePydanticVectorStore):
     _store: Collection = PrivateAttr()
     _session: Session = PrivateAttr()
     _pipeline: Ragstore | None = PrivateAttr(default=None)
+    _namespace: str | None = PrivateAttr(default=None)
 
     def __init__(
-        self, store: VectorStore | Collection | Mapping[str, Any] | None = None, *, pipeline: Ragstore | None = None
+        self,
+        store: VectorStore | Collection | Mapping[str, Any] | None = None,
+        *,
+        pipeline: Ragstore | None = None,
+        namespace: str | None = None,
     ) -> None:
+        """``namespace``: the tenant every call reads and writes (``namespace=`` in a call's kwargs, or a
+        retriever's ``vector_store_kwargs``, overrides it)."""
         super().__init__(stores_text=True)
         self._pipeline = pipeline
         self._session = Session.of(store, pipeline)
         self._store = self._session.collection  # writes reach its lexical index and routes
+        self._store.primary.scoped_filter(None, namespace)  # a bad or unavailable namespace: refused now
+        self._namespace = namespace
+
+    @property
+    def namespace(self) -> str | None:
+        return self._namespace
+
+    def with_namespace(self, namespace: str | None) -> RagstoreVectorStore:
+        """The same collection (and query path) seen from another tenant: one vector store per tenant, for
+        one ``VectorStoreIndex`` each, sharing one engine connection (close the first only)."""
+        twin = RagstoreVectorStore.__new__(RagstoreVectorStore)
+        BasePydanticVectorStore.__init__(twin, stores_text=True)
+        twin._pipeline, twin._session, twin._store = self._pipeline, self._session, self._store
+        self._store.primary.scoped_filter(None, namespace)
+        twin._namespace = namespace
+        return twin
+
+    def _ns(self, kwargs: Mapping[str, Any]) -> str | None:
+        return kwargs.get("namespace") or self._namespace
 
     @classmethod
     def class_name(cls) -> str:
@@ -188,6 +214,7 @@ class RagstoreVectorStore(BasePydanticVectorStore):
 
     # ----------------------------------------------------------------------------------------- writes
     def add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> list[str]:
+        ns = self._ns(kwargs)
         docs = []
         for node in nodes:
             if node.embedding is None:
@@ -203,41 +230,45 @@ class RagstoreVectorStore(BasePydanticVectorStore):
             )
         if not docs:
             return []
-        return self._store.upsert(docs)
+        return self._store.upsert(docs, namespace=ns)
 
     async def async_add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> list[str]:
         return await asyncio.to_thread(self.add, nodes, **kwargs)
 
-    def _delete(self, ids: list[str] | None = None, where: dict[str, Any] | None = None) -> int:
-        return self._store.delete(ids, filter=where)
+    def _delete(
+        self, ids: list[str] | None = None, where: dict[str, Any] | None = None, namespace: str | None = None
+    ) -> int:
+        return self._store.delete(ids, filter=where, namespace=namespace)
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
         """Every node that came from the document ``ref_doc_id``."""
         if self._store.dim is not None:
-            self._delete(where={"ref_doc_id": ref_doc_id})
+            self._delete(where={"ref_doc_id": ref_doc_id}, namespace=self._ns(delete_kwargs))
 
     async def adelete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
-        await asyncio.to_thread(self.delete, ref_doc_id)
+        await asyncio.to_thread(self.delete, ref_doc_id, **delete_kwargs)
 
     def delete_nodes(
         self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None, **delete_kwargs: Any
     ) -> None:
         where = to_filter(filters)
+        ns = self._ns(delete_kwargs)
         if node_ids is None and where is None:
             raise ValidationError("delete_nodes() needs node_ids or filters; use clear() to remove everything")
         if self._store.dim is None:
             return
         if node_ids is not None and where is not None:
             node = parse_filter(where, self._store.options.filter_limits)
-            node_ids = [d.id for d in self._store.get(node_ids) if matches(node, d.metadata)]
+            node_ids = [d.id for d in self._store.get(node_ids, namespace=ns) if matches(node, d.metadata)]
         if node_ids is not None:
             if node_ids:
-                self._delete(list(node_ids))
+                self._delete(list(node_ids), namespace=ns)
         else:
-            self._delete(where=where)
+            self._delete(where=where, namespace=ns)
 
     def clear(self) -> None:
-        self._store.clear()  # the collection clears its routes and lexical index with it
+        """Every node of this store's namespace (the collection clears its routes and lexical index with it)."""
+        self._store.clear(namespace=self._namespace)
 
     # ----------------------------------------------------------------------------------------- reads
     @staticmethod
@@ -253,11 +284,12 @@ class RagstoreVectorStore(BasePydanticVectorStore):
         where = to_filter(filters)
         if self._store.dim is None:
             return []
+        ns = self._namespace
         if node_ids is not None:
             node = parse_filter(where, self._store.options.filter_limits)
-            docs = [d for d in self._store.get(node_ids) if matches(node, d.metadata)]
+            docs = [d for d in self._store.get(node_ids, namespace=ns) if matches(node, d.metadata)]
         else:
-            docs = self._store.get(filter=where)
+            docs = self._store.get(filter=where, namespace=ns)
         return [self._node(d.id, d.text, d.metadata) for d in docs]
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
@@ -265,8 +297,9 @@ class RagstoreVectorStore(BasePydanticVectorStore):
         if mode not in _MODES:
             known = ", ".join(m.value for m in _MODES)
             raise UnsupportedFeatureError(f"query mode {mode.value!r} is not supported ({known})")
+        ns = self._ns(kwargs)
         if mode in _LEXICAL_MODES:
-            return self._query_lexical(query, mode)
+            return self._query_lexical(query, mode, ns)
         where = to_filter(query.filters)
         if query.doc_ids:
             ref = {"ref_doc_id": {"$in": list(query.doc_ids)}}
@@ -275,12 +308,13 @@ class RagstoreVectorStore(BasePydanticVectorStore):
         if self._store.dim is None or k <= 0:
             return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
         if query.node_ids:  # the retriever sends [] for "no restriction"
-            hits = self._among(query, where, k)
+            hits = self._among(query, where, k, ns)
         elif mode == VectorStoreQueryMode.MMR:
             if query.query_embedding is None:
                 raise ValidationError("the query has no embedding (give the index an embed_model)")
             vector = np.asarray(query.query_embedding, dtype=np.float32)
-            hits = self._mmr(vector, where, k, query.mmr_threshold, int(kwargs.get("mmr_prefetch_factor", 4)))
+            prefetch = int(kwargs.get("mmr_prefetch_factor", 4))
+            hits = self._mmr(vector, where, k, query.mmr_threshold, prefetch, ns)
         else:
             # the session's one query path (with a pipeline: bilingual routing and fusion), reusing the
             # embedding LlamaIndex already made with the embed model instead of embedding the question again
@@ -292,6 +326,7 @@ class RagstoreVectorStore(BasePydanticVectorStore):
                 where,
                 search="dense",
                 vector=query.query_embedding,
+                namespace=ns,
             )
         return VectorStoreQueryResult(
             nodes=[self._node(h.id, h.text, h.metadata) for h in hits],
@@ -299,7 +334,9 @@ class RagstoreVectorStore(BasePydanticVectorStore):
             ids=[h.id for h in hits],
         )
 
-    def _query_lexical(self, query: VectorStoreQuery, mode: VectorStoreQueryMode) -> VectorStoreQueryResult:
+    def _query_lexical(
+        self, query: VectorStoreQuery, mode: VectorStoreQueryMode, namespace: str | None = None
+    ) -> VectorStoreQueryResult:
         """``hybrid`` (``alpha`` given: alpha fusion, else the config's fusion) and ``sparse``/``text_search``
         (BM25 alone) over the store's lexical index; the pipeline's bilingual path applies to the text."""
         search: SearchMode = "hybrid" if mode == VectorStoreQueryMode.HYBRID else "lexical"
@@ -325,6 +362,7 @@ class RagstoreVectorStore(BasePydanticVectorStore):
             alpha=query.alpha,
             candidates=depth,
             vector=query.query_embedding,
+            namespace=namespace,
         )
         return VectorStoreQueryResult(
             nodes=[self._node(h.id, h.text, h.metadata) for h in hits],
@@ -335,12 +373,15 @@ class RagstoreVectorStore(BasePydanticVectorStore):
     async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         return await asyncio.to_thread(self.query, query, **kwargs)
 
-    def _among(self, query: VectorStoreQuery, where: dict[str, Any] | None, k: int) -> list[Hit]:
+    def _among(
+        self, query: VectorStoreQuery, where: dict[str, Any] | None, k: int, namespace: str | None = None
+    ) -> list[Hit]:
         """Search restricted to ``node_ids``: exact scores over those nodes only."""
         if query.query_embedding is None:
             raise ValidationError("the query has no embedding (give the index an embed_model)")
         node = parse_filter(where, self._store.options.filter_limits)
-        docs = [d for d in self._store.get(list(query.node_ids or [])) if matches(node, d.metadata)]
+        found = self._store.get(list(query.node_ids or []), namespace=namespace)
+        docs = [d for d in found if matches(node, d.metadata)]
         if not docs:
             return []
         q = np.asarray(query.query_embedding, dtype=np.float64)
@@ -358,10 +399,16 @@ class RagstoreVectorStore(BasePydanticVectorStore):
         return [Hit(docs[i].id, scores[i], docs[i].text, docs[i].metadata, self._store.metric) for i in order]
 
     def _mmr(
-        self, vector: np.ndarray, where: dict[str, Any] | None, k: int, threshold: float | None, prefetch: int
+        self,
+        vector: np.ndarray,
+        where: dict[str, Any] | None,
+        k: int,
+        threshold: float | None,
+        prefetch: int,
+        namespace: str | None = None,
     ) -> list[Hit]:
-        hits = self._store.search(vector, max(k * max(prefetch, 1), k), where)
-        stored = {d.id: d for d in self._store.get([h.id for h in hits])}
+        hits = self._store.search(vector, max(k * max(prefetch, 1), k), where, namespace=namespace)
+        stored = {d.id: d for d in self._store.get([h.id for h in hits], namespace=namespace)}
         hits = [h for h in hits if h.id in stored and stored[h.id].vector is not None]
         if not hits:
             return []
@@ -385,7 +432,7 @@ class LlamaIndexParts:
         self.vector_store.close()
 
 
-def from_config(config: Any = None) -> LlamaIndexParts:
+def from_config(config: Any = None, *, namespace: str | None = None) -> LlamaIndexParts:
     """The config's store and embedder for LlamaIndex (``config``: a path, a dict or a ``RagstoreConfig``).
 
     ``VectorStoreIndex.from_documents(docs, storage_context=parts.storage_context,
@@ -396,5 +443,5 @@ def from_config(config: Any = None) -> LlamaIndexParts:
 
     rs = Ragstore.open(config)
     embed = RagstoreEmbedding(retriever=rs.retriever)  # the pipeline's translator and cache, shared
-    vs = RagstoreVectorStore(pipeline=rs)
+    vs = RagstoreVectorStore(pipeline=rs, namespace=namespace)
     return LlamaIndexParts(vs, embed, StorageContext.from_defaults(vector_store=vs))

@@ -33,6 +33,7 @@ from ..stores.collection import Collection
 from ..types import Hit, Ranked
 from .filters import Filter, Node, parse_filter
 from .fusion import RRF_K, alpha_fusion, alpha_fusion_ranked, rrf
+from .namespaces import validate_namespace
 
 #: bench query-path names -> bilingual modes; ``route:<name>`` and ``both:<a>+<b>`` pick members; a
 #: ``/lexical`` or ``/hybrid`` suffix picks the search mode
@@ -127,6 +128,8 @@ class SearchSpec:
     search: SearchMode = "dense"
     fusion: Fusion = field(default_factory=Fusion)
     members: tuple[str, ...] | None = None
+    #: the tenant every leg is searched in (``None``: the default namespace)
+    namespace: str | None = None
 
 
 def _canonical(hits: list[Hit]) -> list[Hit]:
@@ -220,39 +223,62 @@ class Prepared:
         return terms
 
     def _lexical(
-        self, store: Collection, i: int, depth: int, filter: Filter | Node | None, fields: bool = True
+        self,
+        store: Collection,
+        i: int,
+        depth: int,
+        filter: Filter | Node | None,
+        fields: bool = True,
+        namespace: str | None = None,
     ) -> list[Hit]:
         terms = self._lexical_terms(store, i)
-        return store.search_lexical_terms(terms, depth, filter, fields=fields) if terms else []
+        if not terms:
+            return []
+        return store.search_lexical_terms(terms, depth, filter, fields=fields, namespace=namespace)
 
-    def run(self, collection: Searchable, i: int, k: int, filter: Filter | Node | None = None) -> list[Hit]:
+    def run(
+        self,
+        collection: Searchable,
+        i: int,
+        k: int,
+        filter: Filter | Node | None = None,
+        *,
+        namespace: str | None = None,
+    ) -> list[Hit]:
+        """Query ``i`` over ``collection`` (in ``namespace``: every leg, the routes' and the lexical one's)."""
         store = Collection.view(collection)
+        ns = namespace
         plan = self.plans[i]
         names = self._legs(i)
         if names == [TRANSLATE] and not plan.members:
-            return store.search(self.main[i], k, filter)
+            return store.search(self.main[i], k, filter, namespace=ns)
         depth = self._depth(i, k)
         if self._alpha_pair(i):  # the default hybrid: both legs as arrays, fused without a Hit per candidate
-            dense = store.search_scores(self.main[i], depth, filter)
+            dense = store.search_scores(self.main[i], depth, filter, namespace=ns)
             terms = self._lexical_terms(store, i)
-            lexical = store.search_lexical_scores(terms, depth, filter) if terms else Ranked([], np.zeros(0))
-            return store.hydrate(alpha_fusion_ranked(dense, lexical, k, self.fusion.alpha))
+            lexical = (
+                store.search_lexical_scores(terms, depth, filter, namespace=ns) if terms else Ranked([], np.zeros(0))
+            )
+            return store.hydrate(alpha_fusion_ranked(dense, lexical, k, self.fusion.alpha), namespace=ns)
         # a fusion reads `depth` candidates per leg and keeps k: legs bring ids and scores, the k winners'
         # texts are read once at the end (the legs' own reads cost more than their searches on fast engines)
         fields = len(names) == 1
         legs = {
-            m: store.search(self.main[i], depth, filter, fields=fields)
+            m: store.search(self.main[i], depth, filter, fields=fields, namespace=ns)
             if m == TRANSLATE
-            else self._lexical(store, i, depth, filter, fields)
+            else self._lexical(store, i, depth, filter, fields, ns)
             if m == LEXICAL
-            else store.route(m).search(self.routed[m][i], depth, filter, fields=fields)
+            else store.route(m).search(self.routed[m][i], depth, filter, fields=fields, namespace=ns)
             for m in names
         }
         fused = self._fuse(i, legs, k)
-        return fused if fields else store.hydrate(fused)
+        return fused if fields else store.hydrate(fused, namespace=ns)
 
-    def run_all(self, collection: Searchable, k: int, filter: Filter | Node | None = None) -> list[list[Hit]]:
+    def run_all(
+        self, collection: Searchable, k: int, filter: Filter | Node | None = None, *, namespace: str | None = None
+    ) -> list[list[Hit]]:
         """Every query, through each engine's batch call (one call per index and search depth)."""
+        ns = namespace
         store = Collection.view(collection)
         legs: dict[int, dict[str, list[Hit]]] = {i: {} for i in range(self.n)}
 
@@ -263,7 +289,7 @@ class Prepared:
             for i in vecs:
                 groups.setdefault((self._depth(i, k), i not in fusing), []).append(i)
             for (depth, fields), idx in sorted(groups.items()):
-                found = index.search_batch(np.stack([vecs[i] for i in idx]), depth, filter, fields=fields)
+                found = index.search_batch(np.stack([vecs[i] for i in idx]), depth, filter, fields=fields, namespace=ns)
                 for i, hits in zip(idx, found, strict=True):
                     legs[i][name] = hits
 
@@ -276,10 +302,10 @@ class Prepared:
                 batch(store.route(name), name, wanted)
         for i in range(self.n):
             if LEXICAL in self._legs(i):
-                legs[i][LEXICAL] = self._lexical(store, i, self._depth(i, k), filter, i not in fusing)
+                legs[i][LEXICAL] = self._lexical(store, i, self._depth(i, k), filter, i not in fusing, ns)
         out = [self._fuse(i, legs[i], k) for i in range(self.n)]
         if fusing:  # the winners' texts, in one read for every fused query
-            filled = {id(h) for h in store.hydrate([h for i in fusing for h in out[i]])}
+            filled = {id(h) for h in store.hydrate([h for i in fusing for h in out[i]], namespace=ns)}
             out = [[h for h in hits if id(h) in filled] if i in fusing else hits for i, hits in enumerate(out)]
         return out
 
@@ -296,19 +322,20 @@ def search_with_vector(
     *,
     search: SearchMode = "dense",
     hybrid: HybridConfig | None = None,
+    namespace: str | None = None,
 ) -> list[Hit]:
     """One query whose embedding a framework already made (LlamaIndex, LangChain without a ragstore config):
     the dense leg from ``vector``, the lexical leg from ``text``, fused like ``Prepared`` fuses them."""
     store = Collection.view(collection)
     if search == "dense":
-        return store.search(vector, k, filter)
+        return store.search(vector, k, filter, namespace=namespace)
     store.require_lexical()
     if not isinstance(text, str) or not text.strip():
         raise ValidationError(f"{search} search needs the query text")
     if vector is None:
         if search == "hybrid":
             raise ValidationError("hybrid search needs the query embedding (give the index an embed model)")
-        return store.search_lexical(text, k, filter)
+        return store.search_lexical(text, k, filter, namespace=namespace)
     plan = QueryPlan(text, "en", "plain", text, search=search)
     if store.lexical_terms(text):
         plan.lexical_text = text
@@ -316,7 +343,7 @@ def search_with_vector(
         plan.search = "dense"
     fusion = Fusion.of(BilingualConfig(), hybrid or HybridConfig())
     prepared = Prepared([plan], np.asarray(vector, dtype=np.float32)[None, :], {}, fusion)
-    return prepared.run(store, 0, k, filter)
+    return prepared.run(store, 0, k, filter, namespace=namespace)
 
 
 def override_hybrid(
@@ -498,12 +525,20 @@ class Retriever:
         members: Sequence[str] | None = None,
         search: str | None = None,
         hybrid: HybridConfig | None = None,
+        namespace: str | None = None,
     ) -> list[SearchResult]:
         """Every query answered over ``collection`` (its route indexes for routed ones), with how it was
         served: ``resolve`` then ``answer``."""
         store = Collection.view(collection)
         spec = self.resolve(
-            k, filter, bilingual=mode, search=search, members=members, hybrid=hybrid, limits=store.options.filter_limits
+            k,
+            filter,
+            bilingual=mode,
+            search=search,
+            members=members,
+            hybrid=hybrid,
+            limits=store.options.filter_limits,
+            namespace=namespace,
         )
         return self.answer(store, queries, spec, vectors=vectors)
 
@@ -521,6 +556,7 @@ class Retriever:
         members: Sequence[str] | None = None,
         hybrid: HybridConfig | None = None,
         limits: Any = None,
+        namespace: str | None = None,
     ) -> SearchSpec:
         """The one place a call's overrides meet the config's defaults: ``alpha`` (alpha fusion with that share
         of the dense leg), ``fusion`` (``alpha`` or ``rrf``), ``rrf_k`` and ``candidates`` of the hybrid
@@ -537,6 +573,7 @@ class Retriever:
             search=self.check_search_mode(search),
             fusion=Fusion.of(self.bilingual, chosen),
             members=tuple(members) if members is not None else None,
+            namespace=None if namespace is None else validate_namespace(namespace),
         )
 
     def answer(
@@ -549,7 +586,7 @@ class Retriever:
         prepared = self.prepare(
             queries, spec.bilingual, vectors=vectors, members=spec.members, search=spec.search, fusion=spec.fusion
         )
-        return prepared.results(prepared.run_all(store, spec.k, spec.filter))
+        return prepared.results(prepared.run_all(store, spec.k, spec.filter, namespace=spec.namespace))
 
     def close(self) -> None:
         close = getattr(self._translator, "close", None)

@@ -11,7 +11,6 @@ ever leaves the process.
 from __future__ import annotations
 
 import base64
-import hmac
 import os
 import time
 from collections.abc import AsyncIterator
@@ -39,6 +38,7 @@ from ..errors import (
 from ..pipeline import Ragstore
 from ..types import Document, Hit, check_text_chars
 from .batching import Batcher, QueueFullError
+from .keys import ANONYMOUS, Grant, find, grants
 from .metrics import Metrics
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -50,6 +50,11 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+NAMESPACE_FIELD = Field(
+    default=None, description="the tenant (default: the key's one namespace, or the default namespace)"
+)
+
+
 class EmbeddingsRequest(_Body):
     input: str | list[str]
     model: str | None = Field(default=None, description="required: the served model (GET /v1/models)")
@@ -59,11 +64,13 @@ class EmbeddingsRequest(_Body):
         default="passage", description="query or passage: E5/BGE prefixes (NVIDIA NIM's field)"
     )
     user: str | None = None
+    namespace: str | None = NAMESPACE_FIELD
 
 
 class ExplainRequest(_Body):
     k: int | None = Field(default=None, gt=0, le=1000, description="default: the config's search.k")
     filter: dict[str, Any] | None = None
+    namespace: str | None = NAMESPACE_FIELD
 
 
 class SearchRequest(_Body):
@@ -74,6 +81,7 @@ class SearchRequest(_Body):
     mode: Literal["dense", "lexical", "hybrid"] | None = Field(default=None, description="default: the config's")
     bilingual: Literal["off", "translate", "route", "both", "auto"] | None = None
     alpha: float | None = Field(default=None, ge=0, le=1, description="hybrid: alpha fusion, share of dense")
+    namespace: str | None = NAMESPACE_FIELD
 
     @field_validator("k", mode="before")
     @classmethod
@@ -92,11 +100,13 @@ class DocumentIn(_Body):
 
 class DocumentsRequest(_Body):
     documents: list[DocumentIn]
+    namespace: str | None = NAMESPACE_FIELD
 
 
 class DeleteRequest(_Body):
     ids: list[str] | None = None
     filter: dict[str, Any] | None = None
+    namespace: str | None = NAMESPACE_FIELD
 
 
 # ------------------------------------------------------------------------------------------- errors
@@ -174,7 +184,7 @@ class Guard:
     """API keys on ``/v1/*`` and ``/metrics`` (probes stay open), and request metrics by route template
     (a plain ASGI middleware: no extra task or body copy per request)."""
 
-    def __init__(self, app: ASGIApp, keys: list[str], metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, keys: list[Grant], metrics: Metrics) -> None:
         self.app, self.keys, self.metrics = app, keys, metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -190,7 +200,9 @@ class Guard:
                 status = int(message["status"])
             await send(message)
 
-        if self.keys and scope["path"].startswith(("/v1/", "/metrics")) and not _authorised(scope, self.keys):
+        grant = _grant(scope, self.keys) if self.keys else ANONYMOUS
+        scope.setdefault("state", {})["grant"] = grant
+        if grant is None and scope["path"].startswith(("/v1/", "/metrics")):
             message = "missing or wrong API key (Authorization: Bearer <key>)"
             await _error(401, message, "authentication_error")(scope, receive, sending)
         else:
@@ -200,18 +212,47 @@ class Guard:
                 await _error(exc.status, exc.message, exc.kind)(scope, receive, sending)
         # the route template, never the raw path: unknown paths must not grow the label set
         route = getattr(scope.get("route"), "path", None) or "unmatched"
-        self.metrics.observe(scope["method"], route, status, time.perf_counter() - start)
+        who = grant.name if grant is not None else "unknown"
+        self.metrics.observe(scope["method"], route, status, time.perf_counter() - start, who)
 
 
 # ------------------------------------------------------------------------------------------- app
-def api_keys(settings: ServeConfig) -> list[str]:
-    """Keys from the config and ``$RAGSTORE_API_KEYS`` (comma-separated)."""
-    keys = [k for k in settings.api_keys if k]
-    keys += [k.strip() for k in os.environ.get("RAGSTORE_API_KEYS", "").split(",") if k.strip()]
-    return keys
+def api_keys(settings: ServeConfig) -> list[Grant]:
+    """Keys from the config and ``$RAGSTORE_API_KEYS`` (comma-separated), each with what it opens."""
+    return grants(settings)
 
 
-def check_binding(host: str, keys: list[str]) -> None:
+def allowed(request: Request, need: str, asked: str | None) -> str | None:
+    """The namespace a request works in, once its key may ``need`` (read, write, admin) there: the one it
+    names, else the key's only one. Anything else is 403 in OpenAI's error shape, before any read or write."""
+    grant: Grant | None = request.scope.get("state", {}).get("grant")
+    if grant is None:  # pragma: no cover - the guard answered 401 already
+        raise ApiError(401, "missing or wrong API key", "authentication_error")
+    if need not in grant.scopes:
+        raise ApiError(
+            403,
+            f"key {grant.name!r} may not {need} (scopes: {', '.join(sorted(grant.scopes))})",
+            "permission_error",
+            code="forbidden",
+        )
+    if grant.namespaces is None:
+        return asked
+    if asked is None:
+        if len(grant.namespaces) == 1:
+            return next(iter(grant.namespaces))
+        raise ApiError(400, f"key {grant.name!r} opens several namespaces: name one (namespace)", param="namespace")
+    if asked not in grant.namespaces:
+        raise ApiError(
+            403,
+            f"key {grant.name!r} may not open namespace {asked!r}",
+            "permission_error",
+            param="namespace",
+            code="forbidden",
+        )
+    return asked
+
+
+def check_binding(host: str, keys: list[Grant]) -> None:
     if host not in LOOPBACK and not keys:
         raise ConfigError(
             f"serving on {host} needs an API key: pass --api-key KEY (repeatable), set serve.api_keys (e.g. "
@@ -325,7 +366,8 @@ def create_app(config: RagstoreConfig, *, host: str = "127.0.0.1", pipeline: Rag
 
     # ------------------------------------------------------------------ routes
     @app.post("/v1/embeddings")
-    async def embeddings(body: EmbeddingsRequest) -> JSONResponse:
+    async def embeddings(body: EmbeddingsRequest, request: Request) -> JSONResponse:
+        allowed(request, "read", body.namespace)
         rs = current()
         texts = [body.input] if isinstance(body.input, str) else list(body.input)
         if not texts:
@@ -366,7 +408,8 @@ def create_app(config: RagstoreConfig, *, host: str = "127.0.0.1", pipeline: Rag
         )  # a Response: no per-float re-encoding by FastAPI
 
     @app.post("/v1/search")
-    async def search(body: SearchRequest) -> dict[str, Any]:
+    async def search(body: SearchRequest, request: Request) -> dict[str, Any]:
+        ns = allowed(request, "read", body.namespace)
         rs = current()
         if (body.query is None) == (body.vector is None):
             raise ApiError(400, "give exactly one of query (text) or vector")
@@ -378,12 +421,15 @@ def create_app(config: RagstoreConfig, *, host: str = "127.0.0.1", pipeline: Rag
                 search=body.mode,
                 alpha=body.alpha,
                 limits=rs.store.options.filter_limits,
+                namespace=ns,
             )
         )
         if body.vector is not None:
             if body.mode not in (None, "dense"):
                 raise ApiError(400, f"mode {body.mode!r} needs the query text, not a vector")
-            hits = await run_in_threadpool(rs.store.search, body.vector, spec.k, spec.filter)
+            hits = await run_in_threadpool(
+                lambda: rs.store.search(body.vector, spec.k, spec.filter, namespace=spec.namespace)
+            )
             return {"hits": [_hit(h) for h in hits], "plan": None}
         query = body.query or ""
         plans = await run_in_threadpool(rs.retriever.plan, [query], spec.bilingual)
@@ -392,14 +438,17 @@ def create_app(config: RagstoreConfig, *, host: str = "127.0.0.1", pipeline: Rag
         return {"hits": [_hit(h) for h in results[0].hits], "plan": results[0].plan.as_dict()}
 
     @app.post("/v1/explain")
-    async def explain(body: ExplainRequest) -> dict[str, Any]:
+    async def explain(body: ExplainRequest, request: Request) -> dict[str, Any]:
         """How the store would run a search with this filter (declared fields, pre-filter or filtered ANN)."""
+        ns = allowed(request, "read", body.namespace)
         rs = current()
-        return await run_in_threadpool(rs.explain, body.filter, body.k)
+        return await run_in_threadpool(lambda: rs.explain(body.filter, body.k, namespace=ns))
 
     @app.post("/v1/documents")
-    async def upsert(body: DocumentsRequest) -> dict[str, Any]:
+    async def upsert(body: DocumentsRequest, request: Request) -> dict[str, Any]:
+        ns = allowed(request, "write", body.namespace)
         rs = current()
+        await run_in_threadpool(rs.store.primary.scoped_filter, None, ns)  # a bad namespace: before embedding
         if not body.documents:
             raise ApiError(400, "documents is an empty list", param="documents")
         if len(body.documents) > settings.max_inputs:
@@ -417,36 +466,40 @@ def create_app(config: RagstoreConfig, *, host: str = "127.0.0.1", pipeline: Rag
         if todo:
             for doc, vec in zip(todo, await embed([d.text for d in todo], "passage"), strict=True):
                 doc.vector = vec
-        ids = await run_in_threadpool(_write, rs, docs)
+        ids = await run_in_threadpool(_write, rs, docs, ns)
         return {"ids": ids, "count": len(ids)}
 
     @app.get("/v1/documents/{doc_id:path}")
-    async def get_document(doc_id: str) -> dict[str, Any]:
+    async def get_document(doc_id: str, request: Request, namespace: str | None = None) -> dict[str, Any]:
+        ns = allowed(request, "read", namespace)
         rs = current()
-        found = await run_in_threadpool(rs.get, [doc_id])
+        found = await run_in_threadpool(lambda: rs.get([doc_id], namespace=ns))
         if not found:
             raise ApiError(404, f"no document {doc_id!r}", code="not_found")
         d = found[0]
         return {"id": d.id, "text": d.text, "metadata": d.metadata}
 
     @app.delete("/v1/documents")
-    async def delete(body: DeleteRequest) -> dict[str, Any]:
+    async def delete(body: DeleteRequest, request: Request) -> dict[str, Any]:
+        ns = allowed(request, "write", body.namespace)
         rs = current()
         if (body.ids is None) == (body.filter is None):
             raise ApiError(400, "give exactly one of ids or filter")
-        removed = await run_in_threadpool(lambda: _delete(rs, body.ids, body.filter))
+        removed = await run_in_threadpool(lambda: _delete(rs, body.ids, body.filter, ns))
         return {"deleted": removed}
 
     def _model_card(rs: Ragstore) -> dict[str, Any]:
         return {"id": model_name(rs), "object": "model", "created": 0, "owned_by": "ragstore"}
 
     @app.get("/v1/models")
-    async def models() -> dict[str, Any]:
+    async def models(request: Request) -> dict[str, Any]:
         """OpenAI's model list (the ``openai`` client's ``models.list()``): the one model this server embeds with."""
+        allowed(request, "read", None if _one_or_all(request) else _first(request))
         return {"object": "list", "data": [_model_card(current())]}
 
     @app.get("/v1/models/{model_id:path}")
-    async def model(model_id: str) -> dict[str, Any]:
+    async def model(model_id: str, request: Request) -> dict[str, Any]:
+        allowed(request, "read", None if _one_or_all(request) else _first(request))
         rs = current()
         if not _known_model(rs, model_id) or not model_id:
             raise ApiError(
@@ -458,7 +511,9 @@ def create_app(config: RagstoreConfig, *, host: str = "127.0.0.1", pipeline: Rag
         return _model_card(rs)
 
     @app.get("/v1/info")
-    async def info() -> dict[str, Any]:
+    async def info(request: Request) -> dict[str, Any]:
+        """Every namespace's counts: an admin key's."""
+        allowed(request, "admin", None if _one_or_all(request) else _first(request))
         rs = current()
         out = await run_in_threadpool(rs.info)
         out.pop("config", None)  # a file path of the server's machine
@@ -481,7 +536,8 @@ def create_app(config: RagstoreConfig, *, host: str = "127.0.0.1", pipeline: Rag
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics")
-    async def prometheus() -> PlainTextResponse:
+    async def prometheus(request: Request) -> PlainTextResponse:
+        allowed(request, "admin", None if _one_or_all(request) else _first(request))
         if state.get("batcher") is not None:
             metrics.queue_depth.set(state["batcher"].waiting)
         body, content_type = metrics.render()
@@ -490,13 +546,24 @@ def create_app(config: RagstoreConfig, *, host: str = "127.0.0.1", pipeline: Rag
     return app
 
 
-def _authorised(scope: Scope, keys: list[str]) -> bool:
+def _grant(scope: Scope, keys: list[Grant]) -> Grant | None:
     header = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
-        return False
-    given = token.strip().encode()
-    return any(hmac.compare_digest(given, key.encode()) for key in keys)  # constant time per key
+        return None
+    return find(keys, token.strip())
+
+
+def _one_or_all(request: Request) -> bool:
+    """The key opens every namespace or exactly one (routes that name none need no choice)."""
+    grant: Grant | None = request.scope.get("state", {}).get("grant")
+    return grant is None or grant.namespaces is None or len(grant.namespaces) == 1
+
+
+def _first(request: Request) -> str:
+    grant: Grant = request.scope["state"]["grant"]
+    assert grant.namespaces is not None
+    return sorted(grant.namespaces)[0]
 
 
 def model_name(rs: Ragstore) -> str:
@@ -525,16 +592,16 @@ def _hit(hit: Hit) -> dict[str, Any]:
     return {"id": hit.id, "score": hit.score, "scale": hit.scale, "text": hit.text, "metadata": hit.metadata}
 
 
-def _write(rs: Ragstore, docs: list[Document]) -> list[str]:
+def _write(rs: Ragstore, docs: list[Document], namespace: str | None = None) -> list[str]:
     """Upsert, then make it durable before the 200 (stores whose writes wait for a save are flushed)."""
-    ids = rs.add(docs)
+    ids = rs.add(docs, namespace=namespace)
     if not rs.store.capabilities.durable_writes:
         rs.store.flush()
     return ids
 
 
-def _delete(rs: Ragstore, ids: list[str] | None, where: dict[str, Any] | None) -> int:
-    removed = rs.delete(ids, filter=where)
+def _delete(rs: Ragstore, ids: list[str] | None, where: dict[str, Any] | None, namespace: str | None = None) -> int:
+    removed = rs.delete(ids, filter=where, namespace=namespace)
     if not rs.store.capabilities.durable_writes:
         rs.store.flush()
     return removed

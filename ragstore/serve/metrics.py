@@ -12,7 +12,10 @@ class Metrics:
         self._prom = prom
         self.registry = prom.CollectorRegistry()
         self.requests = prom.Counter(
-            "ragstore_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry
+            "ragstore_requests_total",
+            "HTTP requests (key: the API key's name, never the key)",
+            ["method", "route", "status", "key"],
+            registry=self.registry,
         )
         self.latency = prom.Histogram(
             "ragstore_request_seconds",
@@ -29,8 +32,8 @@ class Metrics:
         )
         self.queue_depth = prom.Gauge("ragstore_queue_depth", "texts waiting for the model", registry=self.registry)
 
-    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
+    def observe(self, method: str, route: str, status: int, seconds: float, key: str = "anonymous") -> None:
+        self.requests.labels(method, route, str(status), key).inc()
         self.latency.labels(route).observe(seconds)
 
     def render(self) -> tuple[bytes, str]:

@@ -40,6 +40,19 @@ from ..errors import (
 )
 from ..query.filters import MAX_ATOMS, MAX_DEPTH, MAX_VALUES, Filter, FilterLimits, Node, parse_filter, to_dict
 from ..query.indexed import FieldType, check_indexed, fields_in
+from ..query.namespaces import (
+    ALL_NAMESPACES,
+    DEFAULT_NAMESPACE,
+    NS_FIELD,
+    Namespace,
+    check_metadata,
+    engine_id,
+    refuse_reserved,
+    scoped,
+    split_id,
+    strip,
+    validate_namespace,
+)
 from ..types import (
     Document,
     Hit,
@@ -149,6 +162,11 @@ class StoreOptions(BaseModel):
         default_factory=dict,
         description="metadata fields the engine indexes, with their type (keyword, integer, float, bool, "
         "datetime): values are checked on write, filters on them use the index (ragstore.query.indexed)",
+    )
+    namespaces: bool = Field(
+        default=False,
+        description="the collection keeps documents in namespaces (tenants): every call may name one, ids are "
+        "unique per namespace, and no call reads or changes another's (fixed when the collection is made)",
     )
     exact_filter_limit: int = Field(
         default=20_000,
@@ -320,6 +338,7 @@ class VectorStore(ABC):
             if self._dim is not None:
                 self._init_dim(self._dim)
                 self._declare_indexed()
+                self._mark_namespaces()
             return
         dim, metric = stored
         if metric is not None and metric != self.metric:
@@ -331,6 +350,7 @@ class VectorStore(ABC):
             raise DimensionMismatchError(dim, self._dim, "configured dim")
         self._dim = dim
         self._adopt(dim)
+        self._adopt_namespaces()
         self._declare_indexed()
 
     @contextmanager
@@ -383,6 +403,8 @@ class VectorStore(ABC):
         self._check_open()
         if self._dim is None:
             raise ValidationError("the collection does not exist yet: write a document first")
+        if self.options.namespaces:
+            manifest = {**manifest, "namespaces": True}
         text = json.dumps(manifest, ensure_ascii=False, sort_keys=True)
         with self._lock.write(), self._engine("write the collection manifest"):
             self._check_open()
@@ -390,6 +412,150 @@ class VectorStore(ABC):
 
     def _read_manifest(self) -> str | None:
         return self._manifest_text
+
+    # ----------------------------------------------------------------- namespaces
+    @property
+    def declared(self) -> dict[str, FieldType]:
+        """The fields the engine indexes: the configured ``indexed`` ones and, in a namespaced collection, the
+        namespace field (a keyword; engines with a tenant index of their own give it that)."""
+        if self.options.namespaces:
+            return {**self.options.indexed, NS_FIELD: "keyword"}
+        return self.options.indexed
+
+    def _stored_manifest(self) -> dict[str, Any]:
+        text = self._read_manifest()
+        try:
+            value = json.loads(text) if text else {}
+        except json.JSONDecodeError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def _mark_namespaces(self) -> None:
+        """Record in the collection that it keeps namespaces, so every later opener scopes its calls too."""
+        if not self.options.namespaces:
+            return
+        manifest = self._stored_manifest()
+        if not manifest.get("namespaces"):
+            self._write_manifest(json.dumps({**manifest, "namespaces": True}, ensure_ascii=False, sort_keys=True))
+
+    def _adopt_namespaces(self) -> None:
+        """A collection made with namespaces is opened with them, whatever the config says (an opener without
+        them would read every tenant's documents); one made without cannot gain them in place."""
+        made_with = bool(self._stored_manifest().get("namespaces"))
+        if made_with and not self.options.namespaces:
+            self.options.namespaces = True
+        elif self.options.namespaces and not made_with:
+            raise ConfigError(
+                f"{self.name} collection {self._describe()} was made without namespaces: copy it into a new "
+                "collection made with namespaces: true (ragstore copy), or open it without them"
+            )
+
+    def _scope(self, namespace: Namespace) -> str | None:
+        """The namespace a call is scoped to; ``None``: the whole collection as the engine keeps it (a
+        collection without namespaces, or ``ALL_NAMESPACES``)."""
+        if namespace is ALL_NAMESPACES:
+            return None
+        name = validate_namespace(namespace)
+        if not self.options.namespaces:
+            if name != DEFAULT_NAMESPACE:
+                raise UnsupportedFeatureError(
+                    f"{self.name} collection keeps no namespaces (namespace {name!r}): make it with namespaces: "
+                    "true, or copy it into one that has them (ragstore copy)"
+                )
+            return None
+        return name
+
+    def _scoped(self, namespace: Namespace, scope: str | None, node: Node | None) -> Node | None:
+        """The engine's filter: the caller's ANDed with the namespace. Only a whole-collection call
+        (``ALL_NAMESPACES``, never a name a request could carry) may name the namespace field itself."""
+        if namespace is not ALL_NAMESPACES:
+            refuse_reserved(node)
+        return node if scope is None else scoped(scope, node)
+
+    def _checked_ids(self, namespace: Namespace, ids: Sequence[str] | str) -> list[str]:
+        """Ids checked as every store checks them; a whole-collection call's are engine ids."""
+        if namespace is ALL_NAMESPACES and self.options.namespaces:
+            out = []
+            for value in _as_id_list(ids):
+                if not isinstance(value, str):
+                    validate_id(value)
+                space, doc_id = split_id(value)
+                out.append(engine_id(validate_namespace(space), validate_id(doc_id)))
+            return list(dict.fromkeys(out))
+        return list(dict.fromkeys(validate_id(i) for i in _as_id_list(ids)))
+
+    def _engine_ids(self, scope: str | None, ids: list[str]) -> list[str]:
+        return ids if scope is None else [engine_id(scope, i) for i in ids]
+
+    def _own(self, scope: str | None, hits: list[Any]) -> list[Any]:
+        """Hits or documents of a scoped call, with the caller's ids and metadata; one of another namespace
+        (an engine that ignored the filter) is an error, never a result."""
+        if scope is None:
+            return hits
+        for hit in hits:  # engines hand back fresh metadata dicts: the namespace field is taken out in place
+            space, hit.id = split_id(hit.id)
+            if space != scope or hit.metadata.pop(NS_FIELD, scope) != scope:
+                raise EngineError(f"{self.name} returned a document of another namespace: its filter was not applied")
+        return hits
+
+    def _own_ids(self, scope: str | None, ids: list[str]) -> list[str]:
+        if scope is None:
+            return ids
+        out = []
+        for value in ids:
+            space, doc_id = split_id(value)
+            if space != scope:
+                raise EngineError(f"{self.name} returned a document of another namespace: its filter was not applied")
+            out.append(doc_id)
+        return out
+
+    # what a collection's derived indexes (BM25, routes) need: they keep the engine's ids and namespace field
+    def scoped_filter(
+        self, filter: Filter | Node | None, namespace: Namespace = None
+    ) -> tuple[str | None, Node | None]:
+        """``(scope, engine filter)`` of a call in ``namespace`` (scope ``None``: the whole collection)."""
+        scope = self._scope(namespace)
+        return scope, self._scoped(namespace, scope, self._parse_filter(filter))
+
+    def owned(self, scope: str | None, hits: list[Any]) -> list[Any]:
+        """Hits of an index that keeps engine ids, as the caller of ``scope`` sees them."""
+        return self._own(scope, hits)
+
+    def owned_ranked(self, scope: str | None, ranked: Ranked) -> Ranked:
+        return ranked if scope is None else Ranked(self._own_ids(scope, list(ranked.ids)), ranked.scores)
+
+    def engine_documents(self, docs: list[Document], namespace: Namespace = None) -> list[Document]:
+        """``docs`` (already written here) as the engine keeps them: what a derived index writes."""
+        scope = self._scope(namespace)
+        if scope is None:
+            return docs
+        return [
+            Document(text=d.text, id=engine_id(scope, d.id), metadata={**d.metadata, NS_FIELD: scope}, vector=d.vector)
+            for d in docs
+        ]
+
+    def engine_ids(self, ids: Sequence[str] | str, namespace: Namespace = None) -> list[str]:
+        return self._engine_ids(self._scope(namespace), self._checked_ids(namespace, ids))
+
+    def namespaces(self) -> dict[str, int]:
+        """Each namespace that holds documents, with how many (a collection without namespaces: its one)."""
+        self._check_open()
+        self._catch_up()
+        if self._dim is None:
+            return {}
+        with self._lock.read(), self._engine("count the namespaces"):
+            self._check_open()
+            namespaced = self.options.namespaces
+            found = self._namespace_counts() if namespaced else {DEFAULT_NAMESPACE: self._count(None)}
+        return {k: v for k, v in sorted(found.items()) if v}
+
+    def _namespace_counts(self) -> dict[str, int]:
+        """Default: every id read and split; engines that can group by the field override it."""
+        counts: dict[str, int] = {}
+        for value in self._all_ids():
+            space = split_id(value)[0]
+            counts[space] = counts.get(space, 0) + 1
+        return counts
 
     def _write_manifest(self, text: str) -> None:
         """Default: kept in RAM with the store (engines override to keep it in the collection)."""
@@ -409,15 +575,22 @@ class VectorStore(ABC):
         return self._dim
 
     # ----------------------------------------------------------------- public API
-    def upsert(self, documents: Iterable[Document], batch_size: int | None = None) -> list[str]:
-        """Insert or replace documents by id; the whole input is validated before anything is written."""
+    def upsert(
+        self, documents: Iterable[Document], batch_size: int | None = None, *, namespace: Namespace = None
+    ) -> list[str]:
+        """Insert or replace documents by id (in ``namespace``); the whole input is validated before anything
+        is written. Returns the ids as the caller gave them."""
         self._check_open()
         self._catch_up()
+        scope = self._scope(namespace)
         docs = list(documents)
         if not docs:
             return []
-        ids, vectors, texts, metas = self._prepare(docs)
-        check_indexed(self.options.indexed, ids, metas)
+        spaces: list[str] | None = None
+        if self.options.namespaces:
+            spaces, docs = _unscope(docs) if scope is None else ([scope] * len(docs), docs)
+        ids, vectors, texts, metas = self._prepare(docs, spaces)
+        check_indexed(self.declared, ids, metas)
         self._check_batch(ids, texts, metas)
         step = batch_size or self.batch_size
         with self._lock.write(), self._engine("write"):
@@ -429,41 +602,56 @@ class VectorStore(ABC):
             for start in range(0, len(ids), step):
                 end = start + step
                 self._upsert(ids[start:end], vectors[start:end], texts[start:end], metas[start:end])
-        return ids
+        if created:
+            self._mark_namespaces()
+        return self._own_ids(scope, ids)
 
     def search(
-        self, vector: Any, k: int = 10, filter: Filter | Node | None = None, *, fields: bool = True
+        self,
+        vector: Any,
+        k: int = 10,
+        filter: Filter | Node | None = None,
+        *,
+        fields: bool = True,
+        namespace: Namespace = None,
     ) -> list[Hit]:
-        """The ``k`` most similar documents that match ``filter``, best first. ``fields=False``: ids and
-        scores only (text ``""``, metadata ``{}``) where the engine can skip reading them -- a fused query
-        reads 50 candidates per leg and keeps k, then ``hydrate`` fills the winners."""
-        found = self._query(vector, k, filter)
+        """The ``k`` most similar documents of ``namespace`` that match ``filter``, best first.
+        ``fields=False``: ids and scores only (text ``""``, metadata ``{}``) where the engine can skip reading
+        them -- a fused query reads 50 candidates per leg and keeps k, then ``hydrate`` fills the winners."""
+        scope = self._scope(namespace)
+        found = self._query(vector, k, filter, namespace, scope)
         if found is None:
             return []
         q, node = found
         with self._lock.read(), self._engine("search"):
             self._check_open()
             hits = self._search(q, int(k), node) if fields else self._search_bare(q, int(k), node)
-        return _scaled(sorted(hits, key=_rank)[: int(k)], self.metric)
+        return _scaled(self._own(scope, sorted(hits, key=_rank)[: int(k)]), self.metric)
 
-    def search_scores(self, vector: Any, k: int = 10, filter: Filter | Node | None = None) -> Ranked:
+    def search_scores(
+        self, vector: Any, k: int = 10, filter: Filter | Node | None = None, *, namespace: Namespace = None
+    ) -> Ranked:
         """``search(fields=False)`` as arrays (the same documents and scores): a fused query's dense leg."""
-        found = self._query(vector, k, filter)
+        scope = self._scope(namespace)
+        found = self._query(vector, k, filter, namespace, scope)
         if found is None:
             return Ranked([], np.zeros(0))
         q, node = found
         with self._lock.read(), self._engine("search"):
             self._check_open()
-            return self._search_scores(q, int(k), node)
+            ranked = self._search_scores(q, int(k), node)
+        return self.owned_ranked(scope, ranked)
 
-    def _query(self, vector: Any, k: int, filter: Filter | Node | None) -> tuple[np.ndarray, Node | None] | None:
-        """A search's checked inputs: the query vector (unit length for cosine) and the filter's tree; None
-        when nothing is stored yet."""
+    def _query(
+        self, vector: Any, k: int, filter: Filter | Node | None, namespace: Namespace = None, scope: str | None = None
+    ) -> tuple[np.ndarray, Node | None] | None:
+        """A search's checked inputs: the query vector (unit length for cosine) and the filter's tree (with
+        the namespace); None when nothing is stored yet."""
         self._check_open()
         self._catch_up()
         _check_k(k)
         q = as_query_vector(vector)
-        node = self._parse_filter(filter)
+        node = self._scoped(namespace, scope, self._parse_filter(filter))
         if self._dim is None:
             return None
         if q.shape[0] != self._dim:
@@ -483,35 +671,40 @@ class VectorStore(ABC):
         """``_search_bare`` as arrays; the engines whose search takes microseconds override it."""
         return Ranked.of(sorted(self._search_bare(vector, k, node), key=_rank)[:k])
 
-    def hydrate(self, hits: list[Hit]) -> list[Hit]:
-        """Fill the texts and metadata of ``hits`` (from a ``fields=False`` search) from this store, in place;
-        a hit whose document is gone meanwhile is dropped."""
+    def hydrate(self, hits: list[Hit], *, namespace: Namespace = None) -> list[Hit]:
+        """Fill the texts and metadata of ``hits`` (from a ``fields=False`` search of ``namespace``) from this
+        store, in place; a hit whose document is gone meanwhile is dropped."""
+        scope = self._scope(namespace)
         todo = [h for h in hits if not h.text]
         if not todo:
             return hits
         with self._lock.read(), self._engine("read"):
             self._check_open()
-            found = self._fields(list(dict.fromkeys(h.id for h in todo)))
+            found = self._fields(self._engine_ids(scope, list(dict.fromkeys(h.id for h in todo))))
         out = []
         for hit in hits:
             if not hit.text:
-                if hit.id not in found:
+                key = hit.id if scope is None else engine_id(scope, hit.id)
+                if key not in found:
                     continue
-                hit.text, hit.metadata = found[hit.id]
+                hit.text, meta = found[key]
+                hit.metadata = meta if scope is None else strip(meta)
             out.append(hit)
         return out
 
     # ----------------------------------------------------------------- declared fields and the plan
-    def explain(self, filter: Filter | Node | None = None, k: int = 10) -> dict[str, Any]:
+    def explain(
+        self, filter: Filter | Node | None = None, k: int = 10, *, namespace: Namespace = None
+    ) -> dict[str, Any]:
         """How a search with ``filter`` would run, without running it: which fields the engine's indexes
         serve, which are read from each row, and the plan (pre-filter: exact search over the matching
         documents; filtered ANN: the engine's index walked with the filter, widened where it allows)."""
         self._check_open()
         self._catch_up()
         _check_k(k)
-        node = self._parse_filter(filter)
+        node = self._scoped(namespace, self._scope(namespace), self._parse_filter(filter))
         fields = fields_in(node)
-        declared = self.options.indexed
+        declared = self.declared
         plan: dict[str, Any] = {
             "store": self.name,
             "filter": to_dict(node),
@@ -615,21 +808,28 @@ class VectorStore(ABC):
             return self._lexical_build()
 
     def search_terms(
-        self, terms: Sequence[str], k: int, filter: Filter | Node | None = None, *, fields: bool = True
+        self,
+        terms: Sequence[str],
+        k: int,
+        filter: Filter | Node | None = None,
+        *,
+        fields: bool = True,
+        namespace: Namespace = None,
     ) -> list[Hit]:
-        """The ``k`` best documents by BM25 over analysed ``terms`` that match ``filter``, scored in the engine
-        (ties by id); the leg must be built (``build_lexical``)."""
+        """The ``k`` best documents of ``namespace`` by BM25 over analysed ``terms`` that match ``filter``,
+        scored in the engine (ties by id); the leg must be built (``build_lexical``)."""
         self._check_open()
         self._catch_up()
         _check_k(k)
-        node = self._parse_filter(filter)
+        scope = self._scope(namespace)
+        node = self._scoped(namespace, scope, self._parse_filter(filter))
         wanted = list(dict.fromkeys(str(t) for t in terms))
         if self._dim is None or not wanted:
             return []
         with self._lock.read(), self._engine("search the lexical leg"):
             self._check_open()
             hits = self._lexical_search(wanted, int(k), node, fields)
-        return sorted(hits, key=_rank)[: int(k)]
+        return self._own(scope, sorted(hits, key=_rank)[: int(k)])
 
     def _lexical_state(self) -> str:
         """``"ready"`` (built with the current analyzer), ``"stale"`` (another analyzer) or ``"none"``."""
@@ -646,14 +846,21 @@ class VectorStore(ABC):
         return {d.id: (d.text, dict(d.metadata)) for d in self._get(ids)}
 
     def search_batch(
-        self, vectors: Any, k: int = 10, filter: Filter | Node | None = None, *, fields: bool = True
+        self,
+        vectors: Any,
+        k: int = 10,
+        filter: Filter | Node | None = None,
+        *,
+        fields: bool = True,
+        namespace: Namespace = None,
     ) -> list[list[Hit]]:
         """``search`` for many query vectors; engines with a batch call answer them in one round trip."""
         self._check_open()
         self._catch_up()
         _check_k(k)
+        scope = self._scope(namespace)
         rows = [as_query_vector(v) for v in vectors]
-        node = self._parse_filter(filter)
+        node = self._scoped(namespace, scope, self._parse_filter(filter))
         if self._dim is None or not rows:
             return [[] for _ in rows]
         for q in rows:
@@ -674,7 +881,7 @@ class VectorStore(ABC):
                 if bare
                 else self._search_batch(matrix, int(k), node)
             )
-        return [_scaled(sorted(hits, key=_rank)[: int(k)], self.metric) for hits in out]
+        return [_scaled(self._own(scope, sorted(hits, key=_rank)[: int(k)]), self.metric) for hits in out]
 
     def _search_batch(self, matrix: np.ndarray, k: int, node: Node | None) -> list[list[Hit]]:
         """One query at a time unless the backend overrides this with its engine's batch call."""
@@ -686,21 +893,24 @@ class VectorStore(ABC):
         *,
         filter: Filter | Node | None = None,
         limit: int | None = None,
+        namespace: Namespace = None,
     ) -> list[Document]:
-        """Documents by id (in the order asked, missing ids left out) or all that match ``filter``."""
+        """Documents of ``namespace`` by id (in the order asked, missing ids left out) or all that match
+        ``filter``."""
         self._check_open()
         self._catch_up()
+        scope = self._scope(namespace)
         if ids is not None:
             if filter is not None:
                 raise ValidationError("get() takes ids or a filter, not both")
-            wanted = list(dict.fromkeys(validate_id(i) for i in _as_id_list(ids)))
+            wanted = self._checked_ids(namespace, ids)
             if not wanted or self._dim is None:  # nothing was ever stored: no collection to ask
                 return []
             with self._lock.read(), self._engine("read"):
                 self._check_open()
-                found = {d.id: d for d in self._get(wanted)}
+                found = {d.id: d for d in self._own(scope, self._get(self._engine_ids(scope, wanted)))}
             return [found[i] for i in wanted if i in found]
-        node = self._parse_filter(filter)
+        node = self._scoped(namespace, scope, self._parse_filter(filter))
         if node is not None and not self.capabilities.get_by_filter:
             raise UnsupportedFeatureError(f"{self.name} cannot get documents by filter")
         if limit is not None and (isinstance(limit, bool) or limit <= 0):
@@ -709,9 +919,11 @@ class VectorStore(ABC):
             return []
         with self._lock.read(), self._engine("read"):
             self._check_open()
-            return self._get_where(node, limit)
+            return self._own(scope, self._get_where(node, limit))
 
-    def scan(self, batch_size: int = 1000, cursor: str | None = None) -> Iterator[ScanPage]:
+    def scan(
+        self, batch_size: int = 1000, cursor: str | None = None, *, namespace: Namespace = None
+    ) -> Iterator[ScanPage]:
         """Every document with its vector, page by page, in an order every process sees the same way, so a
         reader stopped after any page (a copy killed mid-way) resumes from that page's ``cursor``. Each page is
         read under the store's read lock; a document written during a scan is seen when its page is read later."""
@@ -721,6 +933,7 @@ class VectorStore(ABC):
         if cursor is not None and not isinstance(cursor, str):
             raise ValidationError(f"cursor must be a string from an earlier scan, got {type(cursor).__name__}")
         self._catch_up()
+        scope = self._scope(namespace)
         if self._dim is None or cursor == SCAN_END:
             return
         pages = self._scan(cursor, batch_size)
@@ -731,6 +944,8 @@ class VectorStore(ABC):
             if item is None:
                 return
             docs, after = item
+            if scope is not None:  # a page of the whole collection, this namespace's part of it
+                docs = self._own(scope, [d for d in docs if split_id(d.id)[0] == scope])
             yield ScanPage(docs, after)
             if after == SCAN_END:
                 return
@@ -748,21 +963,30 @@ class VectorStore(ABC):
     def _all_ids(self) -> list[str]:
         return [d.id for d in self._get_where(None, None)]
 
-    def delete(self, ids: Sequence[str] | None = None, *, filter: Filter | Node | None = None) -> int:
-        """Delete by ids or by filter; returns how many documents were removed (unknown ids are ignored)."""
+    def delete(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        filter: Filter | Node | None = None,
+        namespace: Namespace = None,
+    ) -> int:
+        """Delete by ids or by filter, in ``namespace``; returns how many documents were removed (unknown ids
+        are ignored)."""
         self._check_open()
         self._catch_up()
+        scope = self._scope(namespace)
         if ids is not None and filter is not None:
             raise ValidationError("delete() takes ids or a filter, not both")
         if ids is not None:
-            wanted = list(dict.fromkeys(validate_id(i) for i in _as_id_list(ids)))
+            wanted = self._checked_ids(namespace, ids)
             if not wanted or self._dim is None:
                 return 0
             with self._lock.write(), self._engine("delete"):
                 self._check_open()
-                return self._delete_ids(wanted)
-        node = self._parse_filter(filter)
-        if node is None:
+                return self._delete_ids(self._engine_ids(scope, wanted))
+        user = self._parse_filter(filter)
+        node = self._scoped(namespace, scope, user)
+        if user is None or node is None:
             raise ValidationError("delete() needs ids or a non-empty filter; use clear() to remove everything")
         if not self.capabilities.delete_by_filter:
             raise UnsupportedFeatureError(f"{self.name} cannot delete by filter")
@@ -772,23 +996,34 @@ class VectorStore(ABC):
             self._check_open()
             return self._delete_where(node)
 
-    def count(self, filter: Filter | Node | None = None) -> int:
-        """Number of documents, optionally only those matching ``filter``."""
+    def count(self, filter: Filter | Node | None = None, *, namespace: Namespace = None) -> int:
+        """Number of documents of ``namespace``, optionally only those matching ``filter``."""
         self._check_open()
         self._catch_up()
-        node = self._parse_filter(filter)
+        node = self._scoped(namespace, self._scope(namespace), self._parse_filter(filter))
         if self._dim is None:
             return 0
         with self._lock.read(), self._engine("count"):
             self._check_open()
             return self._count(node)
 
-    def clear(self) -> None:
-        """Remove every document (the dimension stays fixed)."""
+    def clear(self, *, namespace: Namespace = None) -> None:
+        """Remove every document of ``namespace`` (``ALL_NAMESPACES``: of the collection); the dimension stays
+        fixed."""
+        self._check_open()
+        scope = self._scope(namespace)
         with self._lock.write(), self._engine("clear"):
             self._check_open()
-            if self._dim is not None:
-                self._clear()
+            if self._dim is None:
+                return
+            if scope is not None:
+                self._delete_where(scoped(scope, None))
+                return
+            manifest = self._read_manifest() if self.options.namespaces else None
+            self._clear()
+            if manifest and self._read_manifest() != manifest:
+                self._write_manifest(manifest)  # the record that the collection keeps namespaces survives
+            self._mark_namespaces()
 
     def drop(self) -> None:
         """Delete the collection itself (table, index, files); the store stays open, empty and dimensionless,
@@ -985,7 +1220,11 @@ class VectorStore(ABC):
         elif dim != self._dim:
             raise DimensionMismatchError(self._dim, dim)
 
-    def _prepare(self, docs: list[Document]) -> tuple[list[str], np.ndarray, list[str], list[Metadata]]:
+    def _prepare(
+        self, docs: list[Document], spaces: list[str] | None = None
+    ) -> tuple[list[str], np.ndarray, list[str], list[Metadata]]:
+        """Checked engine inputs: engine ids (namespaced when ``spaces`` names each document's namespace),
+        float32 rows (unit length for cosine), texts and metadata (with the namespace field)."""
         ids: list[str] = []
         texts: list[str] = []
         metas: list[Metadata] = []
@@ -993,11 +1232,14 @@ class VectorStore(ABC):
         seen: set[str] = set()
         for pos, doc in enumerate(docs):
             doc_id, meta = check_document(doc, pos)
+            if spaces is not None:
+                meta[NS_FIELD] = spaces[pos]
+                doc_id = engine_id(spaces[pos], doc_id)
             if doc_id in seen:
-                raise ValidationError(f"duplicate id {doc_id!r} in one upsert batch")
+                raise ValidationError(f"duplicate id {split_id(doc_id)[1]!r} in one upsert batch")
             seen.add(doc_id)
             if doc.vector is None:
-                raise ValidationError(f"document {doc_id!r} has no vector; embed it first")
+                raise ValidationError(f"document {split_id(doc_id)[1]!r} has no vector; embed it first")
             ids.append(doc_id)
             texts.append(doc.text)
             metas.append(meta)
@@ -1046,7 +1288,29 @@ def check_document(doc: Any, pos: int = 0) -> tuple[str, Metadata]:
     if not isinstance(doc.text, str) or not doc.text.strip():
         raise ValidationError(f"document {doc_id!r} has empty text")
     check_text_chars(doc.text, f"text of document {doc_id!r}")
-    return doc_id, validate_metadata(doc.metadata, doc_id)
+    meta = validate_metadata(doc.metadata, doc_id)
+    check_metadata(meta, doc_id)
+    return doc_id, meta
+
+
+def _unscope(docs: list[Document]) -> tuple[list[str], list[Document]]:
+    """Documents as a whole-collection read gave them (engine ids, the namespace field): each one's namespace,
+    and the document as its namespace's callers see it -- so a copy of every namespace writes each one back
+    into its own."""
+    spaces: list[str] = []
+    out: list[Document] = []
+    for pos, doc in enumerate(docs):
+        if not isinstance(doc, Document) or not isinstance(doc.id, str):
+            check_document(doc, pos)  # raises the usual error
+        space, doc_id = split_id(doc.id)
+        space = validate_namespace(space)
+        meta = dict(doc.metadata or {})
+        if meta.get(NS_FIELD, space) != space:
+            raise ValidationError(f"document {doc_id!r}: its id names namespace {space!r}, its {NS_FIELD} another")
+        meta.pop(NS_FIELD, None)
+        spaces.append(space)
+        out.append(Document(text=doc.text, id=doc_id, metadata=meta, vector=doc.vector))
+    return spaces, out
 
 
 def _check_k(k: Any) -> None:

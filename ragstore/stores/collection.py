@@ -57,6 +57,7 @@ from ..errors import (
 from ..lexical import ANALYZER_VERSION, LexicalIndex, default_analyzer
 from ..lexical.index import OwnerMismatch
 from ..query.filters import Filter, Node
+from ..query.namespaces import ALL_NAMESPACES, Namespace
 from ..types import Document, Hit, Ranked
 from .base import LEXICAL_TUNABLE, Capabilities, StoreOptions, VectorStore, _check_k
 from .registry import resolve_store
@@ -277,7 +278,8 @@ class LexicalDerived(DerivedIndex):
 
 
 def _all(store: VectorStore) -> list[Document]:
-    return store.get(filter=None) if store.dim is not None else []
+    """Every document as the engine keeps it (every namespace, engine ids): what derived indexes hold."""
+    return store.get(filter=None, namespace=ALL_NAMESPACES) if store.dim is not None else []
 
 
 class DenseDerived(DerivedIndex):
@@ -296,23 +298,24 @@ class DenseDerived(DerivedIndex):
             twin.vector = vec
         return twins
 
+    # a route keeps what the primary keeps: engine ids and the namespace field, written as they are
     def upsert(self, docs: list[Document], gen: int, vectors: np.ndarray | None) -> None:
-        self.store.upsert(self._twins(docs, vectors))
+        self.store.upsert(self._twins(docs, vectors), namespace=ALL_NAMESPACES)
 
     def delete(self, ids: list[str], gen: int) -> None:
-        self.store.delete(ids)
+        self.store.delete(ids, namespace=ALL_NAMESPACES)
 
     def delete_where(self, node: Node, gen: int) -> None:
-        self.store.delete(filter=node)
+        self.store.delete(filter=node, namespace=ALL_NAMESPACES)
 
     def clear(self, gen: int) -> None:
-        self.store.clear()
+        self.store.clear(namespace=ALL_NAMESPACES)
 
     def drop(self, gen: int) -> None:
         self.store.drop()
 
     def count(self) -> int:
-        return self.store.count()
+        return self.store.count(namespace=ALL_NAMESPACES)
 
     def texts(self) -> dict[str, str]:
         return {d.id: d.text for d in _all(self.store)}
@@ -325,12 +328,12 @@ class DenseDerived(DerivedIndex):
         stale = [i for i in have if i not in main]
         todo = [d for i, d in main.items() if i not in have or have[i].text != d.text or have[i].metadata != d.metadata]
         if stale:
-            self.store.delete(stale)
+            self.store.delete(stale, namespace=ALL_NAMESPACES)
         step = 256
         with tqdm(total=len(todo), desc=f"repair {self.name}", unit="doc", disable=not todo, leave=False) as bar:
             for start in range(0, len(todo), step):
                 batch = todo[start : start + step]
-                self.store.upsert(self._twins(batch, None))
+                self.store.upsert(self._twins(batch, None), namespace=ALL_NAMESPACES)
                 bar.update(len(batch))
         return len(stale) + len(todo)
 
@@ -486,30 +489,53 @@ class Collection:
         return routes[name].store
 
     def search(
-        self, vector: Any, k: int = 10, filter: Filter | Node | None = None, *, fields: bool = True
+        self,
+        vector: Any,
+        k: int = 10,
+        filter: Filter | Node | None = None,
+        *,
+        fields: bool = True,
+        namespace: Namespace = None,
     ) -> list[Hit]:
-        return self.primary.search(vector, k, filter, fields=fields)
+        return self.primary.search(vector, k, filter, fields=fields, namespace=namespace)
 
     def search_batch(
-        self, vectors: Any, k: int = 10, filter: Filter | Node | None = None, *, fields: bool = True
+        self,
+        vectors: Any,
+        k: int = 10,
+        filter: Filter | Node | None = None,
+        *,
+        fields: bool = True,
+        namespace: Namespace = None,
     ) -> list[list[Hit]]:
-        return self.primary.search_batch(vectors, k, filter, fields=fields)
+        return self.primary.search_batch(vectors, k, filter, fields=fields, namespace=namespace)
 
-    def search_scores(self, vector: Any, k: int = 10, filter: Filter | Node | None = None) -> Ranked:
-        return self.primary.search_scores(vector, k, filter)
+    def search_scores(
+        self, vector: Any, k: int = 10, filter: Filter | Node | None = None, *, namespace: Namespace = None
+    ) -> Ranked:
+        return self.primary.search_scores(vector, k, filter, namespace=namespace)
 
-    def hydrate(self, hits: list[Hit]) -> list[Hit]:
+    def hydrate(self, hits: list[Hit], *, namespace: Namespace = None) -> list[Hit]:
         """Texts and metadata for hits found with ``fields=False`` (by any of this collection's indexes: the
         primary holds every document)."""
-        return self.primary.hydrate(hits)
+        return self.primary.hydrate(hits, namespace=namespace)
 
     def get(
-        self, ids: Sequence[str] | None = None, *, filter: Filter | Node | None = None, limit: int | None = None
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        filter: Filter | Node | None = None,
+        limit: int | None = None,
+        namespace: Namespace = None,
     ) -> list[Document]:
-        return self.primary.get(ids, filter=filter, limit=limit)
+        return self.primary.get(ids, filter=filter, limit=limit, namespace=namespace)
 
-    def count(self, filter: Filter | Node | None = None) -> int:
-        return self.primary.count(filter)
+    def count(self, filter: Filter | Node | None = None, *, namespace: Namespace = None) -> int:
+        return self.primary.count(filter, namespace=namespace)
+
+    def namespaces(self) -> dict[str, int]:
+        """Each namespace that holds documents, with how many."""
+        return self.primary.namespaces()
 
     def describe(self) -> dict[str, Any]:
         return self.primary.describe()
@@ -601,32 +627,48 @@ class Collection:
         return self._lexical().terms(query)
 
     def search_lexical(
-        self, query: str, k: int = 10, filter: Filter | Node | None = None, *, fields: bool = True
+        self,
+        query: str,
+        k: int = 10,
+        filter: Filter | Node | None = None,
+        *,
+        fields: bool = True,
+        namespace: Namespace = None,
     ) -> list[Hit]:
         """The ``k`` best documents by BM25 that match ``filter`` (scores are BM25, higher is better); empty
         when the query has no terms. Same terms and scores on every backend."""
         _check_k(k)
-        return self.search_lexical_terms(self.lexical_terms(query), k, filter, fields=fields)
+        return self.search_lexical_terms(self.lexical_terms(query), k, filter, fields=fields, namespace=namespace)
 
     def search_lexical_terms(
-        self, terms: Sequence[str], k: int = 10, filter: Filter | Node | None = None, *, fields: bool = True
+        self,
+        terms: Sequence[str],
+        k: int = 10,
+        filter: Filter | Node | None = None,
+        *,
+        fields: bool = True,
+        namespace: Namespace = None,
     ) -> list[Hit]:
         """``search_lexical`` for terms already analysed (``lexical_terms``): a prepared query's."""
         _check_k(k)
         self.require_lexical()
-        node = self._parse_filter(filter)
         if self._is_native():
-            return self.primary.search_terms(terms, int(k), node, fields=fields)
-        return self._lexical().search(list(terms), int(k), node, fields=fields)
+            node = self._parse_filter(filter)
+            return self.primary.search_terms(terms, int(k), node, fields=fields, namespace=namespace)
+        scope, node = self.primary.scoped_filter(filter, namespace)  # the sidecar keeps the engine's ids
+        return self.primary.owned(scope, self._lexical().search(list(terms), int(k), node, fields=fields))
 
-    def search_lexical_scores(self, terms: Sequence[str], k: int = 10, filter: Filter | Node | None = None) -> Ranked:
+    def search_lexical_scores(
+        self, terms: Sequence[str], k: int = 10, filter: Filter | Node | None = None, *, namespace: Namespace = None
+    ) -> Ranked:
         """``search_lexical_terms(fields=False)`` as arrays (the same documents and scores): a fused query's leg."""
         _check_k(k)
         self.require_lexical()
-        node = self._parse_filter(filter)
         if self._is_native():
-            return Ranked.of(self.primary.search_terms(terms, int(k), node, fields=False))
-        return self._lexical().search_scores(list(terms), int(k), node)
+            node = self._parse_filter(filter)
+            return Ranked.of(self.primary.search_terms(terms, int(k), node, fields=False, namespace=namespace))
+        scope, node = self.primary.scoped_filter(filter, namespace)
+        return self.primary.owned_ranked(scope, self._lexical().search_scores(list(terms), int(k), node))
 
     # ----------------------------------------------------------------- the one write path
     @contextmanager
@@ -670,36 +712,51 @@ class Collection:
         batch_size: int | None = None,
         *,
         vectors: Mapping[str, np.ndarray] | None = None,
+        namespace: Namespace = None,
     ) -> list[str]:
-        """Insert or replace documents in the primary and every derived index. ``vectors`` may give a route's
-        vectors (by route name) already made; otherwise the route's embedder embeds the texts."""
+        """Insert or replace documents (of ``namespace``) in the primary and every derived index. ``vectors``
+        may give a route's vectors (by route name) already made; otherwise the route's embedder embeds the
+        texts."""
         docs = list(documents)
         if not docs:
             self._check_open()
             return []
         given = dict(vectors or {})
         with self._writing() as gen:
-            ids = self._primary_write(lambda: self.primary.upsert(docs, batch_size))
-            self._each(lambda d: d.upsert(docs, gen, given.get(getattr(d, "route", ""))))
+            ids = self._primary_write(lambda: self.primary.upsert(docs, batch_size, namespace=namespace))
+            kept = self.primary.engine_documents(docs, namespace)  # derived indexes keep the engine's ids
+            self._each(lambda d: d.upsert(kept, gen, given.get(getattr(d, "route", ""))))
         return ids
 
-    def delete(self, ids: Sequence[str] | None = None, *, filter: Filter | Node | None = None) -> int:
-        """Delete by ids or by filter everywhere; returns how many documents the primary removed."""
+    def delete(
+        self, ids: Sequence[str] | None = None, *, filter: Filter | Node | None = None, namespace: Namespace = None
+    ) -> int:
+        """Delete by ids or by filter (in ``namespace``) everywhere; returns how many documents the primary
+        removed."""
         with self._writing() as gen:
-            removed = self._primary_write(lambda: self.primary.delete(ids, filter=filter))
+            removed = self._primary_write(lambda: self.primary.delete(ids, filter=filter, namespace=namespace))
             if ids is not None:
-                wanted = [ids] if isinstance(ids, str) else list(ids)
+                wanted = self.primary.engine_ids(ids, namespace)
                 self._each(lambda d: d.delete(wanted, gen))
             else:
-                node = self._parse_filter(filter)
+                node = self.primary.scoped_filter(filter, namespace)[1]
                 assert node is not None  # the primary refused an empty filter
                 self._each(lambda d: d.delete_where(node, gen))
         return int(removed)
 
-    def clear(self) -> None:
-        """Remove every document everywhere (dimensions stay)."""
+    def clear(self, *, namespace: Namespace = None) -> None:
+        """Remove every document of ``namespace`` everywhere (``ALL_NAMESPACES``, or a collection without
+        namespaces: every document; dimensions stay)."""
+        scope = self.primary.scoped_filter(None, namespace)
+        if scope[0] is not None:
+            node = scope[1]
+            assert node is not None
+            with self._writing() as gen:
+                self._primary_write(lambda: self.primary.clear(namespace=namespace))
+                self._each(lambda d: d.delete_where(node, gen))
+            return
         with self._writing() as gen:
-            self._primary_write(self.primary.clear)
+            self._primary_write(lambda: self.primary.clear(namespace=ALL_NAMESPACES))
             self._each(lambda d: d.clear(gen))
             if self._is_native() and self.primary.dim is not None:
                 self.primary.build_lexical()  # engines that clear by re-creating the collection lose the leg
@@ -1065,8 +1122,17 @@ def open_collection(
         where = folder_of(primary.options, folder)
         if primary.options.lexical and not primary.lexical_native:  # a native leg is the primary's own
             derived.append(open_lexical(primary, folder_of(primary.options)))
+        tenants = primary.options.namespaces
         for name, (route_embedder, spec) in (routes or {}).items():
-            store = store_of(spec)
+            # a route keeps the primary's engine ids: namespaced with it
+            store = store_of({**spec, "namespaces": True} if tenants and isinstance(spec, Mapping) else spec)
+            if tenants and not store.options.namespaces:
+                if store.dim is not None:
+                    raise ConfigError(
+                        f"route {name!r}: its index was made without namespaces, the collection keeps them: "
+                        "drop the route's index (it is rebuilt from the collection)"
+                    )
+                store.options.namespaces = True
             if store.dim is not None and store.dim != route_embedder.dim:
                 raise ConfigError(
                     f"route {name!r}: its index holds dimension {store.dim}, its embedder gives {route_embedder.dim}"

@@ -205,6 +205,15 @@ class _Base:
         yield from _opener(store_config)
 
     @pytest.fixture
+    def lexical_config(self, store_config: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+        config = {**store_config, "lexical": True}
+        cls, opts = resolve_store(config)
+        native = cls.native_lexical is not None and opts.lexical_leg != "sidecar"
+        if opts.remote and not native:  # a server store's sidecar index lives in a local folder
+            config["lexical_path"] = str(tmp_path_factory.mktemp("lexical"))
+        return config
+
+    @pytest.fixture
     def store(self, make_store: Callable[[], VectorStore]) -> VectorStore:
         return make_store()
 
@@ -1015,15 +1024,6 @@ class LexicalTests(_Base):
     an index missing or left mid-write rebuilt on open."""
 
     @pytest.fixture
-    def lexical_config(self, store_config: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-        config = {**store_config, "lexical": True}
-        cls, opts = resolve_store(config)
-        native = cls.native_lexical is not None and opts.lexical_leg != "sidecar"
-        if opts.remote and not native:  # a server store's sidecar index lives in a local folder
-            config["lexical_path"] = str(tmp_path_factory.mktemp("lexical"))
-        return config
-
-    @pytest.fixture
     def make_lexical(self, lexical_config: dict[str, Any]) -> Iterator[Callable[..., Collection]]:
         yield from _collection_opener(lexical_config)
 
@@ -1753,6 +1753,267 @@ class ScanTests(_Base):
         assert have == want
 
 
+#: namespace names every store must refuse: quotes, NUL and control characters, spaces, paths, the separator
+#: of engine ids, 10 KB, the empty name and what looks like "every namespace"
+HOSTILE_NAMESPACES = [
+    "",
+    " ",
+    "a b",
+    "it's",
+    'say "hi"',
+    "nul\x00byte",
+    "sep\x1fid",
+    "tab\tname",
+    "../etc",
+    "a/b",
+    "*",
+    "%",
+    "x" * 10_240,
+    "x" * 65,
+    "'); DROP TABLE docs; --",
+    "ns\u200b",
+]
+#: namespace names every store must keep and give back exactly (letters of any script, digits, _ . @ : + = -)
+ROUND_TRIP_NAMESPACES = ["租户一", "tenant-é", "acme.corp@eu:1", "A+B=c", "x" * 64, "0", "_"]
+
+
+class NamespaceTests(_Base):
+    """Tenants (``namespaces: true``): two namespaces of one collection never read, count, change or delete
+    each other's documents, whatever the ids, filters and operations (``ragstore.query.namespaces``)."""
+
+    @pytest.fixture
+    def make_tenants(self, store_config: dict[str, Any]) -> Iterator[Callable[[], VectorStore]]:
+        yield from _opener({**store_config, "namespaces": True})
+
+    @pytest.fixture
+    def tenants(self, make_tenants: Callable[[], VectorStore]) -> VectorStore:
+        return make_tenants()
+
+    @staticmethod
+    def _variant(docs: list[Document], tag: str, seed: int) -> list[Document]:
+        """The same ids, other texts, metadata and vectors: what another tenant keeps under them."""
+        rng = np.random.default_rng(seed)
+        return [
+            Document(
+                id=d.id,
+                text=f"{tag} {d.text}",
+                metadata={**d.metadata, "owner": tag},
+                vector=rng.normal(size=len(np.asarray(d.vector))),
+            )
+            for d in docs
+        ]
+
+    def test_same_ids_in_two_namespaces_are_two_documents(self, tenants: VectorStore, docs: list[Document]) -> None:
+        a, b = self._variant(docs[:20], "A", 1), self._variant(docs[:20], "B", 2)
+        assert tenants.upsert(a, namespace="a") == [d.id for d in a]
+        tenants.upsert(b, namespace="b")
+        assert tenants.count(namespace="a") == tenants.count(namespace="b") == 20
+        assert tenants.count() == 0  # the default namespace is a namespace like the others
+        assert tenants.namespaces() == {"a": 20, "b": 20}
+        for ns, want in (("a", a), ("b", b)):
+            got = {d.id: d for d in tenants.get([d.id for d in want], namespace=ns)}
+            assert {i: (d.text, d.metadata) for i, d in got.items()} == {d.id: (d.text, d.metadata) for d in want}
+            for query in (a[0].vector, b[0].vector):
+                hits = tenants.search(query, 20, namespace=ns)
+                assert {h.metadata["owner"] for h in hits} == {ns.upper()} and len(hits) == 20
+                assert all(h.text.startswith(ns.upper() + " ") for h in hits)
+            assert {d.metadata["owner"] for d in tenants.get(filter={"owner": {"$ne": "zz"}}, namespace=ns)} == {
+                ns.upper()
+            }
+        assert tenants.delete([d.id for d in a[:5]], namespace="a") == 5
+        assert tenants.count(namespace="a") == 15 and tenants.count(namespace="b") == 20
+        assert tenants.delete(filter={"owner": "A"}, namespace="b") == 0  # B's filter never reaches A
+        assert tenants.delete(filter={"owner": "B"}, namespace="b") == 20
+        assert tenants.count(namespace="a") == 15 and tenants.namespaces() == {"a": 15}
+        tenants.upsert(b, namespace="b")
+        tenants.clear(namespace="a")
+        assert tenants.count(namespace="a") == 0 and tenants.count(namespace="b") == 20
+        scanned = [d for page in tenants.scan(batch_size=7, namespace="b") for d in page.documents]
+        assert sorted(d.id for d in scanned) == sorted(d.id for d in b)
+        assert all(d.metadata["owner"] == "B" for d in scanned)
+
+    def test_a_filter_naming_the_namespace_field_is_refused(self, tenants: VectorStore, docs: list[Document]) -> None:
+        tenants.upsert(self._variant(docs[:5], "A", 1), namespace="a")
+        tenants.upsert(self._variant(docs[:5], "B", 2), namespace="b")
+        for bypass in (
+            {"__ns": "b"},
+            {"__ns": {"$ne": "a"}},
+            {"__ns": {"$in": ["a", "b"]}},
+            {"$or": [{"owner": "A"}, {"__ns": "b"}]},
+            {"$not": {"__ns": "a"}},
+            {"$and": [{"i": {"$gte": 0}}, {"$not": {"$or": [{"__ns": "a"}]}}]},
+        ):
+            calls = [
+                lambda b=bypass: tenants.search(docs[0].vector, 5, b, namespace="a"),
+                lambda b=bypass: tenants.count(b, namespace="a"),
+                lambda b=bypass: tenants.get(filter=b, namespace="a"),
+                lambda b=bypass: tenants.delete(filter=b, namespace="a"),
+                lambda b=bypass: tenants.explain(b, namespace="a"),
+            ]
+            for call in calls:
+                with pytest.raises(ValidationError, match="__ns"):
+                    call()
+        bad = Document(id="x", text="t", metadata={"__ns": "b"}, vector=docs[0].vector)
+        with pytest.raises(ValidationError, match="__ns"):
+            tenants.upsert([bad], namespace="a")
+        assert tenants.namespaces() == {"a": 5, "b": 5}
+
+    def test_hostile_namespace_names_are_refused(self, tenants: VectorStore, docs: list[Document]) -> None:
+        tenants.upsert(docs[:3], namespace="a")
+        for name in HOSTILE_NAMESPACES:
+            for call in (
+                lambda n=name: tenants.upsert(docs[:3], namespace=n),
+                lambda n=name: tenants.search(docs[0].vector, 3, namespace=n),
+                lambda n=name: tenants.count(namespace=n),
+                lambda n=name: tenants.get([docs[0].id], namespace=n),
+                lambda n=name: tenants.delete([docs[0].id], namespace=n),
+                lambda n=name: tenants.clear(namespace=n),
+            ):
+                with pytest.raises(ValidationError, match="namespace"):
+                    call()
+        assert tenants.namespaces() == {"a": 3}
+
+    def test_unusual_namespace_names_round_trip(self, tenants: VectorStore, docs: list[Document]) -> None:
+        for n, name in enumerate(ROUND_TRIP_NAMESPACES):
+            tenants.upsert(self._variant(docs[:2], f"T{n}", n), namespace=name)
+        assert tenants.namespaces() == dict.fromkeys(ROUND_TRIP_NAMESPACES, 2)
+        for n, name in enumerate(ROUND_TRIP_NAMESPACES):
+            hits = tenants.search(docs[0].vector, 5, namespace=name)
+            assert {h.metadata["owner"] for h in hits} == {f"T{n}"} and len(hits) == 2
+
+    def test_random_operations_never_cross_namespaces(self, make_tenants: Callable[[], VectorStore]) -> None:
+        """Hypothesis-generated upserts (ids colliding across the two namespaces), deletes by id and by random
+        filter, and clears, checked after every sequence against a plain-Python model of each namespace:
+        counts, reads, scans, searches with random filters, and what ``namespaces()`` reports."""
+        from hypothesis import HealthCheck, given, settings
+        from hypothesis import strategies as st
+
+        from .strategies import filters
+
+        store = make_tenants()
+        pool = make_docs(12)
+        exact = store.capabilities.exact
+        op = st.one_of(
+            st.tuples(st.just("upsert"), st.lists(st.integers(0, 11), min_size=1, max_size=6, unique=True)),
+            st.tuples(st.just("delete"), st.lists(st.integers(0, 11), min_size=1, max_size=4, unique=True)),
+            st.tuples(st.just("delete_where"), filters(4)),
+            st.tuples(st.just("clear"), st.none()),
+        )
+        runs = iter(range(10**6))
+
+        @settings(
+            max_examples=max(10, self.hypothesis_examples // 2), deadline=None, suppress_health_check=list(HealthCheck)
+        )
+        @given(st.lists(st.tuples(st.sampled_from([0, 1]), op), min_size=1, max_size=6), filters(4))
+        def check(ops: list[tuple[int, tuple[str, Any]]], probe: dict[str, Any]) -> None:
+            run = next(runs)
+            names = (f"p{run}", f"q{run}")  # fresh tenants per example: the earlier ones stay beside them
+            model: list[dict[str, Document]] = [{}, {}]
+            for step, (side, (kind, arg)) in enumerate(ops):
+                ns, mine = names[side], model[side]
+                if kind == "upsert":
+                    batch = self._variant([pool[i] for i in arg], f"{ns}.{step}", run * 100 + step)
+                    store.upsert(batch, namespace=ns)
+                    mine.update({d.id: d for d in batch})
+                elif kind == "delete":
+                    ids = [pool[i].id for i in arg]
+                    assert store.delete(ids, namespace=ns) == sum(i in mine for i in ids)
+                    for i in ids:
+                        mine.pop(i, None)
+                elif kind == "delete_where":
+                    node = parse_filter(arg)
+                    gone = [i for i, d in mine.items() if matches(node, d.metadata)]
+                    assert store.delete(filter=arg, namespace=ns) == len(gone)
+                    for i in gone:
+                        mine.pop(i)
+                else:
+                    store.clear(namespace=ns)
+                    mine.clear()
+            seen = store.namespaces()
+            for ns, mine in zip(names, model, strict=True):
+                assert seen.get(ns, 0) == len(mine)
+                assert store.count(namespace=ns) == len(mine)
+                got = store.get([*mine, "never-written"], namespace=ns)
+                assert {d.id: (d.text, d.metadata) for d in got} == {i: (d.text, d.metadata) for i, d in mine.items()}
+                scanned = [d.id for page in store.scan(batch_size=5, namespace=ns) for d in page.documents]
+                assert sorted(scanned) == sorted(mine)
+                node = parse_filter(probe)
+                matching = {i: d for i, d in mine.items() if matches(node, d.metadata)}
+                assert store.count(probe, namespace=ns) == len(matching)
+                query = pool[run % len(pool)].vector
+                hits = store.search(query, 5, probe, namespace=ns)
+                assert {h.id for h in hits} <= set(matching)
+                assert all(h.text == matching[h.id].text for h in hits)
+                if exact:
+                    scores = oracle_scores(list(matching.values()), query)
+                    want = sorted(scores, key=lambda i: (-round(scores[i], 5), i))[:5]
+                    assert sorted(h.id for h in hits) == sorted(want) or _tied(hits, scores)
+
+        check()
+
+    def test_threads_writing_their_own_namespaces_never_mix(self, tenants: VectorStore, docs: list[Document]) -> None:
+        """Four threads, each its own tenant, writing and deleting the same ids at once."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def tenant(n: int) -> None:
+            mine = self._variant(docs[:15], f"T{n}", n)
+            for start in range(0, 15, 5):
+                tenants.upsert(mine[start : start + 5], namespace=f"t{n}")
+            tenants.delete([d.id for d in mine[:n]], namespace=f"t{n}")
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(tenant, range(4)))
+        assert tenants.namespaces() == {f"t{n}": 15 - n for n in range(4)}
+        for n in range(4):
+            got = tenants.get(filter={"owner": {"$ne": ""}}, namespace=f"t{n}")
+            assert {d.metadata["owner"] for d in got} == {f"T{n}"} and len(got) == 15 - n
+
+    def test_collection_legs_stay_in_their_namespace(self, lexical_config: dict[str, Any]) -> None:
+        """The lexical leg (sidecar or native) and hybrid search answer from the caller's namespace only."""
+        for coll in _collection_opener({**lexical_config, "namespaces": True}):
+            c = coll()
+            docs = lexical_docs()
+            c.upsert(self._variant(docs, "A", 1), namespace="a")
+            c.upsert(self._variant(docs, "B", 2), namespace="b")
+            c.require_lexical()
+            for ns in ("a", "b"):
+                for query in QUERIES[:4]:
+                    hits = c.search_lexical(query, 10, namespace=ns)
+                    assert hits and {h.metadata["owner"] for h in hits} == {ns.upper()}
+            c.delete(filter={"owner": "B"}, namespace="b")
+            assert c.search_lexical(QUERIES[0], 10, namespace="b") == []
+            assert c.search_lexical(QUERIES[0], 10, namespace="a")
+            c.clear(namespace="a")
+            assert c.search_lexical(QUERIES[0], 10, namespace="a") == []
+            assert c.namespaces() == {}
+
+    def test_a_collection_made_with_namespaces_is_reopened_with_them(
+        self, make_tenants: Callable[[], VectorStore], store_config: dict[str, Any], docs: list[Document]
+    ) -> None:
+        first = make_tenants()
+        if not first.capabilities.persistent:
+            pytest.skip(f"{first.name} with this config keeps nothing after close")
+        first.upsert(self._variant(docs[:4], "A", 1), namespace="a")
+        first.close()
+        for make in _opener(store_config):  # a config that does not say namespaces: the collection does
+            again = make()
+            assert again.options.namespaces and again.count() == 0 and again.count(namespace="a") == 4
+            assert {h.metadata["owner"] for h in again.search(docs[0].vector, 4, namespace="a")} == {"A"}
+
+    def test_namespaces_need_a_collection_made_with_them(self, store: VectorStore, docs: list[Document]) -> None:
+        store.upsert(docs[:3])
+        with pytest.raises(UnsupportedFeatureError, match="namespaces"):
+            store.upsert(docs[:3], namespace="a")
+        with pytest.raises(UnsupportedFeatureError, match="namespaces"):
+            store.search(docs[0].vector, 3, namespace="a")
+        assert store.count(namespace="default") == 3 and store.namespaces() == {"default": 3}
+
+
+def _tied(hits: list[Hit], scores: dict[str, float]) -> bool:
+    """The k-th place is a tie (float32 engines may pick either of two equal scores)."""
+    return len(hits) > 0 and any(abs(scores[h.id] - hits[-1].score) < 1e-5 for h in hits[:-1])
+
+
 #: the seeded documents' fields declared with their types (``num_or_str`` holds two kinds: never declarable)
 INDEXED = {"tag": "keyword", "i": "integer", "x": "float", "flag": "bool", "opt": "keyword"}
 
@@ -1895,5 +2156,6 @@ class VectorStoreConformance(
     CollectionTests,
     ScanTests,
     IndexedFieldTests,
+    NamespaceTests,
 ):
     """All conformance tests; subclass and override ``store_config``."""

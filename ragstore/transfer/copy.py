@@ -29,6 +29,7 @@ import numpy as np
 
 from ..embedders.base import Embedder
 from ..errors import DimensionMismatchError, EmbedderMismatchError, TransferError
+from ..query.namespaces import ALL_NAMESPACES, Namespace
 from ..stores.base import SCAN_END, VectorStore
 from ..stores.collection import PRIMARY, Collection
 from ..types import Document, Hit
@@ -130,21 +131,27 @@ def copy_collection(
     progress: bool = True,
     verify: bool = False,
     queries: int = 20,
+    into: Namespace = ALL_NAMESPACES,
 ) -> CopyReport:
-    """Copy every document of ``source`` into ``destination`` (see the module docstring for the guarantees).
+    """Copy every document of ``source`` into ``destination`` (see the module docstring for the guarantees):
+    each into its own namespace (``into`` left out: a source read whole keeps its namespaces), or all into
+    ``into``.
 
     Refused before anything is written: another embedder than the source's (unless ``reembed``), another
-    dimension, a metric whose scores would mean something else, and a destination that holds other data
-    (unless ``append``)."""
+    dimension, a metric whose scores would mean something else, a source with namespaces copied whole into
+    a destination without them, and a destination that holds other data (unless ``append``)."""
     from tqdm.auto import tqdm
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise TransferError(f"batch_size must be a positive integer, got {batch_size!r}")
+    picked = source.namespace
+    if into is ALL_NAMESPACES and isinstance(picked, str):
+        into = picked  # one namespace read: written into the namespace of the same name
     primary = destination.primary
     report = CopyReport(source.label, f"{primary.name} {primary.location().split('|', 1)[-1]}")
     report.reembedded = reembed is not None
     dest_manifest = primary.read_manifest() if primary.dim is not None else None
-    cursor = _plan(source, destination, dest_manifest, reembed=reembed, append=append, report=report)
+    cursor = _plan(source, destination, dest_manifest, reembed=reembed, append=append, report=report, into=into)
     check_metric = reembed is None and source.metric != destination.metric
     before = source.state()
     total = source.count()
@@ -177,7 +184,8 @@ def copy_collection(
                 if reembed is not None:
                     matrix = reembed.embed_documents([d.text for d in docs])
                     docs = [Document(d.text, d.id, d.metadata, matrix[r]) for r, d in enumerate(docs)]
-                destination.upsert(docs, batch_size=min(batch_size, destination.batch_size or batch_size))
+                step = min(batch_size, destination.batch_size or batch_size)
+                destination.upsert(docs, batch_size=step, namespace=into)
             report.copied += len(docs)
             report.pages += 1
             bar.update(len(docs))
@@ -198,7 +206,9 @@ def copy_collection(
             "are not in the destination; run the copy again to bring it level"
         )
     if verify:
-        report.verify = verify_copy(source, destination, queries=queries, reembedded=reembed is not None)
+        report.verify = verify_copy(
+            source, destination, queries=queries, reembedded=reembed is not None, namespace=into
+        )
     return report
 
 
@@ -210,11 +220,19 @@ def _plan(
     reembed: Embedder | None,
     append: bool,
     report: CopyReport,
+    into: Namespace = ALL_NAMESPACES,
 ) -> str | None:
     """Every check that can refuse the copy, before anything is written; returns where to start."""
     primary = destination.primary
     if source.dim is None:
         raise TransferError(f"{source.label} holds no documents: nothing to copy")
+    primary.scoped_filter(None, into)  # a bad namespace, or one the destination cannot keep
+    whole = into is ALL_NAMESPACES and source.namespace is ALL_NAMESPACES
+    if whole and source.namespaced and not primary.options.namespaces:
+        raise TransferError(
+            f"{source.label} keeps namespaces: copy it into a collection made with namespaces: true, or copy one "
+            "namespace (--namespace NAME)"
+        )
     if reembed is not None:
         if destination.embedder is None:
             raise TransferError("--reembed needs a destination config that names its embedder")
@@ -249,7 +267,7 @@ def _plan(
         raise DimensionMismatchError(primary.dim, dim, f"{source.label}'s vectors", "copy into another collection")
     if destination.chunking is None and source.chunking() is not None:
         destination.chunking = source.chunking()
-    there = primary.count() if primary.dim is not None else 0
+    there = primary.count(namespace=into) if primary.dim is not None else 0
     mark = (manifest or {}).get(CHECKPOINT) or {}
     same = mark.get("source") == source.location and bool(mark.get("reembed")) == (reembed is not None)
     if there and not same and not append:
@@ -285,11 +303,14 @@ def verify_copy(
     tolerance: float = 1e-5,
     batch_size: int = 1000,
     reembedded: bool = False,
+    namespace: Namespace = ALL_NAMESPACES,
 ) -> VerifyReport:
     """Counts, a content hash per id, the vectors, and the top-``k`` of ``queries`` sampled source vectors on
-    both sides (ids, and scores to ``tolerance`` where both indexes are exact)."""
+    both sides (ids, and scores to ``tolerance`` where both indexes are exact), in the destination's
+    ``namespace`` (default: the whole collection)."""
     store = destination if isinstance(destination, VectorStore) else destination.primary
-    out = VerifyReport(source_count=source.count(), destination_count=store.count())
+    ns = namespace
+    out = VerifyReport(source_count=source.count(), destination_count=store.count(namespace=ns))
     if out.source_count != out.destination_count:
         out.problems.append(f"counts differ: source {out.source_count}, destination {out.destination_count}")
     rng = random.Random(seed)
@@ -297,7 +318,7 @@ def verify_copy(
     seen = 0
     same_metric = source.metric == store.metric
     for docs in _documents_by_page(source, batch_size):
-        there = {d.id: d for d in store.get([d.id for d in docs])}
+        there = {d.id: d for d in store.get([d.id for d in docs], namespace=ns)}
         for doc in docs:
             seen += 1
             if len(sample) < queries:
@@ -337,7 +358,7 @@ def verify_copy(
     out.exact = source.exact and store.capabilities.exact
     overlaps: list[float] = []
     for vec in sample:
-        theirs, ours = source.search(vec, k), store.search(vec, k)
+        theirs, ours = source.search(vec, k), store.search(vec, k, namespace=ns)
         out.queries += 1
         overlaps.append(_overlap(theirs, ours, tolerance, scores=same_metric))
         same, worst = _same_top(theirs, ours, tolerance, scores=same_metric)

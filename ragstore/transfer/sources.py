@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ValidationError
+from ..query.namespaces import ALL_NAMESPACES, Namespace
 from ..stores.base import ScanPage, VectorStore
 from ..types import Document, Hit, Metadata, validate_key, validate_metadata
 
@@ -41,6 +42,16 @@ class Source(ABC):
         indexes = (self.manifest or {}).get("indexes") or {}
         found = (indexes.get("primary") or {}).get("embedder")
         return found if isinstance(found, dict) else None
+
+    @property
+    def namespaced(self) -> bool:
+        """The source keeps namespaces (read whole, its ids carry them): its manifest says so."""
+        return bool((self.manifest or {}).get("namespaces"))
+
+    @property
+    def namespace(self) -> Namespace:
+        """The one namespace read (``ALL_NAMESPACES``: the whole source, as it keeps it)."""
+        return ALL_NAMESPACES
 
     def chunking(self) -> dict[str, Any] | None:
         found = (self.manifest or {}).get("chunking")
@@ -74,27 +85,38 @@ class StoreSource(Source):
 
     kind = "ragstore"
 
-    def __init__(self, store: VectorStore, *, owned: bool = True) -> None:
+    def __init__(self, store: VectorStore, *, owned: bool = True, namespace: Namespace = ALL_NAMESPACES) -> None:
+        """``namespace``: the one read (default: every one, as the engine keeps them)."""
         super().__init__()
         self.store, self.owned = store, owned
-        self.location = store.location()
-        self.label = f"{store.name} {_where(store)}"
+        self._namespace: Namespace = namespace
+        store.scoped_filter(None, namespace)  # an unknown or bad namespace is refused here
+        self.location = store.location() + ("" if namespace is ALL_NAMESPACES else f"|ns={namespace}")
+        self.label = f"{store.name} {_where(store)}" + ("" if namespace is ALL_NAMESPACES else f" [{namespace}]")
         self.dim, self.metric = store.dim, store.metric
         self.exact = store.capabilities.exact
         self.manifest = store.read_manifest() if store.dim is not None else None
 
+    @property
+    def namespaced(self) -> bool:
+        return self.store.options.namespaces
+
+    @property
+    def namespace(self) -> Namespace:
+        return self._namespace
+
     def count(self) -> int:
-        return self.store.count()
+        return self.store.count(namespace=self.namespace)
 
     def scan(self, batch_size: int, cursor: str | None = None) -> Iterator[ScanPage]:
-        return self.store.scan(batch_size, cursor)
+        return self.store.scan(batch_size, cursor, namespace=self.namespace)
 
     def search(self, vector: np.ndarray, k: int) -> list[Hit]:
-        return self.store.search(vector, k)
+        return self.store.search(vector, k, namespace=self.namespace)
 
     def state(self) -> str:
         manifest = self.store.read_manifest() if self.store.dim is not None else None
-        return json.dumps([self.store.count(), (manifest or {}).get("generation")])
+        return json.dumps([self.count(), (manifest or {}).get("generation")])
 
     def close(self) -> None:
         if self.owned:
