@@ -196,14 +196,16 @@ class ChromaStore(VectorStore):
         if not self.options.namespaces:
             return [self.col]
         prefix = f"{self.options.collection[:400]}-ns-"
+        known = {col.name: col for col in self._spaces.values()}
         out = [self.col]
         for entry in self.client.list_collections():
             name = entry.name if hasattr(entry, "name") else str(entry)
-            if name.startswith(prefix):
-                col = self.client.get_collection(name, embedding_function=None)
-                if (col.metadata or {}).get("rs_of") == self.options.collection:
-                    self._spaces[str(col.metadata["rs_ns"])] = col
-                    out.append(col)
+            if not name.startswith(prefix):
+                continue
+            col = known.get(name) or self.client.get_collection(name, embedding_function=None)
+            if (col.metadata or {}).get("rs_of") == self.options.collection:
+                self._spaces[str(col.metadata["rs_ns"])] = col
+                out.append(col)
         return out
 
     def _targets(self, node: Node | None) -> list[tuple[Any, Node | None]]:

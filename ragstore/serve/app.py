@@ -222,9 +222,9 @@ def api_keys(settings: ServeConfig) -> list[Grant]:
     return grants(settings)
 
 
-def allowed(request: Request, need: str, asked: str | None) -> str | None:
-    """The namespace a request works in, once its key may ``need`` (read, write, admin) there: the one it
-    names, else the key's only one. Anything else is 403 in OpenAI's error shape, before any read or write."""
+def scoped(request: Request, need: str) -> Grant:
+    """The request's key, once it may ``need`` (read, write, admin); else 403 in OpenAI's error shape. Routes
+    that touch no namespace's documents (models, info, metrics) ask only this."""
     grant: Grant | None = request.scope.get("state", {}).get("grant")
     if grant is None:  # pragma: no cover - the guard answered 401 already
         raise ApiError(401, "missing or wrong API key", "authentication_error")
@@ -235,6 +235,13 @@ def allowed(request: Request, need: str, asked: str | None) -> str | None:
             "permission_error",
             code="forbidden",
         )
+    return grant
+
+
+def allowed(request: Request, need: str, asked: str | None) -> str | None:
+    """The namespace a request works in, once its key may ``need`` there: the one it names, else the key's
+    only one. Anything else is 403 (400 for a key with several and none named), before any read or write."""
+    grant = scoped(request, need)
     if grant.namespaces is None:
         return asked
     if asked is None:
@@ -494,12 +501,12 @@ def create_app(config: RagstoreConfig, *, host: str = "127.0.0.1", pipeline: Rag
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
         """OpenAI's model list (the ``openai`` client's ``models.list()``): the one model this server embeds with."""
-        allowed(request, "read", None if _one_or_all(request) else _first(request))
+        scoped(request, "read")
         return {"object": "list", "data": [_model_card(current())]}
 
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str, request: Request) -> dict[str, Any]:
-        allowed(request, "read", None if _one_or_all(request) else _first(request))
+        scoped(request, "read")
         rs = current()
         if not _known_model(rs, model_id) or not model_id:
             raise ApiError(
@@ -513,7 +520,7 @@ def create_app(config: RagstoreConfig, *, host: str = "127.0.0.1", pipeline: Rag
     @app.get("/v1/info")
     async def info(request: Request) -> dict[str, Any]:
         """Every namespace's counts: an admin key's."""
-        allowed(request, "admin", None if _one_or_all(request) else _first(request))
+        scoped(request, "admin")
         rs = current()
         out = await run_in_threadpool(rs.info)
         out.pop("config", None)  # a file path of the server's machine
@@ -537,7 +544,7 @@ def create_app(config: RagstoreConfig, *, host: str = "127.0.0.1", pipeline: Rag
 
     @app.get("/metrics")
     async def prometheus(request: Request) -> PlainTextResponse:
-        allowed(request, "admin", None if _one_or_all(request) else _first(request))
+        scoped(request, "admin")
         if state.get("batcher") is not None:
             metrics.queue_depth.set(state["batcher"].waiting)
         body, content_type = metrics.render()
@@ -552,18 +559,6 @@ def _grant(scope: Scope, keys: list[Grant]) -> Grant | None:
     if scheme.lower() != "bearer" or not token:
         return None
     return find(keys, token.strip())
-
-
-def _one_or_all(request: Request) -> bool:
-    """The key opens every namespace or exactly one (routes that name none need no choice)."""
-    grant: Grant | None = request.scope.get("state", {}).get("grant")
-    return grant is None or grant.namespaces is None or len(grant.namespaces) == 1
-
-
-def _first(request: Request) -> str:
-    grant: Grant = request.scope["state"]["grant"]
-    assert grant.namespaces is not None
-    return sorted(grant.namespaces)[0]
 
 
 def model_name(rs: Ragstore) -> str:

@@ -747,9 +747,8 @@ class Collection:
     def clear(self, *, namespace: Namespace = None) -> None:
         """Remove every document of ``namespace`` everywhere (``ALL_NAMESPACES``, or a collection without
         namespaces: every document; dimensions stay)."""
-        scope = self.primary.scoped_filter(None, namespace)
-        if scope[0] is not None:
-            node = scope[1]
+        space, node = self.primary.scoped_filter(None, namespace)
+        if space is not None:
             assert node is not None
             with self._writing() as gen:
                 self._primary_write(lambda: self.primary.clear(namespace=namespace))
